@@ -1,0 +1,59 @@
+"""Variance and norm of a flattened gradient without ever flattening it.
+
+One pass per tensor, in chunks cast to float64, combined with Chan's parallel formula, so the
+extra memory is one chunk (CHUNK elements), never a copy of size P. The result stays on the
+device as 0-d tensors; the caller decides when to sync.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import torch
+
+CHUNK = 1 << 18  # elements cast to float64 at a time: 2 MiB per scratch chunk
+
+
+@dataclass
+class GradStats:
+    count: int             # number of gradient components P
+    mean: torch.Tensor     # float64, 0-d
+    m2: torch.Tensor       # float64, 0-d: sum of squared deviations from the mean
+    sumsq: torch.Tensor    # float64, 0-d: squared L2 norm
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """Population variance (1/P normalisation), SPEC §1 σ²."""
+        return self.m2 / self.count
+
+    @property
+    def norm(self) -> torch.Tensor:
+        return self.sumsq.sqrt()
+
+
+def grad_stats(grads: Iterable[Optional[torch.Tensor]]) -> GradStats:
+    """σ² and ‖∇‖ of the concatenation of `grads`; None entries (frozen parameters) are skipped."""
+    count, mean, m2, sumsq = 0, None, None, None
+    for grad in grads:
+        if grad is None:
+            continue
+        flat = grad.detach().reshape(-1)
+        for start in range(0, flat.numel(), CHUNK):
+            chunk = flat[start:start + CHUNK].to(torch.float64)
+            n = chunk.numel()
+            chunk_mean = chunk.mean()
+            centred = chunk - chunk_mean
+            chunk_m2 = centred.dot(centred)
+            chunk_sumsq = chunk.dot(chunk)
+            if mean is None:
+                count, mean, m2, sumsq = n, chunk_mean, chunk_m2, chunk_sumsq
+                continue
+            total = count + n
+            delta = chunk_mean - mean
+            mean = mean + delta * (n / total)
+            m2 = m2 + chunk_m2 + delta * delta * (count * n / total)
+            sumsq = sumsq + chunk_sumsq
+            count = total
+    if mean is None:
+        raise ValueError("grads holds no tensor: pass the .grad of at least one parameter")
+    return GradStats(count, mean, m2, sumsq)

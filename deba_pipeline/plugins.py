@@ -1,0 +1,105 @@
+"""The one PluginManager. Built-ins arrive through this package's own `deba` entry points, exactly
+like a third-party package's; project files are loaded by path. `registry(kind)` says what exists
+and where it came from."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+
+KINDS = {"signal": "register_signals", "rule": "register_rules", "policy": "register_policies"}
+PLURAL = {"signal": "signals", "rule": "rules", "policy": "policies"}
+BUILTIN_MODULES = ("deba_pipeline.signals", "deba_pipeline.rules", "deba_pipeline.policies")
+
+pm = pluggy.PluginManager("deba")
+pm.add_hookspecs(hookspecs)
+_loaded = False
+
+
+def _ensure_loaded() -> None:
+    """Load installed plugins once, on first use, so a broken one is reported, not a crash."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    try:
+        pm.load_setuptools_entrypoints("deba")
+    except Exception as exc:
+        raise PluginError(f"an installed `deba` plugin failed to load: {type(exc).__name__}: "
+                          f"{exc}. Uninstall or fix it (`pip list` shows what is installed).") from exc
+    for module_name in BUILTIN_MODULES:  # a source tree without installed metadata
+        module = importlib.import_module(module_name)
+        if not pm.is_registered(module):
+            pm.register(module, name=module_name)
+
+
+def load_plugin_file(path) -> str:
+    """Import a project-local plugin file (e.g. plugins/grad_cosine.py) and register it once."""
+    _ensure_loaded()
+    path = Path(path).resolve()
+    name = f"file:{path}"
+    if pm.get_plugin(name) is not None:
+        return name
+    if not path.is_file():
+        raise PluginError(f"plugin file {str(path)!r} does not exist: fix the path in `plugins`.")
+    spec = importlib.util.spec_from_file_location(f"deba_plugin_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise PluginError(f"plugin file {str(path)!r} failed to import: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    pm.register(module, name=name)
+    return name
+
+
+def source_of(plugin_name: str) -> str:
+    plugin = pm.get_plugin(plugin_name)
+    for registered, dist in pm.list_plugin_distinfo():
+        if registered is plugin:
+            kind = "built-in" if dist.project_name == "deba-pipeline" else "package"
+            return f"{kind} ({dist.project_name} {dist.version})"
+    if plugin_name.startswith("file:"):
+        return f"file {plugin_name[5:]}"
+    return "built-in" if plugin_name in BUILTIN_MODULES else f"in-process ({plugin_name})"
+
+
+def registry(kind: str) -> dict:
+    """{name: (class, source)} of every registered plugin class of `kind`."""
+    _ensure_loaded()
+    found: dict = {}
+    for impl in getattr(pm.hook, KINDS[kind]).get_hookimpls():
+        source = source_of(impl.plugin_name)
+
+        def register(cls, source=source):
+            name = getattr(cls, "name", None)
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"{kind} plugin from {source} registered {cls!r} without a "
+                                  f"`name` string attribute.")
+            if name in found:
+                raise PluginError(f"{kind} {name!r} is registered twice: by {found[name][1]} and "
+                                  f"by {source}. Rename one of them.")
+            found[name] = (cls, source)
+
+        try:
+            impl.function(register=register)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"plugin {impl.plugin_name!r} ({source}) raised while registering "
+                              f"{kind}s: {type(exc).__name__}: {exc}") from exc
+    return found
+
+
+def get(kind: str, name: str):
+    """The class registered as `name`, or an error listing what is available."""
+    found = registry(kind)
+    if name not in found:
+        raise PluginError(f"unknown {kind} {name!r}. Available {PLURAL[kind]}: "
+                          f"{', '.join(sorted(found)) or 'none'}. Install or load the plugin "
+                          f"that provides it (see `deba plugins`).")
+    return found[name][0]

@@ -1,0 +1,8 @@
+"""Built-in decision rules, registered through the `deba` entry point like any plugin."""
+from ..hookspecs import hookimpl
+from .deba import DebaRule
+
+
+@hookimpl
+def register_rules(register):
+    register(DebaRule)

@@ -1,0 +1,12 @@
+"""Built-in signals (SPEC §1), registered through the `deba` entry point like any plugin."""
+from ..hookspecs import hookimpl
+from .grad_norm_variation import GradNormVariation
+from .grad_variance import GradVariance
+from .loss_variation import LossVariation
+
+
+@hookimpl
+def register_signals(register):
+    register(GradVariance)
+    register(GradNormVariation)
+    register(LossVariation)

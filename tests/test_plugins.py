@@ -1,0 +1,185 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from deba_pipeline import DEBAScheduler, Policy, PluginError, Rule, Signal, hookimpl, plugins
+from deba_pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Constant(Signal):
+    name = "constant_seven"
+
+    def compute(self, obs):
+        return 7.0
+
+
+class RollbackWhenSeven(Rule):
+    name = "rollback_when_seven"
+    requires = ("constant_seven",)
+
+    def decide(self, signals, windows):
+        return "rollback" if signals["constant_seven"] == 7.0 else "hold"
+
+
+class Halve(Policy):
+    name = "halve"
+
+    def update(self, decision, batch_size):
+        return (max(self.min_batch, batch_size // 2), 0.5) if decision == "rollback" else batch_size
+
+
+class MyPlugin:
+    @hookimpl
+    def register_signals(self, register):
+        register(Constant)
+
+    @hookimpl
+    def register_rules(self, register):
+        register(RollbackWhenSeven)
+
+    @hookimpl
+    def register_policies(self, register):
+        register(Halve)
+
+
+def test_in_process_plugins_are_used_by_name(register_plugin, capsys):
+    register_plugin(MyPlugin(), "my-plugin")
+    sched = DEBAScheduler(signals=["constant_seven"], rule="rollback_when_seven",
+                          policy="halve", cooldown=0)
+    sched.step(1.0, [torch.ones(3)])
+    record = sched.step(1.0, [torch.ones(3)])
+    assert (record.decision, record.batch_size, record.lr_factor) == ("rollback", 32, 0.5)
+    assert record.signals == {"constant_seven": 7.0}
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    for name in ("constant_seven", "rollback_when_seven", "halve"):
+        assert f"{name}" in out and "in-process (my-plugin)" in out
+
+
+def test_unknown_name_lists_the_available_ones():
+    with pytest.raises(PluginError) as info:
+        DEBAScheduler(policy="exponential")
+    assert "unknown policy 'exponential'. Available policies: multiplicative" in str(info.value)
+
+
+def test_rule_requiring_a_missing_signal_is_refused(register_plugin):
+    register_plugin(MyPlugin(), "my-plugin")
+    with pytest.raises(Exception, match="includes \\['constant_seven'\\], which rule 'rollback_when_seven' reads"):
+        DEBAScheduler(rule="rollback_when_seven")
+
+
+def test_duplicate_name_names_both_sources(register_plugin):
+    class Clash(Signal):
+        name = "grad_variance"
+
+    class ClashPlugin:
+        @hookimpl
+        def register_signals(self, register):
+            register(Clash)
+
+    register_plugin(ClashPlugin(), "clash")
+    with pytest.raises(PluginError) as info:
+        plugins.get("signal", "grad_variance")
+    message = str(info.value)
+    assert "signal 'grad_variance' is registered twice" in message
+    assert "built-in (deba-pipeline" in message and "in-process (clash)" in message
+
+
+def test_plugin_that_raises_is_reported_with_its_name(register_plugin):
+    class Broken:
+        @hookimpl
+        def register_rules(self, register):
+            raise RuntimeError("boom")
+
+    register_plugin(Broken(), "broken-plugin")
+    with pytest.raises(PluginError, match="plugin 'broken-plugin' .* raised while registering rules: RuntimeError: boom"):
+        plugins.registry("rule")
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (float("nan"), "returned nan at epoch 1"),
+    ("high", "returned 'high' (str) at epoch 1"),
+])
+def test_signal_returning_garbage_is_named(register_plugin, value, fragment):
+    class Garbage(Signal):
+        name = "garbage"
+
+        def compute(self, obs):
+            return value
+
+    class Reg:
+        @hookimpl
+        def register_signals(self, register):
+            register(Garbage)
+
+    register_plugin(Reg(), "garbage-plugin")
+    sched = DEBAScheduler(signals=["grad_variance", "grad_norm_variation", "loss_variation",
+                                   "garbage"])
+    with pytest.raises(PluginError, match=f"signal 'garbage' {fragment}".replace("(", r"\(").replace(")", r"\)")):
+        sched.step(1.0, [torch.ones(2)])
+
+
+def test_example_grad_cosine_plugin_file():
+    plugins.load_plugin_file(ROOT / "plugins" / "grad_cosine.py")
+    sched = DEBAScheduler(signals=["grad_variance", "grad_norm_variation", "loss_variation",
+                                   "grad_cosine"])
+    first = sched.step(1.0, [torch.tensor([1.0, 0.0]), torch.tensor([0.0])])
+    second = sched.step(1.0, [torch.tensor([1.0, 1.0]), torch.tensor([0.0])])
+    third = sched.step(1.0, [torch.tensor([-1.0, -1.0]), None])
+    assert first.signals["grad_cosine"] is None
+    assert second.signals["grad_cosine"] == pytest.approx(2 ** -0.5, rel=1e-6)
+    assert third.signals["grad_cosine"] == pytest.approx(-1.0, rel=1e-6)
+
+
+def test_missing_or_broken_plugin_file(tmp_path):
+    with pytest.raises(PluginError, match="does not exist: fix the path"):
+        plugins.load_plugin_file(tmp_path / "nope.py")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import not_a_module_anywhere\n")
+    with pytest.raises(PluginError, match="broken.py' failed to import: ModuleNotFoundError"):
+        plugins.load_plugin_file(broken)
+
+
+PACKAGE = {
+    "deba_extra_plugin.py": """
+        from deba_pipeline import Signal, hookimpl
+
+        class Ones(Signal):
+            name = "always_one"
+            def compute(self, obs):
+                return 1.0
+
+        @hookimpl
+        def register_signals(register):
+            register(Ones)
+    """,
+    "deba_extra_plugin-1.2.3.dist-info/METADATA":
+        "Metadata-Version: 2.1\nName: deba-extra-plugin\nVersion: 1.2.3\n",
+    "deba_extra_plugin-1.2.3.dist-info/entry_points.txt": "[deba]\nextra = deba_extra_plugin\n",
+    "deba_extra_plugin-1.2.3.dist-info/RECORD": "",
+}
+
+
+def test_entry_point_plugin_from_an_installed_distribution(tmp_path):
+    """A tiny distribution in a temporary site directory, found through importlib metadata."""
+    for rel, text in PACKAGE.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    listing = subprocess.run([sys.executable, "-m", "deba_pipeline.cli", "plugins"], env=env,
+                             capture_output=True, text=True, check=True).stdout
+    assert "always_one" in listing and "package (deba-extra-plugin 1.2.3)" in listing
+    use = ("import torch; from deba_pipeline import DEBAScheduler;"
+           "s = DEBAScheduler(signals=['grad_variance','grad_norm_variation','loss_variation',"
+           "'always_one']); print(s.step(1.0, [torch.ones(2)]).signals['always_one'])")
+    out = subprocess.run([sys.executable, "-c", use], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "1.0"
