@@ -64,8 +64,9 @@ class DEBAScheduler:
         maxlen = None if window == "full" else window
         self.windows = {name: deque(maxlen=maxlen) for name in self.signals}
 
-    def step(self, loss: float, grads) -> StepRecord:
-        """Observe one finished epoch; return the decision and the next epoch's batch size."""
+    def observe(self, loss: float, grads) -> dict:
+        """Compute every signal for one finished epoch and update the windows; decide nothing.
+        A fixed-batch run calls this alone, so its record carries the same signals."""
         loss = float(loss)
         check(math.isfinite(loss), "loss", loss, "a finite number (the epoch's mean training loss)")
         grads = list(grads)
@@ -79,7 +80,11 @@ class DEBAScheduler:
         for name, value in values.items():
             if value is not None:
                 self.windows[name].append(value)
+        return values
 
+    def step(self, loss: float, grads) -> StepRecord:
+        """Observe one finished epoch; return the decision and the next epoch's batch size."""
+        values = self.observe(loss, grads)
         if self.epoch == 1:
             decision, reason = "hold", "first epoch"
         elif self.epoch <= self.last_adaptation + self.cooldown:

@@ -1,0 +1,1 @@
+"""Training engine: device-resident data, timm models, the loop, checkpoints and tracking."""

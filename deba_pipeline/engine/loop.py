@@ -1,0 +1,235 @@
+"""Train one model under a fixed or a DEBA batch schedule and return its run record (SPEC §5).
+
+    from deba_pipeline.engine.loop import train
+    record = train(spec)            # spec: a RunSpec; resumes from its checkpoint if one exists
+
+Per step the loop does the step and nothing else; the host syncs once per epoch (loss sums and
+profile accumulators stay on the device). Signals are computed once per epoch by the scheduler.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import plugins
+from ..errors import DebaError
+from ..scheduler import DEBAScheduler
+from .checkpoint import Checkpointer
+from .data import DeviceData, load_split
+from .models import create_model
+from .spec import RunSpec
+from .tracking import Tracker
+
+SCHEDULER_KEYS = ("theta_stab", "theta_conf", "cooldown", "window", "growth", "rollback",
+                  "min_batch", "max_batch", "signals", "rule", "policy")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DebaError(f"train.device is {name!r} but no CUDA device is visible: set "
+                        f"train.device to auto or cpu.")
+    return torch.device(name)
+
+
+def build_scheduler(spec: RunSpec) -> DEBAScheduler:
+    if spec.method == "fixed":  # observe only: the record carries the same signals
+        size = spec.train["batch_size"]
+        return DEBAScheduler(batch_size=size, min_batch=1, max_batch=max(size, 2048))
+    for path in spec.deba.get("plugins", []):
+        plugins.load_plugin_file(path)
+    return DEBAScheduler(batch_size=spec.train["batch_size"],
+                         **{key: spec.deba[key] for key in SCHEDULER_KEYS})
+
+
+def forward_backward(model, x, y, autocast_dtype):
+    """One step's forward and backward; the OOM test patches this to fail above a batch size."""
+    with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    return loss
+
+
+class Trainer:
+    def __init__(self, spec: RunSpec, state_dir=".deba"):
+        self.spec, t = spec, spec.train
+        self.device = resolve_device(t["device"])
+        self.autocast = torch.bfloat16 if t["precision"] == "bf16" else None
+        self.channels_last = t["channels_last"]
+        torch.manual_seed(spec.seed)
+        split = load_split(spec.dataset, spec.seed, _Attr(spec.data))
+        side = t["image_size"].get(spec.arch, split.shape[-1])
+        self.data = DeviceData(split, self.device, spec.seed, spec.data["augment"], side)
+        self.model = create_model(spec.arch, split.num_classes, split.shape[0], side,
+                                  **t.get("model_kwargs", {}).get(spec.arch, {})).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(self.params, lr=t["lr"], momentum=t["momentum"],
+                                         weight_decay=t["weight_decay"])
+        self.scheduler = build_scheduler(spec)
+        self.record = spec.new_record()
+        if self.scheduler.policy.max_batch > self.data.train_size:  # an epoch needs a full batch
+            self.scheduler.cap_max_batch(self.data.train_size)
+        self.checkpoints = Checkpointer(Path(state_dir), spec)
+        self.last_fit = None  # the last batch size that completed an epoch
+
+    # -- one epoch ---------------------------------------------------------------------------
+    def train_epoch(self, batch_size: int) -> dict:
+        self.model.train()
+        zero = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
+        loss_sum, loss_sq, norm_sum, norm_sq = zero(), zero(), zero(), zero()
+        epoch_mean = self.spec.deba and self.spec.deba.get("gradient_source") == "epoch_mean"
+        grad_sum = [torch.zeros_like(p) for p in self.params] if epoch_mean else None
+        steps = 0
+        for x, y in self.data.train_batches(batch_size):
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = forward_backward(self.model, x, y, self.autocast).detach().double()
+            loss_sum += loss
+            if self.spec.profile:
+                loss_sq += loss * loss
+                grads = [p.grad for p in self.params if p.grad is not None]
+                norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).double()
+                norm_sum += norm
+                norm_sq += norm * norm
+            if grad_sum is not None:
+                torch._foreach_add_(grad_sum, [p.grad for p in self.params])
+            self.optimizer.step()
+            steps += 1
+        totals = torch.stack([loss_sum, loss_sq, norm_sum, norm_sq]).tolist()  # the epoch's sync
+        mean_loss = totals[0] / steps
+        out = {"train_loss": mean_loss, "steps": steps,
+               "grads": [g / steps for g in grad_sum] if grad_sum else
+               [p.grad for p in self.params]}
+        if self.spec.profile:  # population variances over the epoch's steps (SPEC §2)
+            out["loss_var"] = max(0.0, totals[1] / steps - mean_loss ** 2)
+            mean_norm = totals[2] / steps
+            out["grad_norm_var"] = max(0.0, totals[3] / steps - mean_norm ** 2)
+        return out
+
+    def train_epoch_fitting(self, epoch: int, batch_size: int):
+        """Train one epoch; on out-of-memory fall back to the last size that fit and cap there."""
+        while True:
+            try:
+                return batch_size, self.train_epoch(batch_size)
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                fallback = self.last_fit
+                if fallback is None or fallback >= batch_size:
+                    raise DebaError(f"{self.spec.name}: out of device memory at batch size "
+                                    f"{batch_size} in epoch {epoch}, with no smaller size known "
+                                    f"to fit: lower train.batch_size.") from None
+                self.scheduler.cap_max_batch(fallback)
+                self.record["events"].append({"epoch": epoch, "event": "out_of_memory",
+                                              "batch_size": batch_size, "fallback": fallback})
+                tqdm.write(f"{self.spec.name}: out of memory at batch {batch_size}; "
+                           f"continuing at {fallback} and capping max_batch there")
+                batch_size = fallback
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        self.model.eval()
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        for x, y in self.data.test_batches(self.spec.train["eval_batch_size"]):
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+                correct += (self.model(x).argmax(dim=1) == y).sum()
+        return 100.0 * correct.item() / len(self.data.y_test)
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(self, tracker: Tracker | None = None, progress: bool = True) -> dict:
+        start = self.checkpoints.restore(self)
+        epochs = self.spec.train["epochs"]
+        bar = tqdm(total=epochs, initial=start, desc=self.spec.name, disable=not progress,
+                   leave=False, unit="epoch")
+        for epoch in range(start + 1, epochs + 1):
+            entry = self.one_epoch(epoch)
+            self.record["epochs"].append(entry)
+            if tracker:
+                tracker.log(entry, step=epoch)
+            bar.set_postfix(batch=entry["batch_size"], loss=f"{entry['train_loss']:.3f}",
+                            sps=f"{entry['samples_per_s']:.0f}", decision=entry["decision"])
+            bar.update()
+            if epoch % self.spec.train["checkpoint_every"] == 0 and epoch < epochs:
+                self.checkpoints.save(self, epoch)
+        bar.close()
+        epochs_done = self.record["epochs"]
+        self.record["final_test_accuracy"] = epochs_done[-1]["test_accuracy"]
+        self.record["train_time_s"] = sum(e["epoch_time_s"] for e in epochs_done)
+        self.record["eval_time_s"] = sum(e["eval_time_s"] for e in epochs_done)
+        self.checkpoints.finish(self.record)
+        if tracker:
+            tracker.summary({k: self.record[k] for k in
+                             ("final_test_accuracy", "train_time_s", "eval_time_s")})
+        return self.record
+
+    def one_epoch(self, epoch: int) -> dict:
+        batch_size = self.scheduler.batch_size
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        began = time.perf_counter()
+        batch_size, out = self.train_epoch_fitting(epoch, batch_size)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        epoch_time = time.perf_counter() - began
+        self.last_fit = batch_size
+        began = time.perf_counter()
+        accuracy = self.evaluate()
+        eval_time = time.perf_counter() - began
+        if self.spec.method == "fixed":
+            signals, decision, lr_factor = self.scheduler.observe(out["train_loss"], out["grads"]), "hold", 1.0
+        else:
+            step = self.scheduler.step(out["train_loss"], out["grads"])
+            signals, decision, lr_factor = step.signals, step.decision, step.lr_factor
+        if lr_factor != 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= lr_factor
+        entry = {"epoch": epoch, "batch_size": batch_size, "lr": lr,
+                 "train_loss": out["train_loss"], "test_accuracy": accuracy,
+                 "epoch_time_s": epoch_time, "eval_time_s": eval_time,
+                 "samples_per_s": out["steps"] * batch_size / epoch_time, **signals,
+                 "decision": decision, "next_batch_size": self.scheduler.batch_size,
+                 "peak_memory_mb": (torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+                                    if self.device.type == "cuda" else None)}
+        if self.spec.profile:
+            entry["grad_norm_var"], entry["loss_var"] = out["grad_norm_var"], out["loss_var"]
+        return entry
+
+
+class _Attr(dict):
+    """Attribute access over a plain dict, so resolved configs read like OmegaConf ones."""
+
+    def __getattr__(self, key):
+        value = self[key]
+        return _Attr(value) if isinstance(value, dict) else value
+
+
+def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
+          experiment: str = "default", progress: bool = True) -> dict:
+    """The record of `spec`: reused if this exact run already finished, resumed if it was cut."""
+    done = Checkpointer(Path(state_dir), spec).finished()
+    if done is not None and (not spec.profile or "grad_norm_var" in done["epochs"][0]):
+        record = copy.deepcopy(done)
+        record.update(variant=spec.variant, config=spec.config())
+        return record
+    trainer = Trainer(spec, state_dir)
+    tracking = tracking or {"wandb": "disabled"}
+    tracker = Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"), experiment,
+                      spec.name, spec.config(), str(Path(state_dir) / "wandb"),
+                      tracking.get("entity"))
+    try:
+        return trainer.run(tracker, progress)
+    finally:
+        tracker.finish()

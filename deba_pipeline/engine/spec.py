@@ -1,0 +1,50 @@
+"""RunSpec: everything that determines one training run's result, and the run record's frame."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+RECORD_SCHEMA = 1  # bump when a reader would misread older records
+TIMING_KEYS = ("epoch_time_s", "samples_per_s", "eval_time_s", "peak_memory_mb")
+
+
+@dataclass
+class RunSpec:
+    arch: str                 # timm name
+    dataset: str              # digits | synthetic | cifar10 | cifar100
+    seed: int
+    method: str               # "fixed" | "deba"
+    variant: str              # "profile" | "baseline" | an ablation name
+    train: dict               # resolved TrainConfig
+    data: dict                # resolved DataConfig
+    deba: Optional[dict] = None   # resolved DebaConfig with numeric thresholds (deba runs)
+    profile: bool = False     # record per-step gradient-norm and loss variances (SPEC §2)
+    extra: dict = field(default_factory=dict)  # provenance, e.g. where thresholds came from
+
+    def config(self) -> dict:
+        return asdict(self)
+
+    def result_config(self) -> dict:
+        """What determines the numbers: the config less its labels (variant, provenance) and
+        less per-step profiling, which does not change the trajectory."""
+        config = self.config()
+        for label in ("variant", "extra", "profile"):
+            config.pop(label)
+        config["train"] = {k: v for k, v in config["train"].items() if k != "checkpoint_every"}
+        return config
+
+    def key(self) -> str:
+        blob = json.dumps(self.result_config(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}/{self.dataset}/{self.method}/{self.variant}/{self.seed}"
+
+    def new_record(self) -> dict:
+        return {"schema": RECORD_SCHEMA, "arch": self.arch, "dataset": self.dataset,
+                "seed": self.seed, "method": self.method, "variant": self.variant,
+                "key": self.key(), "final_test_accuracy": None, "train_time_s": None,
+                "eval_time_s": None, "config": self.config(), "events": [], "epochs": []}

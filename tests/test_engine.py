@@ -1,0 +1,163 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from deba_pipeline.engine import data as data_module
+from deba_pipeline.engine import loop
+from deba_pipeline.engine.data import DeviceData, Split
+from deba_pipeline.engine.spec import TIMING_KEYS
+from deba_pipeline.engine.tracking import read_offline_run
+from helpers import tiny_spec
+
+EPOCH_KEYS = {"epoch", "batch_size", "lr", "train_loss", "test_accuracy", "epoch_time_s",
+              "grad_variance", "grad_norm_variation", "loss_variation", "decision"}
+
+
+def without_times(record):
+    record = dict(record)
+    for key in ("train_time_s", "eval_time_s"):
+        record.pop(key)
+    record["epochs"] = [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in record["epochs"]]
+    return record
+
+
+def test_fixed_and_deba_records(tmp_path):
+    fixed = loop.train(tiny_spec("fixed", "profile"), state_dir=tmp_path, progress=False)
+    deba = loop.train(tiny_spec("deba", deba={"theta_conf": 10.0, "theta_stab": 10.0}),
+                      state_dir=tmp_path, progress=False)
+    for record in (fixed, deba):
+        assert record["schema"] == 1 and record["dataset"] == "digits" and record["seed"] == 2
+        assert len(record["epochs"]) == 4 and EPOCH_KEYS <= set(record["epochs"][0])
+        assert record["epochs"][0]["grad_norm_variation"] is None
+        assert record["epochs"][1]["grad_norm_variation"] > 0
+        assert 0 <= record["final_test_accuracy"] <= 100
+        assert record["train_time_s"] == pytest.approx(sum(e["epoch_time_s"] for e in record["epochs"]))
+        assert record["config"]["arch"] == "test_resnet"
+    assert fixed["final_test_accuracy"] > 50  # it learns the digits
+    assert {e["batch_size"] for e in fixed["epochs"]} == {64}
+    assert fixed["epochs"][0]["grad_norm_var"] > 0 and fixed["epochs"][0]["loss_var"] > 0
+    # DEBA: epoch t+1 runs at the size that epoch t's decision chose (cooldown 1)
+    sizes = [e["batch_size"] for e in deba["epochs"]]
+    decisions = [e["decision"] for e in deba["epochs"]]
+    assert decisions == ["hold", "increase", "hold", "increase"]
+    assert sizes == [64, 64, 96, 96]
+    assert [e["next_batch_size"] for e in deba["epochs"]] == [64, 96, 96, 144]
+
+
+def test_same_seed_same_record(tmp_path):
+    first = loop.train(tiny_spec(), state_dir=tmp_path / "a", progress=False)
+    second = loop.train(tiny_spec(), state_dir=tmp_path / "b", progress=False)
+    assert without_times(first) == without_times(second)
+    other_seed = loop.train(tiny_spec(seed=3), state_dir=tmp_path / "c", progress=False)
+    assert other_seed["epochs"][0]["train_loss"] != first["epochs"][0]["train_loss"]
+
+
+RUNNER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from helpers import tiny_spec
+    from deba_pipeline.engine.loop import train
+    train(tiny_spec(train={{"epochs": 40}}), state_dir=sys.argv[1], progress=False)
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_run_resumes_to_the_same_record(tmp_path, signum):
+    state = tmp_path / "state"
+    script = RUNNER.format(tests=str(Path(__file__).parent))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(state)],
+                            stderr=subprocess.DEVNULL)
+    checkpoints = state / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until a few epochs are checkpointed
+        found = list(checkpoints.glob("*.pt")) if checkpoints.exists() else []
+        if found and torch.load(found[0], weights_only=True)["epoch"] >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) != 0  # it really was cut short
+    saved = torch.load(next(checkpoints.glob("*.pt")), weights_only=True)
+    assert 3 <= saved["epoch"] < 40 and len(saved["record"]["epochs"]) == saved["epoch"]
+
+    resumed = loop.train(tiny_spec(train={"epochs": 40}), state_dir=state, progress=False)
+    straight = loop.train(tiny_spec(train={"epochs": 40}), state_dir=tmp_path / "straight",
+                          progress=False)
+    assert without_times(resumed) == without_times(straight)
+    assert not list(checkpoints.glob("*.pt"))  # a finished run keeps only its record
+
+
+def test_batch_size_change_touches_no_data_and_sees_every_sample_once():
+    n = 203
+    ids = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1)
+    split = Split(ids, torch.arange(n), ids[:5], torch.arange(5), 10)
+    held = DeviceData(split, torch.device("cpu"), seed=0)
+    pointer = held.x_train.data_ptr()
+    for batch_size in (64, 96, 17, 203, 16):
+        seen = torch.cat([x.flatten() for x, _ in held.train_batches(batch_size)])
+        labels = torch.cat([y for _, y in held.train_batches(batch_size)])
+        assert len(seen) == n - n % batch_size and len(labels) == len(seen)
+        assert len(set(seen.tolist())) == len(seen)  # no sample twice in an epoch
+    assert held.x_train.data_ptr() == pointer  # the held tensor is never replaced
+
+
+def test_deba_run_loads_data_once_while_batch_grows(tmp_path, monkeypatch):
+    loads = []
+    real = data_module.load_split
+    monkeypatch.setattr(loop, "load_split", lambda *a: loads.append(a) or real(*a))
+    record = loop.train(tiny_spec(deba={"theta_conf": 10.0, "theta_stab": 10.0}),
+                        state_dir=tmp_path, progress=False)
+    assert len({e["batch_size"] for e in record["epochs"]}) > 1 and len(loads) == 1
+
+
+def test_out_of_memory_caps_and_continues(tmp_path, monkeypatch):
+    real = loop.forward_backward
+
+    def limited(model, x, y, autocast):
+        if x.shape[0] > 100:
+            raise torch.OutOfMemoryError("injected: CUDA out of memory")
+        return real(model, x, y, autocast)
+
+    monkeypatch.setattr(loop, "forward_backward", limited)
+    spec = tiny_spec(train={"epochs": 6}, deba={"theta_conf": 10.0, "theta_stab": 10.0,
+                                                 "cooldown": 0})
+    record = loop.train(spec, state_dir=tmp_path, progress=False)
+    sizes = [e["batch_size"] for e in record["epochs"]]
+    assert sizes == [64, 64, 96, 96, 96, 96]  # 144 did not fit in epoch 4: back to 96, capped
+    assert record["events"] == [{"epoch": 4, "event": "out_of_memory", "batch_size": 144,
+                                 "fallback": 96}]
+    assert len(record["epochs"]) == 6
+
+
+def test_offline_wandb_logs_every_epoch_and_disabled_writes_nothing(tmp_path):
+    spec = tiny_spec()
+    loop.train(spec, state_dir=tmp_path / "on", tracking={"wandb": "offline", "project": "t"},
+               progress=False)
+    runs = list((tmp_path / "on" / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    logged = read_offline_run(runs[0])
+    rows = [row for row in logged["history"] if "batch_size" in row]
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    assert all({"train_loss", "test_accuracy", "grad_variance", "decision"} <= set(r) for r in rows)
+    assert "final_test_accuracy" in logged["summary"]
+
+    loop.train(tiny_spec(), state_dir=tmp_path / "off", tracking={"wandb": "disabled"},
+               progress=False)
+    assert not (tmp_path / "off" / "wandb").exists()
+
+
+def test_online_without_key_warns_and_logs_offline(tmp_path, monkeypatch):
+    from deba_pipeline.engine import tracking
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setattr(tracking, "_warned", False)
+    with pytest.warns(UserWarning, match="no W&B API key"):
+        loop.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path,
+                   tracking={"wandb": "online", "project": "t"}, progress=False)
+    assert list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
