@@ -22,6 +22,57 @@ def cmd_plugins(args) -> None:
             print(f"  {name:24s} {source}")
 
 
+def _params(args):
+    from .config import load_params
+    from .stages.plan import preflight
+    cfg = load_params(args.params)
+    preflight(cfg, args.params)
+    return cfg
+
+
+def cmd_profile(args) -> None:
+    from .stages import profile
+    profile.run(_params(args), args.arch, args.out, args.stability)
+
+
+def cmd_calibrate(args) -> None:
+    from .stages import calibrate
+    calibrate.run(_params(args), args.runs, args.out)
+
+
+def cmd_train(args) -> None:
+    from .stages import train
+    train.run(_params(args), args.arch, args.out, args.profiles, args.thresholds)
+
+
+def cmd_ablate(args) -> None:
+    from .stages import ablate
+    ablate.run(_params(args), args.arch, args.out, args.thresholds)
+
+
+def cmd_aggregate(args) -> None:
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from .config import Params, load_params
+    from .stages import aggregate
+    cfg = load_params(args.params) if Path(args.params).is_file() else OmegaConf.structured(Params)
+    metrics = aggregate.run(cfg, args.runs, args.out, args.compare)
+    print(f"aggregated {metrics['runs']} run records into {args.out}/REPORT.md")
+
+
+def cmd_validate(args) -> None:
+    from .stages.plan import check
+    for path in args.files or [args.params]:
+        print(check(path))
+
+
+def cmd_preset(args) -> None:
+    from .stages.plan import use_preset
+    print(use_preset(args.name, args.params))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deba", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -30,6 +81,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", action="append", default=[], metavar="FILE",
                    help="also load this plugin file (repeatable)")
     p.set_defaults(func=cmd_plugins)
+
+    def stage(name, func, help, arch=False, **paths):
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+        if arch:
+            p.add_argument("--arch", required=True, help="timm architecture name")
+        for option, default in paths.items():
+            p.add_argument(f"--{option}", default=default, help="(default: %(default)s)")
+        p.set_defaults(func=func)
+        return p
+
+    stage("profile", cmd_profile, "fixed-batch profile runs of one architecture", arch=True,
+          out="runs/profile", stability=None)
+    stage("calibrate", cmd_calibrate, "thresholds from the profile runs", runs="runs/profile",
+          out="results/thresholds.json")
+    stage("train", cmd_train, "fixed and DEBA runs of one architecture", arch=True,
+          out="runs/train", profiles="runs/profile", thresholds="results/thresholds.json")
+    stage("ablate", cmd_ablate, "DEBA ablation variants of one architecture", arch=True,
+          out="runs/ablate", thresholds="results/thresholds.json")
+    stage("aggregate", cmd_aggregate, "tables, figures and REPORT.md from run records",
+          runs="runs", out="reports", compare=None)
+    p = stage("validate", cmd_validate, "validate params files and count the runs they make")
+    p.add_argument("files", nargs="*", help="params files or preset names (default: --params)")
+    p = stage("preset", cmd_preset, "copy a preset from pipelines/ to params.yaml")
+    p.add_argument("name", help="preset name (quick, paper, micro) or a YAML path")
     return parser
 
 

@@ -9,6 +9,7 @@ profile accumulators stay on the device). Signals are computed once per epoch by
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +61,8 @@ class Trainer:
     def __init__(self, spec: RunSpec, state_dir=".deba"):
         self.spec, t = spec, spec.train
         self.device = resolve_device(t["device"])
+        if self.device.type == "cpu":  # denormal weights late in training halve CPU speed
+            torch.set_flush_denormal(True)
         self.autocast = torch.bfloat16 if t["precision"] == "bf16" else None
         self.channels_last = t["channels_last"]
         torch.manual_seed(spec.seed)
@@ -151,8 +154,8 @@ class Trainer:
     def run(self, tracker: Tracker | None = None, progress: bool = True) -> dict:
         start = self.checkpoints.restore(self)
         epochs = self.spec.train["epochs"]
-        bar = tqdm(total=epochs, initial=start, desc=self.spec.name, disable=not progress,
-                   leave=False, unit="epoch")
+        bar = tqdm(total=epochs, initial=start, desc=self.spec.name, leave=False, unit="epoch",
+                   disable=not (progress and sys.stderr.isatty()))
         for epoch in range(start + 1, epochs + 1):
             entry = self.one_epoch(epoch)
             self.record["epochs"].append(entry)
@@ -168,6 +171,11 @@ class Trainer:
         self.record["final_test_accuracy"] = epochs_done[-1]["test_accuracy"]
         self.record["train_time_s"] = sum(e["epoch_time_s"] for e in epochs_done)
         self.record["eval_time_s"] = sum(e["eval_time_s"] for e in epochs_done)
+        if progress and not sys.stderr.isatty():  # logs (DVC, CI) get one line per run
+            sizes = sorted({e["batch_size"] for e in epochs_done})
+            print(f"{self.spec.name}: {len(epochs_done)} epochs, accuracy "
+                  f"{self.record['final_test_accuracy']:.2f}%, train {self.record['train_time_s']:.1f}s, "
+                  f"batch sizes {sizes}", flush=True)
         self.checkpoints.finish(self.record)
         if tracker:
             tracker.summary({k: self.record[k] for k in

@@ -45,10 +45,10 @@ def run_spec(cfg, arch, dataset, seed, method, variant, deba_overrides=None, cal
                    container["data"], deba, profile)
 
 
-def record_path(runs_dir, spec: RunSpec) -> Path:
-    """One file per run: runs/<variant>/<arch>/<dataset>/<method>-seed<seed>.json."""
-    return (Path(runs_dir) / spec.variant / spec.arch / spec.dataset
-            / f"{spec.method}-seed{spec.seed}.json")
+def record_path(stage_dir, spec: RunSpec) -> Path:
+    """One file per run: <stage_dir>/<arch>/<dataset>/<method>-<variant>-seed<seed>.json."""
+    return (Path(stage_dir) / spec.arch / spec.dataset
+            / f"{spec.method}-{spec.variant}-seed{spec.seed}.json")
 
 
 def experiment_name(cfg) -> str:

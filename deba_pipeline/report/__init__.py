@@ -1,0 +1,1 @@
+"""Tables, figures and the paper check that the aggregate stage writes."""

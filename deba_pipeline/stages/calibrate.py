@@ -1,0 +1,16 @@
+"""Calibrate stage: θ_stab and θ_conf per architecture and dataset from the profile runs
+(SPEC §2). `deba calibrate --runs runs/profile --out results/thresholds.json`"""
+from ..analysis import calibrate
+from ..engine.files import write_json
+from ..errors import DebaError
+from .runs import read_records
+
+
+def run(cfg, runs: str = "runs/profile", out: str = "results/thresholds.json") -> dict:
+    records = [r for r in read_records(runs) if r["variant"] == "profile"]
+    if not records:
+        raise DebaError(f"no profile run records under {runs}: run the profile stage first "
+                        f"(`dvc repro profile`).")
+    thresholds = calibrate(records, cfg.deba.window)
+    write_json(out, thresholds)
+    return thresholds

@@ -1,0 +1,39 @@
+"""Train stage: the main comparison, fixed batch against DEBA, for one architecture over every
+dataset and seed. A fixed run identical to a profile run is taken from the profile stage.
+`deba train --arch resnet18`"""
+from pathlib import Path
+
+from ..engine.files import read_json, write_json
+from .runs import read_records, record_path, run_all, run_spec
+
+
+def load_thresholds(cfg, path="results/thresholds.json"):
+    if cfg.deba.thresholds != "calibrated" or not Path(path).is_file():
+        return None
+    return read_json(path)
+
+
+def reuse_profiles(specs, profile_dir, out) -> list:
+    """Write the profile record for every fixed spec that a profile run already answered;
+    return the specs still to train."""
+    profiles = {r["key"]: r for r in read_records(profile_dir)} if Path(profile_dir).is_dir() else {}
+    remaining = []
+    for spec in specs:
+        found = profiles.get(spec.key())
+        if found is None:
+            remaining.append(spec)
+            continue
+        write_json(record_path(out, spec), dict(found, variant=spec.variant, config=spec.config()))
+    return remaining
+
+
+def run(cfg, arch: str, out: str = "runs/train", profile_dir: str = "runs/profile",
+        thresholds: str = "results/thresholds.json") -> None:
+    calibrated = load_thresholds(cfg, thresholds)
+    specs = []
+    for dataset in cfg.study.datasets:
+        for seed in cfg.study.seeds:
+            specs.append(run_spec(cfg, arch, dataset, seed, "fixed", "baseline"))
+            specs.append(run_spec(cfg, arch, dataset, seed, "deba", "baseline",
+                                  calibrated=calibrated))
+    run_all(cfg, reuse_profiles(specs, Path(profile_dir) / arch, out), out)

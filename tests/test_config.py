@@ -1,0 +1,65 @@
+"""params.yaml is validated by the structured schema before any work starts."""
+import subprocess
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from deba_pipeline.config import Params, load_params, merge
+from deba_pipeline.errors import ConfigError
+from deba_pipeline.stages.plan import preflight
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_schema_defaults_are_the_one_source():
+    cfg = merge(OmegaConf.create({}))
+    assert cfg == OmegaConf.structured(Params)
+    assert cfg.train.lr == 0.01 and cfg.deba.growth == 1.5 and cfg.deba.rollback == 0.8
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"trian": {}}, "unknown key `trian`. Did you mean `train`?"),
+    ({"deba": {"cooldwn": 3}}, "unknown key `deba.cooldwn`. Did you mean `deba.cooldown`?"),
+    ({"train": {"epochs": "many"}}, "key `train.epochs`: Value 'many' of type 'str' could not be converted to Integer"),
+    ({"train": {"epochs": 0}}, "`train.epochs` = 0 is not allowed: it must be an integer >= 1"),
+    ({"deba": {"window": 1}}, '`deba.window` = 1 is not allowed: it must be an integer >= 2 or "full"'),
+    ({"deba": {"growth": 0.9}}, "`deba.growth` = 0.9 is not allowed: it must be a finite number > 1"),
+    ({"deba": {"theta_stab": -1.0}}, "`deba.theta_stab` = -1.0 is not allowed"),
+    ({"deba": {"min_batch": 64, "max_batch": 32}}, "`deba.min_batch` = 64 is not allowed"),
+    ({"deba": {"thresholds": "magic"}}, "`deba.thresholds` = 'magic' is not allowed: it must be calibrated | paper | fixed"),
+    ({"study": {"datasets": ["imagenet"]}}, "`study.datasets` = 'imagenet' is not allowed"),
+    ({"ablate": {"variants": {"fast": {"cooldown": -2}}}}, "`ablate.variants.fast.cooldown` = -2 is not allowed"),
+    ({"tracking": {"wandb": "cloud"}}, "`tracking.wandb` = 'cloud' is not allowed"),
+])
+def test_bad_params_name_the_file_and_key(tmp_path, params, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"study": {"archs": ["resnet_18"]}}, "unknown architecture 'resnet_18': not a timm model name. Did you mean"),
+    ({"deba": {"rule": "dbea"}}, "unknown rule 'dbea'. Available rules: deba"),
+    ({"deba": {"signals": ["grad_variance", "grad_cosin"]}}, "unknown signal 'grad_cosin'"),
+    ({"deba": {"plugins": ["plugins/missing.py"]}}, "does not exist: fix the path"),
+    ({"ablate": {"dataset": "cifar10"}}, "`ablate.dataset` = 'cifar10' is not in study.datasets"),
+    ({"deba": {"thresholds": "paper"}}, "the paper has no thresholds for ['test_resnet'"),
+])
+def test_preflight_names_the_problem(params, message):
+    cfg = merge(OmegaConf.create(params), "params.yaml")
+    with pytest.raises(ConfigError, match="params.yaml") as info:
+        preflight(cfg, "params.yaml")
+    assert message in str(info.value)
+
+
+def test_cli_prints_one_line_and_no_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_text("train:\n  epohcs: 3\n")
+    result = subprocess.run(["deba", "profile", "--arch", "test_resnet"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("deba: error: params.yaml: unknown key `train.epohcs`. "
+                                     "Did you mean `train.epochs`?")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,83 @@
+"""The DVC pipeline end to end on the micro preset, and the presets' run counts."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deba_pipeline.config import load_params
+from deba_pipeline.stages.plan import count_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_paper_preset_counts_the_runs_of_spec_section_3():
+    cfg = load_params(ROOT / "pipelines" / "paper.yaml")
+    assert len(cfg.study.archs) == 6 and list(cfg.study.datasets) == ["cifar10", "cifar100"]
+    assert cfg.train.epochs == 100 and cfg.deba.cooldown == 10 and cfg.deba.window == 15
+    counts = count_runs(cfg)
+    assert counts["profile"] == 6 * 2 * 3                  # profile seeds 2, 42, 199
+    assert counts["train"] == 6 * 2 * 5 * 2                # fixed and DEBA, five seeds
+    assert counts["ablate"] == 6 * 4 * 5                   # four ablations on CIFAR-10
+    assert counts["train_reused_from_profile"] == 6 * 2 * 3
+    assert counts["trained"] == 36 + 120 - 36 + 120
+
+
+def test_validate_command_on_every_preset():
+    out = subprocess.run(["deba", "validate", "paper", "micro", "quick"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert "paper.yaml: valid. 36 profile runs, 120 train records" in out
+    assert out.count("valid.") == 3
+
+
+def test_params_yaml_is_the_quick_preset():
+    assert (ROOT / "params.yaml").read_text() == (ROOT / "pipelines" / "quick.yaml").read_text()
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A copy of the project's tracked files, as a fresh clone would have them."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    files += [str(p.relative_to(ROOT)) for p in (ROOT / ".dvc").rglob("*") if p.is_file()
+              and "tmp" not in p.parts and "cache" not in p.parts]
+    for rel in set(files):
+        if (ROOT / rel).is_file():
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, tmp_path / rel)
+    for stale in ("dvc.lock",):
+        (tmp_path / stale).unlink(missing_ok=True)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def test_dvc_repro_on_the_micro_preset(workspace):
+    run = lambda *cmd: subprocess.run(cmd, cwd=workspace, capture_output=True, text=True)  # noqa
+    preset = run("deba", "preset", "micro")
+    assert preset.returncode == 0, preset.stderr
+    first = run("dvc", "repro")
+    assert first.returncode == 0, first.stdout + first.stderr
+    reports = workspace / "reports"
+    for name in ("table1", "table2", "table3", "table4"):
+        assert (reports / "tables" / f"{name}.md").read_text().startswith("| Architecture")
+        assert (reports / "tables" / f"{name}.csv").stat().st_size > 0
+    figures = sorted(p.name for p in (reports / "figures").glob("*.png"))
+    assert figures == ["batch_size_trajectories.png", "figure1_time_per_epoch.png",
+                       "figure2_grad_variance_digits.png", "signal_trajectories.png"]
+    report = (reports / "REPORT.md").read_text()
+    assert "from 7 run records" in report and "## Table 4" in report
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert set(metrics["ablations"]) == {"baseline", "universal", "cooldown2", "cooldown5",
+                                         "full_history"}
+    stability = json.loads((workspace / "results" / "stability" / "test_resnet.json").read_text())
+    assert set(stability["digits"]) >= {"S", "mu_S", "sigma_S", "class", "prediction"}
+    # the fixed baseline was taken from the profile run, not trained twice
+    fixed = json.loads((workspace / "runs/train/test_resnet/digits/fixed-baseline-seed2.json").read_text())
+    profile = json.loads((workspace / "runs/profile/test_resnet/digits/fixed-profile-seed2.json").read_text())
+    assert fixed["epochs"] == profile["epochs"] and fixed["variant"] == "baseline"
+
+    second = run("dvc", "repro")
+    assert second.returncode == 0 and "Data and pipelines are up to date" in second.stdout
+    shown = run("dvc", "metrics", "show")
+    assert shown.returncode == 0 and "reports/metrics.json" in shown.stdout
