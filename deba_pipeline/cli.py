@@ -119,6 +119,10 @@ def main(argv=None) -> int:
             raise
         print(f"deba: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("deba: interrupted. Finished runs and the last checkpoint are kept: run the same "
+              "command (or `dvc repro`) again to resume.", file=sys.stderr)
+        return 130
     return 0
 
 

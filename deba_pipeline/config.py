@@ -46,6 +46,7 @@ class SyntheticConfig:
 @dataclass
 class DataConfig:
     root: str = "data"         # where cifar10/cifar100 live (or are downloaded to)
+    download: bool = True      # fetch missing CIFAR archives; false: only use files in root
     augment: bool = False      # random crop (pad 4) and horizontal flip, on the device
     test_fraction: float = 0.2  # digits only: share held out for testing, split by seed
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -197,6 +198,12 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         _fail(source, "train.precision", t.precision, "fp32 or bf16")
     if cfg.tracking.wandb not in ("offline", "online", "disabled"):
         _fail(source, "tracking.wandb", cfg.tracking.wandb, "offline, online or disabled")
+    for arch, kwargs in t.model_kwargs.items():
+        reserved = {"num_classes", "in_chans", "img_size", "pretrained"} & set(kwargs or {})
+        if reserved:
+            _fail(source, f"train.model_kwargs.{arch}", sorted(reserved),
+                  "free of num_classes, in_chans, img_size and pretrained (set from the dataset "
+                  "and train.image_size)")
     validate_deba(d, source, "deba")
     for name, overrides in cfg.ablate.variants.items():
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -66,7 +67,12 @@ class DEBAScheduler:
 
     def observe(self, loss: float, grads) -> dict:
         """Compute every signal for one finished epoch and update the windows; decide nothing.
-        A fixed-batch run calls this alone, so its record carries the same signals."""
+        A fixed-batch run calls this alone, so its record carries the same signals.
+        All or nothing: if anything raises, the scheduler is left as it was."""
+        with self._transaction():
+            return self._observe(loss, grads)
+
+    def _observe(self, loss: float, grads) -> dict:
         loss = float(loss)
         check(math.isfinite(loss), "loss", loss, "a finite number (the epoch's mean training loss)")
         grads = list(grads)
@@ -83,8 +89,13 @@ class DEBAScheduler:
         return values
 
     def step(self, loss: float, grads) -> StepRecord:
-        """Observe one finished epoch; return the decision and the next epoch's batch size."""
-        values = self.observe(loss, grads)
+        """Observe one finished epoch; return the decision and the next epoch's batch size.
+        All or nothing: a plugin that raises leaves the scheduler as it was before the call."""
+        with self._transaction():
+            return self._step(loss, grads)
+
+    def _step(self, loss: float, grads) -> StepRecord:
+        values = self._observe(loss, grads)
         if self.epoch == 1:
             decision, reason = "hold", "first epoch"
         elif self.epoch <= self.last_adaptation + self.cooldown:
@@ -97,6 +108,21 @@ class DEBAScheduler:
             self.last_adaptation = self.epoch
             self.batch_size, lr_factor = self._update(decision)
         return StepRecord(self.epoch, decision, self.batch_size, values, reason, lr_factor)
+
+    @contextmanager
+    def _transaction(self):
+        # Plugins assign to self.state rather than mutate it, so shallow copies suffice and no
+        # gradient-sized state (e.g. grad_cosine's previous gradient) is ever copied.
+        saved = (self.epoch, self.batch_size, self.last_adaptation,
+                 {name: deque(values, values.maxlen) for name, values in self.windows.items()},
+                 {name: dict(signal.state) for name, signal in self.signals.items()})
+        try:
+            yield
+        except BaseException:
+            self.epoch, self.batch_size, self.last_adaptation, self.windows, states = saved
+            for name, state in states.items():
+                self.signals[name].state = state
+            raise
 
     def cap_max_batch(self, size: int) -> None:
         """Lower max_batch for the rest of the run (e.g. after running out of device memory)."""

@@ -16,3 +16,34 @@ def register_plugin():
     yield register
     for name in names:
         plugins.pm.unregister(name=name)
+
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_project(dest: Path) -> Path:
+    """The project's tracked files in `dest`, as a fresh clone would have them, on `micro`."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    files += [str(p.relative_to(ROOT)) for p in (ROOT / ".dvc").rglob("*")
+              if p.is_file() and "tmp" not in p.parts and "cache" not in p.parts]
+    for rel in set(files):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    shutil.copyfile(ROOT / "pipelines" / "micro.yaml", dest / "params.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def micro_study(tmp_path_factory):
+    """One `dvc repro` of the micro preset in a fresh copy: (workspace, completed process)."""
+    workspace = copy_project(tmp_path_factory.mktemp("micro"))
+    result = subprocess.run(["dvc", "repro"], cwd=workspace, capture_output=True, text=True)
+    return workspace, result

@@ -1,6 +1,5 @@
 """The DVC pipeline end to end on the micro preset, and the presets' run counts."""
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -35,28 +34,9 @@ def test_params_yaml_is_the_quick_preset():
     assert (ROOT / "params.yaml").read_text() == (ROOT / "pipelines" / "quick.yaml").read_text()
 
 
-@pytest.fixture
-def workspace(tmp_path):
-    """A copy of the project's tracked files, as a fresh clone would have them."""
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
-    files += [str(p.relative_to(ROOT)) for p in (ROOT / ".dvc").rglob("*") if p.is_file()
-              and "tmp" not in p.parts and "cache" not in p.parts]
-    for rel in set(files):
-        if (ROOT / rel).is_file():
-            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, tmp_path / rel)
-    for stale in ("dvc.lock",):
-        (tmp_path / stale).unlink(missing_ok=True)
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    return tmp_path
-
-
-def test_dvc_repro_on_the_micro_preset(workspace):
+def test_dvc_repro_on_the_micro_preset(micro_study):
+    workspace, first = micro_study
     run = lambda *cmd: subprocess.run(cmd, cwd=workspace, capture_output=True, text=True)  # noqa
-    preset = run("deba", "preset", "micro")
-    assert preset.returncode == 0, preset.stderr
-    first = run("dvc", "repro")
     assert first.returncode == 0, first.stdout + first.stderr
     reports = workspace / "reports"
     for name in ("table1", "table2", "table3", "table4"):
@@ -81,3 +61,13 @@ def test_dvc_repro_on_the_micro_preset(workspace):
     assert second.returncode == 0 and "Data and pipelines are up to date" in second.stdout
     shown = run("dvc", "metrics", "show")
     assert shown.returncode == 0 and "reports/metrics.json" in shown.stdout
+
+
+def test_preset_command_copies_a_validated_preset(tmp_path, capsys):
+    from deba_pipeline.cli import main
+    target = tmp_path / "params.yaml"
+    assert main(["preset", "micro", "--params", str(target)]) == 0
+    assert target.read_text() == (ROOT / "pipelines" / "micro.yaml").read_text()
+    assert "now holds preset micro" in capsys.readouterr().out
+    assert main(["preset", "imagenet", "--params", str(target)]) == 2
+    assert "unknown preset 'imagenet': choose one of micro, paper, quick" in capsys.readouterr().err

@@ -223,3 +223,17 @@ def test_policy_out_of_bounds_names_the_policy(register_plugin):
     sched.step(1.0, [torch.ones(2)])
     with pytest.raises(Exception, match=r"policy 'bad_policy' returned batch size 6400 .* \[16, 2048\]"):
         sched.step(1.0, [torch.ones(2)])
+
+
+def test_a_failing_plugin_leaves_the_scheduler_as_it_was(register_plugin):
+    register_plugin(Plugin(), "test-rules")
+    Scripted.script = ["hold", "sideways"]
+    sched = DEBAScheduler(rule="scripted", cooldown=0)
+    sched.step(2.0, _variance_grads(1.0))
+    sched.step(1.0, _variance_grads(4.0))
+    before = sched.state_dict()
+    with pytest.raises(Exception, match="rule 'scripted' returned 'sideways' at epoch 3"):
+        sched.step(0.5, _variance_grads(9.0))
+    assert sched.state_dict() == before
+    Scripted.script = ["increase"]  # the plugin fixed: the same epoch goes through
+    assert sched.step(0.5, _variance_grads(9.0)).epoch == 3

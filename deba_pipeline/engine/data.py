@@ -46,7 +46,7 @@ def load_split(name: str, seed: int, data_cfg) -> Split:
     elif name == "synthetic":
         split = _synthetic(data_cfg.synthetic, seed)
     elif name in CIFAR:
-        split = _cifar(name, Path(data_cfg.root))
+        split = _cifar(name, Path(data_cfg.root), data_cfg.download)
     else:
         raise ConfigError(f"unknown dataset {name!r}: use one of digits, synthetic, cifar10, cifar100.")
     x_train, y_train, x_test, y_test, num_classes = split
@@ -75,25 +75,30 @@ def _synthetic(cfg, seed):
     return (*make(cfg.train_size), *make(cfg.test_size), cfg.num_classes)
 
 
-def _cifar(name, root: Path):
+def _cifar(name, root: Path, download: bool):
     import torchvision
     cls_name, folder, archive, url = CIFAR[name]
     cls = getattr(torchvision.datasets, cls_name)
+    place = (f"Fetch {url} on a machine with network and place {archive} (or its extracted "
+             f"{folder}/ folder) in {root}/, or set data.root to where it is.")
     sets = []
     for train in (True, False):
         try:
             sets.append(cls(str(root), train=train, download=False))
             continue
-        except RuntimeError:
-            pass
+        except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+            if (root / folder).is_dir():
+                raise DebaError(f"{name} files in {root / folder} are corrupt or truncated "
+                                f"(checksum mismatch): delete that folder. {place}") from None
+        if not download:
+            raise DebaError(f"{name} is not in {root / folder} and data.download is false. "
+                            f"{place}")
         try:
             sets.append(cls(str(root), train=train, download=True))
         except Exception as exc:
-            raise DebaError(
-                f"{name} is not in {root}/{folder} and could not be downloaded "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-                f"Offline, fetch {url} elsewhere and place {archive} (or its extracted folder "
-                f"{folder}/) in {root}/, or set data.root to where it is.") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DebaError(f"{name} is not in {root / folder} and could not be downloaded "
+                            f"({reason}). {place}") from None
     out = []
     for ds in sets:
         x = torch.tensor(ds.data).permute(0, 3, 1, 2).float() / 255.0

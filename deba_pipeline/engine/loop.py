@@ -9,6 +9,7 @@ profile accumulators stay on the device). Signals are computed once per epoch by
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,16 @@ class Trainer:
                                   **t.get("model_kwargs", {}).get(spec.arch, {})).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._check_model_takes(split, side)
+        labels = int(max(split.y_train.max(), split.y_test.max())) + 1
+        if labels > getattr(self.model, "num_classes", labels):
+            raise DebaError(f"{spec.name}: {spec.dataset} has labels up to {labels - 1} but the "
+                            f"model has {self.model.num_classes} outputs: check "
+                            f"data.synthetic.num_classes or the dataset files.")
+        if spec.train["batch_size"] > self.data.train_size:
+            raise DebaError(f"{spec.name}: train.batch_size = {spec.train['batch_size']} is larger "
+                            f"than the training set ({self.data.train_size} samples of "
+                            f"{spec.dataset}): lower train.batch_size or use more data.")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(self.params, lr=t["lr"], momentum=t["momentum"],
                                          weight_decay=t["weight_decay"])
@@ -82,6 +93,20 @@ class Trainer:
             self.scheduler.cap_max_batch(self.data.train_size)
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
+
+    @torch.no_grad()
+    def _check_model_takes(self, split, side):
+        """One eval-mode forward of two samples, so a shape mismatch is a message, not a trace."""
+        self.model.eval()
+        sample = next(self.data.test_batches(2))[0]
+        try:
+            self.model(sample)
+        except (AssertionError, RuntimeError, ValueError) as exc:
+            raise DebaError(
+                f"{self.spec.name}: {self.spec.arch} cannot take {self.spec.dataset} inputs of "
+                f"shape {tuple(sample.shape[1:])} ({str(exc).splitlines()[0]}): set "
+                f"train.image_size.{self.spec.arch} (e.g. 32 or 224) or "
+                f"train.model_kwargs.{self.spec.arch} (e.g. patch_size).") from None
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_epoch(self, batch_size: int) -> dict:
@@ -152,12 +177,15 @@ class Trainer:
 
     # -- the run -----------------------------------------------------------------------------
     def run(self, tracker: Tracker | None = None, progress: bool = True) -> dict:
-        start = self.checkpoints.restore(self)
+        start, pending = self.checkpoints.restore(self)
         epochs = self.spec.train["epochs"]
         bar = tqdm(total=epochs, initial=start, desc=self.spec.name, leave=False, unit="epoch",
                    disable=not (progress and sys.stderr.isatty()))
         for epoch in range(start + 1, epochs + 1):
-            entry = self.one_epoch(epoch)
+            if pending is None:
+                pending = self.train_and_evaluate(epoch)
+            entry = self.finish_epoch(pending)
+            pending = None
             self.record["epochs"].append(entry)
             if tracker:
                 tracker.log(entry, step=epoch)
@@ -174,43 +202,63 @@ class Trainer:
         if progress and not sys.stderr.isatty():  # logs (DVC, CI) get one line per run
             sizes = sorted({e["batch_size"] for e in epochs_done})
             print(f"{self.spec.name}: {len(epochs_done)} epochs, accuracy "
-                  f"{self.record['final_test_accuracy']:.2f}%, train {self.record['train_time_s']:.1f}s, "
-                  f"batch sizes {sizes}", flush=True)
+                  f"{self.record['final_test_accuracy']:.2f}%, train "
+                  f"{self.record['train_time_s']:.1f}s, batch sizes {sizes}"
+                  + (f" (resumed after epoch {start})" if start else ""), flush=True)
         self.checkpoints.finish(self.record)
         if tracker:
             tracker.summary({k: self.record[k] for k in
                              ("final_test_accuracy", "train_time_s", "eval_time_s")})
         return self.record
 
-    def one_epoch(self, epoch: int) -> dict:
-        batch_size = self.scheduler.batch_size
+    def train_and_evaluate(self, epoch: int) -> dict:
+        """Epoch `epoch`'s training and evaluation: everything but the scheduler's step."""
         lr = self.optimizer.param_groups[0]["lr"]
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         began = time.perf_counter()
-        batch_size, out = self.train_epoch_fitting(epoch, batch_size)
+        batch_size, out = self.train_epoch_fitting(epoch, self.scheduler.batch_size)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         epoch_time = time.perf_counter() - began
+        if not math.isfinite(out["train_loss"]):
+            raise DebaError(
+                f"{self.spec.name}: the training loss became {out['train_loss']} in epoch "
+                f"{epoch}. {self.checkpoints.describe_last()} Lower train.lr (or check the "
+                f"data), then rerun: a run with the same settings resumes from that checkpoint.")
         self.last_fit = batch_size
         began = time.perf_counter()
         accuracy = self.evaluate()
-        eval_time = time.perf_counter() - began
-        if self.spec.method == "fixed":
-            signals, decision, lr_factor = self.scheduler.observe(out["train_loss"], out["grads"]), "hold", 1.0
-        else:
-            step = self.scheduler.step(out["train_loss"], out["grads"])
-            signals, decision, lr_factor = step.signals, step.decision, step.lr_factor
+        peak = (torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+                if self.device.type == "cuda" else None)
+        return {"epoch": epoch, "batch_size": batch_size, "lr": lr, "out": out,
+                "accuracy": accuracy, "epoch_time": epoch_time,
+                "eval_time": time.perf_counter() - began, "peak_memory_mb": peak}
+
+    def finish_epoch(self, pending: dict) -> dict:
+        """The scheduler's step for a trained epoch, and the epoch's record entry. A plugin that
+        fails here stops the run after checkpointing the trained epoch, so no work is lost."""
+        out, epoch = pending["out"], pending["epoch"]
+        try:
+            if self.spec.method == "fixed":
+                signals = self.scheduler.observe(out["train_loss"], out["grads"])
+                decision, lr_factor = "hold", 1.0
+            else:
+                step = self.scheduler.step(out["train_loss"], out["grads"])
+                signals, decision, lr_factor = step.signals, step.decision, step.lr_factor
+        except DebaError as exc:
+            path = self.checkpoints.save(self, epoch - 1, pending=pending)
+            raise type(exc)(f"{self.spec.name}: {exc} The trained epoch {epoch} is saved in "
+                            f"{path}; fix the plugin and rerun: the run resumes there.") from None
         if lr_factor != 1.0:
             for group in self.optimizer.param_groups:
                 group["lr"] *= lr_factor
-        entry = {"epoch": epoch, "batch_size": batch_size, "lr": lr,
-                 "train_loss": out["train_loss"], "test_accuracy": accuracy,
-                 "epoch_time_s": epoch_time, "eval_time_s": eval_time,
-                 "samples_per_s": out["steps"] * batch_size / epoch_time, **signals,
-                 "decision": decision, "next_batch_size": self.scheduler.batch_size,
-                 "peak_memory_mb": (torch.cuda.max_memory_allocated(self.device) / 2 ** 20
-                                    if self.device.type == "cuda" else None)}
+        entry = {"epoch": epoch, "batch_size": pending["batch_size"], "lr": pending["lr"],
+                 "train_loss": out["train_loss"], "test_accuracy": pending["accuracy"],
+                 "epoch_time_s": pending["epoch_time"], "eval_time_s": pending["eval_time"],
+                 "samples_per_s": out["steps"] * pending["batch_size"] / pending["epoch_time"],
+                 **signals, "decision": decision, "next_batch_size": self.scheduler.batch_size,
+                 "peak_memory_mb": pending["peak_memory_mb"]}
         if self.spec.profile:
             entry["grad_norm_var"], entry["loss_var"] = out["grad_norm_var"], out["loss_var"]
         return entry
@@ -232,12 +280,13 @@ def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
         record = copy.deepcopy(done)
         record.update(variant=spec.variant, config=spec.config())
         return record
-    trainer = Trainer(spec, state_dir)
-    tracking = tracking or {"wandb": "disabled"}
-    tracker = Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"), experiment,
-                      spec.name, spec.config(), str(Path(state_dir) / "wandb"),
-                      tracking.get("entity"))
-    try:
-        return trainer.run(tracker, progress)
-    finally:
-        tracker.finish()
+    with Checkpointer(Path(state_dir), spec).lock():
+        trainer = Trainer(spec, state_dir)
+        tracking = tracking or {"wandb": "disabled"}
+        tracker = Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"),
+                          experiment, spec.name, spec.config(), str(Path(state_dir) / "wandb"),
+                          tracking.get("entity"))
+        try:
+            return trainer.run(tracker, progress)
+        finally:
+            tracker.finish()

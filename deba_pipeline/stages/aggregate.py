@@ -40,10 +40,17 @@ def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None 
     images = figures.write_all(records, out / "figures")
     checked = paper_check.check(OmegaConf.to_container(OmegaConf.load(compare_file)),
                                 records) if compare_file else None
-    metrics = build_metrics(records)
+    metrics = _rounded(build_metrics(records))
     write_json(out / "metrics.json", metrics)
     write_text(out / "REPORT.md", report(records, built, images, checked, out, runs))
     return metrics
+
+
+def _rounded(value, digits=4):
+    """Metrics to 4 decimals: `dvc exp show` should not print 1.4e-14 for a zero."""
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    return round(value, digits) if isinstance(value, float) else value
 
 
 def build_metrics(records) -> dict:

@@ -1,0 +1,147 @@
+"""Every bad input ends in one clear message (exit 2, no traceback) that names the key, value or
+plugin, and nothing computed before is touched."""
+import json
+import urllib.error
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from deba_pipeline.cli import main
+from deba_pipeline.config import merge
+from deba_pipeline.engine import data as data_module
+from deba_pipeline.engine import loop
+from deba_pipeline.engine.data import Split
+from deba_pipeline.errors import DebaError
+from deba_pipeline.stages.runs import run_spec
+
+PROFILE = ("profile", "--arch", "test_resnet")
+SENTINEL = {"schema": 1, "note": "computed before the fault"}
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A working folder holding an earlier result that must survive every failure."""
+    monkeypatch.chdir(tmp_path)
+    record = tmp_path / "runs" / "train" / "earlier.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps(SENTINEL))
+    return tmp_path
+
+
+def run_cli(project, capsys, params: dict, *argv):
+    (project / "params.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
+    code = main(list(argv) or ["train", "--arch", "test_resnet"])
+    err = capsys.readouterr().err
+    assert json.loads((project / "runs" / "train" / "earlier.json").read_text()) == SENTINEL
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"train": {"epohcs": 3}}, "params.yaml: unknown key `train.epohcs`. Did you mean `train.epochs`?"),
+    ({"train": {"lr": "fast"}}, "params.yaml: key `train.lr`: Value 'fast' of type 'str' could not be converted to Float"),
+    ({"study": {"seeds": [-1]}}, "params.yaml: `study.seeds` = -1 is not allowed: it must be an integer >= 0"),
+    ({"deba": {"rollback": 1.5}}, "params.yaml: `deba.rollback` = 1.5 is not allowed: it must be a number in (0, 1)"),
+    ({"deba": {"cooldown": -1}}, "params.yaml: `deba.cooldown` = -1 is not allowed"),
+    ({"study": {"archs": ["resnet_18"]}}, "params.yaml: `study.archs`: unknown architecture 'resnet_18'"),
+    ({"study": {"datasets": ["mnist"]}}, "params.yaml: `study.datasets` = 'mnist' is not allowed: it must be one of digits, synthetic, cifar10, cifar100"),
+    ({"deba": {"policy": "exponential"}}, "params.yaml: `deba`: unknown policy 'exponential'. Available policies: multiplicative"),
+    ({"deba": {"plugins": ["plugins/nope.py"]}}, "params.yaml: `deba.plugins`: plugin file"),
+    ({"train": {"model_kwargs": {"test_vit": {"num_classes": 3}}}}, "`train.model_kwargs.test_vit` = ['num_classes'] is not allowed"),
+])
+def test_bad_params(project, capsys, params, expected):
+    code, err = run_cli(project, capsys, params)
+    assert code == 2 and expected in err
+
+
+def test_plugin_file_that_does_not_import(project, capsys):
+    (project / "broken.py").write_text("raise ImportError('needs scipy')\n")
+    code, err = run_cli(project, capsys, {"deba": {"plugins": ["broken.py"]}})
+    assert code == 2 and "broken.py' failed to import: ImportError: needs scipy" in err
+
+
+def test_debug_flag_shows_the_traceback(project, capsys):
+    (project / "params.yaml").write_text("trian: {}\n")
+    with pytest.raises(DebaError, match="unknown key `trian`"):
+        main(["--debug", "train", "--arch", "test_resnet"])
+
+
+def cifar_params(root, download):
+    return {"study": {"datasets": ["cifar10"]}, "ablate": {"dataset": "cifar10"},
+            "data": {"root": str(root), "download": download},
+            "train": {"epochs": 1, "device": "cpu"}, "tracking": {"wandb": "disabled"}}
+
+
+def test_cifar_offline_without_files(project, capsys):
+    code, err = run_cli(project, capsys, cifar_params(project / "data", False), *PROFILE)
+    assert code == 2
+    assert "cifar10 is not in" in err and "cifar-10-batches-py and data.download is false" in err
+    assert "cifar-10-python.tar.gz" in err and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in err
+
+
+def test_cifar_download_that_fails(project, capsys, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tv_utils, "download_url", offline)
+    code, err = run_cli(project, capsys, cifar_params(project / "data", True), *PROFILE)
+    assert code == 2 and "could not be downloaded (<urlopen error no network>)" in err
+    assert f"place cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/ folder) in {project / 'data'}/" in err
+
+
+def test_cifar_corrupt_files(project, capsys):
+    folder = project / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in ("data_batch_1", "batches.meta", "test_batch"):
+        (folder / name).write_bytes(b"truncated")
+    code, err = run_cli(project, capsys, cifar_params(project / "data", False), *PROFILE)
+    assert code == 2 and "are corrupt or truncated (checksum mismatch): delete that folder" in err
+
+
+def test_dataset_smaller_than_one_batch(project, capsys):
+    params = {"study": {"datasets": ["synthetic"]}, "ablate": {"dataset": "synthetic"},
+              "data": {"synthetic": {"train_size": 40, "test_size": 10, "image_size": 8}},
+              "train": {"epochs": 1, "device": "cpu"}, "tracking": {"wandb": "disabled"}}
+    code, err = run_cli(project, capsys, params, *PROFILE)
+    assert code == 2
+    assert "train.batch_size = 64 is larger than the training set (40 samples of synthetic)" in err
+
+
+def test_label_count_that_does_not_match_the_model(project, monkeypatch):
+    real = data_module.load_split
+
+    def five_classes(*args):
+        split = real(*args)
+        return Split(split.x_train, split.y_train, split.x_test, split.y_test, 5)
+
+    monkeypatch.setattr(loop, "load_split", five_classes)
+    cfg = merge(OmegaConf.create({"train": {"epochs": 1, "device": "cpu"}}))
+    spec = run_spec(cfg, "test_resnet", "digits", 2, "fixed", "baseline")
+    with pytest.raises(DebaError, match="digits has labels up to 9 but the model has 5 outputs"):
+        loop.train(spec, state_dir=project / ".deba", progress=False)
+    assert not (project / ".deba" / "checkpoints").exists()
+
+
+def test_unknown_preset_and_missing_params(project, capsys):
+    assert main(["validate", "nonexistent"]) == 2
+    assert "unknown preset 'nonexistent'" in capsys.readouterr().err
+    assert main(["train", "--arch", "test_resnet", "--params", "absent.yaml"]) == 2
+    assert "absent.yaml: no such params file" in capsys.readouterr().err
+
+
+def test_aggregate_without_records(project, capsys):
+    assert main(["aggregate", "--runs", str(project / "empty"), "--out", "out"]) == 2
+    assert "no run records under" in capsys.readouterr().err
+    assert torch is not None
+
+
+def test_model_that_cannot_take_the_input_size(project, capsys):
+    params = {"study": {"archs": ["test_vit"]}, "train": {"epochs": 1, "device": "cpu"},
+              "tracking": {"wandb": "disabled"}}
+    code, err = run_cli(project, capsys, params, "profile", "--arch", "test_vit")
+    assert code == 2
+    assert "test_vit cannot take digits inputs of shape (1, 8, 8) (Input height (8) should be divisible by patch size (16).)" in err
+    assert "set train.image_size.test_vit" in err
