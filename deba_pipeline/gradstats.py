@@ -11,7 +11,7 @@ from typing import Iterable, Optional
 
 import torch
 
-CHUNK = 1 << 18  # elements cast to float64 at a time: 2 MiB per scratch chunk
+CHUNK = 1 << 16  # elements cast to float64 at a time: 512 KiB of scratch, whatever P is
 
 
 @dataclass
@@ -39,12 +39,11 @@ def grad_stats(grads: Iterable[Optional[torch.Tensor]]) -> GradStats:
             continue
         flat = grad.detach().reshape(-1)
         for start in range(0, flat.numel(), CHUNK):
-            chunk = flat[start:start + CHUNK].to(torch.float64)
+            chunk = flat[start:start + CHUNK].to(torch.float64, copy=True)  # the only scratch
             n = chunk.numel()
             chunk_mean = chunk.mean()
-            centred = chunk - chunk_mean
-            chunk_m2 = centred.dot(centred)
             chunk_sumsq = chunk.dot(chunk)
+            chunk_m2 = chunk.sub_(chunk_mean).square_().sum()
             if mean is None:
                 count, mean, m2, sumsq = n, chunk_mean, chunk_m2, chunk_sumsq
                 continue

@@ -74,3 +74,11 @@ def test_peak_memory_does_not_grow_by_a_gradient_sized_buffer():
     concat = _peak_growth("concat")
     assert concat > gradient_bytes  # the measurement sees a P-sized copy when there is one
     assert ours < gradient_bytes / 16  # a few float64 chunks of scratch, whatever P is
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gradients_are_left_untouched(dtype):
+    grads = [torch.randn(300, dtype=dtype), torch.randn(7, 5, dtype=dtype)]
+    before = [g.clone() for g in grads]
+    grad_stats(grads)
+    assert all(torch.equal(a, b) for a, b in zip(grads, before))

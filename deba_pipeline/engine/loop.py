@@ -109,14 +109,16 @@ class Trainer:
                 f"train.model_kwargs.{self.spec.arch} (e.g. patch_size).") from None
 
     # -- one epoch ---------------------------------------------------------------------------
-    def train_epoch(self, batch_size: int) -> dict:
+    def train_epoch(self, batch_size: int, batches=None) -> dict:
+        """One epoch at `batch_size`; `batches` replaces the held data (benchmarks feed
+        pre-sliced tensors or a DataLoader through the same loop)."""
         self.model.train()
         zero = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
         loss_sum, loss_sq, norm_sum, norm_sq = zero(), zero(), zero(), zero()
         epoch_mean = self.spec.deba and self.spec.deba.get("gradient_source") == "epoch_mean"
         grad_sum = [torch.zeros_like(p) for p in self.params] if epoch_mean else None
         steps = 0
-        for x, y in self.data.train_batches(batch_size):
+        for x, y in batches if batches is not None else self.data.train_batches(batch_size):
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,106 @@
+"""Run every benchmark and write benchmarks/results/<host-kind>.{json,md}.
+
+    python -m benchmarks            # CPU, about 5 minutes on 2 cores
+    python -m benchmarks --gpu      # the GPU check (benchmarks/gpu.sh runs this)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from deba_pipeline.engine.files import write_json, write_text
+
+from . import cases, quick
+from .harness import Bench
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def host_kind(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name().lower().replace(" ", "-")
+    return f"cpu-{os.cpu_count()}core"
+
+
+def run(device: str, gpu: bool, size: int, image: int) -> dict:
+    torch.manual_seed(0)
+    kwargs = {"precision": "bf16", "channels_last": True} if gpu else {}
+    arch = "resnet18" if gpu else "test_resnet"
+    out = {"host_kind": host_kind(device), "device": device, "torch": torch.__version__,
+           "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+           "setup": {"arch": arch, "dataset": f"synthetic {size}×3×{image}×{image}", **kwargs}}
+    began = time.time()
+    repeats = 3 if gpu else 5  # the GPU check must fit one 8-minute call
+    bench = Bench(arch=arch, size=size, image=image, device=device, **kwargs)
+    out["signal_overhead_ratio"] = cases.signal_overhead(bench, repeats=repeats)
+    out["profile_overhead_ratio"] = cases.profile_overhead(bench, repeats=repeats)
+    out["loader_vs_floor_ratio"], out["loader_vs_dataloader_speedup"] = cases.loaders(
+        bench, repeats=repeats)
+    out["batch_change_ratio"] = cases.batch_change(bench, repeats=repeats)
+    out["variance_peak_memory_ratio"], out["variance_time_ratio"] = cases.variance_cost(device)
+    archs = ("resnet18", "mobilenetv3_large_100") if gpu else ("test_resnet", "test_efficientnet")
+    out["epoch_time_by_batch"] = cases.epoch_time_by_batch(archs, device=device, size=size,
+                                                           image=image, **kwargs)
+    if gpu:
+        out.update(quick.gpu_comparison(device))
+    else:
+        out.update(quick.quick_preset())
+    out["wall_s"] = round(time.time() - began, 1)
+    return out
+
+
+GOALS = ("signal_overhead_ratio", "profile_overhead_ratio", "loader_vs_floor_ratio",
+         "loader_vs_dataloader_speedup", "batch_change_ratio", "variance_peak_memory_ratio",
+         "variance_time_ratio", "quick_speedup_pct", "quick_delta_acc", "gpu_speedup_pct",
+         "gpu_delta_acc", "samples_per_s_vs_floor")
+
+
+def markdown(result: dict) -> str:
+    lines = [f"### {result['host_kind']} ({result['device']}, torch {result['torch']}, "
+             f"{result['threads']} threads)", "",
+             f"Setup: {result['setup']}. Wall time {result['wall_s']} s.", "",
+             "| measurement | value | goal | met |", "|---|---|---|---|"]
+    for key in GOALS:
+        if key in result:
+            m = result[key]
+            met = {True: "yes", False: "**no**", None: "–"}[m.get("met")]
+            goal = "–" if m.get("goal") is None else f"≤ {m['goal']}"
+            lines.append(f"| `{key}` | {m['value']} | {goal} | {met} |")
+            for op in m.get("profile", []):
+                unit = op.get("unit", "ms")
+                lines.append(f"|   ↳ profile: `{op['op']}` | {op['self_ms']} {unit} "
+                             f"({op['calls']} calls) | | |")
+    lines += ["", "Seconds per epoch by batch size (Figure 1):", "",
+              "| model | " + " | ".join(next(iter(result["epoch_time_by_batch"].values()))) + " |",
+              "|---|" + "---|" * len(next(iter(result["epoch_time_by_batch"].values())))]
+    for arch, row in result["epoch_time_by_batch"].items():
+        lines.append(f"| {arch} | " + " | ".join(str(v) for v in row.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--gpu", action="store_true", help="the GPU check (needs CUDA)")
+    parser.add_argument("--size", type=int, default=None, help="synthetic training images")
+    parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    args = parser.parse_args(argv)
+    device = "cuda" if args.gpu else "cpu"
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("--gpu needs a CUDA device; run `python -m benchmarks` on the CPU")
+    size = args.size or (50_000 if args.gpu else 4096)
+    result = run(device, args.gpu, size, 32)
+    out = Path(args.out)
+    write_json(out / f"{result['host_kind']}.json", result)
+    table = markdown(result)
+    write_text(out / f"{result['host_kind']}.md", table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""The measurements of issue #6. Each returns {"value": ..., "goal": ..., "check": ...}."""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import textwrap
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from deba_pipeline.scheduler import DEBAScheduler
+
+from .harness import Bench, interleaved, ratio, same_epoch, top_ops
+
+
+def _epoch(bench, batch_size, batches=None):
+    out = bench.trainer.train_epoch(batch_size, batches)
+    return {"train_loss": out["train_loss"], "samples": out["steps"] * batch_size, "out": out}
+
+
+def plain(bench, batch_size):
+    return _epoch(bench, batch_size)
+
+
+def with_signals(bench, batch_size):
+    result = _epoch(bench, batch_size)
+    scheduler = DEBAScheduler(batch_size=batch_size)
+    scheduler.step(result["out"]["train_loss"], result["out"]["grads"])
+    return result
+
+
+def profiled(bench, batch_size):
+    bench.trainer.spec.profile = True
+    try:
+        return _epoch(bench, batch_size)
+    finally:
+        bench.trainer.spec.profile = False
+
+
+def _order(bench, batch_size):
+    """The epoch's batches as index tensors, from the same generator state the loop uses."""
+    data = bench.trainer.data
+    order = torch.randperm(data.train_size, generator=data.generator, device=data.device)
+    return [order[i:i + batch_size] for i in range(0, data.train_size - batch_size + 1, batch_size)]
+
+
+def floor(bench, batch_size):
+    """Pre-sliced tensors: the loop with no batching cost at all (slicing done outside)."""
+    return _epoch(bench, batch_size, bench.floor_batches)
+
+
+def dataloader(bench, batch_size):
+    """The usual way: a DataLoader over a TensorDataset (same batches, collated per sample)."""
+    return _epoch(bench, batch_size, bench.loader)
+
+
+def _goal(value, goal, below=True):
+    return {"value": round(value, 4), "goal": goal,
+            "met": None if goal is None else (value <= goal if below else value >= goal)}
+
+
+def signal_overhead(bench, batch_size=64, repeats=5):
+    m = interleaved(bench, {"fixed": plain, "deba": with_signals}, repeats, batch_size)
+    same_epoch(m["results"])
+    out = _goal(ratio(m, "deba", "fixed"), 1.01)
+    if not out["met"]:
+        out["profile"] = top_ops(with_signals, bench, batch_size)
+    return out
+
+
+def profile_overhead(bench, batch_size=64, repeats=5):
+    m = interleaved(bench, {"fixed": plain, "profile": profiled}, repeats, batch_size)
+    same_epoch(m["results"])
+    out = _goal(ratio(m, "profile", "fixed"), 1.05)
+    if not out["met"]:
+        out["profile"] = top_ops(profiled, bench, batch_size)
+    return out
+
+
+def loaders(bench, batch_size=64, repeats=5):
+    bench.restore()
+    index = [i for i in _order(bench, batch_size)]
+    data = bench.trainer.data
+    bench.floor_batches = [(data.x_train[i], data.y_train[i]) for i in index]
+    dataset = TensorDataset(data.x_train.cpu(), data.y_train.cpu())
+    to_device = bench.device
+
+    def collate(samples):
+        x, y = torch.utils.data.default_collate(samples)
+        return x.to(to_device, non_blocking=True), y.to(to_device, non_blocking=True)
+
+    bench.loader = DataLoader(dataset, batch_sampler=[i.tolist() for i in index],
+                              collate_fn=collate)
+    m = interleaved(bench, {"ours": plain, "floor": floor, "dataloader": dataloader}, repeats,
+                    batch_size)
+    same_epoch(m["results"])
+    vs_floor = _goal(ratio(m, "ours", "floor"), 1.02)
+    if not vs_floor["met"]:
+        vs_floor["profile"] = top_ops(plain, bench, batch_size)
+    return vs_floor, _goal(ratio(m, "dataloader", "ours"), None)
+
+
+def batch_change(bench, small=64, large=96, repeats=5):
+    """The first epoch at a new size over the steady epoch that follows it at that size."""
+    ratios = []
+    for round_ in range(repeats + 1):  # round 0 warms up
+        bench.restore()
+        _epoch(bench, small)
+        first = bench.timed_here(_epoch, large)
+        steady = bench.timed_here(_epoch, large)
+        if first[1]["samples"] != steady[1]["samples"]:
+            raise AssertionError("first and steady epochs trained different sample counts")
+        if round_:
+            ratios.append(first[0] / steady[0])
+    return _goal(statistics.median(ratios), 1.05)
+
+
+VARIANCE_SCRIPT = textwrap.dedent("""
+    import json, resource, sys, time, timm, torch
+    from deba_pipeline.gradstats import grad_stats
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        shapes = [p.shape for p in timm.create_model("resnet50").parameters()]
+    device = sys.argv[2]
+    grads = [torch.randn(s, device=device).mul_(1e-3) for s in shapes]  # no transient copies
+    count = sum(g.numel() for g in grads)
+    def ours(grads=grads):
+        s = grad_stats(grads)
+        return torch.stack([s.variance, s.norm]).tolist()
+    def concat(grads=grads):
+        flat = torch.cat([g.flatten() for g in grads]).double()
+        return [flat.var(unbiased=False).item(), flat.norm().item()]
+    fn = ours if sys.argv[1] == "ours" else concat
+    fn([torch.randn(1 << 15, device=device), torch.randn(3, 7, device=device)])  # page in code, start threads
+    if device == "cuda":
+        torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    value = fn()  # the first call sets the peak: nothing before it allocated scratch
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    times = []
+    for _ in range(5):
+        began = time.perf_counter(); fn(); times.append(time.perf_counter() - began)
+    print(json.dumps({"count": count, "peak": peak, "time": sorted(times)[2], "value": value}))
+""")
+
+
+def variance_cost(device="cpu"):
+    """Our σ²/‖∇‖ against torch.cat(...).var() on ResNet-50-sized gradients (~25.6M)."""
+    import json
+    runs = {"ours": [], "concat": []}
+    for _ in range(3):  # fresh processes; page-ins only add to RSS, so the minimum is the cost
+        for which in runs:
+            out = subprocess.run([sys.executable, "-c", VARIANCE_SCRIPT, which, device],
+                                 check=True, capture_output=True, text=True).stdout
+            runs[which].append(json.loads(out.strip().splitlines()[-1]))
+    ours, concat = (min(runs[w], key=lambda r: r["peak"]) for w in ("ours", "concat"))
+    ours["time"] = statistics.median(r["time"] for r in runs["ours"])
+    concat["time"] = statistics.median(r["time"] for r in runs["concat"])
+    for a, b in zip(ours["value"], concat["value"]):
+        if abs(a - b) > 1e-9 * abs(b):
+            raise AssertionError(f"σ²/‖∇‖ differ: ours {ours['value']}, concat {concat['value']}")
+    copy_bytes = ours["count"] * 4  # the concatenated float32 copy
+    memory = _goal(max(ours["peak"], 0) / copy_bytes, 0.01)
+    memory.update(parameters=ours["count"], extra_bytes=ours["peak"],
+                  concat_extra_bytes=concat["peak"])
+    if not memory["met"]:
+        memory["profile"] = _allocations(device)
+    return memory, _goal(ours["time"] / concat["time"], 1.0)
+
+
+def _allocations(device, rows=4):
+    """Which ops allocate inside grad_stats (torch profiler, self memory), on 1M-element grads."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from deba_pipeline.gradstats import grad_stats
+    grads = [torch.randn(250_000, device=device) for _ in range(4)]
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        grad_stats(grads)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_memory_usage, reverse=True)
+    return [{"op": e.key, "self_ms": round(e.self_cpu_memory_usage / 2 ** 20, 3),
+             "calls": e.count, "unit": "MiB allocated"} for e in events[:rows]]
+
+
+def epoch_time_by_batch(archs=("test_resnet", "test_efficientnet"), sizes=None, device="cpu",
+                        size=4096, image=32, **bench_kwargs):
+    """Figure 1: seconds per epoch for each batch size, per model (one epoch each, after a
+    warm-up epoch at that size)."""
+    sizes = sizes or [16, 32, 64, 128, 256, 512, 1024, 2048]
+    table = {}
+    for arch in archs:
+        bench = Bench(arch=arch, size=size, image=image, device=device, **bench_kwargs)
+        row = {}
+        for batch in sizes:
+            bench.timed(plain, batch)
+            seconds, result = bench.timed(plain, batch)
+            if result["samples"] != size - size % batch:
+                raise AssertionError(f"{arch} at batch {batch} saw {result['samples']} samples")
+            row[str(batch)] = round(seconds, 4)
+        table[arch] = row
+    return table

@@ -1,0 +1,103 @@
+"""Timing that can be trusted on a noisy machine: interleaved repeats from one saved state, so
+every variant computes the same epoch, and a check that it did before any ratio is reported."""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import torch
+from omegaconf import OmegaConf
+
+from deba_pipeline.config import merge
+from deba_pipeline.engine.loop import Trainer
+from deba_pipeline.stages.runs import run_spec
+
+
+class Bench:
+    """A model, its optimiser and its held data, restorable to one state between variants."""
+
+    def __init__(self, arch="test_resnet", dataset="synthetic", size=2048, image=32, device="cpu",
+                 precision="fp32", channels_last=False, method="deba", state_dir="/tmp/deba-bench"):
+        cfg = merge(OmegaConf.create({
+            "data": {"synthetic": {"train_size": size, "test_size": 256, "image_size": image}},
+            "train": {"device": device, "precision": precision, "channels_last": channels_last},
+            "deba": {"thresholds": "fixed"}, "tracking": {"wandb": "disabled"}}))
+        self.spec = run_spec(cfg, arch, dataset, 0, method, "bench")
+        self.trainer = Trainer(self.spec, state_dir)
+        self.device = self.trainer.device
+        self.saved = self._state()
+
+    def _state(self):
+        t = self.trainer
+        return (copy.deepcopy(t.model.state_dict()), copy.deepcopy(t.optimizer.state_dict()),
+                t.data.generator.get_state())
+
+    def restore(self):
+        model, optimizer, generator = self.saved
+        self.trainer.model.load_state_dict(model)
+        self.trainer.optimizer.load_state_dict(optimizer)
+        self.trainer.data.generator.set_state(generator)
+
+    def sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def timed(self, variant, *args):
+        """(seconds, result) of one call of `variant` from the saved state."""
+        self.restore()
+        return self.timed_here(variant, *args)
+
+    def timed_here(self, variant, *args):
+        """(seconds, result) of one call of `variant` from wherever training is now."""
+        self.sync()
+        began = time.perf_counter()
+        result = variant(self, *args)
+        self.sync()
+        return time.perf_counter() - began, result
+
+
+def interleaved(bench, variants: dict, repeats: int, *args) -> dict:
+    """Median seconds per variant, run in turn `repeats` times, plus each variant's results."""
+    times = {name: [] for name in variants}
+    results = {}
+    for name, fn in variants.items():  # warm-up: allocator, kernels, caches
+        bench.timed(fn, *args)
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            seconds, results[name] = bench.timed(fn, *args)
+            times[name].append(seconds)
+    return {"median_s": {n: statistics.median(t) for n, t in times.items()},
+            "times_s": times, "results": results}
+
+
+def ratio(measured, numerator, denominator) -> float:
+    """Median over repeats of the paired ratio numerator/denominator."""
+    pairs = zip(measured["times_s"][numerator], measured["times_s"][denominator])
+    return statistics.median(a / b for a, b in pairs)
+
+
+def same_epoch(results: dict) -> None:
+    """Every variant trained the same samples to the same loss, or no ratio is reported."""
+    losses = {name: r["train_loss"] for name, r in results.items()}
+    samples = {name: r["samples"] for name, r in results.items()}
+    reference = next(iter(losses.values()))
+    if len(set(samples.values())) != 1 or any(
+            abs(v - reference) > 1e-5 * abs(reference) for v in losses.values()):
+        raise AssertionError(f"variants computed different epochs: losses {losses}, "
+                             f"samples {samples}")
+
+
+def top_ops(fn, bench, *args, rows=6) -> list:
+    """What costs the time in one call of `fn`: torch profiler, ops by self time."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + (
+        [ProfilerActivity.CUDA] if bench.device.type == "cuda" else [])
+    bench.restore()
+    with profile(activities=activities) as prof:
+        fn(bench, *args)
+        bench.sync()
+    key = "self_cuda_time_total" if bench.device.type == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:rows]
+    return [{"op": e.key, "self_ms": round(getattr(e, key) / 1000, 2), "calls": e.count}
+            for e in events]
