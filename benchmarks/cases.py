@@ -60,22 +60,22 @@ def _goal(value, goal, below=True):
             "met": None if goal is None else (value <= goal if below else value >= goal)}
 
 
-def signal_overhead(bench, batch_size=64, repeats=5):
-    m = interleaved(bench, {"fixed": plain, "deba": with_signals}, repeats, batch_size)
+def _overhead(bench, variant, goal, batch_size, repeats):
+    """`variant`'s epoch over the plain fixed-batch epoch, with a profile if the goal is missed."""
+    m = interleaved(bench, {"fixed": plain, "variant": variant}, repeats, batch_size)
     same_epoch(m["results"])
-    out = _goal(ratio(m, "deba", "fixed"), 1.01)
+    out = _goal(ratio(m, "variant", "fixed"), goal)
     if not out["met"]:
-        out["profile"] = top_ops(with_signals, bench, batch_size)
+        out["profile"] = top_ops(variant, bench, batch_size)
     return out
+
+
+def signal_overhead(bench, batch_size=64, repeats=5):
+    return _overhead(bench, with_signals, 1.01, batch_size, repeats)
 
 
 def profile_overhead(bench, batch_size=64, repeats=5):
-    m = interleaved(bench, {"fixed": plain, "profile": profiled}, repeats, batch_size)
-    same_epoch(m["results"])
-    out = _goal(ratio(m, "profile", "fixed"), 1.05)
-    if not out["met"]:
-        out["profile"] = top_ops(profiled, bench, batch_size)
-    return out
+    return _overhead(bench, profiled, 1.05, batch_size, repeats)
 
 
 def loaders(bench, batch_size=64, repeats=5):

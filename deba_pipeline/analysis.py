@@ -66,15 +66,19 @@ def predict(cls: str, convergence, bounds) -> str:
     return "no prediction (intermediate)"
 
 
-def profile_summary(records, bounds) -> dict:
-    """{arch: {dataset: {S per seed, μ_S, σ_S, convergence stability, class, prediction}}}."""
+def _profiles(records):
+    """Profile runs grouped by (arch, dataset), sorted, each group ordered by seed."""
     groups = defaultdict(list)
     for r in records:
         if r["variant"] == "profile":
             groups[(r["arch"], r["dataset"])].append(r)
+    return [(key, sorted(runs, key=lambda r: r["seed"])) for key, runs in sorted(groups.items())]
+
+
+def profile_summary(records, bounds) -> dict:
+    """{arch: {dataset: {S per seed, μ_S, σ_S, convergence stability, class, prediction}}}."""
     out: dict = defaultdict(dict)
-    for (arch, dataset), runs in sorted(groups.items()):
-        runs.sort(key=lambda r: r["seed"])
+    for (arch, dataset), runs in _profiles(records):
         scores = {r["seed"]: stability_score(r) for r in runs}
         mu, sigma = statistics.fmean(scores.values()), _sample_std(list(scores.values()))
         convergence = statistics.fmean(convergence_stability(r) for r in runs)
@@ -87,12 +91,8 @@ def profile_summary(records, bounds) -> dict:
 
 def calibrate(records, window) -> dict:
     """θ_stab = 75th percentile of Δ‖∇‖_t; θ_conf = median of c_t; profile seeds pooled."""
-    groups = defaultdict(list)
-    for r in records:
-        if r["variant"] == "profile":
-            groups[(r["arch"], r["dataset"])].append(r)
     out: dict = defaultdict(dict)
-    for (arch, dataset), runs in sorted(groups.items()):
+    for (arch, dataset), runs in _profiles(records):
         norm_variation, confidence = [], []
         for r in runs:
             history = []
