@@ -161,3 +161,17 @@ def test_online_without_key_warns_and_logs_offline(tmp_path, monkeypatch):
         loop.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path,
                    tracking={"wandb": "online", "project": "t"}, progress=False)
     assert list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
+
+
+def test_run_key_follows_the_config_and_the_training_code(tmp_path, monkeypatch):
+    from deba_pipeline.engine import spec as spec_module
+    base = tiny_spec()
+    before = base.key()
+    assert tiny_spec().key() == before
+    assert tiny_spec(train={"lr": 0.02}).key() != base.key()
+    assert tiny_spec(variant="cooldown2").key() == base.key()  # a label, not a result input
+    edited = tmp_path / "scheduler.py"
+    edited.write_text("# an edited copy of the training code\n")
+    monkeypatch.setattr(spec_module, "TRAINING_CODE", ("scheduler.py",))
+    monkeypatch.setattr(spec_module, "PACKAGE", tmp_path)
+    assert tiny_spec().key() != before

@@ -71,3 +71,12 @@ def test_preset_command_copies_a_validated_preset(tmp_path, capsys):
     assert "now holds preset micro" in capsys.readouterr().out
     assert main(["preset", "imagenet", "--params", str(target)]) == 2
     assert "unknown preset 'imagenet': choose one of micro, paper, quick" in capsys.readouterr().err
+
+
+def test_wandb_group_is_the_dvc_experiment_when_one_runs(monkeypatch):
+    from deba_pipeline.stages.runs import experiment_name
+    cfg = load_params(ROOT / "pipelines" / "micro.yaml")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    assert experiment_name(cfg) == "micro"
+    monkeypatch.setenv("DVC_EXP_NAME", "beige-seal")
+    assert experiment_name(cfg) == "beige-seal"

@@ -4,10 +4,30 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Optional
 
 RECORD_SCHEMA = 1  # bump when a reader would misread older records
 TIMING_KEYS = ("epoch_time_s", "samples_per_s", "eval_time_s", "peak_memory_mb")
+PACKAGE = Path(__file__).resolve().parents[1]
+TRAINING_CODE = ("engine/*.py", "scheduler.py", "gradstats.py", "base.py", "signals/*.py",
+                 "rules/*.py", "policies/*.py")
+
+
+@lru_cache(maxsize=None)
+def _digest(paths: tuple) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_fingerprint(plugin_files=()) -> str:
+    """The training code and plugin files a result came from: a code change retrains, as the
+    DVC stages' code dependencies say it should, instead of reusing an older result."""
+    paths = sorted(str(p) for pattern in TRAINING_CODE for p in PACKAGE.glob(pattern))
+    return _digest(tuple(paths) + tuple(str(Path(p).resolve()) for p in plugin_files))
 
 
 @dataclass
@@ -36,7 +56,9 @@ class RunSpec:
         return config
 
     def key(self) -> str:
-        blob = json.dumps(self.result_config(), sort_keys=True).encode()
+        config = self.result_config()
+        config["code"] = code_fingerprint((self.deba or {}).get("plugins", []))
+        blob = json.dumps(config, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @property

@@ -72,16 +72,20 @@ def _deba_runs(records):
 
 
 def batch_trajectories(records, path):
+    """One panel per architecture and dataset, one step line per seed."""
     runs = _deba_runs(records)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (arch, dataset), group in runs.items():
-        for i, r in enumerate(sorted(group, key=lambda r: r["seed"])):
+    fig, axes = plt.subplots(max(1, len(runs)), 1, figsize=(7, 1.8 + 1.6 * len(runs)),
+                             sharex=True, squeeze=False)
+    for ax, ((arch, dataset), group) in zip(axes[:, 0], runs.items()):
+        for r in sorted(group, key=lambda r: r["seed"]):
             ax.step([e["epoch"] for e in r["epochs"]], [e["batch_size"] for e in r["epochs"]],
-                    where="post", alpha=0.8, label=f"{arch}/{dataset}" if i == 0 else None,
-                    color=f"C{list(runs).index((arch, dataset)) % 10}")
-    ax.set_yscale("log", base=2)
-    ax.set(xlabel="epoch", ylabel="batch size", title="DEBA batch size over epochs (every seed)")
-    _legend(ax)
+                    where="post", label=f"seed {r['seed']}")
+        ax.set_yscale("log", base=2)
+        ax.set_ylabel("batch size")
+        ax.set_title(f"{arch} / {dataset}", fontsize=9)
+        _legend(ax)
+    axes[0, 0].figure.suptitle("DEBA batch size over epochs")
+    axes[-1, 0].set_xlabel("epoch")
     return _save(fig, path)
 
 
