@@ -175,3 +175,13 @@ def test_run_key_follows_the_config_and_the_training_code(tmp_path, monkeypatch)
     monkeypatch.setattr(spec_module, "TRAINING_CODE", ("scheduler.py",))
     monkeypatch.setattr(spec_module, "PACKAGE", tmp_path)
     assert tiny_spec().key() != before
+
+
+def test_epoch_mean_gradient_source(tmp_path):
+    last = loop.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path / "a", progress=False)
+    mean = loop.train(tiny_spec(train={"epochs": 2}, deba={"gradient_source": "epoch_mean"}),
+                      state_dir=tmp_path / "b", progress=False)
+    # same training, different gradient observed: the epoch's mean gradient is less noisy
+    assert [e["train_loss"] for e in mean["epochs"]] == [e["train_loss"] for e in last["epochs"]]
+    for a, b in zip(last["epochs"], mean["epochs"]):
+        assert b["grad_variance"] < a["grad_variance"]

@@ -250,3 +250,19 @@ def test_killed_dvc_repro_resumes_to_the_same_results(tmp_path, micro_study):
                 for p in sorted((root / "runs").rglob("*.json")) if "schema" in p.read_text()}
 
     assert records(workspace) == records(reference)
+
+
+def test_diverging_run_through_the_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    earlier = tmp_path / "runs" / "profile" / "test_resnet" / "digits" / "kept.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"computed": "before"}')
+    params = {"study": {"archs": ["test_resnet"], "profile_seeds": [2]},
+              "train": {"epochs": 3, "lr": 1000.0, "device": "cpu"},
+              "tracking": {"wandb": "disabled"}}
+    (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
+    assert main(["profile", "--arch", "test_resnet"]) == 2
+    err = capsys.readouterr().err
+    assert "the training loss became nan in epoch 1. No checkpoint was written yet" in err
+    assert "Lower train.lr" in err and "Traceback" not in err
+    assert earlier.read_text() == '{"computed": "before"}'

@@ -226,8 +226,9 @@ class Trainer:
         if not math.isfinite(out["train_loss"]):
             raise DebaError(
                 f"{self.spec.name}: the training loss became {out['train_loss']} in epoch "
-                f"{epoch}. {self.checkpoints.describe_last()} Lower train.lr (or check the "
-                f"data), then rerun: a run with the same settings resumes from that checkpoint.")
+                f"{epoch}. {self.checkpoints.describe_last()} Lower train.lr or check the data: "
+                f"a changed setting starts a new run, and rerunning unchanged (after fixing the "
+                f"data) resumes from that checkpoint.")
         self.last_fit = batch_size
         began = time.perf_counter()
         accuracy = self.evaluate()
