@@ -71,7 +71,10 @@ def markdown(result: dict) -> str:
             m = result[key]
             met = {True: "yes", False: "**no**", None: "–"}[m.get("met")]
             goal = "–" if m.get("goal") is None else f"≤ {m['goal']}"
-            lines.append(f"| `{key}` | {m['value']} | {goal} | {met} |")
+            value = m["value"]
+            if "extra_bytes" in m:
+                value = f"{value} ({m['extra_bytes']} B extra; cat path {m['concat_extra_bytes']} B)"
+            lines.append(f"| `{key}` | {value} | {goal} | {met} |")
             for op in m.get("profile", []):
                 unit = op.get("unit", "ms")
                 lines.append(f"|   ↳ profile: `{op['op']}` | {op['self_ms']} {unit} "
@@ -82,6 +85,22 @@ def markdown(result: dict) -> str:
     for arch, row in result["epoch_time_by_batch"].items():
         lines.append(f"| {arch} | " + " | ".join(str(v) for v in row.values()) + " |")
     return "\n".join(lines) + "\n"
+
+
+MARKER = "<!-- results -->"
+NO_GPU = ("No GPU result yet: no session so far had a device machine. `gpu.sh` has run only on "
+          "the CPU, as a smoke test of its code paths at tiny sizes, which says nothing of its "
+          "timings.\n")
+
+
+def refresh_readme(results: Path) -> None:
+    """Rewrite the README's results section from every machine kind's table."""
+    readme = Path(__file__).parent / "README.md"
+    text = readme.read_text()
+    tables = [p.read_text() for p in sorted(results.glob("*.md"))]
+    if not any(t.startswith("### nvidia") for t in tables):
+        tables.append(NO_GPU)
+    write_text(readme, text[:text.index(MARKER) + len(MARKER)] + "\n\n" + "\n".join(tables))
 
 
 def main(argv=None) -> None:
@@ -99,6 +118,8 @@ def main(argv=None) -> None:
     write_json(out / f"{result['host_kind']}.json", result)
     table = markdown(result)
     write_text(out / f"{result['host_kind']}.md", table)
+    if out.resolve() == RESULTS.resolve():
+        refresh_readme(out)
     print(table)
 
 

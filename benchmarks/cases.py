@@ -66,7 +66,7 @@ def _overhead(bench, variant, goal, batch_size, repeats):
     same_epoch(m["results"])
     out = _goal(ratio(m, "variant", "fixed"), goal)
     if not out["met"]:
-        out["profile"] = top_ops(variant, bench, batch_size)
+        out["profile"] = top_ops(variant, bench, batch_size, baseline=plain)
     return out
 
 
@@ -97,7 +97,7 @@ def loaders(bench, batch_size=64, repeats=5):
     same_epoch(m["results"])
     vs_floor = _goal(ratio(m, "ours", "floor"), 1.02)
     if not vs_floor["met"]:
-        vs_floor["profile"] = top_ops(plain, bench, batch_size)
+        vs_floor["profile"] = top_ops(plain, bench, batch_size, baseline=floor)
     return vs_floor, _goal(ratio(m, "dataloader", "ours"), None)
 
 

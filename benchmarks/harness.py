@@ -88,8 +88,7 @@ def same_epoch(results: dict) -> None:
                              f"samples {samples}")
 
 
-def top_ops(fn, bench, *args, rows=6) -> list:
-    """What costs the time in one call of `fn`: torch profiler, ops by self time."""
+def _self_times(fn, bench, *args) -> dict:
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + (
         [ProfilerActivity.CUDA] if bench.device.type == "cuda" else [])
@@ -98,6 +97,16 @@ def top_ops(fn, bench, *args, rows=6) -> list:
         fn(bench, *args)
         bench.sync()
     key = "self_cuda_time_total" if bench.device.type == "cuda" else "self_cpu_time_total"
-    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:rows]
-    return [{"op": e.key, "self_ms": round(getattr(e, key) / 1000, 2), "calls": e.count}
-            for e in events]
+    return {e.key: (getattr(e, key) / 1000, e.count) for e in prof.key_averages()}
+
+
+def top_ops(fn, bench, *args, baseline=None, rows=6) -> list:
+    """What costs the time (torch profiler, self time per op): with a `baseline`, the ops whose
+    time grew most from the baseline's epoch to `fn`'s, which is where the extra cost lives."""
+    mine = _self_times(fn, bench, *args)
+    theirs = _self_times(baseline, bench, *args) if baseline else {}
+    grown = {op: (ms - theirs.get(op, (0.0, 0))[0], calls) for op, (ms, calls) in mine.items()}
+    ranked = sorted(grown.items(), key=lambda item: item[1][0], reverse=True)[:rows]
+    unit = "ms more than baseline" if baseline else "ms"
+    return [{"op": op, "self_ms": round(ms, 2), "calls": calls, "unit": unit}
+            for op, (ms, calls) in ranked]
