@@ -3,7 +3,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from deba_pipeline.config import load_params
 from deba_pipeline.stages.plan import count_runs

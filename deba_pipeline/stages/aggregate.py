@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..analysis import calibrate, compare, summary_rows
-from ..engine.files import read_json, write_json, write_text
+from ..engine.files import write_json, write_text
 from ..errors import DebaError
 from ..report import figures, paper_check, tables
 from .runs import read_records
