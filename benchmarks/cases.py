@@ -55,9 +55,9 @@ def dataloader(bench, batch_size):
     return _epoch(bench, batch_size, bench.loader)
 
 
-def _goal(value, goal, below=True):
-    return {"value": round(value, 4), "goal": goal,
-            "met": None if goal is None else (value <= goal if below else value >= goal)}
+def _goal(value, goal):
+    """A measurement beside its goal (an upper bound), or None where there is no goal."""
+    return {"value": round(value, 4), "goal": goal, "met": None if goal is None else value <= goal}
 
 
 def _overhead(bench, variant, goal, batch_size, repeats):
@@ -80,7 +80,7 @@ def profile_overhead(bench, batch_size=64, repeats=5):
 
 def loaders(bench, batch_size=64, repeats=5):
     bench.restore()
-    index = [i for i in _order(bench, batch_size)]
+    index = _order(bench, batch_size)
     data = bench.trainer.data
     bench.floor_batches = [(data.x_train[i], data.y_train[i]) for i in index]
     dataset = TensorDataset(data.x_train.cpu(), data.y_train.cpu())

@@ -74,7 +74,7 @@ class Trainer:
                                   **t.get("model_kwargs", {}).get(spec.arch, {})).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self._check_model_takes(split, side)
+        self._check_model_takes()
         labels = int(max(split.y_train.max(), split.y_test.max())) + 1
         if labels > getattr(self.model, "num_classes", labels):
             raise DebaError(f"{spec.name}: {spec.dataset} has labels up to {labels - 1} but the "
@@ -95,7 +95,7 @@ class Trainer:
         self.last_fit = None  # the last batch size that completed an epoch
 
     @torch.no_grad()
-    def _check_model_takes(self, split, side):
+    def _check_model_takes(self):
         """One eval-mode forward of two samples, so a shape mismatch is a message, not a trace."""
         self.model.eval()
         sample = next(self.data.test_batches(2))[0]
