@@ -15,8 +15,9 @@ from .harness import Bench, interleaved, ratio, same_epoch, top_ops
 
 
 def _epoch(bench, batch_size, batches=None):
-    out = bench.trainer.train_epoch(batch_size, batches)
-    return {"train_loss": out["train_loss"], "samples": out["steps"] * batch_size, "out": out}
+    result = bench.trainer.train_epoch(batch_size, batches)
+    return {"train_loss": result.train_loss, "samples": result.steps * batch_size,
+            "result": result}
 
 
 def plain(bench, batch_size):
@@ -26,7 +27,7 @@ def plain(bench, batch_size):
 def with_signals(bench, batch_size):
     result = _epoch(bench, batch_size)
     scheduler = DEBAScheduler(batch_size=batch_size)
-    scheduler.step(result["out"]["train_loss"], result["out"]["grads"])
+    scheduler.step(result["result"].train_loss, result["result"].grads)
     return result
 
 

@@ -7,6 +7,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from .errors import DebaError
+from .record import signal
 from .rules.deba import confidence_score
 
 
@@ -22,7 +24,7 @@ def _sample_std(values):
 # -- SPEC §2: profiling ------------------------------------------------------------------------
 def stability_score(record) -> float:
     """S = 1 / (1 + CV(σ²_g) + mean Var(‖∇L‖) + mean Var(L)), over the run's epochs."""
-    variances = [e["grad_variance"] for e in record["epochs"]]
+    variances = [signal(e, "grad_variance") for e in record["epochs"]]
     cv = statistics.pstdev(variances) / statistics.fmean(variances)
     return 1.0 / (1.0 + cv + statistics.fmean(e["grad_norm_var"] for e in record["epochs"])
                   + statistics.fmean(e["loss_var"] for e in record["epochs"]))
@@ -90,18 +92,25 @@ def profile_summary(records, bounds) -> dict:
 
 
 def calibrate(records, window) -> dict:
-    """θ_stab = 75th percentile of Δ‖∇‖_t; θ_conf = median of c_t; profile seeds pooled."""
+    """θ_stab = 75th percentile of Δ‖∇‖_t; θ_conf = median of c_t; profile seeds pooled.
+    Epochs where a signal is undefined are skipped."""
     out: dict = defaultdict(dict)
     for (arch, dataset), runs in _profiles(records):
         norm_variation, confidence = [], []
         for r in runs:
             history = []
             for e in r["epochs"]:
-                history.append(e["grad_variance"])
-                recent = history if window == "full" else history[-window:]
-                confidence.append(confidence_score(e["grad_variance"], recent))
-                if e["grad_norm_variation"] is not None:
-                    norm_variation.append(e["grad_norm_variation"])
+                variance = signal(e, "grad_variance")
+                if variance is not None:
+                    history.append(variance)
+                    recent = history if window == "full" else history[-window:]
+                    confidence.append(confidence_score(variance, recent))
+                if signal(e, "grad_norm_variation") is not None:
+                    norm_variation.append(signal(e, "grad_norm_variation"))
+        if not norm_variation or not confidence:
+            raise DebaError(f"cannot calibrate {arch}/{dataset}: its profile runs have no epoch "
+                            f"with a defined Δ‖∇‖ and c_t (they need at least 2 epochs): raise "
+                            f"train.epochs and rerun the profile stage.")
         out[arch][dataset] = {"theta_stab": float(np.percentile(norm_variation, 75)),
                               "theta_conf": float(np.median(confidence)),
                               "epochs": len(confidence), "runs": len(runs)}

@@ -7,8 +7,6 @@ from typing import ClassVar, Optional, Sequence
 
 import torch
 
-from .errors import check
-
 DECISIONS = ("increase", "rollback", "hold")
 EPS = 1e-8  # SPEC §1 ε: keeps the relative variations finite when the previous value is 0
 
@@ -26,7 +24,8 @@ class Observation:
 
 class Signal:
     """A per-epoch number. Keep what the next epoch needs in `self.state` (a dict of plain values
-    or tensors) and it is checkpointed and restored for you."""
+    or tensors) and it is checkpointed and restored for you. Options (`deba.signal_options`)
+    arrive as keyword-only arguments of a subclass's __init__."""
 
     name: ClassVar[str]
 
@@ -46,38 +45,29 @@ class Signal:
 
 class Rule:
     """Turns this epoch's signals (and their windows) into "increase", "rollback" or "hold".
-    Cooldown and the first epoch are the scheduler's business: a rule is only asked outside them."""
+    Cooldown and the first epoch are the scheduler's business: a rule is only asked outside them.
+    Options (`deba.rule_options`) arrive as keyword-only arguments of a subclass's __init__;
+    raise ConfigError there for a value the rule cannot use."""
 
     name: ClassVar[str]
     requires: ClassVar[tuple] = ()  # signal names the rule reads; checked when the scheduler is built
 
-    def __init__(self, theta_stab: float, theta_conf: float, **options) -> None:
-        for key, value in (("theta_stab", theta_stab), ("theta_conf", theta_conf)):
-            check(isinstance(value, (int, float)) and value >= 0 and value == value
-                  and value != float("inf"), key, value, "a finite number >= 0")
-        self.theta_stab, self.theta_conf, self.options = float(theta_stab), float(theta_conf), options
+    def __init__(self, theta_stab: float, theta_conf: float) -> None:
+        self.theta_stab, self.theta_conf = float(theta_stab), float(theta_conf)
 
     def decide(self, signals: dict, windows: dict) -> str:
         raise TypeError(f"rule {self.name!r} must define decide(signals, windows)")
 
 
 class Policy:
-    """Maps a decision to the next batch size; may return (batch_size, lr_factor) to scale the lr."""
+    """Maps a decision to the next batch size; may return (batch_size, lr_factor) to scale the lr.
+    Options (`deba.policy_options`) arrive as keyword-only arguments of a subclass's __init__."""
 
     name: ClassVar[str]
 
-    def __init__(self, growth: float, rollback: float, min_batch: int, max_batch: int,
-                 **options) -> None:
-        check(isinstance(growth, (int, float)) and 1 < growth < float("inf"), "growth", growth,
-              "a finite number > 1")
-        check(isinstance(rollback, (int, float)) and 0 < rollback < 1, "rollback", rollback,
-              "a number in the open interval (0, 1)")
-        for key, value in (("min_batch", min_batch), ("max_batch", max_batch)):
-            check(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key,
-                  value, "an integer >= 1")
-        check(min_batch <= max_batch, "min_batch", min_batch, f"<= max_batch ({max_batch})")
+    def __init__(self, growth: float, rollback: float, min_batch: int, max_batch: int) -> None:
         self.growth, self.rollback = float(growth), float(rollback)
-        self.min_batch, self.max_batch, self.options = min_batch, max_batch, options
+        self.min_batch, self.max_batch = min_batch, max_batch
 
     def update(self, decision: str, batch_size: int):
         raise TypeError(f"policy {self.name!r} must define update(decision, batch_size)")

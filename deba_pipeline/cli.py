@@ -69,43 +69,62 @@ def cmd_validate(args) -> None:
 
 
 def cmd_preset(args) -> None:
-    from .stages.plan import use_preset
-    print(use_preset(args.name, args.params))
+    from .stages.plan import diff, use_preset
+    print(diff(args.name, args.params) if args.diff else
+          use_preset(args.name, args.params, args.force))
+
+
+PARAMS_HELP = "the params file to read (default: %(default)s)"
+DEBUG_HELP = "show the Python traceback of an error (also DEBA_DEBUG=1)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deba", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("plugins", help="list registered signals, rules and policies")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("plugins", help="list the registered signals, rules and policies")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE",
                    help="also load this plugin file (repeatable)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     p.set_defaults(func=cmd_plugins)
 
-    def stage(name, func, help, arch=False, **paths):
-        p = sub.add_parser(name, help=help)
-        p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    def stage(name, func, help, arch=False, params_help=PARAMS_HELP, **paths):
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--params", default="params.yaml", help=params_help)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         if arch:
-            p.add_argument("--arch", required=True, help="timm architecture name")
-        for option, default in paths.items():
-            p.add_argument(f"--{option}", default=default, help="(default: %(default)s)")
+            p.add_argument("--arch", required=True, help="the timm architecture to run")
+        for option, (default, what) in paths.items():
+            p.add_argument(f"--{option}", default=default, help=f"{what} (default: %(default)s)")
         p.set_defaults(func=func)
         return p
 
     stage("profile", cmd_profile, "fixed-batch profile runs of one architecture", arch=True,
-          out="runs/profile", stability=None)
-    stage("calibrate", cmd_calibrate, "thresholds from the profile runs", runs="runs/profile",
-          out="results/thresholds.json")
+          out=("runs/profile", "folder for the run records"),
+          stability=(None, "stability summary file (results/stability/ARCH.json when unset)"))
+    stage("calibrate", cmd_calibrate, "thresholds from the profile runs",
+          runs=("runs/profile", "folder of profile run records"),
+          out=("results/thresholds.json", "thresholds file to write"))
     stage("train", cmd_train, "fixed and DEBA runs of one architecture", arch=True,
-          out="runs/train", profiles="runs/profile", thresholds="results/thresholds.json")
+          out=("runs/train", "folder for the run records"),
+          profiles=("runs/profile", "profile records whose fixed runs are reused"),
+          thresholds=("results/thresholds.json", "calibrated thresholds to read"))
     stage("ablate", cmd_ablate, "DEBA ablation variants of one architecture", arch=True,
-          out="runs/ablate", thresholds="results/thresholds.json")
+          out=("runs/ablate", "folder for the run records"),
+          thresholds=("results/thresholds.json", "calibrated thresholds to read"))
     stage("aggregate", cmd_aggregate, "tables, figures and REPORT.md from run records",
-          runs="runs", out="reports", compare=None)
+          runs=("runs", "folder searched for run records"),
+          out=("reports", "folder for tables, figures, REPORT.md and metrics.json"),
+          compare=(None, "printed paper values to check, e.g. pipelines/paper_printed.yaml"))
     p = stage("validate", cmd_validate, "validate params files and count the runs they make")
     p.add_argument("files", nargs="*", help="params files or preset names (default: --params)")
-    p = stage("preset", cmd_preset, "copy a preset from pipelines/ to params.yaml")
+    p = stage("preset", cmd_preset, "write a preset from pipelines/ as the complete params file",
+              params_help="the params file to write (default: %(default)s)")
     p.add_argument("name", help="preset name (quick, paper, micro) or a YAML path")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite a params file with uncommitted changes (kept as .bak)")
+    p.add_argument("--diff", action="store_true",
+                   help="only show what the preset would change in the params file")
     return parser
 
 
@@ -123,6 +142,13 @@ def main(argv=None) -> int:
         print("deba: interrupted. Finished runs and the last checkpoint are kept: run the same "
               "command (or `dvc repro`) again to resume.", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+        if debug:
+            raise
+        print(f"deba: error: unexpected {type(exc).__name__}: {exc}. This is a bug in "
+              f"deba-pipeline: rerun with --debug for the traceback and report it.",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,23 +1,27 @@
 """The structured schema of params.yaml: the one source of defaults, and its validation.
 
-`load_params("params.yaml")` merges the file over these dataclasses, so an unknown key, a wrong
-type or an out-of-range value stops before any training with the file and the key path named.
+The defaults are the paper's (SPEC §3): `DEBAScheduler` takes its keywords from `DebaConfig`, and
+the presets in pipelines/ are overlays that say only what they change. `load_params(path)` merges
+a file over the schema, so an unknown key, a wrong type or an out-of-range value stops before any
+training with the file and the key path named. `DEBA_RULES` is the one table of what each `deba`
+value may be; params.yaml and the library both check against it.
 """
 from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ConfigError
+from .errors import ConfigError, fail
 
 DATASETS = ("digits", "synthetic", "cifar10", "cifar100")
 THRESHOLD_MODES = ("calibrated", "paper", "fixed")
+GRADIENT_SOURCES = ("last_batch", "epoch_mean")
 PAPER_THRESHOLDS = {  # paper Table 1: (θ_stab, θ_conf)
     "mobilenetv3_large_100": (0.25, 0.5), "efficientnet_b0": (0.60, 0.8),
     "resnet18": (0.55, 0.6), "resnet50": (12.0, 0.8), "densenet121": (0.55, 0.6),
@@ -27,11 +31,13 @@ PAPER_THRESHOLDS = {  # paper Table 1: (θ_stab, θ_conf)
 
 @dataclass
 class StudyConfig:
-    name: str = "quick"                    # experiment name; W&B group (DVC_EXP_NAME wins)
-    archs: List[str] = field(default_factory=lambda: ["test_resnet", "test_efficientnet", "test_vit"])
-    datasets: List[str] = field(default_factory=lambda: ["digits"])
-    seeds: List[int] = field(default_factory=lambda: [2, 42])          # train and ablations
-    profile_seeds: List[int] = field(default_factory=lambda: [2, 42])  # fixed-batch profiling
+    name: str = "paper"                    # experiment name; W&B group (DVC_EXP_NAME wins)
+    archs: List[str] = field(default_factory=lambda: [  # timm names (SPEC §3)
+        "resnet18", "resnet50", "densenet121", "efficientnet_b0", "mobilenetv3_large_100",
+        "vit_base_patch16_224"])
+    datasets: List[str] = field(default_factory=lambda: ["cifar10", "cifar100"])
+    seeds: List[int] = field(default_factory=lambda: [2, 7, 42, 123, 199])  # train, ablations
+    profile_seeds: List[int] = field(default_factory=lambda: [2, 42, 199])  # fixed-batch profiles
 
 
 @dataclass
@@ -54,7 +60,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 12
+    epochs: int = 100
     batch_size: int = 64           # initial (and fixed-method) batch, samples
     lr: float = 0.01               # fixed for the whole run (paper §8.1)
     momentum: float = 0.9
@@ -64,27 +70,31 @@ class TrainConfig:
     precision: str = "fp32"        # fp32 | bf16 (autocast, GPU)
     channels_last: bool = False
     checkpoint_every: int = 1      # epochs between checkpoints
-    image_size: Dict[str, int] = field(default_factory=dict)  # arch -> input side, resized on device
+    # arch -> input side in pixels, resized on the device (SPEC §3: ViT-B/16 at 224)
+    image_size: Dict[str, int] = field(default_factory=lambda: {"vit_base_patch16_224": 224})
     model_kwargs: Dict[str, Any] = field(default_factory=dict)  # arch -> timm.create_model kwargs
 
 
 @dataclass
 class DebaConfig:
-    thresholds: str = "calibrated"  # calibrated | paper (Table 1) | fixed (theta_* below)
-    theta_stab: float = 0.55
+    thresholds: str = "paper"       # paper (Table 1) | calibrated (calibrate stage) | fixed (theta_*)
+    theta_stab: float = 0.55        # ResNet-18's, used when thresholds is fixed (and by the library)
     theta_conf: float = 0.6
-    cooldown: int = 3               # epochs between adaptations (paper: 10 of 100)
-    window: Any = 5                 # epochs of σ² history, or "full" (paper: 15)
-    growth: float = 1.5
-    rollback: float = 0.8
-    min_batch: int = 16
-    max_batch: int = 2048
+    cooldown: int = 10              # epochs between adaptations
+    window: Any = 15                # epochs of σ² history, or "full"
+    growth: float = 1.5             # α_grow
+    rollback: float = 0.8           # α_roll
+    min_batch: int = 16             # samples
+    max_batch: int = 2048           # samples
     signals: List[str] = field(default_factory=lambda: [
         "grad_variance", "grad_norm_variation", "loss_variation"])
     rule: str = "deba"
     policy: str = "multiplicative"
-    gradient_source: str = "last_batch"  # last_batch | epoch_mean
-    plugins: List[str] = field(default_factory=list)  # plugin files, e.g. plugins/grad_cosine.py
+    rule_options: Dict[str, Any] = field(default_factory=dict)    # keywords of the rule's class
+    policy_options: Dict[str, Any] = field(default_factory=dict)  # keywords of the policy's class
+    signal_options: Dict[str, Any] = field(default_factory=dict)  # signal name -> its keywords
+    gradient_source: str = "last_batch"  # last_batch | epoch_mean (SPEC §1)
+    plugins: List[str] = field(default_factory=list)  # plugin files in plugins/, e.g. grad_cosine.py
 
 
 @dataclass
@@ -98,8 +108,8 @@ class TaxonomyConfig:  # SPEC §2 bounds; the defaults reproduce paper Table 2
 
 @dataclass
 class AblateConfig:
-    dataset: str = "digits"  # paper: cifar10
-    variants: Dict[str, Any] = field(default_factory=lambda: {
+    dataset: str = "cifar10"
+    variants: Dict[str, Any] = field(default_factory=lambda: {  # name -> overrides of `deba`
         "universal": {"thresholds": "fixed", "theta_stab": 0.1, "theta_conf": 0.5},
         "cooldown2": {"cooldown": 2},
         "cooldown5": {"cooldown": 5},
@@ -126,23 +136,101 @@ class Params:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
+# -- what each `deba` value may be: one table for params.yaml and for DEBAScheduler ----------
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _names(v) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(n, str) and n for n in v)
+
+
+def _mapping(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+
+DEBA_RULES = {  # key: (test, what is allowed)
+    "thresholds": (lambda v: v in THRESHOLD_MODES, " | ".join(THRESHOLD_MODES)),
+    "theta_stab": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
+    "theta_conf": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
+    "cooldown": (lambda v: _int(v) and v >= 0, "an integer >= 0 (epochs)"),
+    "window": (lambda v: v == "full" or (_int(v) and v >= 2), 'an integer >= 2 (epochs) or "full"'),
+    "growth": (lambda v: _number(v) and v > 1, "a finite number > 1"),
+    "rollback": (lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "min_batch": (lambda v: _int(v) and v >= 1, "an integer >= 1 (samples)"),
+    "max_batch": (lambda v: _int(v) and v >= 1, "an integer >= 1 (samples)"),
+    "signals": (lambda v: _names(v) and 0 < len(v) == len(set(v)),
+                "a non-empty list of distinct signal names"),
+    "rule": (lambda v: isinstance(v, str) and v != "", "a rule name (see `deba plugins`)"),
+    "policy": (lambda v: isinstance(v, str) and v != "", "a policy name (see `deba plugins`)"),
+    "rule_options": (_mapping, "a mapping of option names to values"),
+    "policy_options": (_mapping, "a mapping of option names to values"),
+    "signal_options": (lambda v: _mapping(v) and all(_mapping(o) for o in v.values()),
+                       "a mapping of signal names to mappings of options"),
+    "gradient_source": (lambda v: v in GRADIENT_SOURCES, " or ".join(GRADIENT_SOURCES)),
+    "plugins": (_names, "a list of plugin file paths"),
+}
+DEBA_FIELDS = tuple(f.name for f in fields(DebaConfig))
+assert set(DEBA_RULES) == set(DEBA_FIELDS), "every DebaConfig field needs a rule"
+
+
+def check_deba(values: dict, where: str = "", prefix: str = "") -> None:
+    """Raise one ConfigError for the first value of `values` that DEBA_RULES does not allow."""
+    for key, value in values.items():
+        test, allowed = DEBA_RULES[key]
+        if not test(value):
+            fail(f"{prefix}{key}", value, allowed, where)
+    if values["min_batch"] > values["max_batch"]:
+        fail(f"{prefix}min_batch", values["min_batch"],
+             f"<= {prefix}max_batch ({values['max_batch']})", where)
+    unknown = set(values["signal_options"]) - set(values["signals"])
+    if unknown:
+        fail(f"{prefix}signal_options", sorted(unknown), "options of signals listed in "
+             f"{prefix}signals", where)
+
+
+def deba_config(config=None, **overrides) -> DebaConfig:
+    """A validated DebaConfig from a DebaConfig, a mapping or None (the paper's), plus keywords."""
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    base = config if isinstance(config, DebaConfig) else DebaConfig()
+    given = dict(config or {}) if not isinstance(config, DebaConfig) else {}
+    given.update(overrides)
+    unknown = [key for key in given if key not in DEBA_FIELDS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], DEBA_FIELDS, n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else f" Known: {', '.join(DEBA_FIELDS)}."
+        raise ConfigError(f"unknown DEBA option `{unknown[0]}`.{hint}")
+    cfg = replace(base, **given)
+    values = asdict(cfg)
+    check_deba(values)
+    if isinstance(cfg.signals, tuple):
+        cfg.signals = list(cfg.signals)
+    return cfg
+
+
+# -- params.yaml ----------------------------------------------------------------------------
 def load_params(path="params.yaml", overrides: Optional[list] = None) -> DictConfig:
     """params.yaml merged over the schema and validated; raises ConfigError naming file and key."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such params file. Run from the project root, or copy a "
-                          f"preset: `deba preset quick`.")
+        raise ConfigError(f"{path}: no such params file. Run from the project root, or write one "
+                          f"from a preset: `deba preset quick`.")
     try:
         user = OmegaConf.load(path)
     except Exception as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     return merge(user, source=str(path), overrides=overrides)
 
 
 def merge(user, source: str = "<params>", overrides: Optional[list] = None) -> DictConfig:
     schema = OmegaConf.structured(Params)
-    _check_keys(OmegaConf.to_container(user) if isinstance(user, DictConfig) else user,
-                schema, source, "")
+    _check_keys(OmegaConf.to_container(user) if isinstance(user, (DictConfig, ListConfig))
+                else user, schema, source, "")
     try:
         cfg = OmegaConf.merge(schema, user, OmegaConf.from_dotlist(overrides or []))
     except OmegaConfBaseException as exc:
@@ -154,81 +242,69 @@ def merge(user, source: str = "<params>", overrides: Optional[list] = None) -> D
 
 
 def _check_keys(user, schema, source, prefix):
-    """Unknown keys, with a did-you-mean, before OmegaConf's terser message."""
-    if not isinstance(user, dict) or not isinstance(schema, DictConfig):
+    """Unknown keys (with a did-you-mean) and a list or scalar where a mapping belongs (or the
+    reverse), named by key, before OmegaConf's terser messages."""
+    if not isinstance(user, dict):
+        if prefix == "":
+            fail("(the whole file)", user, "a mapping of params groups (study, train, ...)",
+                 f"{source}: ")
         return
-    if OmegaConf.get_type(schema) in (dict, None) or not schema._is_typed():  # free-form dicts
+    if not isinstance(schema, DictConfig):
         return
+    typed = OmegaConf.get_type(schema) not in (dict, None) and schema._is_typed()
     known = list(schema.keys())
     for key, value in user.items():
         path = f"{prefix}{key}"
-        if key not in known:
+        if typed and key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" Did you mean `{prefix}{close[0]}`?" if close else \
                 f" Known keys here: {', '.join(known)}."
             raise ConfigError(f"{source}: unknown key `{path}`.{hint}")
-        _check_keys(value, schema[key], source, f"{path}.")
-
-
-def _fail(source, key, value, allowed):
-    raise ConfigError(f"{source}: `{key}` = {value!r} is not allowed: it must be {allowed}.")
+        node = schema[key] if key in schema else None
+        if isinstance(node, DictConfig) and value is not None and not isinstance(value, dict):
+            fail(path, value, "a mapping (`key: value` lines)", f"{source}: ")
+        if isinstance(node, ListConfig) and value is not None and not isinstance(value, list):
+            fail(path, value, "a list", f"{source}: ")
+        if typed:
+            _check_keys(value, node, source, f"{path}.")
 
 
 def validate(cfg: DictConfig, source: str = "<params>") -> None:
-    s, t, d = cfg.study, cfg.train, cfg.deba
+    s, t, where = cfg.study, cfg.train, f"{source}: "
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
         if len(s[key]) == 0:
-            _fail(source, f"study.{key}", list(s[key]), "a non-empty list")
+            fail(f"study.{key}", list(s[key]), "a non-empty list", where)
     for dataset in list(s.datasets) + [cfg.ablate.dataset]:
         if dataset not in DATASETS:
-            _fail(source, "study.datasets", dataset, f"one of {', '.join(DATASETS)}")
+            fail("study.datasets", dataset, f"one of {', '.join(DATASETS)}", where)
     for seed in list(s.seeds) + list(s.profile_seeds):
         if seed < 0:
-            _fail(source, "study.seeds", seed, "an integer >= 0")
-    positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
-                "train.eval_batch_size": t.eval_batch_size,
+            fail("study.seeds", seed, "an integer >= 0", where)
+    if t.epochs < 2:  # Δ‖∇‖ and ΔL are undefined in epoch 1, and calibration reads them
+        fail("train.epochs", t.epochs, "an integer >= 2 (the Δ signals and the calibration "
+             "need a previous epoch)", where)
+    positive = {"train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
                 "train.checkpoint_every": t.checkpoint_every}
     for key, value in positive.items():
         if value < 1:
-            _fail(source, key, value, "an integer >= 1")
+            fail(key, value, "an integer >= 1", where)
     for key in ("lr", "momentum", "weight_decay"):
         if not (math.isfinite(t[key]) and t[key] >= 0):
-            _fail(source, f"train.{key}", t[key], "a finite number >= 0")
+            fail(f"train.{key}", t[key], "a finite number >= 0", where)
     if t.precision not in ("fp32", "bf16"):
-        _fail(source, "train.precision", t.precision, "fp32 or bf16")
+        fail("train.precision", t.precision, "fp32 or bf16", where)
     if cfg.tracking.wandb not in ("offline", "online", "disabled"):
-        _fail(source, "tracking.wandb", cfg.tracking.wandb, "offline, online or disabled")
+        fail("tracking.wandb", cfg.tracking.wandb, "offline, online or disabled", where)
     for arch, kwargs in t.model_kwargs.items():
         reserved = {"num_classes", "in_chans", "img_size", "pretrained"} & set(kwargs or {})
         if reserved:
-            _fail(source, f"train.model_kwargs.{arch}", sorted(reserved),
-                  "free of num_classes, in_chans, img_size and pretrained (set from the dataset "
-                  "and train.image_size)")
-    validate_deba(d, source, "deba")
+            fail(f"train.model_kwargs.{arch}", sorted(reserved), "free of num_classes, in_chans, "
+                 "img_size and pretrained (set from the dataset and train.image_size)", where)
+    check_deba(OmegaConf.to_container(cfg.deba, resolve=True), where, "deba.")
     for name, overrides in cfg.ablate.variants.items():
         try:
-            variant = OmegaConf.merge(d, overrides)
+            variant = OmegaConf.merge(cfg.deba, overrides)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"{source}: `ablate.variants.{name}`: {exc}".splitlines()[0]) from None
-        validate_deba(variant, source, f"ablate.variants.{name}")
+        check_deba(OmegaConf.to_container(variant, resolve=True), where, f"ablate.variants.{name}.")
 
-
-def validate_deba(d, source, prefix) -> None:
-    if d.thresholds not in THRESHOLD_MODES:
-        _fail(source, f"{prefix}.thresholds", d.thresholds, " | ".join(THRESHOLD_MODES))
-    if d.gradient_source not in ("last_batch", "epoch_mean"):
-        _fail(source, f"{prefix}.gradient_source", d.gradient_source, "last_batch or epoch_mean")
-    if not (d.window == "full" or (isinstance(d.window, int) and not isinstance(d.window, bool)
-                                   and d.window >= 2)):
-        _fail(source, f"{prefix}.window", d.window, 'an integer >= 2 or "full"')
-    if d.cooldown < 0:
-        _fail(source, f"{prefix}.cooldown", d.cooldown, "an integer >= 0 (epochs)")
-    for key in ("theta_stab", "theta_conf"):
-        if not (math.isfinite(d[key]) and d[key] >= 0):
-            _fail(source, f"{prefix}.{key}", d[key], "a finite number >= 0")
-    if not (math.isfinite(d.growth) and d.growth > 1):
-        _fail(source, f"{prefix}.growth", d.growth, "a finite number > 1")
-    if not 0 < d.rollback < 1:
-        _fail(source, f"{prefix}.rollback", d.rollback, "a number in (0, 1)")
-    if not 1 <= d.min_batch <= d.max_batch:
-        _fail(source, f"{prefix}.min_batch", d.min_batch, f"an integer in [1, max_batch={d.max_batch}]")

@@ -13,7 +13,12 @@ class PluginError(DebaError):
     """An unknown, duplicate or failing plugin."""
 
 
+def fail(name: str, value, allowed: str, where: str = ""):
+    """Raise one ConfigError: "<where>`name` = value is not allowed: it must be <allowed>."."""
+    raise ConfigError(f"{where}`{name}` = {value!r} is not allowed: it must be {allowed}.")
+
+
 def check(ok: bool, name: str, value, allowed: str) -> None:
-    """Raise one ConfigError naming the argument, its value and what is allowed."""
+    """`fail` unless `ok`: for a library argument."""
     if not ok:
-        raise ConfigError(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
+        fail(name, value, allowed)

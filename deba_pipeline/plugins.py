@@ -4,12 +4,13 @@ and where it came from."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from pathlib import Path
 
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import ConfigError, DebaError, PluginError
 
 KINDS = {"signal": "register_signals", "rule": "register_rules", "policy": "register_policies"}
 PLURAL = {"signal": "signals", "rule": "rules", "policy": "policies"}
@@ -103,3 +104,24 @@ def get(kind: str, name: str):
                           f"{', '.join(sorted(found)) or 'none'}. Install or load the plugin "
                           f"that provides it (see `deba plugins`).")
     return found[name][0]
+
+
+def create(kind: str, name: str, *args, options: dict | None = None, where: str = "options"):
+    """An instance of plugin `name`, built with `args` and the user's `options` (from `where`).
+    An option the class does not take is a ConfigError naming what it takes; the plugin itself
+    judges the values (ConfigError), and any other failure names the plugin."""
+    cls, options = get(kind, name), dict(options or {})
+    parameters = inspect.signature(cls).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        takes = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+        unknown = sorted(set(options) - set(takes))
+        if unknown:
+            raise ConfigError(f"{kind} {name!r} does not take the option {unknown[0]!r} (from "
+                              f"`{where}`); it takes {', '.join(takes) or 'no options'}.")
+    try:
+        return cls(*args, **options)
+    except DebaError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{kind} {name!r} failed to start with options {options} (from "
+                          f"`{where}`): {type(exc).__name__}: {exc}") from exc

@@ -13,17 +13,14 @@ import math
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import torch
 
 from . import plugins
 from .base import DECISIONS, Observation
+from .config import TrainConfig, deba_config
 from .errors import PluginError, check
 from .gradstats import grad_stats
-
-DEFAULT_SIGNALS = ("grad_variance", "grad_norm_variation", "loss_variation")
-
 
 @dataclass
 class StepRecord:
@@ -37,32 +34,32 @@ class StepRecord:
 
 
 class DEBAScheduler:
-    def __init__(self, batch_size: int = 64, theta_stab: float = 0.55, theta_conf: float = 0.6,
-                 cooldown: int = 10, window=15, growth: float = 1.5, rollback: float = 0.8,
-                 min_batch: int = 16, max_batch: int = 2048,
-                 signals: Sequence[str] = DEFAULT_SIGNALS, rule: str = "deba",
-                 policy: str = "multiplicative", rule_options: Optional[dict] = None,
-                 policy_options: Optional[dict] = None):
-        check(isinstance(cooldown, int) and not isinstance(cooldown, bool) and cooldown >= 0,
-              "cooldown", cooldown, "an integer >= 0 (epochs)")
-        check(window == "full" or (isinstance(window, int) and not isinstance(window, bool)
-                                   and window >= 2),
-              "window", window, 'an integer >= 2 (epochs) or "full"')
-        check(len(signals) > 0 and len(set(signals)) == len(signals), "signals", list(signals),
-              "a non-empty list of distinct signal names")
-        self.policy = plugins.get("policy", policy)(growth, rollback, min_batch, max_batch,
-                                                    **(policy_options or {}))
+    """`DEBAScheduler(batch_size=64, **options)`: options are the fields of `DebaConfig`
+    (config.py), whose defaults are the paper's: theta_stab, theta_conf, cooldown, window, growth,
+    rollback, min_batch, max_batch, signals, rule, policy, rule_options, policy_options,
+    signal_options, plugins (files to load). `config=` takes a whole DebaConfig or mapping."""
+
+    def __init__(self, batch_size: int = TrainConfig.batch_size, config=None, **options):
+        self.config = cfg = deba_config(config, **options)
+        for path in cfg.plugins:
+            plugins.load_plugin_file(path)
+        self.policy = plugins.create("policy", cfg.policy, cfg.growth, cfg.rollback,
+                                     cfg.min_batch, cfg.max_batch, options=cfg.policy_options,
+                                     where="policy_options")
         check(isinstance(batch_size, int) and not isinstance(batch_size, bool)
-              and min_batch <= batch_size <= max_batch, "batch_size", batch_size,
-              f"an integer in [min_batch, max_batch] = [{min_batch}, {max_batch}]")
-        self.rule = plugins.get("rule", rule)(theta_stab, theta_conf, **(rule_options or {}))
-        self.signals = {name: plugins.get("signal", name)() for name in signals}
+              and cfg.min_batch <= batch_size <= cfg.max_batch, "batch_size", batch_size,
+              f"an integer in [min_batch, max_batch] = [{cfg.min_batch}, {cfg.max_batch}]")
+        self.rule = plugins.create("rule", cfg.rule, cfg.theta_stab, cfg.theta_conf,
+                                   options=cfg.rule_options, where="rule_options")
+        self.signals = {name: plugins.create("signal", name, options=cfg.signal_options.get(name),
+                                             where=f"signal_options.{name}")
+                        for name in cfg.signals}
         missing = [name for name in self.rule.requires if name not in self.signals]
-        check(not missing, "signals", list(signals),
-              f"a list that includes {missing}, which rule {rule!r} reads")
-        self.cooldown, self.window = cooldown, window
+        check(not missing, "signals", list(cfg.signals),
+              f"a list that includes {missing}, which rule {cfg.rule!r} reads")
+        self.cooldown, self.window = cfg.cooldown, cfg.window
         self.batch_size, self.epoch, self.last_adaptation = batch_size, 0, 0
-        maxlen = None if window == "full" else window
+        maxlen = None if cfg.window == "full" else cfg.window
         self.windows = {name: deque(maxlen=maxlen) for name in self.signals}
 
     def observe(self, loss: float, grads) -> dict:

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def copy_project(dest: Path) -> Path:
-    """The project's tracked files in `dest`, as a fresh clone would have them, on `micro`."""
+    """The project's tracked files in `dest`, as a fresh clone would have them, switched to the
+    micro preset with `deba preset micro`."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.split()
     files += [str(p.relative_to(ROOT)) for p in (ROOT / ".dvc").rglob("*")
@@ -36,8 +37,10 @@ def copy_project(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
     (dest / "dvc.lock").unlink(missing_ok=True)
-    shutil.copyfile(ROOT / "pipelines" / "micro.yaml", dest / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(["deba", "preset", "micro", "--force"], cwd=dest, check=True,
+                   capture_output=True)  # as a user switches presets
+    (dest / "params.yaml.bak").unlink(missing_ok=True)
     return dest
 
 

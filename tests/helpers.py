@@ -5,6 +5,19 @@ from deba_pipeline.config import merge
 from deba_pipeline.stages.runs import run_spec
 
 
+# A small study for tests that write a params file: the defaults are the paper's grid.
+SMALL_STUDY = {"study": {"name": "test", "archs": ["test_resnet"], "datasets": ["digits"],
+                         "seeds": [2], "profile_seeds": [2]},
+               "train": {"epochs": 2, "device": "cpu"},
+               "deba": {"thresholds": "calibrated"}, "ablate": {"dataset": "digits"},
+               "tracking": {"wandb": "disabled"}}
+
+
+def small_params(overrides: dict) -> str:
+    """params.yaml text: SMALL_STUDY with `overrides` merged over it."""
+    return OmegaConf.to_yaml(OmegaConf.merge(SMALL_STUDY, overrides))
+
+
 def tiny_cfg(**sections):
     base = {"study": {"archs": ["test_resnet"], "seeds": [2], "profile_seeds": [2]},
             "train": {"epochs": 4, "device": "cpu"},

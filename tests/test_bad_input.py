@@ -13,6 +13,7 @@ from deba_pipeline.engine import loop
 from deba_pipeline.engine.data import Split
 from deba_pipeline.errors import DebaError
 from deba_pipeline.stages.runs import run_spec
+from helpers import small_params
 
 PROFILE = ("profile", "--arch", "test_resnet")
 SENTINEL = {"schema": 1, "note": "computed before the fault"}
@@ -29,7 +30,7 @@ def project(tmp_path, monkeypatch):
 
 
 def run_cli(project, capsys, params: dict, *argv):
-    (project / "params.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
+    (project / "params.yaml").write_text(small_params(params))
     code = main(list(argv) or ["train", "--arch", "test_resnet"])
     err = capsys.readouterr().err
     assert json.loads((project / "runs" / "train" / "earlier.json").read_text()) == SENTINEL
@@ -55,8 +56,9 @@ def test_bad_params(project, capsys, params, expected):
 
 
 def test_plugin_file_that_does_not_import(project, capsys):
-    (project / "broken.py").write_text("raise ImportError('needs scipy')\n")
-    code, err = run_cli(project, capsys, {"deba": {"plugins": ["broken.py"]}})
+    (project / "plugins").mkdir()
+    (project / "plugins" / "broken.py").write_text("raise ImportError('needs scipy')\n")
+    code, err = run_cli(project, capsys, {"deba": {"plugins": ["plugins/broken.py"]}})
     assert code == 2 and "broken.py' failed to import: ImportError: needs scipy" in err
 
 
@@ -69,7 +71,7 @@ def test_debug_flag_shows_the_traceback(project, capsys):
 def cifar_params(root, download):
     return {"study": {"datasets": ["cifar10"]}, "ablate": {"dataset": "cifar10"},
             "data": {"root": str(root), "download": download},
-            "train": {"epochs": 1, "device": "cpu"}, "tracking": {"wandb": "disabled"}}
+            "train": {"epochs": 2, "device": "cpu"}, "tracking": {"wandb": "disabled"}}
 
 
 def test_cifar_offline_without_files(project, capsys):
@@ -103,7 +105,7 @@ def test_cifar_corrupt_files(project, capsys):
 def test_dataset_smaller_than_one_batch(project, capsys):
     params = {"study": {"datasets": ["synthetic"]}, "ablate": {"dataset": "synthetic"},
               "data": {"synthetic": {"train_size": 40, "test_size": 10, "image_size": 8}},
-              "train": {"epochs": 1, "device": "cpu"}, "tracking": {"wandb": "disabled"}}
+              "train": {"epochs": 2, "device": "cpu"}, "tracking": {"wandb": "disabled"}}
     code, err = run_cli(project, capsys, params, *PROFILE)
     assert code == 2
     assert "train.batch_size = 64 is larger than the training set (40 samples of synthetic)" in err
@@ -117,7 +119,7 @@ def test_label_count_that_does_not_match_the_model(project, monkeypatch):
         return Split(split.x_train, split.y_train, split.x_test, split.y_test, 5)
 
     monkeypatch.setattr(loop, "load_split", five_classes)
-    cfg = merge(OmegaConf.create({"train": {"epochs": 1, "device": "cpu"}}))
+    cfg = merge(OmegaConf.create({"train": {"epochs": 2, "device": "cpu"}}))
     spec = run_spec(cfg, "test_resnet", "digits", 2, "fixed", "baseline")
     with pytest.raises(DebaError, match="digits has labels up to 9 but the model has 5 outputs"):
         loop.train(spec, state_dir=project / ".deba", progress=False)
@@ -125,8 +127,14 @@ def test_label_count_that_does_not_match_the_model(project, monkeypatch):
 
 
 def test_unknown_preset_and_missing_params(project, capsys):
+    assert main(["validate", "quick"]) == 2
+    assert f"no pipelines/ folder in {project}: run deba from the project root" in \
+        capsys.readouterr().err
+    (project / "pipelines").mkdir()
+    (project / "pipelines" / "mine.yaml").write_text("study: {name: mine}\n")
     assert main(["validate", "nonexistent"]) == 2
-    assert "unknown preset 'nonexistent'" in capsys.readouterr().err
+    assert "unknown preset 'nonexistent': choose one of mine (files in pipelines/)" in \
+        capsys.readouterr().err
     assert main(["train", "--arch", "test_resnet", "--params", "absent.yaml"]) == 2
     assert "absent.yaml: no such params file" in capsys.readouterr().err
 
@@ -137,9 +145,46 @@ def test_aggregate_without_records(project, capsys):
 
 
 def test_model_that_cannot_take_the_input_size(project, capsys):
-    params = {"study": {"archs": ["test_vit"]}, "train": {"epochs": 1, "device": "cpu"},
+    params = {"study": {"archs": ["test_vit"]}, "train": {"epochs": 2, "device": "cpu"},
               "tracking": {"wandb": "disabled"}}
     code, err = run_cli(project, capsys, params, "profile", "--arch", "test_vit")
     assert code == 2
     assert "test_vit cannot take digits inputs of shape (1, 8, 8) (Input height (8) should be divisible by patch size (16).)" in err
     assert "set train.image_size.test_vit" in err
+
+
+def test_one_epoch_study_is_refused_by_validate(project, capsys):
+    (project / "params.yaml").write_text(small_params({"train": {"epochs": 1}}))
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("deba: error: params.yaml: `train.epochs` = 1 is not allowed: it must be an "
+                   "integer >= 2 (the Δ signals and the calibration need a previous epoch).\n")
+
+
+def test_calibrate_on_profiles_without_a_defined_variation(project, capsys):
+    record = {"schema": 2, "arch": "test_resnet", "dataset": "digits", "seed": 2,
+              "method": "fixed", "variant": "profile",
+              "epochs": [{"epoch": 1, "train_loss": 2.0, "signals": {
+                  "grad_variance": 1e-3, "grad_norm_variation": None}}]}
+    path = project / "runs" / "profile" / "test_resnet" / "digits" / "fixed-profile-seed2.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    code, err = run_cli(project, capsys, {}, "calibrate")
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot calibrate test_resnet/digits: its profile runs have no epoch" in err
+    assert not (project / "results" / "thresholds.json").exists()
+
+
+def test_an_unexpected_exception_is_one_line_too(project, capsys, monkeypatch):
+    from deba_pipeline.stages import calibrate
+
+    def broken(*args):
+        raise KeyError("epochs")
+
+    monkeypatch.setattr(calibrate, "run", broken)
+    code, err = run_cli(project, capsys, {}, "calibrate")
+    assert code == 1
+    assert err == ("deba: error: unexpected KeyError: 'epochs'. This is a bug in deba-pipeline: "
+                   "rerun with --debug for the traceback and report it.\n")
+    with pytest.raises(KeyError):
+        main(["calibrate", "--debug"])

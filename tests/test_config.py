@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from deba_pipeline.config import Params, load_params, merge
 from deba_pipeline.errors import ConfigError
 from deba_pipeline.stages.plan import preflight
+from helpers import SMALL_STUDY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +23,8 @@ def test_schema_defaults_are_the_one_source():
     ({"trian": {}}, "unknown key `trian`. Did you mean `train`?"),
     ({"deba": {"cooldwn": 3}}, "unknown key `deba.cooldwn`. Did you mean `deba.cooldown`?"),
     ({"train": {"epochs": "many"}}, "key `train.epochs`: Value 'many' of type 'str' could not be converted to Integer"),
-    ({"train": {"epochs": 0}}, "`train.epochs` = 0 is not allowed: it must be an integer >= 1"),
-    ({"deba": {"window": 1}}, '`deba.window` = 1 is not allowed: it must be an integer >= 2 or "full"'),
+    ({"train": {"epochs": 0}}, "`train.epochs` = 0 is not allowed: it must be an integer >= 2"),
+    ({"deba": {"window": 1}}, '`deba.window` = 1 is not allowed: it must be an integer >= 2 (epochs) or "full"'),
     ({"deba": {"growth": 0.9}}, "`deba.growth` = 0.9 is not allowed: it must be a finite number > 1"),
     ({"deba": {"theta_stab": -1.0}}, "`deba.theta_stab` = -1.0 is not allowed"),
     ({"deba": {"min_batch": 64, "max_batch": 32}}, "`deba.min_batch` = 64 is not allowed"),
@@ -31,6 +32,10 @@ def test_schema_defaults_are_the_one_source():
     ({"study": {"datasets": ["imagenet"]}}, "`study.datasets` = 'imagenet' is not allowed"),
     ({"ablate": {"variants": {"fast": {"cooldown": -2}}}}, "`ablate.variants.fast.cooldown` = -2 is not allowed"),
     ({"tracking": {"wandb": "cloud"}}, "`tracking.wandb` = 'cloud' is not allowed"),
+    ({"deba": {"signal_options": {"grad_cosine": {}}}}, "`deba.signal_options` = ['grad_cosine'] is not allowed: it must be options of signals listed in deba.signals"),
+    ({"deba": {"rule_options": [1, 2]}}, "`deba.rule_options` = [1, 2] is not allowed: it must be a mapping"),
+    ({"study": {"seeds": 7}}, "`study.seeds` = 7 is not allowed: it must be a list"),
+    ({"train": [1]}, "`train` = [1] is not allowed: it must be a mapping"),
 ])
 def test_bad_params_name_the_file_and_key(tmp_path, params, message):
     path = tmp_path / "params.yaml"
@@ -46,10 +51,14 @@ def test_bad_params_name_the_file_and_key(tmp_path, params, message):
     ({"deba": {"signals": ["grad_variance", "grad_cosin"]}}, "unknown signal 'grad_cosin'"),
     ({"deba": {"plugins": ["plugins/missing.py"]}}, "does not exist: fix the path"),
     ({"ablate": {"dataset": "cifar10"}}, "`ablate.dataset` = 'cifar10' is not in study.datasets"),
+    ({"deba": {"rule_options": {"at": [3]}}}, "`deba`: rule 'deba' does not take the option 'at' (from `rule_options`); it takes no options."),
+    ({"ablate": {"variants": {"x": {"policy_options": {"lr_scaling": "sqrt"}}}}}, "`ablate.variants.x`: policy 'multiplicative' does not take the option 'lr_scaling'"),
+    ({"deba": {"plugins": ["elsewhere/grad_cosine.py"]}}, "'elsewhere/grad_cosine.py' is not in plugins/: the stages that train depend on plugins/"),
+    ({"train": {"batch_size": 8}}, "`deba`: `batch_size` = 8 is not allowed: it must be an integer in [min_batch, max_batch] = [16, 2048]"),
     ({"deba": {"thresholds": "paper"}}, "the paper has no thresholds for ['test_resnet'"),
 ])
 def test_preflight_names_the_problem(params, message):
-    cfg = merge(OmegaConf.create(params), "params.yaml")
+    cfg = merge(OmegaConf.merge(SMALL_STUDY, params), "params.yaml")
     with pytest.raises(ConfigError, match="params.yaml") as info:
         preflight(cfg, "params.yaml")
     assert message in str(info.value)

@@ -1,3 +1,4 @@
+import json
 import signal
 import subprocess
 import sys
@@ -11,12 +12,13 @@ import torch
 from deba_pipeline.engine import data as data_module
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.data import DeviceData, Split
-from deba_pipeline.engine.spec import TIMING_KEYS
-from deba_pipeline.engine.tracking import read_offline_run
+from deba_pipeline.record import TIMING_KEYS
+from wandb_log import read_offline_run
 from helpers import tiny_spec
 
 EPOCH_KEYS = {"epoch", "batch_size", "lr", "train_loss", "test_accuracy", "epoch_time_s",
-              "grad_variance", "grad_norm_variation", "loss_variation", "decision"}
+              "signals", "decision"}
+SIGNALS = {"grad_variance", "grad_norm_variation", "loss_variation"}
 
 
 def without_times(record):
@@ -32,10 +34,11 @@ def test_fixed_and_deba_records(tmp_path):
     deba = loop.train(tiny_spec("deba", deba={"theta_conf": 10.0, "theta_stab": 10.0}),
                       state_dir=tmp_path, progress=False)
     for record in (fixed, deba):
-        assert record["schema"] == 1 and record["dataset"] == "digits" and record["seed"] == 2
+        assert record["schema"] == 2 and record["dataset"] == "digits" and record["seed"] == 2
         assert len(record["epochs"]) == 4 and EPOCH_KEYS <= set(record["epochs"][0])
-        assert record["epochs"][0]["grad_norm_variation"] is None
-        assert record["epochs"][1]["grad_norm_variation"] > 0
+        assert set(record["epochs"][0]["signals"]) == SIGNALS
+        assert record["epochs"][0]["signals"]["grad_norm_variation"] is None
+        assert record["epochs"][1]["signals"]["grad_norm_variation"] > 0
         assert 0 <= record["final_test_accuracy"] <= 100
         assert record["train_time_s"] == pytest.approx(sum(e["epoch_time_s"] for e in record["epochs"]))
         assert record["config"]["arch"] == "test_resnet"
@@ -143,7 +146,8 @@ def test_offline_wandb_logs_every_epoch_and_disabled_writes_nothing(tmp_path):
     logged = read_offline_run(runs[0])
     rows = [row for row in logged["history"] if "batch_size" in row]
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
-    assert all({"train_loss", "test_accuracy", "grad_variance", "decision"} <= set(r) for r in rows)
+    assert all({"train_loss", "test_accuracy", "signals/grad_variance", "decision"} <= set(r)
+               for r in rows)
     assert "final_test_accuracy" in logged["summary"]
 
     loop.train(tiny_spec(), state_dir=tmp_path / "off", tracking={"wandb": "disabled"},
@@ -169,10 +173,11 @@ def test_run_key_follows_the_config_and_the_training_code(tmp_path, monkeypatch)
     assert tiny_spec().key() == before
     assert tiny_spec(train={"lr": 0.02}).key() != base.key()
     assert tiny_spec(variant="cooldown2").key() == base.key()  # a label, not a result input
-    edited = tmp_path / "scheduler.py"
+    edited = tmp_path / "deba_pipeline" / "scheduler.py"
+    edited.parent.mkdir()
     edited.write_text("# an edited copy of the training code\n")
-    monkeypatch.setattr(spec_module, "TRAINING_CODE", ("scheduler.py",))
-    monkeypatch.setattr(spec_module, "PACKAGE", tmp_path)
+    monkeypatch.setattr(spec_module, "TRAINING_CODE", ("deba_pipeline/scheduler.py",))
+    monkeypatch.setattr(spec_module, "PROJECT", tmp_path)
     assert tiny_spec().key() != before
 
 
@@ -183,4 +188,45 @@ def test_epoch_mean_gradient_source(tmp_path):
     # same training, different gradient observed: the epoch's mean gradient is less noisy
     assert [e["train_loss"] for e in mean["epochs"]] == [e["train_loss"] for e in last["epochs"]]
     for a, b in zip(last["epochs"], mean["epochs"]):
-        assert b["grad_variance"] < a["grad_variance"]
+        assert b["signals"]["grad_variance"] < a["signals"]["grad_variance"]
+
+
+def test_a_signal_named_like_a_record_field_cannot_replace_it(tmp_path, register_plugin):
+    from deba_pipeline import Signal, hookimpl
+
+    def constant(field, value):
+        return type(field, (Signal,), {"name": field, "compute": lambda self, obs: value})
+
+    class Impostors:
+        @hookimpl
+        def register_signals(self, register):
+            for field, value in (("lr", 123.0), ("decision", 7.0), ("batch_size", 1.0)):
+                register(constant(field, value))
+
+    register_plugin(Impostors(), "impostors")
+    signals = ["grad_variance", "grad_norm_variation", "loss_variation", "lr", "decision",
+               "batch_size"]
+    record = loop.train(tiny_spec(train={"epochs": 2}, deba={"signals": signals}),
+                        state_dir=tmp_path, progress=False)
+    for entry in record["epochs"]:
+        assert entry["lr"] == 0.01 and entry["decision"] == "hold" and entry["batch_size"] == 64
+        assert entry["signals"]["lr"] == 123.0 and entry["signals"]["decision"] == 7.0
+        assert entry["signals"]["batch_size"] == 1.0
+
+
+def test_schema_1_records_are_read_in_the_current_shape(tmp_path):
+    from deba_pipeline.record import RECORD_SCHEMA, upgrade
+    from deba_pipeline.stages.runs import read_records
+    old = {"schema": 1, "arch": "a", "epochs": [
+        {"epoch": 1, "batch_size": 64, "lr": 0.01, "train_loss": 2.0, "decision": "hold",
+         "grad_variance": 0.5, "grad_norm_variation": None, "grad_cosine": 0.9,
+         "grad_norm_var": 0.1}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "not_a_record.json").write_text("{\"thresholds\": 1}")
+    [read] = read_records(tmp_path)
+    assert read["schema"] == RECORD_SCHEMA == 2
+    assert read["epochs"] == [{"epoch": 1, "batch_size": 64, "lr": 0.01, "train_loss": 2.0,
+                               "decision": "hold", "grad_norm_var": 0.1,
+                               "signals": {"grad_variance": 0.5, "grad_norm_variation": None,
+                                           "grad_cosine": 0.9}}]
+    assert upgrade(read) is read  # the current schema passes through unchanged

@@ -1,6 +1,5 @@
 """Faults lose nothing: a NaN loss, a misbehaving plugin, a corrupt checkpoint, a second process,
 a killed `dvc repro` — each stops with a clear message and resumes to the same results."""
-import fcntl
 import json
 import math
 import os
@@ -11,16 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from filelock import FileLock
 
 from conftest import copy_project
 from deba_pipeline import Policy, Signal, hookimpl
 from deba_pipeline.cli import main
 from deba_pipeline.engine import loop
-from deba_pipeline.engine.spec import TIMING_KEYS
+from deba_pipeline.record import TIMING_KEYS
 from deba_pipeline.errors import DebaError, PluginError
 from deba_pipeline.rules.deba import DebaRule
-from helpers import tiny_spec
+from helpers import small_params, tiny_spec
 
 SIGNALS = ["grad_variance", "grad_norm_variation", "loss_variation", "flaky"]
 FAULT = {"mode": None}  # what the flaky plugins do at epoch 3; None = behave
@@ -110,17 +109,18 @@ def test_plugin_fault_stops_after_checkpointing_and_resumes(tmp_path, register_p
 
 def test_plugin_fault_through_the_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "flaky.py").write_text(
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "flaky.py").write_text(
         "from deba_pipeline import Signal, hookimpl\n"
         "class Bad(Signal):\n    name = 'bad_signal'\n"
         "    def compute(self, obs):\n        return float('nan') if obs.epoch == 2 else 1.0\n"
         "@hookimpl\ndef register_signals(register):\n    register(Bad)\n")
     params = {"study": {"archs": ["test_resnet"], "seeds": [2]},
               "train": {"epochs": 3, "device": "cpu"}, "tracking": {"wandb": "disabled"},
-              "deba": {"thresholds": "fixed", "plugins": ["flaky.py"],
+              "deba": {"thresholds": "fixed", "plugins": ["plugins/flaky.py"],
                        "signals": SIGNALS[:3] + ["bad_signal"]},
               "ablate": {"variants": {"only": {}}}}
-    (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
+    (tmp_path / "params.yaml").write_text(small_params(params))
     assert main(["ablate", "--arch", "test_resnet"]) == 2
     err = capsys.readouterr().err
     assert "signal 'bad_signal' returned nan at epoch 2" in err and "Traceback" not in err
@@ -156,19 +156,19 @@ def _checkpoint_of(spec, state_dir, epochs_before_stop=2):
     class Stop(Exception):
         pass
 
-    real = loop.Trainer.finish_epoch
+    real = loop.Trainer.step_scheduler
 
-    def stop_after(self, pending):
-        if pending["epoch"] > epochs_before_stop:
+    def stop_after(self, result):
+        if result.epoch > epochs_before_stop:
             raise Stop
-        return real(self, pending)
+        return real(self, result)
 
-    loop.Trainer.finish_epoch = stop_after
+    loop.Trainer.step_scheduler = stop_after
     try:
         with pytest.raises(Stop):
             loop.train(spec, state_dir=state_dir, progress=False)
     finally:
-        loop.Trainer.finish_epoch = real
+        loop.Trainer.step_scheduler = real
     return next((Path(state_dir) / "checkpoints").glob("*.pt"))
 
 
@@ -194,8 +194,7 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path):
     spec = tiny_spec()
     lock = tmp_path / "locks" / f"{spec.key()}.lock"
     lock.parent.mkdir(parents=True)
-    with open(lock, "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with FileLock(lock):
         with pytest.raises(DebaError, match="is being trained by another process right now"):
             loop.train(spec, state_dir=tmp_path, progress=False)
     assert loop.train(spec, state_dir=tmp_path, progress=False)["epochs"]  # free again
@@ -260,7 +259,7 @@ def test_diverging_run_through_the_cli(tmp_path, monkeypatch, capsys):
     params = {"study": {"archs": ["test_resnet"], "profile_seeds": [2]},
               "train": {"epochs": 3, "lr": 1000.0, "device": "cpu"},
               "tracking": {"wandb": "disabled"}}
-    (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
+    (tmp_path / "params.yaml").write_text(small_params(params))
     assert main(["profile", "--arch", "test_resnet"]) == 2
     err = capsys.readouterr().err
     assert "the training loss became nan in epoch 1. No checkpoint was written yet" in err

@@ -1,10 +1,13 @@
 """The DVC pipeline end to end on the micro preset, and the presets' run counts."""
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+from omegaconf import OmegaConf
 
-from deba_pipeline.config import load_params
+from deba_pipeline.config import Params, load_params
 from deba_pipeline.stages.plan import count_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,10 +30,6 @@ def test_validate_command_on_every_preset():
                          capture_output=True, text=True, check=True).stdout
     assert "paper.yaml: valid. 36 profile runs, 120 train records" in out
     assert out.count("valid.") == 3
-
-
-def test_params_yaml_is_the_quick_preset():
-    assert (ROOT / "params.yaml").read_text() == (ROOT / "pipelines" / "quick.yaml").read_text()
 
 
 def test_dvc_repro_on_the_micro_preset(micro_study):
@@ -62,14 +61,62 @@ def test_dvc_repro_on_the_micro_preset(micro_study):
     assert shown.returncode == 0 and "reports/metrics.json" in shown.stdout
 
 
-def test_preset_command_copies_a_validated_preset(tmp_path, capsys):
+def test_preset_writes_the_complete_params_and_guards_uncommitted_edits(tmp_path, monkeypatch,
+                                                                        capsys):
     from deba_pipeline.cli import main
-    target = tmp_path / "params.yaml"
-    assert main(["preset", "micro", "--params", str(target)]) == 0
-    assert target.read_text() == (ROOT / "pipelines" / "micro.yaml").read_text()
-    assert "now holds preset micro" in capsys.readouterr().out
-    assert main(["preset", "imagenet", "--params", str(target)]) == 2
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    assert main(["preset", "micro"]) == 0
+    assert "params.yaml now holds preset micro (valid. 1 profile runs" in capsys.readouterr().out
+    written = OmegaConf.load("params.yaml")
+    assert written == OmegaConf.structured(load_params("pipelines/micro.yaml"))  # complete
+    assert written.deba.cooldown == 1 and written.train.lr == 0.01  # preset, then default
+    assert Path("params.yaml").read_text().startswith("# The study `dvc repro` runs. Written by "
+                                                      "`deba preset micro`")
+    # an edit git does not hold is never overwritten silently
+    Path("params.yaml").write_text(Path("params.yaml").read_text() + "# my note\n")
+    assert main(["preset", "quick"]) == 2
+    assert ("params.yaml has changes git does not hold, and `deba preset quick` would overwrite "
+            "them: commit them, or rerun with --force") in capsys.readouterr().err
+    assert Path("params.yaml").read_text().endswith("# my note\n")
+    assert main(["preset", "quick", "--force"]) == 0
+    assert "the previous file is params.yaml.bak" in capsys.readouterr().out
+    assert Path("params.yaml.bak").read_text().endswith("# my note\n")
+    assert OmegaConf.load("params.yaml").study.name == "quick"
+    # a committed file may be replaced: git holds it
+    subprocess.run(["git", "add", "params.yaml"], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p"],
+                   check=True)
+    assert main(["preset", "micro"]) == 0
+    assert main(["preset", "imagenet"]) == 2
     assert "unknown preset 'imagenet': choose one of micro, paper, quick" in capsys.readouterr().err
+
+
+def test_preset_diff_shows_only_what_changes(tmp_path, monkeypatch, capsys):
+    from deba_pipeline.cli import main
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    monkeypatch.chdir(tmp_path)
+    assert main(["preset", "--diff", "micro"]) == 0  # no params.yaml yet: against the defaults
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "preset micro against the defaults:"
+    assert "  deba.cooldown: 10 → 1" in out and "  train.epochs: 100 → 5" in out
+    assert not any(line.startswith("  train.lr") for line in out)
+    assert not Path("params.yaml").exists()  # --diff writes nothing
+    assert main(["preset", "micro"]) == 0 and main(["preset", "--diff", "micro"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "preset micro changes nothing in params.yaml."
+
+
+@pytest.mark.parametrize("name", ["micro", "quick", "paper"])
+def test_presets_are_overlays_of_only_what_differs(name):
+    overlay = OmegaConf.to_container(OmegaConf.load(ROOT / "pipelines" / f"{name}.yaml"))
+    defaults = OmegaConf.to_container(OmegaConf.structured(Params))
+    for group, values in overlay.items():
+        for key, value in values.items():
+            assert value != defaults[group][key], f"{name}: {group}.{key} repeats the default"
+    lines = [line for line in (ROOT / "pipelines" / f"{name}.yaml").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    assert len(lines) <= 20
 
 
 def test_wandb_group_is_the_dvc_experiment_when_one_runs(monkeypatch):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from deba_pipeline import DEBAScheduler, Policy, PluginError, Rule, Signal, hookimpl, plugins
+from deba_pipeline import (ConfigError, DEBAScheduler, Policy, PluginError, Rule, Signal, hookimpl,
+                           plugins)
 from deba_pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,3 +184,69 @@ def test_entry_point_plugin_from_an_installed_distribution(tmp_path):
     out = subprocess.run([sys.executable, "-c", use], env=env, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "1.0"
+
+
+class EveryNth(Rule):
+    """A rule with an option: increase every `period`-th time it is asked."""
+    name = "every_nth"
+
+    def __init__(self, theta_stab, theta_conf, *, period=2):
+        super().__init__(theta_stab, theta_conf)
+        if not isinstance(period, int) or period < 1:
+            raise ConfigError(f"rule 'every_nth': period = {period!r} must be an integer >= 1")
+        self.period, self.asked = period, 0
+
+    def decide(self, signals, windows):
+        self.asked += 1
+        return "increase" if self.asked % self.period == 0 else "hold"
+
+
+class Scaled(Signal):
+    name = "scaled_loss"
+
+    def __init__(self, *, factor=1.0):
+        super().__init__()
+        self.factor = factor
+
+    def compute(self, obs):
+        return self.factor * obs.loss
+
+
+class OptionPlugin:
+    @hookimpl
+    def register_rules(self, register):
+        register(EveryNth)
+
+    @hookimpl
+    def register_signals(self, register):
+        register(Scaled)
+
+
+def test_plugin_options_reach_the_constructor_and_are_checked(register_plugin):
+    register_plugin(OptionPlugin(), "options")
+    sched = DEBAScheduler(rule="every_nth", rule_options={"period": 3}, cooldown=0,
+                          signals=["grad_variance", "scaled_loss"],
+                          signal_options={"scaled_loss": {"factor": 2.0}})
+    assert sched.rule.period == 3 and sched.signals["scaled_loss"].factor == 2.0
+    decisions = [sched.step(1.5, [torch.ones(2)]) for _ in range(7)]
+    assert [d.decision for d in decisions] == ["hold", "hold", "hold", "increase", "hold", "hold",
+                                               "increase"]  # asked from epoch 2, every third
+    assert decisions[0].signals["scaled_loss"] == 3.0
+    with pytest.raises(ConfigError, match="rule 'every_nth': period = 0 must be an integer >= 1"):
+        DEBAScheduler(rule="every_nth", rule_options={"period": 0})
+    with pytest.raises(ConfigError) as info:
+        DEBAScheduler(rule="every_nth", rule_options={"perod": 3})
+    assert str(info.value) == ("rule 'every_nth' does not take the option 'perod' (from "
+                               "`rule_options`); it takes period.")
+    with pytest.raises(ConfigError, match="signal 'scaled_loss' does not take the option 'f' "
+                                          r"\(from `signal_options.scaled_loss`\); it takes factor"):
+        DEBAScheduler(signals=["grad_variance", "grad_norm_variation", "loss_variation",
+                               "scaled_loss"], signal_options={"scaled_loss": {"f": 1}})
+
+
+def test_plugin_options_come_from_params(register_plugin):
+    from deba_pipeline.engine.loop import build_scheduler
+    from helpers import tiny_spec
+    register_plugin(OptionPlugin(), "options")
+    spec = tiny_spec(deba={"rule": "every_nth", "rule_options": {"period": 4}})
+    assert build_scheduler(spec).rule.period == 4

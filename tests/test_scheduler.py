@@ -174,16 +174,16 @@ def test_cap_max_batch_clamps_now_and_later():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    (dict(theta_stab=-0.1), "theta_stab=-0.1 is not allowed: theta_stab must be a finite number >= 0"),
-    (dict(theta_conf=float("nan")), "theta_conf=nan is not allowed"),
-    (dict(growth=1.0), "growth=1.0 is not allowed: growth must be a finite number > 1"),
-    (dict(rollback=1.0), "rollback=1.0 is not allowed: rollback must be a number in the open interval (0, 1)"),
-    (dict(rollback=0), "rollback=0 is not allowed"),
-    (dict(min_batch=64, max_batch=32, batch_size=32), "min_batch=64 is not allowed: min_batch must be <= max_batch (32)"),
-    (dict(window=1), "window=1 is not allowed: window must be an integer >= 2 (epochs) or \"full\""),
-    (dict(window="all"), "window='all' is not allowed"),
-    (dict(cooldown=-1), "cooldown=-1 is not allowed"),
-    (dict(batch_size=8), "batch_size=8 is not allowed: batch_size must be an integer in [min_batch, max_batch] = [16, 2048]"),
+    (dict(theta_stab=-0.1), "`theta_stab` = -0.1 is not allowed: it must be a finite number >= 0"),
+    (dict(theta_conf=float("nan")), "`theta_conf` = nan is not allowed"),
+    (dict(growth=1.0), "`growth` = 1.0 is not allowed: it must be a finite number > 1"),
+    (dict(rollback=1.0), "`rollback` = 1.0 is not allowed: it must be a number in (0, 1)"),
+    (dict(rollback=0), "`rollback` = 0 is not allowed"),
+    (dict(min_batch=64, max_batch=32, batch_size=32), "`min_batch` = 64 is not allowed: it must be <= max_batch (32)"),
+    (dict(window=1), "`window` = 1 is not allowed: it must be an integer >= 2 (epochs) or \"full\""),
+    (dict(window="all"), "`window` = 'all' is not allowed"),
+    (dict(cooldown=-1), "`cooldown` = -1 is not allowed"),
+    (dict(batch_size=8), "`batch_size` = 8 is not allowed: it must be an integer in [min_batch, max_batch] = [16, 2048]"),
 ])
 def test_bad_values_name_argument_value_and_allowed(kwargs, fragment):
     with pytest.raises(ConfigError) as info:
@@ -192,9 +192,9 @@ def test_bad_values_name_argument_value_and_allowed(kwargs, fragment):
 
 
 @pytest.mark.parametrize("loss, grad, fragment", [
-    (float("nan"), torch.ones(3), "loss=nan is not allowed: loss must be a finite number"),
-    (float("inf"), torch.ones(3), "loss=inf is not allowed"),
-    (1.0, torch.tensor([1.0, float("inf")]), "grads="),
+    (float("nan"), torch.ones(3), "`loss` = nan is not allowed: it must be a finite number"),
+    (float("inf"), torch.ones(3), "`loss` = inf is not allowed"),
+    (1.0, torch.tensor([1.0, float("inf")]), "`grads` = "),
     (1.0, torch.tensor([1.0, float("nan")]), "must be finite everywhere"),
 ])
 def test_non_finite_loss_or_gradient_is_refused(loss, grad, fragment):

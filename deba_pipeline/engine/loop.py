@@ -12,13 +12,14 @@ import copy
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .. import plugins
 from ..errors import DebaError
 from ..scheduler import DEBAScheduler
 from .checkpoint import Checkpointer
@@ -27,8 +28,23 @@ from .models import create_model
 from .spec import RunSpec
 from .tracking import Tracker
 
-SCHEDULER_KEYS = ("theta_stab", "theta_conf", "cooldown", "window", "growth", "rollback",
-                  "min_batch", "max_batch", "signals", "rule", "policy")
+
+@dataclass
+class EpochResult:
+    """One trained (and then evaluated) epoch, before the scheduler's step."""
+
+    batch_size: int                  # samples per step
+    steps: int                       # full batches trained (the last partial one is dropped)
+    train_loss: float                # mean over the epoch's steps
+    grads: list                      # what the scheduler observes (SPEC §1 gradient_source)
+    grad_norm_var: Optional[float] = None  # profile runs: Var over steps of ‖∇L‖ (SPEC §2)
+    loss_var: Optional[float] = None       # profile runs: Var over steps of L
+    epoch: int = 0
+    lr: float = 0.0
+    epoch_time_s: float = 0.0        # training only
+    test_accuracy: float = 0.0       # percent
+    eval_time_s: float = 0.0
+    peak_memory_mb: Optional[float] = None  # GPU only
 
 
 def resolve_device(name: str) -> torch.device:
@@ -42,12 +58,9 @@ def resolve_device(name: str) -> torch.device:
 
 def build_scheduler(spec: RunSpec) -> DEBAScheduler:
     if spec.method == "fixed":  # observe only: the record carries the same signals
-        size = spec.train["batch_size"]
+        size = spec.train.batch_size
         return DEBAScheduler(batch_size=size, min_batch=1, max_batch=max(size, 2048))
-    for path in spec.deba.get("plugins", []):
-        plugins.load_plugin_file(path)
-    return DEBAScheduler(batch_size=spec.train["batch_size"],
-                         **{key: spec.deba[key] for key in SCHEDULER_KEYS})
+    return DEBAScheduler(batch_size=spec.train.batch_size, config=spec.deba)
 
 
 def forward_backward(model, x, y, autocast_dtype):
@@ -61,18 +74,17 @@ def forward_backward(model, x, y, autocast_dtype):
 class Trainer:
     def __init__(self, spec: RunSpec, state_dir=".deba"):
         self.spec, t = spec, spec.train
-        self.device = resolve_device(t["device"])
+        self.device = resolve_device(t.device)
         if self.device.type == "cpu":  # denormal weights late in training halve CPU speed
             torch.set_flush_denormal(True)
-        self.autocast = torch.bfloat16 if t["precision"] == "bf16" else None
-        self.channels_last = t["channels_last"]
+        self.autocast = torch.bfloat16 if t.precision == "bf16" else None
         torch.manual_seed(spec.seed)
-        split = load_split(spec.dataset, spec.seed, _Attr(spec.data))
-        side = t["image_size"].get(spec.arch, split.shape[-1])
-        self.data = DeviceData(split, self.device, spec.seed, spec.data["augment"], side)
+        split = load_split(spec.dataset, spec.seed, spec.data)
+        side = t.image_size.get(spec.arch, split.shape[-1])
+        self.data = DeviceData(split, self.device, spec.seed, spec.data.augment, side)
         self.model = create_model(spec.arch, split.num_classes, split.shape[0], side,
-                                  **t.get("model_kwargs", {}).get(spec.arch, {})).to(self.device)
-        if self.channels_last:
+                                  **t.model_kwargs.get(spec.arch, {})).to(self.device)
+        if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._check_model_takes()
         labels = int(max(split.y_train.max(), split.y_test.max())) + 1
@@ -80,17 +92,17 @@ class Trainer:
             raise DebaError(f"{spec.name}: {spec.dataset} has labels up to {labels - 1} but the "
                             f"model has {self.model.num_classes} outputs: check "
                             f"data.synthetic.num_classes or the dataset files.")
-        if spec.train["batch_size"] > self.data.train_size:
-            raise DebaError(f"{spec.name}: train.batch_size = {spec.train['batch_size']} is larger "
-                            f"than the training set ({self.data.train_size} samples of "
-                            f"{spec.dataset}): lower train.batch_size or use more data.")
+        if t.batch_size > self.data.train_size:
+            raise DebaError(f"{spec.name}: train.batch_size = {t.batch_size} is larger than the "
+                            f"training set ({self.data.train_size} samples of {spec.dataset}): "
+                            f"lower train.batch_size or use more data.")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(self.params, lr=t["lr"], momentum=t["momentum"],
-                                         weight_decay=t["weight_decay"])
+        self.optimizer = torch.optim.SGD(self.params, lr=t.lr, momentum=t.momentum,
+                                         weight_decay=t.weight_decay)
         self.scheduler = build_scheduler(spec)
-        self.record = spec.new_record()
         if self.scheduler.policy.max_batch > self.data.train_size:  # an epoch needs a full batch
             self.scheduler.cap_max_batch(self.data.train_size)
+        self.record = spec.new_record()
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
 
@@ -108,18 +120,105 @@ class Trainer:
                 f"train.image_size.{self.spec.arch} (e.g. 32 or 224) or "
                 f"train.model_kwargs.{self.spec.arch} (e.g. patch_size).") from None
 
+    # -- the run -----------------------------------------------------------------------------
+    def run(self, tracker: Tracker | None = None, progress: bool = True) -> dict:
+        start, pending = self.resume()
+        epochs = self.spec.train.epochs
+        bar = tqdm(total=epochs, initial=start, desc=self.spec.name, leave=False, unit="epoch",
+                   disable=not (progress and sys.stderr.isatty()))
+        for epoch in range(start + 1, epochs + 1):
+            result = pending or self.train_and_evaluate(epoch)
+            pending = None
+            entry = self.step_scheduler(result)
+            self.record["epochs"].append(entry)
+            if tracker:
+                tracker.log(entry, step=epoch)
+            bar.set_postfix(batch=entry["batch_size"], loss=f"{entry['train_loss']:.3f}",
+                            sps=f"{entry['samples_per_s']:.0f}", decision=entry["decision"])
+            bar.update()
+            if epoch % self.spec.train.checkpoint_every == 0 and epoch < epochs:
+                self.checkpoints.save(epoch, self.state())
+        bar.close()
+        done = self.record["epochs"]
+        self.record["final_test_accuracy"] = done[-1]["test_accuracy"]
+        self.record["train_time_s"] = sum(e["epoch_time_s"] for e in done)
+        self.record["eval_time_s"] = sum(e["eval_time_s"] for e in done)
+        if progress and not sys.stderr.isatty():  # logs (DVC, CI) get one line per run
+            sizes = sorted({e["batch_size"] for e in done})
+            print(f"{self.spec.name}: {len(done)} epochs, accuracy "
+                  f"{self.record['final_test_accuracy']:.2f}%, train "
+                  f"{self.record['train_time_s']:.1f}s, batch sizes {sizes}"
+                  + (f" (resumed after epoch {start})" if start else ""), flush=True)
+        self.checkpoints.finish(self.record)
+        if tracker:
+            tracker.summary({k: self.record[k] for k in
+                             ("final_test_accuracy", "train_time_s", "eval_time_s")})
+        return self.record
+
+    def train_and_evaluate(self, epoch: int) -> EpochResult:
+        """Epoch `epoch`'s training and evaluation: everything but the scheduler's step."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        began = time.perf_counter()
+        result = self.train_epoch_fitting(epoch, self.scheduler.batch_size)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        result.epoch, result.lr, result.epoch_time_s = epoch, lr, time.perf_counter() - began
+        if not math.isfinite(result.train_loss):
+            raise DebaError(
+                f"{self.spec.name}: the training loss became {result.train_loss} in epoch "
+                f"{epoch}. {self.checkpoints.describe_last()} Lower train.lr or check the data: "
+                f"a changed setting starts a new run, and rerunning unchanged (after fixing the "
+                f"data) resumes from that checkpoint.")
+        self.last_fit = result.batch_size
+        began = time.perf_counter()
+        result.test_accuracy = self.evaluate()
+        result.eval_time_s = time.perf_counter() - began
+        if self.device.type == "cuda":
+            result.peak_memory_mb = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+        return result
+
+    def step_scheduler(self, result: EpochResult) -> dict:
+        """The scheduler's step for a trained epoch, and the epoch's record entry. A plugin that
+        fails here stops the run after checkpointing the trained epoch, so no work is lost."""
+        try:
+            if self.spec.method == "fixed":
+                signals = self.scheduler.observe(result.train_loss, result.grads)
+                decision, lr_factor = "hold", 1.0
+            else:
+                step = self.scheduler.step(result.train_loss, result.grads)
+                signals, decision, lr_factor = step.signals, step.decision, step.lr_factor
+        except DebaError as exc:
+            path = self.checkpoints.save(result.epoch - 1, self.state(), pending=result)
+            raise type(exc)(f"{self.spec.name}: {exc} The trained epoch {result.epoch} is saved "
+                            f"in {path}; fix the plugin and rerun: the run resumes there.") from None
+        if lr_factor != 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= lr_factor
+        entry = {"epoch": result.epoch, "batch_size": result.batch_size, "lr": result.lr,
+                 "train_loss": result.train_loss, "test_accuracy": result.test_accuracy,
+                 "epoch_time_s": result.epoch_time_s, "eval_time_s": result.eval_time_s,
+                 "samples_per_s": result.steps * result.batch_size / result.epoch_time_s,
+                 "signals": signals, "decision": decision,
+                 "next_batch_size": self.scheduler.batch_size,
+                 "peak_memory_mb": result.peak_memory_mb}
+        if self.spec.profile:
+            entry["grad_norm_var"], entry["loss_var"] = result.grad_norm_var, result.loss_var
+        return entry
+
     # -- one epoch ---------------------------------------------------------------------------
-    def train_epoch(self, batch_size: int, batches=None) -> dict:
+    def train_epoch(self, batch_size: int, batches=None) -> EpochResult:
         """One epoch at `batch_size`; `batches` replaces the held data (benchmarks feed
         pre-sliced tensors or a DataLoader through the same loop)."""
         self.model.train()
         zero = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
         loss_sum, loss_sq, norm_sum, norm_sq = zero(), zero(), zero(), zero()
-        epoch_mean = self.spec.deba and self.spec.deba.get("gradient_source") == "epoch_mean"
+        epoch_mean = self.spec.deba is not None and self.spec.deba.gradient_source == "epoch_mean"
         grad_sum = [torch.zeros_like(p) for p in self.params] if epoch_mean else None
-        steps = 0
+        channels_last, steps = self.spec.train.channels_last, 0
         for x, y in batches if batches is not None else self.data.train_batches(batch_size):
-            if self.channels_last:
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             self.optimizer.zero_grad(set_to_none=True)
             loss = forward_backward(self.model, x, y, self.autocast).detach().double()
@@ -127,7 +226,7 @@ class Trainer:
             if self.spec.profile:
                 loss_sq += loss * loss
                 grads = [p.grad for p in self.params if p.grad is not None]
-                norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).double()
+                norm = torch.nn.utils.get_total_norm(grads).double()
                 norm_sum += norm
                 norm_sq += norm * norm
             if grad_sum is not None:
@@ -136,20 +235,18 @@ class Trainer:
             steps += 1
         totals = torch.stack([loss_sum, loss_sq, norm_sum, norm_sq]).tolist()  # the epoch's sync
         mean_loss = totals[0] / steps
-        out = {"train_loss": mean_loss, "steps": steps,
-               "grads": [g / steps for g in grad_sum] if grad_sum else
-               [p.grad for p in self.params]}
+        grads = [g / steps for g in grad_sum] if grad_sum else [p.grad for p in self.params]
+        result = EpochResult(batch_size, steps, mean_loss, grads)
         if self.spec.profile:  # population variances over the epoch's steps (SPEC §2)
-            out["loss_var"] = max(0.0, totals[1] / steps - mean_loss ** 2)
-            mean_norm = totals[2] / steps
-            out["grad_norm_var"] = max(0.0, totals[3] / steps - mean_norm ** 2)
-        return out
+            result.loss_var = max(0.0, totals[1] / steps - mean_loss ** 2)
+            result.grad_norm_var = max(0.0, totals[3] / steps - (totals[2] / steps) ** 2)
+        return result
 
-    def train_epoch_fitting(self, epoch: int, batch_size: int):
+    def train_epoch_fitting(self, epoch: int, batch_size: int) -> EpochResult:
         """Train one epoch; on out-of-memory fall back to the last size that fit and cap there."""
         while True:
             try:
-                return batch_size, self.train_epoch(batch_size)
+                return self.train_epoch(batch_size)
             except torch.OutOfMemoryError:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
@@ -170,109 +267,43 @@ class Trainer:
     def evaluate(self) -> float:
         self.model.eval()
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        for x, y in self.data.test_batches(self.spec.train["eval_batch_size"]):
-            if self.channels_last:
+        for x, y in self.data.test_batches(self.spec.train.eval_batch_size):
+            if self.spec.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
                 correct += (self.model(x).argmax(dim=1) == y).sum()
         return 100.0 * correct.item() / len(self.data.y_test)
 
-    # -- the run -----------------------------------------------------------------------------
-    def run(self, tracker: Tracker | None = None, progress: bool = True) -> dict:
-        start, pending = self.checkpoints.restore(self)
-        epochs = self.spec.train["epochs"]
-        bar = tqdm(total=epochs, initial=start, desc=self.spec.name, leave=False, unit="epoch",
-                   disable=not (progress and sys.stderr.isatty()))
-        for epoch in range(start + 1, epochs + 1):
-            if pending is None:
-                pending = self.train_and_evaluate(epoch)
-            entry = self.finish_epoch(pending)
-            pending = None
-            self.record["epochs"].append(entry)
-            if tracker:
-                tracker.log(entry, step=epoch)
-            bar.set_postfix(batch=entry["batch_size"], loss=f"{entry['train_loss']:.3f}",
-                            sps=f"{entry['samples_per_s']:.0f}", decision=entry["decision"])
-            bar.update()
-            if epoch % self.spec.train["checkpoint_every"] == 0 and epoch < epochs:
-                self.checkpoints.save(self, epoch)
-        bar.close()
-        epochs_done = self.record["epochs"]
-        self.record["final_test_accuracy"] = epochs_done[-1]["test_accuracy"]
-        self.record["train_time_s"] = sum(e["epoch_time_s"] for e in epochs_done)
-        self.record["eval_time_s"] = sum(e["eval_time_s"] for e in epochs_done)
-        if progress and not sys.stderr.isatty():  # logs (DVC, CI) get one line per run
-            sizes = sorted({e["batch_size"] for e in epochs_done})
-            print(f"{self.spec.name}: {len(epochs_done)} epochs, accuracy "
-                  f"{self.record['final_test_accuracy']:.2f}%, train "
-                  f"{self.record['train_time_s']:.1f}s, batch sizes {sizes}"
-                  + (f" (resumed after epoch {start})" if start else ""), flush=True)
-        self.checkpoints.finish(self.record)
-        if tracker:
-            tracker.summary({k: self.record[k] for k in
-                             ("final_test_accuracy", "train_time_s", "eval_time_s")})
-        return self.record
-
-    def train_and_evaluate(self, epoch: int) -> dict:
-        """Epoch `epoch`'s training and evaluation: everything but the scheduler's step."""
-        lr = self.optimizer.param_groups[0]["lr"]
+    # -- what a checkpoint holds -------------------------------------------------------------
+    def state(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "data": self.data.generator.get_state()}
         if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        began = time.perf_counter()
-        batch_size, out = self.train_epoch_fitting(epoch, self.scheduler.batch_size)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        epoch_time = time.perf_counter() - began
-        if not math.isfinite(out["train_loss"]):
-            raise DebaError(
-                f"{self.spec.name}: the training loss became {out['train_loss']} in epoch "
-                f"{epoch}. {self.checkpoints.describe_last()} Lower train.lr or check the data: "
-                f"a changed setting starts a new run, and rerunning unchanged (after fixing the "
-                f"data) resumes from that checkpoint.")
-        self.last_fit = batch_size
-        began = time.perf_counter()
-        accuracy = self.evaluate()
-        peak = (torch.cuda.max_memory_allocated(self.device) / 2 ** 20
-                if self.device.type == "cuda" else None)
-        return {"epoch": epoch, "batch_size": batch_size, "lr": lr, "out": out,
-                "accuracy": accuracy, "epoch_time": epoch_time,
-                "eval_time": time.perf_counter() - began, "peak_memory_mb": peak}
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rng, "record": self.record,
+                "last_fit": self.last_fit}
 
-    def finish_epoch(self, pending: dict) -> dict:
-        """The scheduler's step for a trained epoch, and the epoch's record entry. A plugin that
-        fails here stops the run after checkpointing the trained epoch, so no work is lost."""
-        out, epoch = pending["out"], pending["epoch"]
+    def resume(self) -> tuple:
+        """(epochs done, the trained epoch awaiting its scheduler step or None), from the
+        checkpoint if there is one."""
+        saved = self.checkpoints.load(self.device)
+        if saved is None:
+            return 0, None
         try:
-            if self.spec.method == "fixed":
-                signals = self.scheduler.observe(out["train_loss"], out["grads"])
-                decision, lr_factor = "hold", 1.0
-            else:
-                step = self.scheduler.step(out["train_loss"], out["grads"])
-                signals, decision, lr_factor = step.signals, step.decision, step.lr_factor
-        except DebaError as exc:
-            path = self.checkpoints.save(self, epoch - 1, pending=pending)
-            raise type(exc)(f"{self.spec.name}: {exc} The trained epoch {epoch} is saved in "
-                            f"{path}; fix the plugin and rerun: the run resumes there.") from None
-        if lr_factor != 1.0:
-            for group in self.optimizer.param_groups:
-                group["lr"] *= lr_factor
-        entry = {"epoch": epoch, "batch_size": pending["batch_size"], "lr": pending["lr"],
-                 "train_loss": out["train_loss"], "test_accuracy": pending["accuracy"],
-                 "epoch_time_s": pending["epoch_time"], "eval_time_s": pending["eval_time"],
-                 "samples_per_s": out["steps"] * pending["batch_size"] / pending["epoch_time"],
-                 **signals, "decision": decision, "next_batch_size": self.scheduler.batch_size,
-                 "peak_memory_mb": pending["peak_memory_mb"]}
-        if self.spec.profile:
-            entry["grad_norm_var"], entry["loss_var"] = out["grad_norm_var"], out["loss_var"]
-        return entry
-
-
-class _Attr(dict):
-    """Attribute access over a plain dict, so resolved configs read like OmegaConf ones."""
-
-    def __getattr__(self, key):
-        value = self[key]
-        return _Attr(value) if isinstance(value, dict) else value
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+        except (RuntimeError, ValueError, KeyError, DebaError) as exc:
+            raise DebaError(f"checkpoint {self.checkpoints.path} does not match "
+                            f"{self.spec.name} ({str(exc).splitlines()[0]}): delete it to start "
+                            f"afresh.") from None
+        torch.set_rng_state(saved["rng"]["torch"].cpu())
+        self.data.generator.set_state(saved["rng"]["data"].cpu())
+        if "cuda" in saved["rng"]:
+            torch.cuda.set_rng_state(saved["rng"]["cuda"].cpu(), self.device)
+        self.record, self.last_fit = saved["record"], saved["last_fit"]
+        pending = saved.get("pending")
+        return saved["epoch"], EpochResult(**pending) if pending else None
 
 
 def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,

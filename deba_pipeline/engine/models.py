@@ -9,8 +9,8 @@ from ..errors import ConfigError
 
 
 def check_arch(name: str) -> None:
-    if name not in timm.list_models():
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)  # only to suggest
         hint = f" Did you mean {', '.join(close)}?" if close else " See timm.list_models()."
         raise ConfigError(f"unknown architecture {name!r}: not a timm model name.{hint}")
 

@@ -8,11 +8,27 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-RECORD_SCHEMA = 1  # bump when a reader would misread older records
-TIMING_KEYS = ("epoch_time_s", "samples_per_s", "eval_time_s", "peak_memory_mb")
-PACKAGE = Path(__file__).resolve().parents[1]
-TRAINING_CODE = ("engine/*.py", "scheduler.py", "gradstats.py", "base.py", "signals/*.py",
-                 "rules/*.py", "policies/*.py")
+from ..config import DataConfig, DebaConfig, TrainConfig
+from ..record import RECORD_SCHEMA
+
+PROJECT = Path(__file__).resolve().parents[2]  # the folder holding deba_pipeline/
+# The code that decides a training run's result, relative to the project root: the run key hashes
+# it, and every DVC stage that trains (profile, train, ablate) lists exactly these as deps, plus
+# plugins/ for the plugin files that params name (tests/test_dependencies.py holds dvc.yaml to it).
+TRAINING_CODE = ("deba_pipeline/engine", "deba_pipeline/signals", "deba_pipeline/rules",
+                 "deba_pipeline/policies", "deba_pipeline/scheduler.py",
+                 "deba_pipeline/gradstats.py", "deba_pipeline/base.py",
+                 "deba_pipeline/plugins.py", "deba_pipeline/record.py")
+PLUGIN_DIR = "plugins"
+
+
+def training_files() -> list:
+    """Every file of TRAINING_CODE, folders expanded to their Python files, sorted."""
+    files = []
+    for entry in TRAINING_CODE:
+        path = PROJECT / entry
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
 
 
 @lru_cache(maxsize=None)
@@ -26,8 +42,8 @@ def _digest(paths: tuple) -> str:
 def code_fingerprint(plugin_files=()) -> str:
     """The training code and plugin files a result came from: a code change retrains, as the
     DVC stages' code dependencies say it should, instead of reusing an older result."""
-    paths = sorted(str(p) for pattern in TRAINING_CODE for p in PACKAGE.glob(pattern))
-    return _digest(tuple(paths) + tuple(str(Path(p).resolve()) for p in plugin_files))
+    paths = [str(p) for p in training_files()] + [str(Path(p).resolve()) for p in plugin_files]
+    return _digest(tuple(paths))
 
 
 @dataclass
@@ -37,9 +53,9 @@ class RunSpec:
     seed: int
     method: str               # "fixed" | "deba"
     variant: str              # "profile" | "baseline" | an ablation name
-    train: dict               # resolved TrainConfig
-    data: dict                # resolved DataConfig
-    deba: Optional[dict] = None   # resolved DebaConfig with numeric thresholds (deba runs)
+    train: TrainConfig
+    data: DataConfig
+    deba: Optional[DebaConfig] = None  # deba runs: thresholds resolved to numbers
     profile: bool = False     # record per-step gradient-norm and loss variances (SPEC §2)
     extra: dict = field(default_factory=dict)  # provenance, e.g. where thresholds came from
 
@@ -52,12 +68,12 @@ class RunSpec:
         config = self.config()
         for label in ("variant", "extra", "profile"):
             config.pop(label)
-        config["train"] = {k: v for k, v in config["train"].items() if k != "checkpoint_every"}
+        config["train"].pop("checkpoint_every")
         return config
 
     def key(self) -> str:
         config = self.result_config()
-        config["code"] = code_fingerprint((self.deba or {}).get("plugins", []))
+        config["code"] = code_fingerprint(self.deba.plugins if self.deba else ())
         blob = json.dumps(config, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -5,7 +5,6 @@ The mode is decided before `wandb.init`: `online` without an API key warns once 
 from __future__ import annotations
 
 import os
-import struct
 import warnings
 from pathlib import Path
 
@@ -60,8 +59,14 @@ class Tracker:
         self.mode = mode
 
     def log(self, metrics: dict, step: int) -> None:
-        if self.run is not None:
-            self.run.log({k: v for k, v in metrics.items() if v is not None}, step=step)
+        """One point per epoch; a nested group such as `signals` becomes `signals/<name>`."""
+        if self.run is None:
+            return
+        flat = {}
+        for key, value in metrics.items():
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            flat.update({key if sub is None else f"{key}/{sub}": v for sub, v in items})
+        self.run.log({k: v for k, v in flat.items() if v is not None}, step=step)
 
     def summary(self, values: dict) -> None:
         if self.run is not None:
@@ -76,36 +81,3 @@ class Tracker:
         if self.run is not None:
             self.run.finish()
             self.run = None
-
-
-def read_offline_run(run_dir) -> dict:
-    """History rows and summary of an offline run, read from its `.wandb` transaction log
-    (LevelDB-style log: 32 KiB blocks of records with a 7-byte header each)."""
-    from wandb.proto import wandb_internal_pb2
-    path = next(Path(run_dir).glob("*.wandb"))
-    data, block, pos, pending, records = path.read_bytes(), 32768, 7, b"", []
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # block trailer padding
-            pos += block - pos % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if length == 0 and kind == 0:
-            break
-        pending += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST fragment
-            records.append(pending)
-            pending = b""
-    import json
-    history, summary = [], {}
-    for raw in records:
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(raw)
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            history.append({item.key or ".".join(item.nested_key): json.loads(item.value_json)
-                            for item in record.history.item})
-        elif kind == "summary":
-            summary.update({item.key or ".".join(item.nested_key): json.loads(item.value_json)
-                            for item in record.summary.update})
-    return {"history": history, "summary": summary}

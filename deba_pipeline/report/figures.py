@@ -10,18 +10,22 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..record import signal  # noqa: E402
+
 SIGNALS = ("grad_variance", "grad_norm_variation", "loss_variation")
 
 
 def _by_batch(records, field, dataset=None):
-    """{arch: {batch size: mean of `field` over every epoch run at that size}}."""
+    """{arch: {batch size: mean of `field` (an epoch field or a signal) over every epoch run at
+    that size}}."""
     values = defaultdict(lambda: defaultdict(list))
     for r in records:
         if dataset is not None and r["dataset"] != dataset:
             continue
         for e in r["epochs"]:
-            if e.get(field) is not None and e.get("batch_size"):
-                values[r["arch"]][e["batch_size"]].append(e[field])
+            value = e[field] if field in e else signal(e, field)
+            if value is not None and e.get("batch_size"):
+                values[r["arch"]][e["batch_size"]].append(value)
     return {arch: {b: statistics.fmean(v) for b, v in sorted(sizes.items())}
             for arch, sizes in sorted(values.items())}
 
@@ -97,8 +101,8 @@ def signal_trajectories(records, path):
             per_epoch = defaultdict(list)
             for r in group:
                 for e in r["epochs"]:
-                    if e.get(name) is not None:
-                        per_epoch[e["epoch"]].append(e[name])
+                    if signal(e, name) is not None:
+                        per_epoch[e["epoch"]].append(signal(e, name))
             if per_epoch:
                 epochs = sorted(per_epoch)
                 ax.plot(epochs, [statistics.fmean(per_epoch[t]) for t in epochs],

@@ -1,20 +1,33 @@
-"""What a params file asks for: checks that need the registries (timm names, plugins), the runs
-it will make, and switching presets. `deba validate pipelines/paper.yaml`"""
+"""What a params file asks for: the checks that need the registries (timm names, plugins), the
+runs it makes, and presets. A preset in pipelines/ is an overlay: only what differs from the
+defaults (the paper's, in config.py); `deba preset NAME` writes it out as a complete params.yaml.
+`deba validate paper`, `deba preset quick`, `deba preset --diff micro`"""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
-from ..config import PAPER_THRESHOLDS, load_params
-from ..errors import ConfigError
+from omegaconf import OmegaConf
 
-PRESETS = Path(__file__).resolve().parents[2] / "pipelines"
+from ..config import PAPER_THRESHOLDS, load_params, merge
+from ..engine.files import write_text
+from ..engine.spec import PLUGIN_DIR
+from ..errors import ConfigError, DebaError
+
+PRESETS = "pipelines"
+HEADER = """\
+# The study `dvc repro` runs. Written by `deba preset {name}`: pipelines/{name}.yaml (what the
+# preset changes) over the defaults in deba_pipeline/config.py (the paper's values, with units).
+# Edit it, or vary keys per experiment: `dvc exp run -S train.epochs=20`.
+"""
 
 
 def preflight(cfg, source="params.yaml") -> None:
-    """Everything that can be known wrong before training: names, plugins, combinations."""
+    """Everything that can be known wrong before training: names, plugins, options."""
     from .. import plugins
     from ..engine.models import check_arch
+    from ..scheduler import DEBAScheduler
     for arch in cfg.study.archs:
         try:
             check_arch(arch)
@@ -24,18 +37,24 @@ def preflight(cfg, source="params.yaml") -> None:
         raise ConfigError(f"{source}: `ablate.dataset` = {cfg.ablate.dataset!r} is not in "
                           f"study.datasets {list(cfg.study.datasets)}: the ablations are compared "
                           f"against that dataset's fixed runs; add it or change ablate.dataset.")
+    plugin_dir = (Path.cwd() / PLUGIN_DIR).resolve()
     for path in cfg.deba.plugins:
+        if not Path(path).resolve().is_relative_to(plugin_dir):
+            raise ConfigError(f"{source}: `deba.plugins`: {path!r} is not in {PLUGIN_DIR}/: the "
+                              f"stages that train depend on {PLUGIN_DIR}/, so DVC would not see "
+                              f"an edit to a file elsewhere. Move the file into {PLUGIN_DIR}/.")
         try:
             plugins.load_plugin_file(path)
-        except Exception as exc:
+        except DebaError as exc:
             raise ConfigError(f"{source}: `deba.plugins`: {exc}") from None
-    for kind, names in (("signal", cfg.deba.signals), ("rule", [cfg.deba.rule]),
-                        ("policy", [cfg.deba.policy])):
-        for name in names:
-            try:
-                plugins.get(kind, name)
-            except Exception as exc:
-                raise ConfigError(f"{source}: `deba`: {exc}") from None
+    groups = {"deba": cfg.deba}
+    groups.update({f"ablate.variants.{name}": OmegaConf.merge(cfg.deba, overrides)
+                   for name, overrides in cfg.ablate.variants.items()})
+    for where, deba in groups.items():
+        try:  # the real scheduler: plugin names, their options and the initial batch
+            DEBAScheduler(batch_size=cfg.train.batch_size, config=deba)
+        except DebaError as exc:
+            raise ConfigError(f"{source}: `{where}`: {exc}") from None
     if cfg.deba.thresholds == "paper":
         missing = [a for a in cfg.study.archs if a not in PAPER_THRESHOLDS]
         if missing:
@@ -57,19 +76,24 @@ def count_runs(cfg) -> dict:
 
 
 def resolve_preset(name: str) -> Path:
+    """A params file path, or a preset name looked up in pipelines/ of the current project."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    preset = PRESETS / f"{name}.yaml"
+    folder = Path(PRESETS)  # of the project deba runs in, not of wherever it was installed
+    if not folder.is_dir():
+        raise ConfigError(f"no {PRESETS}/ folder in {Path.cwd()}: run deba from the project root "
+                          f"(the folder holding dvc.yaml), or give a params file path.")
+    preset = folder / f"{name}.yaml"
     if not preset.is_file():
-        known = sorted(p.stem for p in PRESETS.glob("*.yaml") if p.stem != "paper_printed")
+        known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "paper_printed")
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(known)} "
-                          f"(files in pipelines/), or give a params file path.")
+                          f"(files in {PRESETS}/), or give a params file path.")
     return preset
 
 
 def check(name: str) -> str:
-    path = resolve_preset(name) if not Path(name).is_file() else Path(name)
+    path = resolve_preset(name)
     cfg = load_params(path)
     preflight(cfg, str(path))
     c = count_runs(cfg)
@@ -79,9 +103,58 @@ def check(name: str) -> str:
             f"{cfg.train.epochs} epochs each.")
 
 
-def use_preset(name: str, params: str = "params.yaml") -> str:
+def render(name: str) -> str:
+    """The complete params.yaml of preset `name`, validated."""
     source = resolve_preset(name)
     cfg = load_params(source)
     preflight(cfg, str(source))
-    shutil.copyfile(source, params)
-    return f"{params} now holds preset {source.stem} ({check(params).split(': ', 1)[1]})"
+    return HEADER.format(name=source.stem) + OmegaConf.to_yaml(cfg)
+
+
+def _committed(path: Path) -> bool:
+    """True when git holds `path` exactly as it is on disk."""
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--", path.name],
+                                cwd=path.parent, capture_output=True, text=True)
+    except OSError:
+        return False
+    return status.returncode == 0 and status.stdout.strip() == ""
+
+
+def use_preset(name: str, params: str = "params.yaml", force: bool = False) -> str:
+    text, target = render(name), Path(params)
+    backup = ""
+    if target.is_file() and target.read_text() != text:
+        if not force and not _committed(target):
+            raise ConfigError(f"{params} has changes git does not hold, and `deba preset {name}` "
+                              f"would overwrite them: commit them, or rerun with --force (the "
+                              f"current file is then kept as {params}.bak).")
+        if force:
+            shutil.copyfile(target, f"{params}.bak")
+            backup = f"; the previous file is {params}.bak"
+    write_text(target, text)
+    return f"{params} now holds preset {Path(name).stem} ({check(params).split(': ', 1)[1]}){backup}"
+
+
+def _flat(tree, prefix="") -> dict:
+    if isinstance(tree, dict) and tree:
+        out = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def diff(name: str, params: str = "params.yaml") -> str:
+    """What switching to preset `name` changes in `params` (or in the defaults, without one)."""
+    new = _flat(OmegaConf.to_container(load_params(resolve_preset(name))))
+    base = Path(params)
+    old_cfg = load_params(base) if base.is_file() else merge(OmegaConf.create({}), "defaults")
+    old = _flat(OmegaConf.to_container(old_cfg))
+    against = str(base) if base.is_file() else "the defaults"
+    lines = [f"  {key}: {old.get(key, '(absent)')} → {new.get(key, '(absent)')}"
+             for key in list(old) + [k for k in new if k not in old]
+             if old.get(key) != new.get(key)]
+    if not lines:
+        return f"preset {name} changes nothing in {against}."
+    return f"preset {name} against {against}:\n" + "\n".join(lines)

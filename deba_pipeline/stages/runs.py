@@ -6,19 +6,19 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..config import PAPER_THRESHOLDS
+from ..config import PAPER_THRESHOLDS, DebaConfig
 from ..engine.files import read_json, write_json
 from ..engine.loop import train
 from ..engine.spec import RunSpec
 from ..errors import ConfigError, DebaError
+from ..record import is_record, upgrade
 
 
-def resolve_thresholds(deba: dict, arch: str, dataset: str, calibrated: dict | None):
+def resolve_thresholds(deba: DebaConfig, arch: str, dataset: str, calibrated: dict | None):
     """(θ_stab, θ_conf, provenance) for one architecture and dataset, as `deba.thresholds` says."""
-    mode = deba["thresholds"]
-    if mode == "fixed":
-        return deba["theta_stab"], deba["theta_conf"], "fixed"
-    if mode == "paper":
+    if deba.thresholds == "fixed":
+        return deba.theta_stab, deba.theta_conf, "fixed"
+    if deba.thresholds == "paper":
         if arch not in PAPER_THRESHOLDS:
             raise ConfigError(f"deba.thresholds is 'paper' but paper Table 1 has no thresholds for "
                               f"{arch!r} (it has {', '.join(PAPER_THRESHOLDS)}): use "
@@ -34,15 +34,14 @@ def resolve_thresholds(deba: dict, arch: str, dataset: str, calibrated: dict | N
 
 def run_spec(cfg, arch, dataset, seed, method, variant, deba_overrides=None, calibrated=None,
              profile=False) -> RunSpec:
-    container = OmegaConf.to_container(cfg, resolve=True)
+    """The RunSpec of one run: the params groups it reads, as their schema dataclasses."""
     deba = None
     if method == "deba":
-        deba = OmegaConf.to_container(OmegaConf.merge(cfg.deba, deba_overrides or {}), resolve=True)
-        deba["theta_stab"], deba["theta_conf"], source = resolve_thresholds(
+        deba = OmegaConf.to_object(OmegaConf.merge(cfg.deba, deba_overrides or {}))
+        deba.theta_stab, deba.theta_conf, deba.thresholds = resolve_thresholds(
             deba, arch, dataset, calibrated)
-        deba["thresholds"] = source
-    return RunSpec(arch, dataset, int(seed), method, variant, container["train"],
-                   container["data"], deba, profile)
+    return RunSpec(arch, dataset, int(seed), method, variant, OmegaConf.to_object(cfg.train),
+                   OmegaConf.to_object(cfg.data), deba, profile)
 
 
 def record_path(stage_dir, spec: RunSpec) -> Path:
@@ -73,6 +72,6 @@ def read_records(root) -> list:
     out = []
     for path in sorted(Path(root).rglob("*.json")):
         data = read_json(path)
-        if isinstance(data, dict) and "schema" in data and "epochs" in data:
-            out.append(data)
+        if is_record(data):
+            out.append(upgrade(data))
     return out

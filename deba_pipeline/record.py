@@ -1,0 +1,34 @@
+"""The run record (SPEC §5): the interchange format between stages, and reading older schemas.
+
+Schema 2 nests each epoch's signal values under `signals`, so a plugin's signal can never replace
+one of the record's own fields (a signal named `lr` used to overwrite the learning rate).
+Schema 1 records (signals as top-level epoch keys) are read through `upgrade`.
+"""
+from __future__ import annotations
+
+RECORD_SCHEMA = 2
+TIMING_KEYS = ("epoch_time_s", "samples_per_s", "eval_time_s", "peak_memory_mb")
+EPOCH_FIELDS = ("epoch", "batch_size", "lr", "train_loss", "test_accuracy", "epoch_time_s",
+                "eval_time_s", "samples_per_s", "signals", "decision", "next_batch_size",
+                "peak_memory_mb", "grad_norm_var", "loss_var")
+
+
+def is_record(data) -> bool:
+    return isinstance(data, dict) and "schema" in data and "epochs" in data
+
+
+def upgrade(record: dict) -> dict:
+    """`record` in the current shape; records of this schema are returned as they are."""
+    if record.get("schema", 1) >= 2:
+        return record
+    epochs = []
+    for entry in record["epochs"]:
+        own = {k: v for k, v in entry.items() if k in EPOCH_FIELDS}
+        own["signals"] = {k: v for k, v in entry.items() if k not in EPOCH_FIELDS}
+        epochs.append(own)
+    return {**record, "schema": RECORD_SCHEMA, "epochs": epochs}
+
+
+def signal(entry: dict, name: str):
+    """One signal's value in an epoch entry (None where undefined or not recorded)."""
+    return entry["signals"].get(name)

@@ -1,0 +1,120 @@
+"""SPEC §2 and §4 computations pinned to values worked out by hand."""
+import pytest
+
+from deba_pipeline.analysis import (aggressiveness, calibrate, classify, convergence_stability,
+                                    predict, prediction_held, profile_summary, stability_score)
+from deba_pipeline.config import TaxonomyConfig
+from deba_pipeline.errors import DebaError
+
+BOUNDS = vars(TaxonomyConfig())
+EPS = 1e-8
+
+
+def profile(seed, variances, norm_vars, loss_vars, losses, norm_variation=None, arch="a"):
+    norm_variation = norm_variation or [None] * len(variances)
+    epochs = [{"epoch": i + 1, "batch_size": 64, "train_loss": loss, "grad_norm_var": nv,
+               "loss_var": lv, "decision": "hold",
+               "signals": {"grad_variance": v, "grad_norm_variation": dn}}
+              for i, (v, nv, lv, loss, dn) in enumerate(
+                  zip(variances, norm_vars, loss_vars, losses, norm_variation))]
+    return {"schema": 2, "arch": arch, "dataset": "d", "seed": seed, "method": "fixed",
+            "variant": "profile", "epochs": epochs}
+
+
+# S = 1 / (1 + CV(σ²) + mean Var(‖∇L‖) + mean Var(L))
+HALF = profile(2, [1.0, 3.0], [0.2, 0.4], [0.1, 0.3], [2.0, 1.0])     # 1 / (1 + 0.5 + 0.3 + 0.2)
+QUARTER = profile(42, [1.0, 3.0], [1.5, 1.5], [1.0, 1.0], [1.0, 1.0])  # 1 / (1 + 0.5 + 1.5 + 1)
+
+
+def test_stability_score_and_convergence_stability_by_hand():
+    assert stability_score(HALF) == pytest.approx(0.5, rel=1e-12)
+    assert stability_score(QUARTER) == pytest.approx(0.25, rel=1e-12)
+    assert convergence_stability(HALF) == pytest.approx(0.5)  # pstdev(2, 1)
+    assert convergence_stability(QUARTER) == 0.0
+
+
+def test_profile_summary_by_hand():
+    summary = profile_summary([QUARTER, HALF], BOUNDS)["a"]["d"]
+    assert summary["S"] == {2: pytest.approx(0.5), 42: pytest.approx(0.25)}
+    assert summary["mu_S"] == pytest.approx(0.375)
+    assert summary["sigma_S"] == pytest.approx(0.17677669529663687)  # stdev(0.5, 0.25), ddof 1
+    assert summary["convergence_stability"] == pytest.approx(0.25)  # mean of 0.5 and 0
+    assert summary["class"] == "dynamically stable"                # σ_S > 0.15 comes first
+    assert summary["prediction"] == "benefit through rollbacks, seed-sensitive"
+
+
+@pytest.mark.parametrize("mu, sigma, expected", [
+    (0.50, 0.16, "dynamically stable"),
+    (0.50, 0.15, "moderately stable"),     # σ_S = 0.15 is not > 0.15
+    (0.20, None, "naturally unstable"),    # one seed: no σ_S
+    (0.26, 0.0, "intermediate"),           # μ_S = 0.26 is not < 0.26
+    (0.44, 0.0, "intermediate"),
+    (0.45, 0.0, "moderately stable"),
+    (0.54, 0.0, "moderately stable"),      # μ_S = 0.54 is not > 0.54
+    (0.5401, 0.0, "overly stable"),
+])
+def test_classify_in_spec_order(mu, sigma, expected):
+    assert classify(mu, sigma, BOUNDS) == expected
+
+
+@pytest.mark.parametrize("cls, convergence, expected", [
+    ("moderately stable", 0.9, "benefit"),
+    ("overly stable", 0.19, "benefit"),
+    ("overly stable", 0.20, "marginal"),   # stagnation bound 0.20 is not < 0.20
+    ("dynamically stable", 0.0, "benefit through rollbacks, seed-sensitive"),
+    ("naturally unstable", 0.0, "unreliable, seed-dependent"),
+    ("intermediate", 0.0, "no prediction (intermediate)"),
+])
+def test_predict(cls, convergence, expected):
+    assert predict(cls, convergence, BOUNDS) == expected
+
+
+def comparison(acc_fixed, acc_method, speedup, rollbacks=0):
+    delta = sum(acc_method) / len(acc_method) - sum(acc_fixed) / len(acc_fixed)
+    return {"acc_fixed": acc_fixed, "acc_method": acc_method, "delta_acc": delta,
+            "speedup_mean": speedup, "rollbacks": rollbacks}
+
+
+@pytest.mark.parametrize("prediction, c, expected", [
+    ("benefit", comparison([80, 80], [81, 81], 10.0), "yes"),            # ΔAcc ≥ 0, faster
+    ("benefit", comparison([80, 80], [79.5, 79.5], 10.0), "no"),          # marginal outcome
+    ("benefit", comparison([80, 80], [81, 81], -1.0), "no"),             # slower
+    ("marginal", comparison([80, 80], [78, 78], 30.0), "yes"),           # degraded
+    ("marginal", comparison([80, 80], [81, 81], 9.9), "yes"),            # a small benefit
+    ("marginal", comparison([80, 80], [81, 81], 10.0), "no"),            # a clear benefit
+    ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 2), "yes"),
+    ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 0), "no"),
+    ("unreliable, seed-dependent", comparison([80, 80], [79, 82], 5.0), "yes"),  # sd 2.12
+    ("unreliable, seed-dependent", comparison([80, 80], [80.5, 80.6], 5.0), "no"),
+    ("unreliable, seed-dependent", comparison([80, 80], [78, 78.1], 5.0), "yes"),  # degraded
+    ("no prediction (intermediate)", comparison([80], [81], 5.0), "n/a"),
+])
+def test_prediction_check(prediction, c, expected):
+    assert prediction_held(prediction, c) == expected
+
+
+def test_aggressiveness():
+    record = {"epochs": [{"decision": d} for d in ("increase", "increase", "rollback", "hold")]}
+    assert aggressiveness(record) == pytest.approx(1 / 3)
+    assert aggressiveness({"epochs": [{"decision": "hold"}]}) == 0.0
+
+
+def test_calibrate_by_hand():
+    # window 2. Run A: c = 1/(1+ε), 2/(1.5+ε), 4/(3+ε); run B: 2/(2+ε), 6/(4+ε).
+    a = profile(2, [1.0, 2.0, 4.0], [0, 0, 0], [0, 0, 0], [1, 1, 1], [None, 0.1, 0.3])
+    b = profile(42, [2.0, 6.0], [0, 0], [0, 0], [1, 1], [None, 0.5])
+    out = calibrate([a, b], window=2)["a"]["d"]
+    # median of the five c_t: sorted 1, 1, 4/3, 4/3, 3/2 (each less a hair of ε)
+    assert out["theta_conf"] == pytest.approx(2 / (1.5 + EPS), rel=1e-12)
+    # 75th percentile of Δ‖∇‖ pooled (0.1, 0.3, 0.5), numpy's linear rule: 0.3 + 0.5·0.2
+    assert out["theta_stab"] == pytest.approx(0.4, rel=1e-12)
+    assert (out["epochs"], out["runs"]) == (5, 2)
+    full = calibrate([a, b], window="full")["a"]["d"]  # run A's third c_t becomes 4/(2+ε)
+    assert full["theta_conf"] == pytest.approx(2 / (1.5 + EPS), rel=1e-12)
+
+
+def test_calibrate_without_a_defined_variation_is_a_clear_error():
+    one_epoch = profile(2, [1.0], [0], [0], [1])
+    with pytest.raises(DebaError, match="cannot calibrate a/d: its profile runs have no epoch "
+                                        "with a defined Δ‖∇‖ and c_t"):
+        calibrate([one_epoch], window=2)

@@ -1,0 +1,78 @@
+"""The files that decide a run's result (the run key) and the files DVC lists as the training
+stages' dependencies are one set: editing any of them makes `dvc status` name those stages."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from deba_pipeline.engine.spec import PLUGIN_DIR, PROJECT, TRAINING_CODE, training_files
+from helpers import tiny_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINING_STAGES = ("profile", "train", "ablate")
+
+
+def stage_deps() -> dict:
+    return {name: stage["deps"] for name, stage in
+            yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()}
+
+
+def test_every_training_stage_lists_the_run_key_code():
+    deps = stage_deps()
+    for name in TRAINING_STAGES:
+        assert deps[name][:len(TRAINING_CODE)] == list(TRAINING_CODE), name
+        code = [d for d in deps[name] if d.startswith("deba_pipeline/")]
+        extra = [d for d in code if d not in TRAINING_CODE]
+        assert all(d.startswith(("deba_pipeline/stages/", "deba_pipeline/analysis.py"))
+                   for d in extra), f"{name} reads code the run key does not hash: {extra}"
+    assert PLUGIN_DIR in deps["train"] and PLUGIN_DIR in deps["ablate"]
+    assert PLUGIN_DIR not in deps["profile"]  # profile runs are fixed: no plugin decides them
+
+
+def test_run_key_hashes_the_plugin_files_named_in_params(tmp_path):
+    plugin = tmp_path / "grad_cosine.py"
+    shutil.copy(ROOT / "plugins" / "grad_cosine.py", plugin)
+    spec = tiny_spec(deba={"plugins": [str(plugin)]})
+    before = spec.key()
+    assert before != tiny_spec().key()
+    plugin.write_text(plugin.read_text() + "# edited\n")
+    from deba_pipeline.engine import spec as spec_module
+    spec_module._digest.cache_clear()
+    assert spec.key() != before
+
+
+def _stale(workspace) -> set:
+    out = subprocess.run(["dvc", "status", "--json"], cwd=workspace, capture_output=True,
+                         text=True, check=True).stdout
+    return {name.split("@")[0] for name in json.loads(out)}
+
+
+def _expected(relative: str) -> set:
+    """The stages whose deps hold `relative` (a file, or a folder above it)."""
+    return {name for name, deps in stage_deps().items()
+            if any(relative == d or relative.startswith(d.rstrip("/") + "/") for d in deps)}
+
+
+def test_editing_any_run_key_file_makes_dvc_status_name_the_training_stages(micro_study,
+                                                                             tmp_path):
+    source, repro = micro_study
+    assert repro.returncode == 0, repro.stderr
+    workspace = tmp_path / "ws"
+    shutil.copytree(source, workspace, symlinks=True)
+    assert _stale(workspace) == set()
+    edited = [str(p.relative_to(PROJECT)) for p in training_files()]
+    edited += [f"{PLUGIN_DIR}/grad_cosine.py", "deba_pipeline/report/tables.py"]
+    for relative in edited:
+        path = workspace / relative
+        original = path.read_text()
+        path.write_text(original + "# a comment is enough\n")
+        stale = _stale(workspace)
+        path.write_text(original)
+        assert stale == _expected(relative), relative
+        if relative in edited[:-2]:
+            assert set(TRAINING_STAGES) <= stale, relative
+    assert _expected(f"{PLUGIN_DIR}/grad_cosine.py") == {"train", "ablate"}
+    assert _expected("deba_pipeline/report/tables.py") == {"aggregate"}
+    assert _stale(workspace) == set()
