@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from deba_pipeline.analysis import compare
+from deba_pipeline.comparison import compare
 from deba_pipeline.config import load_params, merge
 from deba_pipeline.engine.loop import train
 from deba_pipeline.stages import calibrate, profile

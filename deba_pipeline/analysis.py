@@ -1,5 +1,6 @@
-"""What the paper computes from run records (SPEC §2, §4): stability, taxonomy, calibration,
-and the fixed-versus-method comparisons. Pure functions over records; no I/O."""
+"""What the paper computes from profile runs (SPEC §2): stability, taxonomy and calibration, and
+a run's decision aggressiveness. Pure functions over records; no I/O. The fixed-versus-method
+comparisons are in comparison.py."""
 from __future__ import annotations
 
 import statistics
@@ -10,11 +11,6 @@ import numpy as np
 from .errors import DebaError
 from .record import signal
 from .rules.deba import confidence_score
-
-
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return statistics.fmean(values) if values else None
 
 
 def _sample_std(values):
@@ -115,71 +111,3 @@ def calibrate(records, window) -> dict:
                               "theta_conf": float(np.median(confidence)),
                               "epochs": len(confidence), "runs": len(runs)}
     return dict(out)
-
-
-# -- SPEC §4: fixed against a method -----------------------------------------------------------
-def compare(records, variant="baseline", baseline_variant="baseline") -> dict:
-    """{(arch, dataset): comparison of `variant` DEBA runs against the fixed baseline runs}."""
-    fixed, method = defaultdict(dict), defaultdict(dict)
-    for r in records:
-        key = (r["arch"], r["dataset"])
-        if r["method"] == "fixed" and r["variant"] == baseline_variant:
-            fixed[key][r["seed"]] = r
-        elif r["method"] != "fixed" and r["variant"] == variant:
-            method[key][r["seed"]] = r
-    out = {}
-    for key in sorted(set(fixed) & set(method)):
-        seeds = sorted(set(fixed[key]) & set(method[key]))
-        if not seeds:
-            continue
-        f = [fixed[key][s] for s in seeds]
-        m = [method[key][s] for s in seeds]
-        acc_f = [r["final_test_accuracy"] for r in f]
-        acc_m = [r["final_test_accuracy"] for r in m]
-        t_f = [r["train_time_s"] for r in f]
-        t_m = [r["train_time_s"] for r in m]
-        speedups = [100.0 * (a - b) / a for a, b in zip(t_f, t_m)]
-        out[key] = {
-            "seeds": seeds, "acc_fixed": acc_f, "acc_method": acc_m,
-            "acc_fixed_mean": statistics.fmean(acc_f), "acc_fixed_std": _sample_std(acc_f),
-            "acc_method_mean": statistics.fmean(acc_m), "acc_method_std": _sample_std(acc_m),
-            "delta_acc": statistics.fmean(acc_m) - statistics.fmean(acc_f),
-            "time_fixed_mean": statistics.fmean(t_f), "time_fixed_std": _sample_std(t_f),
-            "time_method_mean": statistics.fmean(t_m), "time_method_std": _sample_std(t_m),
-            "speedup_mean": statistics.fmean(speedups), "speedup_std": _sample_std(speedups),
-            "throughput": statistics.fmean(t_f) / statistics.fmean(t_m),
-            "aggressiveness": _mean(aggressiveness(r) for r in m),
-            "rollbacks": sum(e["decision"] == "rollback" for r in m for e in r["epochs"]),
-        }
-    return out
-
-
-def summary_rows(delta_accs) -> dict:
-    """Table 3's summary: architectures degraded by more than 1 point, and mean |ΔAcc|."""
-    values = list(delta_accs)
-    return {"degraded": sum(d < -1 for d in values), "total": len(values),
-            "mean_abs_delta_acc": statistics.fmean(abs(d) for d in values) if values else None}
-
-
-def outcome(comparison) -> str:
-    """What DEBA did, in the prediction's words: benefit, degraded or marginal."""
-    if comparison["delta_acc"] < -1:
-        return "degraded"
-    if comparison["delta_acc"] >= 0 and comparison["speedup_mean"] > 0:
-        return "benefit"
-    return "marginal"
-
-
-def prediction_held(prediction: str, comparison) -> str:
-    result = outcome(comparison)
-    spread = _sample_std([b - a for a, b in zip(comparison["acc_fixed"], comparison["acc_method"])])
-    if prediction == "benefit":
-        return "yes" if result == "benefit" else "no"
-    if prediction == "marginal":
-        return "yes" if result != "benefit" or comparison["speedup_mean"] < 10 else "no"
-    if prediction.startswith("benefit through rollbacks"):
-        return "yes" if result == "benefit" and comparison["rollbacks"] > 0 else "no"
-    if prediction.startswith("unreliable"):
-        seed_dependent = spread is not None and spread > 1
-        return "yes" if seed_dependent or result != "benefit" else "no"
-    return "n/a"

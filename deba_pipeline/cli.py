@@ -50,6 +50,11 @@ def cmd_ablate(args) -> None:
     ablate.run(_params(args), args.arch, args.out, args.thresholds)
 
 
+def cmd_steptime(args) -> None:
+    from .stages import steptime
+    steptime.run(_params(args), args.arch, args.runs, args.out)
+
+
 def cmd_aggregate(args) -> None:
     from pathlib import Path
 
@@ -58,7 +63,7 @@ def cmd_aggregate(args) -> None:
     from .config import Params, load_params
     from .stages import aggregate
     cfg = load_params(args.params) if Path(args.params).is_file() else OmegaConf.structured(Params)
-    metrics = aggregate.run(cfg, args.runs, args.out, args.compare)
+    metrics = aggregate.run(cfg, args.runs, args.out, args.compare, args.steptime)
     print(f"aggregated {metrics['runs']} run records into {args.out}/REPORT.md")
 
 
@@ -112,10 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     stage("ablate", cmd_ablate, "DEBA ablation variants of one architecture", arch=True,
           out=("runs/ablate", "folder for the run records"),
           thresholds=("results/thresholds.json", "calibrated thresholds to read"))
+    stage("steptime", cmd_steptime, "the step-time table of one architecture (SPEC §8)",
+          arch=True, runs=("runs", "run records whose batch sizes the table must cover"),
+          out=(None, "table file to write (results/steptime/ARCH.json when unset)"))
     stage("aggregate", cmd_aggregate, "tables, figures and REPORT.md from run records",
           runs=("runs", "folder searched for run records"),
           out=("reports", "folder for tables, figures, REPORT.md and metrics.json"),
-          compare=(None, "printed paper values to check, e.g. pipelines/paper_printed.yaml"))
+          steptime=("results/steptime", "folder of step-time tables for the modelled times"),
+          compare=(None, "printed paper values to check instead of the paper's own tables"))
     p = stage("validate", cmd_validate, "validate params files and count the runs they make")
     p.add_argument("files", nargs="*", help="params files or preset names (default: --params)")
     p = stage("preset", cmd_preset, "write a preset from pipelines/ as the complete params file",

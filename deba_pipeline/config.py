@@ -38,6 +38,7 @@ class StudyConfig:
     datasets: List[str] = field(default_factory=lambda: ["cifar10", "cifar100"])
     seeds: List[int] = field(default_factory=lambda: [2, 7, 42, 123, 199])  # train, ablations
     profile_seeds: List[int] = field(default_factory=lambda: [2, 42, 199])  # fixed-batch profiles
+    reuse_profile_runs: bool = False  # take a fixed baseline from the profile run of its seed
 
 
 @dataclass
@@ -104,6 +105,7 @@ class TaxonomyConfig:  # SPEC §2 bounds; the defaults reproduce paper Table 2
     overly_mu: float = 0.54
     moderate_low: float = 0.45
     stagnation: float = 0.20  # convergence stability below which overly stable still benefits
+    seed_spread: float = 1.0  # points: per-seed ΔAcc std above which an outcome is seed-dependent
 
 
 @dataclass
@@ -115,6 +117,13 @@ class AblateConfig:
         "cooldown5": {"cooldown": 5},
         "full_history": {"window": "full"},
     })
+
+
+@dataclass
+class TimingConfig:  # SPEC §8: the step-time table behind the modelled run times
+    repeats: int = 15           # timed rounds over every batch size; the median is kept
+    steps: int = 5              # steps timed one by one per round; the fastest is kept
+    warmup: int = 1             # untimed rounds over every size first
 
 
 @dataclass
@@ -133,6 +142,7 @@ class Params:
     deba: DebaConfig = field(default_factory=DebaConfig)
     taxonomy: TaxonomyConfig = field(default_factory=TaxonomyConfig)
     ablate: AblateConfig = field(default_factory=AblateConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
@@ -284,7 +294,8 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         fail("train.epochs", t.epochs, "an integer >= 2 (the Δ signals and the calibration "
              "need a previous epoch)", where)
     positive = {"train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
-                "train.checkpoint_every": t.checkpoint_every}
+                "train.checkpoint_every": t.checkpoint_every, "timing.repeats": cfg.timing.repeats,
+                "timing.steps": cfg.timing.steps}
     for key, value in positive.items():
         if value < 1:
             fail(key, value, "an integer >= 1", where)

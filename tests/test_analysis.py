@@ -2,7 +2,8 @@
 import pytest
 
 from deba_pipeline.analysis import (aggressiveness, calibrate, classify, convergence_stability,
-                                    predict, prediction_held, profile_summary, stability_score)
+                                    predict, profile_summary, stability_score)
+from deba_pipeline.comparison import clock_noise, compare, modelled_time, prediction_held
 from deba_pipeline.config import TaxonomyConfig
 from deba_pipeline.errors import DebaError
 
@@ -72,25 +73,77 @@ def test_predict(cls, convergence, expected):
 def comparison(acc_fixed, acc_method, speedup, rollbacks=0):
     delta = sum(acc_method) / len(acc_method) - sum(acc_fixed) / len(acc_fixed)
     return {"acc_fixed": acc_fixed, "acc_method": acc_method, "delta_acc": delta,
-            "speedup_mean": speedup, "rollbacks": rollbacks}
+            "verdict_speedup": speedup, "speedup_basis": "modelled", "rollbacks": rollbacks}
 
 
 @pytest.mark.parametrize("prediction, c, expected", [
     ("benefit", comparison([80, 80], [81, 81], 10.0), "yes"),            # ΔAcc ≥ 0, faster
-    ("benefit", comparison([80, 80], [79.5, 79.5], 10.0), "no"),          # marginal outcome
+    ("benefit", comparison([80, 80], [79.5, 79.5], 10.0), "no"),          # ΔAcc < 0
     ("benefit", comparison([80, 80], [81, 81], -1.0), "no"),             # slower
-    ("marginal", comparison([80, 80], [78, 78], 30.0), "yes"),           # degraded
+    ("marginal", comparison([80, 80], [79.5, 79.5], 30.0), "yes"),       # within a point
+    ("marginal", comparison([80, 80], [78, 78], 30.0), "no"),            # fell by 2 points
     ("marginal", comparison([80, 80], [81, 81], 9.9), "yes"),            # a small benefit
     ("marginal", comparison([80, 80], [81, 81], 10.0), "no"),            # a clear benefit
-    ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 2), "yes"),
-    ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 0), "no"),
-    ("unreliable, seed-dependent", comparison([80, 80], [79, 82], 5.0), "yes"),  # sd 2.12
+    ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [79, 83], 5.0, 2), "yes"),
+    ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [79, 83], 5.0, 0), "no"),
+    ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [81, 81.2], 5.0, 2), "no"),
+    ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 2), "n/a"),
+    ("unreliable, seed-dependent", comparison([80, 80], [79, 82], 5.0), "yes"),   # std 2.12
+    ("unreliable, seed-dependent", comparison([80, 80], [79.8, 80.5], 5.0), "yes"),  # signs
     ("unreliable, seed-dependent", comparison([80, 80], [80.5, 80.6], 5.0), "no"),
-    ("unreliable, seed-dependent", comparison([80, 80], [78, 78.1], 5.0), "yes"),  # degraded
     ("no prediction (intermediate)", comparison([80], [81], 5.0), "n/a"),
 ])
 def test_prediction_check(prediction, c, expected):
-    assert prediction_held(prediction, c) == expected
+    held, why = prediction_held(prediction, c, seed_spread=1.0)
+    assert held == expected
+    assert why.startswith(f"ΔAcc {c['delta_acc']:+.2f}, modelled speedup ")
+
+
+def test_prediction_check_says_why():
+    assert prediction_held("marginal", comparison([80, 80], [78, 78], 30.0)) == (
+        "no", "ΔAcc -2.00, modelled speedup 30.0%: marginal needs ΔAcc ≥ −1 and no clear "
+              "benefit (ΔAcc ≥ 0 with a speedup ≥ 10%)")
+
+
+def run(method, seed, sizes, seconds, steps=None):
+    return {"arch": "a", "dataset": "d", "method": method, "variant": "baseline", "seed": seed,
+            "final_test_accuracy": 90.0, "train_time_s": sum(seconds),
+            "epochs": [{"epoch": i + 1, "batch_size": b, "epoch_time_s": t, "decision": "hold",
+                        "steps": None if steps is None else steps[i],
+                        "samples": None if steps is None else steps[i] * b, "signals": {}}
+                       for i, (b, t) in enumerate(zip(sizes, seconds))]}
+
+
+STEPTIME = {"a": {"d": {"step_s": {"64": 0.010, "96": 0.012}}}}
+
+
+def test_modelled_time_is_steps_times_the_table():
+    r = run("deba", 2, [64, 96, 96], [1.0, 1.0, 1.0], steps=[22, 14, 14])
+    assert modelled_time(r, STEPTIME) == pytest.approx(22 * 0.010 + 2 * 14 * 0.012)
+    assert modelled_time(run("deba", 2, [64, 144], [1, 1], steps=[22, 9]), STEPTIME) is None
+    assert modelled_time(run("deba", 2, [64], [1.0]), STEPTIME) is None  # no steps: schema 1
+    assert modelled_time(r, {}) is None
+
+
+def test_clock_noise_is_the_spread_of_epoch_times_after_the_first():
+    r = run("fixed", 2, [64] * 4, [9.0, 1.0, 1.2, 0.8])   # the first epoch warms up
+    assert clock_noise(r) == pytest.approx(0.16329931618554522)  # pstdev(1, 1.2, .8) / 1
+
+
+def test_modelled_speedup_ignores_a_disturbed_clock():
+    fixed = run("fixed", 2, [64] * 3, [1.0, 1.0, 1.0], steps=[22] * 3)
+    calm = run("deba", 2, [64, 96, 96], [1.0, 0.8, 0.8], steps=[22, 14, 14])
+    disturbed = run("deba", 2, [64, 96, 96], [3.0, 2.4, 2.4], steps=[22, 14, 14])
+    a = compare([fixed, calm], steptime=STEPTIME)[("a", "d")]
+    b = compare([fixed, disturbed], steptime=STEPTIME)[("a", "d")]
+    expected = 100 * (1 - (0.22 + 2 * 0.168) / (3 * 0.22))
+    assert a["model_speedup_mean"] == b["model_speedup_mean"] == pytest.approx(expected)
+    assert a["speedup_mean"] == pytest.approx(100 * (1 - 2.6 / 3))
+    assert b["speedup_mean"] == pytest.approx(100 * (1 - 7.8 / 3))
+    assert b["disagree"] is True and b["verdict_speedup"] == b["model_speedup_mean"]
+    assert (a["increase"], a["rollback"], a["hold"], a["batch_min"], a["batch_max"]) == \
+        (0, 0, 3, 64, 96)
+    assert a["samples_per_s_method"] == pytest.approx((22 * 64 + 28 * 96) / 2.6)
 
 
 def test_aggressiveness():

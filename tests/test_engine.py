@@ -230,3 +230,47 @@ def test_schema_1_records_are_read_in_the_current_shape(tmp_path):
                                "signals": {"grad_variance": 0.5, "grad_norm_variation": None,
                                            "grad_cosine": 0.9}}]
     assert upgrade(read) is read  # the current schema passes through unchanged
+
+
+def test_a_resumed_run_is_one_wandb_run(tmp_path, monkeypatch):
+    class Stop(Exception):
+        pass
+
+    real = loop.Trainer.step_scheduler
+
+    def stop_after_two(self, result):
+        if result.epoch > 2:
+            raise Stop
+        return real(self, result)
+
+    tracking = {"wandb": "offline", "project": "t"}
+    spec = tiny_spec()
+    monkeypatch.setattr(loop.Trainer, "step_scheduler", stop_after_two)
+    with pytest.raises(Stop):
+        loop.train(spec, state_dir=tmp_path, tracking=tracking, progress=False)
+    monkeypatch.setattr(loop.Trainer, "step_scheduler", real)
+    loop.train(spec, state_dir=tmp_path, tracking=tracking, progress=False)
+    pieces = sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
+    # offline-run-<date>_<time>-<id>, and "-1" after it when two pieces start in one second
+    assert len(pieces) == 2 and {p.name.split("-")[3] for p in pieces} == {spec.key()}
+    epochs = [[row["epoch"] for row in read_offline_run(p)["history"] if "epoch" in row]
+              for p in pieces]
+    assert epochs == [[1, 2], [3, 4]]  # `wandb sync` joins them into one run by its id
+
+
+def test_an_unreachable_wandb_server_falls_over_to_offline_with_the_same_id(tmp_path,
+                                                                          monkeypatch):
+    from deba_pipeline.engine import tracking
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(tracking, "INIT_TIMEOUT_S", 3)
+    monkeypatch.setattr(tracking, "_warned", False)
+    with pytest.warns(UserWarning, match="W&B could not start .* logging offline instead"):
+        tracker = tracking.Tracker("online", "p", "g", "a/digits/deba/2", {"variant": "b"},
+                                   str(tmp_path), run_id="runkey123")
+    try:
+        assert tracker.mode == "offline" and tracker.run is not None
+        assert tracker.run.id == "runkey123"
+    finally:
+        tracker.finish()
+    assert list((tmp_path / "wandb").glob("offline-run-*-runkey123"))

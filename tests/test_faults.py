@@ -186,7 +186,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     mine = _checkpoint_of(spec, tmp_path / "a")
     theirs = _checkpoint_of(other, tmp_path / "b")
     theirs.replace(mine)
-    with pytest.raises(DebaError, match="belongs to another run \\(test_efficientnet/digits/deba/baseline/2\\)"):
+    with pytest.raises(DebaError, match="belongs to another run \\(test_efficientnet/digits/deba/2\\)"):
         loop.train(spec, state_dir=tmp_path / "a", progress=False)
 
 

@@ -199,6 +199,7 @@ class Trainer:
         entry = {"epoch": result.epoch, "batch_size": result.batch_size, "lr": result.lr,
                  "train_loss": result.train_loss, "test_accuracy": result.test_accuracy,
                  "epoch_time_s": result.epoch_time_s, "eval_time_s": result.eval_time_s,
+                 "steps": result.steps, "samples": result.steps * result.batch_size,
                  "samples_per_s": result.steps * result.batch_size / result.epoch_time_s,
                  "signals": signals, "decision": decision,
                  "next_batch_size": self.scheduler.batch_size,
@@ -309,17 +310,21 @@ class Trainer:
 def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
           experiment: str = "default", progress: bool = True) -> dict:
     """The record of `spec`: reused if this exact run already finished, resumed if it was cut."""
-    done = Checkpointer(Path(state_dir), spec).finished()
-    if done is not None and (not spec.profile or "grad_norm_var" in done["epochs"][0]):
+    checkpointer = Checkpointer(Path(state_dir), spec)
+    done = checkpointer.finished()
+    if done is not None:
+        if progress:
+            print(f"{spec.name}: reused the finished run {checkpointer.done_path} (same "
+                  f"configuration and training code)", flush=True)
         record = copy.deepcopy(done)
         record.update(variant=spec.variant, config=spec.config())
         return record
-    with Checkpointer(Path(state_dir), spec).lock():
+    with checkpointer.lock():
         trainer = Trainer(spec, state_dir)
         tracking = tracking or {"wandb": "disabled"}
         tracker = Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"),
                           experiment, spec.name, spec.config(), str(Path(state_dir) / "wandb"),
-                          tracking.get("entity"))
+                          tracking.get("entity"), run_id=checkpointer.key)
         try:
             return trainer.run(tracker, progress)
         finally:

@@ -63,10 +63,11 @@ class RunSpec:
         return asdict(self)
 
     def result_config(self) -> dict:
-        """What determines the numbers: the config less its labels (variant, provenance) and
-        less per-step profiling, which does not change the trajectory."""
+        """What determines the numbers: the config less its labels (variant, provenance). A profile
+        run keeps its own key: a fixed baseline is trained apart from it unless the study asks
+        to reuse profile runs (SPEC §8: a baseline timed in another stage is not comparable)."""
         config = self.config()
-        for label in ("variant", "extra", "profile"):
+        for label in ("variant", "extra"):
             config.pop(label)
         config["train"].pop("checkpoint_every")
         return config
@@ -79,7 +80,9 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.arch}/{self.dataset}/{self.method}/{self.variant}/{self.seed}"
+        """arch/dataset/method/seed, the variant after the method where it is not the baseline."""
+        method = self.method if self.variant == "baseline" else f"{self.method}-{self.variant}"
+        return f"{self.arch}/{self.dataset}/{method}/{self.seed}"
 
     def new_record(self) -> dict:
         return {"schema": RECORD_SCHEMA, "arch": self.arch, "dataset": self.dataset,

@@ -1,6 +1,9 @@
 """Weights & Biases: one run per training run, offline unless the user opts in, never fatal.
 
-The mode is decided before `wandb.init`: `online` without an API key warns once and logs offline.
+The mode is decided before `wandb.init`: `online` without an API key warns once and logs offline,
+and a server that does not answer within INIT_TIMEOUT_S falls over to offline. The W&B run id is
+the run's key, with resume allowed, so a run resumed from its checkpoint continues the same W&B
+run (offline too: `wandb sync` merges the pieces by id).
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import warnings
 from pathlib import Path
 
 _warned = False
+INIT_TIMEOUT_S = 15  # seconds to wait for the W&B server before logging offline
 
 
 def _has_api_key() -> bool:
@@ -29,7 +33,7 @@ class Tracker:
     """Thin wrapper: log(dict, step), summary(dict), finish(). Does nothing when disabled."""
 
     def __init__(self, mode: str, project: str, group: str, name: str, config: dict,
-                 directory: str, entity=None):
+                 directory: str, entity=None, run_id: str | None = None):
         self.run, self.mode = None, mode
         if mode == "disabled":
             return
@@ -43,17 +47,19 @@ class Tracker:
 
         # console="off": W&B's console capture, once a second run starts in the same process,
         # halved training speed on 2 CPU cores (measured); our logs are in the run record.
-        settings = wandb.Settings(console="off")
+        settings = wandb.Settings(console="off", init_timeout=INIT_TIMEOUT_S)
+        same = dict(project=project, group=group, name=name, config=config, dir=directory,
+                    id=run_id, resume="allow" if run_id else None, settings=settings,
+                    job_type=config.get("variant"), reinit="finish_previous")
         try:
-            self.run = wandb.init(project=project, entity=entity, group=group, name=name,
-                                  config=config, dir=directory, mode=mode, settings=settings,
-                                  job_type=config.get("variant"), reinit="finish_previous")
+            self.run = wandb.init(entity=entity, mode=mode, **same)
         except Exception as exc:  # a tracking failure must never fail the training run
-            _warn(f"W&B could not start ({type(exc).__name__}: {exc}); logging offline instead.")
+            _warn(f"W&B could not start ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                  f"logging offline instead (`wandb sync` uploads it later).")
+            mode = "offline"
             try:
-                self.run = wandb.init(project=project, group=group, name=name, config=config,
-                                      dir=directory, mode="offline", settings=settings,
-                                      reinit="finish_previous")
+                wandb.teardown()  # the failed init keeps the run id in use until its service ends
+                self.run = wandb.init(mode="offline", **same)
             except Exception:
                 self.run = None
         self.mode = mode

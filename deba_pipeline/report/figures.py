@@ -1,4 +1,5 @@
-"""Figures 1-3 and the batch-size and signal trajectories, as PNG files, from run records."""
+"""Figures 1-3 and the batch-size and signal trajectories, as PNG files, from run records. Every
+line is one method (fixed, DEBA, each ablation) of one architecture: methods are never pooled."""
 from __future__ import annotations
 
 import statistics
@@ -9,30 +10,39 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from ..record import signal  # noqa: E402
+from ..rules.deba import confidence_score  # noqa: E402
+from .curves import method_label  # noqa: E402
 
-SIGNALS = ("grad_variance", "grad_norm_variation", "loss_variation")
+
+def _value(entry, field):
+    return entry[field] if field in entry else signal(entry, field)
 
 
 def _by_batch(records, field, dataset=None):
-    """{arch: {batch size: mean of `field` (an epoch field or a signal) over every epoch run at
-    that size}}."""
+    """{"arch · method": {batch size: mean of `field` over every epoch run at that size}}."""
     values = defaultdict(lambda: defaultdict(list))
     for r in records:
-        if dataset is not None and r["dataset"] != dataset:
+        if r["variant"] == "profile" or (dataset is not None and r["dataset"] != dataset):
             continue
         for e in r["epochs"]:
-            value = e[field] if field in e else signal(e, field)
-            if value is not None and e.get("batch_size"):
-                values[r["arch"]][e["batch_size"]].append(value)
-    return {arch: {b: statistics.fmean(v) for b, v in sorted(sizes.items())}
-            for arch, sizes in sorted(values.items())}
+            if _value(e, field) is not None and e.get("batch_size"):
+                values[f"{r['arch']} · {method_label(r)}"][e["batch_size"]].append(_value(e, field))
+    return {line: {b: statistics.fmean(v) for b, v in sorted(sizes.items())}
+            for line, sizes in sorted(values.items())}
 
 
 def _legend(ax):
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, ncol=2)
+
+
+def _size_axis(set_scale, set_ticks, sizes):
+    """A log-2 batch-size axis labelled with exactly the sizes that occur."""
+    set_scale("log", base=2)
+    set_ticks(sorted(sizes), [str(s) for s in sorted(sizes)])
 
 
 def _save(fig, path: Path) -> Path:
@@ -45,10 +55,13 @@ def _save(fig, path: Path) -> Path:
 
 
 def _versus_batch(data, ylabel, title, path, logy=False):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for arch, points in data.items():
-        ax.plot(list(points), list(points.values()), marker="o", label=arch)
-    ax.set_xscale("log", base=2)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for line, points in data.items():
+        ax.plot(list(points), list(points.values()), marker="o", label=line)
+    sizes = {b for points in data.values() for b in points}
+    if sizes:
+        _size_axis(ax.set_xscale, ax.set_xticks, sizes)
+        ax.xaxis.set_minor_locator(NullLocator())
     if logy:
         ax.set_yscale("log")
     ax.set(xlabel="batch size", ylabel=ylabel, title=title)
@@ -67,49 +80,84 @@ def figure_variance(records, dataset, number, path):
                          path, logy=True)
 
 
-def _deba_runs(records):
-    runs = defaultdict(list)
+def _groups(records, methods_only=False):
+    """{(arch, dataset): {method label: [runs]}} of the comparison and ablation runs."""
+    groups = defaultdict(lambda: defaultdict(list))
     for r in records:
-        if r["method"] != "fixed" and r["variant"] == "baseline":
-            runs[(r["arch"], r["dataset"])].append(r)
-    return dict(sorted(runs.items()))
+        if r["variant"] != "profile" and not (methods_only and r["method"] == "fixed"):
+            groups[(r["arch"], r["dataset"])][method_label(r)].append(r)
+    return dict(sorted(groups.items()))
 
 
 def batch_trajectories(records, path):
-    """One panel per architecture and dataset, one step line per seed."""
-    runs = _deba_runs(records)
-    fig, axes = plt.subplots(max(1, len(runs)), 1, figsize=(7, 1.8 + 1.6 * len(runs)),
+    """One panel per architecture and dataset, one colour per method, one line per seed."""
+    groups = _groups(records)
+    fig, axes = plt.subplots(max(1, len(groups)), 1, figsize=(7, 1.8 + 1.9 * len(groups)),
                              sharex=True, squeeze=False)
-    for ax, ((arch, dataset), group) in zip(axes[:, 0], runs.items()):
-        for r in sorted(group, key=lambda r: r["seed"]):
-            ax.step([e["epoch"] for e in r["epochs"]], [e["batch_size"] for e in r["epochs"]],
-                    where="post", label=f"seed {r['seed']}")
-        ax.set_yscale("log", base=2)
+    for ax, ((arch, dataset), methods) in zip(axes[:, 0], groups.items()):
+        sizes = set()
+        for colour, (label, runs) in enumerate(sorted(methods.items())):
+            for i, r in enumerate(sorted(runs, key=lambda r: r["seed"])):
+                trajectory = [e["batch_size"] for e in r["epochs"]]
+                sizes.update(trajectory)
+                ax.step([e["epoch"] for e in r["epochs"]], trajectory, where="post",
+                        color=f"C{colour}", alpha=0.8, linewidth=1.2,
+                        label=label if i == 0 else None)
+        _size_axis(ax.set_yscale, ax.set_yticks, sizes)
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.tick_params(axis="y", labelsize=6)
         ax.set_ylabel("batch size")
-        ax.set_title(f"{arch} / {dataset}", fontsize=9)
+        ax.set_title(f"{arch} / {dataset} (one line per seed)", fontsize=9)
         _legend(ax)
-    axes[0, 0].figure.suptitle("DEBA batch size over epochs")
+    axes[0, 0].figure.suptitle("Batch size over epochs, per method")
     axes[-1, 0].set_xlabel("epoch")
     return _save(fig, path)
 
 
+def _confidence(record) -> list:
+    """c_t of each epoch, from the run's σ² history and window (None where σ² is undefined)."""
+    window = (record.get("config", {}).get("deba") or {}).get("window", 15)
+    history, out = [], []
+    for e in record["epochs"]:
+        variance = signal(e, "grad_variance")
+        if variance is None:
+            out.append(None)
+            continue
+        history.append(variance)
+        out.append(confidence_score(variance, history if window == "full" else history[-window:]))
+    return out
+
+
 def signal_trajectories(records, path):
-    runs = _deba_runs(records)
-    fig, axes = plt.subplots(len(SIGNALS), 1, figsize=(7, 8), sharex=True)
-    for name, ax in zip(SIGNALS, axes):
-        for (arch, dataset), group in runs.items():
+    """c_t, Δ‖∇‖ and ΔL of the DEBA runs (mean over seeds) with the thresholds they met."""
+    panels = (("c_t", "θ_conf", (1,)), ("grad_norm_variation", "θ_stab, 3·θ_stab", (1, 3)),
+              ("loss_variation", "θ_stab", (1,)))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 8), sharex=True)
+    for colour, ((arch, dataset), methods) in enumerate(_groups(records, True).items()):
+        runs = methods.get("deba", [])
+        if not runs:
+            continue
+        deba = runs[0].get("config", {}).get("deba") or {}
+        for (name, threshold_label, multiples), ax in zip(panels, axes):
             per_epoch = defaultdict(list)
-            for r in group:
-                for e in r["epochs"]:
-                    if signal(e, name) is not None:
-                        per_epoch[e["epoch"]].append(signal(e, name))
-            if per_epoch:
-                epochs = sorted(per_epoch)
-                ax.plot(epochs, [statistics.fmean(per_epoch[t]) for t in epochs],
-                        label=f"{arch}/{dataset}")
-        ax.set_yscale("log")
-        ax.set_ylabel(name)
-    axes[0].set_title("DEBA signals over epochs (mean over seeds)")
+            for r in runs:
+                values = _confidence(r) if name == "c_t" else \
+                    [signal(e, name) for e in r["epochs"]]
+                for e, value in zip(r["epochs"], values):
+                    if value is not None:
+                        per_epoch[e["epoch"]].append(value)
+            epochs = sorted(per_epoch)
+            if not epochs:
+                continue
+            ax.plot(epochs, [statistics.fmean(per_epoch[t]) for t in epochs], color=f"C{colour}",
+                    label=f"{arch}/{dataset}")
+            ax.set_yscale("log")
+            theta = deba.get("theta_conf" if name == "c_t" else "theta_stab")
+            for k in multiples if theta is not None else ():
+                ax.axhline(k * theta, color=f"C{colour}", linestyle="--" if k == 1 else ":",
+                           linewidth=0.9)
+            ax.set_ylabel(f"{name}\n(dashed: {threshold_label})", fontsize=8)
+    axes[0].set_title("DEBA signals over epochs (mean over seeds) and their thresholds")
     axes[-1].set_xlabel("epoch")
     _legend(axes[0])
     return _save(fig, path)

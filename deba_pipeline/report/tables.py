@@ -1,13 +1,13 @@
-"""Tables 1-4 (SPEC §4) as lists of rows, computed from run records; written as CSV and Markdown."""
+"""Tables 1-5 (SPEC §4, §8) as lists of rows, from run records and the comparisons computed from
+them; written as CSV and Markdown. `found` is {variant: {(arch, dataset): comparison}}."""
 from __future__ import annotations
 
 import csv
 import io
 
-from ..analysis import compare, outcome, prediction_held, profile_summary, summary_rows
+from ..analysis import profile_summary
+from ..comparison import outcome, prediction_held, summary_rows
 from ..config import PAPER_THRESHOLDS
-
-ABLATION_ORDER = ("universal", "cooldown2", "cooldown5", "full_history")
 
 
 def _fmt(value, digits=2, sign=False):
@@ -16,8 +16,9 @@ def _fmt(value, digits=2, sign=False):
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
-def _pm(mean, std, digits=2):
-    return _fmt(mean, digits) + ("" if std is None else f" ± {_fmt(std, digits)}")
+def _pm(mean, std, digits=2, sign=False):
+    return _fmt(mean, digits, sign) + ("" if std is None or mean is None else
+                                       f" ± {_fmt(std, digits)}")
 
 
 def table1(thresholds: dict) -> list:
@@ -33,84 +34,124 @@ def table1(thresholds: dict) -> list:
     return rows
 
 
-def table2(records, bounds) -> list:
-    profiles = profile_summary(records, bounds)
-    comparisons = compare(records)
+def predictions(records, found, bounds) -> list:
+    """One row per architecture and dataset: the profile's class and prediction against what the
+    method did, with the verdict and why."""
+    main = found.get("baseline", {})
     rows = []
-    for arch, per_dataset in sorted(profiles.items()):
+    for arch, per_dataset in sorted(profile_summary(records, bounds).items()):
         for dataset, p in sorted(per_dataset.items()):
-            c = comparisons.get((arch, dataset))
-            rows.append({"Architecture": arch, "Dataset": dataset, "μ_S": _fmt(p["mu_S"], 3),
-                         "σ_S": _fmt(p["sigma_S"], 3),
-                         "Conv. stability": _fmt(p["convergence_stability"], 3),
-                         "Class": p["class"], "Prediction": p["prediction"],
-                         "ΔAcc": _fmt(c and c["delta_acc"], sign=True),
-                         "Speedup (%)": _fmt(c and c["speedup_mean"], 1),
-                         "Aggressiveness": _fmt(c and c["aggressiveness"]),
-                         "Outcome": outcome(c) if c else "–",
-                         "Predicted?": prediction_held(p["prediction"], c) if c else "–"})
+            c = main.get((arch, dataset))
+            held, why = (prediction_held(p["prediction"], c, bounds["seed_spread"]) if c
+                         else ("–", "no DEBA runs to compare"))
+            rows.append({"arch": arch, "dataset": dataset, "profile": p, "comparison": c,
+                         "held": held, "why": why})
     return rows
 
 
-def ablation_comparisons(records) -> tuple:
-    """(dataset, variants, {variant: {(arch, dataset): comparison}}), baseline first."""
-    ablated = [r for r in records if r["variant"] not in ("profile", "baseline")]
-    if not ablated:
-        return None, [], {}
-    dataset = ablated[0]["dataset"]
-    present = {r["variant"] for r in ablated}
-    variants = [v for v in ABLATION_ORDER if v in present] + sorted(present - set(ABLATION_ORDER))
-    found = {"baseline": compare(records)}
-    found.update({v: compare(records, variant=v) for v in variants})
-    return dataset, ["baseline"] + variants, found
+def table2(checked) -> list:
+    rows = []
+    for row in checked:
+        p, c = row["profile"], row["comparison"]
+        rows.append({"Architecture": row["arch"], "Dataset": row["dataset"],
+                     "μ_S": _fmt(p["mu_S"], 3), "σ_S": _fmt(p["sigma_S"], 3),
+                     "Conv. stability": _fmt(p["convergence_stability"], 3),
+                     "Class": p["class"], "Prediction": p["prediction"],
+                     "ΔAcc": _fmt(c and c["delta_acc"], sign=True),
+                     "Speedup, modelled (%)": _fmt(c and c["model_speedup_mean"], 1),
+                     "Speedup, measured (%)": _fmt(c and c["speedup_mean"], 1),
+                     "Aggressiveness": _fmt(c and c["aggressiveness"]),
+                     "Outcome": outcome(c) if c else "–", "Held?": row["held"]})
+    return rows
 
 
-def table3(records) -> list:
-    dataset, variants, found = ablation_comparisons(records)
+def ablation_order(found) -> list:
+    return ["baseline"] + [v for v in found if v != "baseline"]
+
+
+def table3(found, dataset) -> list:
+    """ΔAcc and speedups of each variant on the ablation dataset, with the summary rows."""
     if dataset is None:
         return []
-    archs = sorted({arch for (arch, ds) in found["baseline"] if ds == dataset})
+    variants = ablation_order(found)
+    archs = sorted({arch for v in variants for (arch, ds) in found[v] if ds == dataset})
     rows = []
     for arch in archs:
         row = {"Architecture": arch}
         for v in variants:
             c = found[v].get((arch, dataset))
             row[f"{v} ΔAcc"] = _fmt(c and c["delta_acc"], sign=True)
-            row[f"{v} Speedup (%)"] = _fmt(c and c["speedup_mean"], 1)
+            row[f"{v} speedup modelled (%)"] = _fmt(c and c["model_speedup_mean"], 1)
+            row[f"{v} speedup measured (%)"] = _fmt(c and c["speedup_mean"], 1)
         rows.append(row)
-    degraded = {"Architecture": "Degraded (>1pt)"}
-    mean_abs = {"Architecture": "Mean |ΔAcc|"}
+    degraded, mean_abs = {"Architecture": "Degraded (>1pt)"}, {"Architecture": "Mean |ΔAcc|"}
     for v in variants:
         s = summary_rows(c["delta_acc"] for (a, ds), c in found[v].items() if ds == dataset)
-        degraded[f"{v} ΔAcc"], degraded[f"{v} Speedup (%)"] = f"{s['degraded']}/{s['total']}", "–"
+        degraded[f"{v} ΔAcc"] = f"{s['degraded']}/{s['total']}"
         mean_abs[f"{v} ΔAcc"] = _fmt(s["mean_abs_delta_acc"])
-        mean_abs[f"{v} Speedup (%)"] = "–"
+        for kind in ("modelled", "measured"):
+            degraded[f"{v} speedup {kind} (%)"] = mean_abs[f"{v} speedup {kind} (%)"] = "–"
     return rows + [degraded, mean_abs]
 
 
-def table4(records) -> list:
+def table4(found) -> list:
+    """Fixed against DEBA per architecture and dataset: accuracy, both times and speedups, the
+    clock's noise, throughput and samples per second."""
     rows = []
-    for (arch, dataset), c in sorted(compare(records).items()):
-        seeds = len(c["seeds"])
-        rows.append({"Architecture": arch, "Dataset": dataset, "Method": "Fixed",
+    for (arch, dataset), c in sorted(found.get("baseline", {}).items()):
+        common = {"Architecture": arch, "Dataset": dataset}
+        agree = "–" if c["disagree"] is None else ("no" if c["disagree"] else "yes")
+        rows.append({**common, "Method": "Fixed",
                      "Accuracy (%)": _pm(c["acc_fixed_mean"], c["acc_fixed_std"]), "ΔAcc": "–",
-                     "Time (s)": _pm(c["time_fixed_mean"], c["time_fixed_std"], 1),
-                     "Speedup (%)": "–", "Throughput": "1.00×", "Seeds": seeds})
-        rows.append({"Architecture": arch, "Dataset": dataset, "Method": "DEBA",
+                     "Time, measured (s)": _pm(c["time_fixed_mean"], c["time_fixed_std"], 1),
+                     "Clock noise (%)": _fmt(c["noise_pct"], 1),
+                     "Time, modelled (s)": _fmt(c["model_time_fixed_mean"], 1),
+                     "Speedup, measured (%)": "–", "Speedup, modelled (%)": "–",
+                     "Throughput, measured": "1.00×",
+                     "Throughput, modelled": "–" if c["model_throughput"] is None else "1.00×",
+                     "Samples/s": _fmt(c["samples_per_s_fixed"], 0),
+                     "Measured agrees?": "–", "Seeds": len(c["seeds"])})
+        rows.append({**common, "Method": "DEBA",
                      "Accuracy (%)": _pm(c["acc_method_mean"], c["acc_method_std"]),
                      "ΔAcc": _fmt(c["delta_acc"], sign=True),
-                     "Time (s)": _pm(c["time_method_mean"], c["time_method_std"], 1),
-                     "Speedup (%)": _pm(c["speedup_mean"], c["speedup_std"], 1),
-                     "Throughput": f"{c['throughput']:.2f}×", "Seeds": seeds})
+                     "Time, measured (s)": _pm(c["time_method_mean"], c["time_method_std"], 1),
+                     "Clock noise (%)": "–",
+                     "Time, modelled (s)": _fmt(c["model_time_method_mean"], 1),
+                     "Speedup, measured (%)": _pm(c["speedup_mean"], c["speedup_std"], 1),
+                     "Speedup, modelled (%)": _pm(c["model_speedup_mean"],
+                                                  c["model_speedup_std"], 1),
+                     "Throughput, measured": f"{c['throughput']:.2f}×",
+                     "Throughput, modelled": _fmt(c["model_throughput"]) + (
+                         "×" if c["model_throughput"] is not None else ""),
+                     "Samples/s": _fmt(c["samples_per_s_method"], 0),
+                     "Measured agrees?": agree, "Seeds": len(c["seeds"])})
     return rows
+
+
+def table5(found) -> list:
+    """What each scheduler did, over its seeds: decisions and the batch sizes it used."""
+    rows = []
+    for v in ablation_order(found):
+        for (arch, dataset), c in sorted(found[v].items()):
+            rows.append({"Architecture": arch, "Dataset": dataset, "Variant": v,
+                         "Increases": c["increase"], "Rollbacks": c["rollback"],
+                         "Holds": c["hold"], "Batch sizes": f"{c['batch_min']}–{c['batch_max']}",
+                         "Aggressiveness": _fmt(c["aggressiveness"]),
+                         "Seeds": len(c["seeds"])})
+    return rows
+
+
+def _cell(value) -> str:
+    """A Markdown table cell: a literal | would end the cell, so it is escaped."""
+    return str(value).replace("|", "\\|")
 
 
 def to_markdown(rows) -> str:
     if not rows:
         return "_No runs for this table._\n"
     header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(r.get(h, "")) for h in header) + " |" for r in rows]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(r.get(h, "")) for h in header) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

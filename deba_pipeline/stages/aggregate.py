@@ -1,5 +1,6 @@
-"""Aggregate stage: every run record under --runs becomes Tables 1-4 (CSV, Markdown), the
-figures (PNG), REPORT.md and metrics.json. `deba aggregate --runs runs --out reports`"""
+"""Aggregate stage: every run record under --runs and the step-time tables become Tables 1-5
+(CSV, Markdown), the figures (PNG), per-epoch curves for `dvc plots`, REPORT.md and a few
+headline numbers in metrics.json. `deba aggregate --runs runs --out reports`"""
 from __future__ import annotations
 
 import statistics
@@ -7,42 +8,58 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..analysis import calibrate, compare, summary_rows
-from ..engine.files import write_json, write_text
+from ..analysis import calibrate
+from ..comparison import compare, summary_rows
+from ..engine.files import read_json, write_json, write_text
 from ..errors import DebaError
-from ..report import figures, paper_check, tables
+from ..report import curves, figures, paper_check, tables
+from ..report.text import report
 from .runs import read_records
 
-CAPTIONS = {
-    "table1": "Table 1. Thresholds calibrated from our profile runs (75th percentile of Δ‖∇‖, "
-              "median of c_t), beside the paper's Table 1.",
-    "table2": "Table 2. Stability taxonomy from fixed-batch profiling, each class's prediction, "
-              "and what DEBA then did in our runs.",
-    "table3": "Table 3. Ablations: ΔAcc and speedup of each DEBA variant against the fixed batch.",
-    "table4": "Table 4. Fixed batch against DEBA: accuracy, ΔAcc, training time, speedup "
-              "(paired by seed), throughput.",
-}
+ABLATION_ORDER = ("universal", "cooldown2", "cooldown5", "full_history")
 
 
-def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None = None) -> dict:
+def read_steptime(folder) -> dict:
+    """{arch: {dataset: table}} from the steptime stage's files (none: no modelled times)."""
+    folder = Path(folder) if folder else None
+    if folder is None or not folder.is_dir():
+        return {}
+    return {path.stem: read_json(path) for path in sorted(folder.glob("*.json"))}
+
+
+def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None = None,
+        steptime: str | None = "results/steptime") -> dict:
     records = read_records(runs)
     if not records:
         raise DebaError(f"no run records under {runs}: run the pipeline first (`dvc repro`), or "
                         f"point --runs at a folder of records.")
-    out = Path(out)
+    out, step_tables = Path(out), read_steptime(steptime)
+    ablated = [r for r in records if r["variant"] not in ("profile", "baseline")]
+    ablation_dataset = ablated[0]["dataset"] if ablated else None
+    present = {r["variant"] for r in ablated}
+    variants = ["baseline"] + [v for v in ABLATION_ORDER if v in present] + \
+        sorted(present - set(ABLATION_ORDER))
+    found = {v: compare(records, v, step_tables) for v in variants}
+    bounds = OmegaConf.to_container(cfg.taxonomy)
+    checked = tables.predictions(records, found, bounds)
     profiles = [r for r in records if r["variant"] == "profile"]
     built = {"table1": tables.table1(calibrate(profiles, cfg.deba.window)) if profiles else [],
-             "table2": tables.table2(records, OmegaConf.to_container(cfg.taxonomy)),
-             "table3": tables.table3(records), "table4": tables.table4(records)}
+             "table2": tables.table2(checked), "table3": tables.table3(found, ablation_dataset),
+             "table4": tables.table4(found), "table5": tables.table5(found)}
     for name, rows in built.items():
         write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
         write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
     images = figures.write_all(records, out / "figures")
-    checked = paper_check.check(OmegaConf.to_container(OmegaConf.load(compare_file)),
-                                records) if compare_file else None
-    metrics = _rounded(build_metrics(records))
+    curves.write_all(records, out / "plots")
+    printed = paper_check.load(compare_file)
+    paper = None
+    if compare_file or paper_check.cells(printed) & set(found["baseline"]):
+        paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),
+                 "beside": paper_check.beside(printed, found["baseline"])}
+    metrics = _rounded(build_metrics(records, found, checked, ablation_dataset))
     write_json(out / "metrics.json", metrics)
-    write_text(out / "REPORT.md", report(records, built, images, checked, out, runs))
+    write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
+                                         step_tables, cfg))
     return metrics
 
 
@@ -53,66 +70,43 @@ def _rounded(value, digits=4):
     return round(value, digits) if isinstance(value, float) else value
 
 
-def build_metrics(records) -> dict:
-    main = compare(records)
-    per = {f"{arch}/{ds}": {"delta_acc": c["delta_acc"], "speedup_pct": c["speedup_mean"],
-                            "throughput": c["throughput"]} for (arch, ds), c in main.items()}
-    metrics = {"runs": len(records), "per_arch": per}
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def build_metrics(records, found, checked, ablation_dataset) -> dict:
+    """A few headline numbers per architecture, so `dvc metrics show` and `dvc exp show` stay
+    readable; everything else is in the tables."""
+    main = found["baseline"]
+    per = {f"{arch}/{ds}": {"delta_acc": c["delta_acc"],
+                            "speedup_modelled_pct": c["model_speedup_mean"],
+                            "speedup_measured_pct": c["speedup_mean"],
+                            "increases": c["increase"], "rollbacks": c["rollback"],
+                            "holds": c["hold"], "batch_min": c["batch_min"],
+                            "batch_max": c["batch_max"]}
+           for (arch, ds), c in main.items()}
+    verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
+    metrics = {"runs": len(records), "per_arch": per,
+               "predictions": {"held": verdicts.count("yes"), "checked": len(verdicts)}}
     if main:
         metrics["deba"] = {
             "mean_delta_acc": statistics.fmean(c["delta_acc"] for c in main.values()),
-            "mean_speedup_pct": statistics.fmean(c["speedup_mean"] for c in main.values()),
-            "mean_throughput": statistics.fmean(c["throughput"] for c in main.values()),
+            "mean_speedup_modelled_pct": _mean(c["model_speedup_mean"] for c in main.values()),
+            "mean_speedup_measured_pct": statistics.fmean(c["speedup_mean"]
+                                                          for c in main.values()),
             "degraded": summary_rows(c["delta_acc"] for c in main.values())["degraded"]}
-    dataset, variants, found = tables.ablation_comparisons(records)
-    if dataset is not None:
+    if ablation_dataset is not None:
         metrics["ablations"] = {}
-        for v in variants:
-            s = summary_rows(c["delta_acc"] for (a, ds), c in found[v].items() if ds == dataset)
-            metrics["ablations"][v] = {"mean_abs_delta_acc": s["mean_abs_delta_acc"],
-                                       "degraded": s["degraded"]}
+        for v, cells in found.items():
+            on = [c for (a, ds), c in cells.items() if ds == ablation_dataset]
+            s = summary_rows(c["delta_acc"] for c in on)
+            metrics["ablations"][v] = {
+                "mean_abs_delta_acc": s["mean_abs_delta_acc"], "degraded": s["degraded"],
+                "mean_speedup_modelled_pct": _mean(c["model_speedup_mean"] for c in on),
+                "increases": sum(c["increase"] for c in on),
+                "rollbacks": sum(c["rollback"] for c in on),
+                "holds": sum(c["hold"] for c in on),
+                "batch_min": min((c["batch_min"] for c in on), default=None),
+                "batch_max": max((c["batch_max"] for c in on), default=None)}
     return metrics
-
-
-def report(records, built, images, checked, out: Path, runs) -> str:
-    archs = sorted({r["arch"] for r in records})
-    datasets = sorted({r["dataset"] for r in records})
-    seeds = sorted({r["seed"] for r in records})
-    lines = ["# DEBA study report", "",
-             f"Computed by `deba aggregate` from {len(records)} run records under `{runs}/` "
-             f"(architectures: {', '.join(archs)}; datasets: {', '.join(datasets)}; seeds: "
-             f"{', '.join(map(str, seeds))}). Every number below is computed from those records; "
-             "the list of runs is at the end.", ""]
-    for name, rows in built.items():
-        lines += [f"## {CAPTIONS[name].split('.')[0]}", "", CAPTIONS[name], "",
-                  tables.to_markdown(rows)]
-    lines += ["## Did the profile predict the outcome?", "",
-              "Outcome: *benefit* when ΔAcc ≥ 0 with a positive speedup, *degraded* when "
-              "ΔAcc < −1, else *marginal*. A prediction holds when the outcome is what the "
-              "class says (SPEC §2; 'seed-dependent' holds when per-seed ΔAcc varies by more "
-              "than 1 point or DEBA did not benefit).", ""]
-    for row in built["table2"]:
-        lines.append(f"- **{row['Architecture']}** on {row['Dataset']}: {row['Class']} "
-                     f"(μ_S {row['μ_S']}, σ_S {row['σ_S']}) → predicted *{row['Prediction']}*; "
-                     f"measured ΔAcc {row['ΔAcc']}, speedup {row['Speedup (%)']}% → "
-                     f"*{row['Outcome']}*. Held: **{row['Predicted?']}**.")
-    lines += ["", "## Figures", ""]
-    lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in images]
-    if checked is not None:
-        bad = [c for c in checked if not c["agrees"]]
-        lines += ["", "## Against the paper's printed values", "",
-                  f"{len(checked) - len(bad)} of {len(checked)} printed values agree with what we "
-                  f"compute from the paper's own inputs, to the printed precision."]
-        if bad:
-            lines += ["", "Where the paper disagrees with its own inputs (we report ours):", "",
-                      tables.to_markdown([{k: c[k] for k in ("where", "what", "printed",
-                                                             "computed")} for c in bad])]
-    lines += ["", "## Runs", "", "<details><summary>Every run record used</summary>", "",
-              tables.to_markdown([{"arch": r["arch"], "dataset": r["dataset"],
-                                   "method": r["method"], "variant": r["variant"],
-                                   "seed": r["seed"], "accuracy": f"{r['final_test_accuracy']:.2f}",
-                                   "train time (s)": f"{r['train_time_s']:.2f}",
-                                   "epochs": len(r["epochs"])} for r in sorted(
-                  records, key=lambda r: (r["variant"], r["arch"], r["dataset"], r["method"],
-                                          r["seed"]))]), "</details>", ""]
-    return "\n".join(lines)

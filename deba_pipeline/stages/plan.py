@@ -66,11 +66,13 @@ def count_runs(cfg) -> dict:
     """Runs each stage records, and how many fixed runs the train stage takes from profiling."""
     s = cfg.study
     archs, datasets = len(s.archs), len(s.datasets)
-    reused = archs * datasets * len(set(s.seeds) & set(s.profile_seeds))
+    reused = archs * datasets * len(set(s.seeds) & set(s.profile_seeds)) \
+        if s.reuse_profile_runs else 0
     counts = {"profile": archs * datasets * len(s.profile_seeds),
               "train": archs * datasets * len(s.seeds) * 2,
               "ablate": archs * len(cfg.ablate.variants) * len(s.seeds),
               "train_reused_from_profile": reused}
+    counts["steptime"] = archs * datasets
     counts["trained"] = counts["profile"] + counts["train"] - reused + counts["ablate"]
     return counts
 
@@ -97,10 +99,11 @@ def check(name: str) -> str:
     cfg = load_params(path)
     preflight(cfg, str(path))
     c = count_runs(cfg)
-    return (f"{path}: valid. {c['profile']} profile runs, {c['train']} train records "
-            f"({c['train_reused_from_profile']} fixed runs reused from profiling), "
+    reuse = (f"({c['train_reused_from_profile']} fixed runs reused from profiling)"
+             if cfg.study.reuse_profile_runs else "(fixed baselines trained apart from profiling)")
+    return (f"{path}: valid. {c['profile']} profile runs, {c['train']} train records {reuse}, "
             f"{c['ablate']} ablation runs: {c['trained']} runs to train, "
-            f"{cfg.train.epochs} epochs each.")
+            f"{cfg.train.epochs} epochs each; {c['steptime']} step-time tables.")
 
 
 def render(name: str) -> str:

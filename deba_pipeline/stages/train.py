@@ -1,6 +1,9 @@
 """Train stage: the main comparison, fixed batch against DEBA, for one architecture over every
-dataset and seed. A fixed run identical to a profile run is taken from the profile stage.
+dataset and seed. The fixed runs are trained here, apart from the profile runs; with
+study.reuse_profile_runs a fixed run identical to a profile run is taken from the profile stage
+(its record says `reused_from: profile`).
 `deba train --arch resnet18`"""
+from dataclasses import replace
 from pathlib import Path
 
 from ..engine.files import read_json, write_json
@@ -19,11 +22,12 @@ def reuse_profiles(specs, profile_dir, out) -> list:
     profiles = {r["key"]: r for r in read_records(profile_dir)} if Path(profile_dir).is_dir() else {}
     remaining = []
     for spec in specs:
-        found = profiles.get(spec.key())
+        found = profiles.get(replace(spec, profile=True).key()) if spec.method == "fixed" else None
         if found is None:
             remaining.append(spec)
             continue
-        write_json(record_path(out, spec), dict(found, variant=spec.variant, config=spec.config()))
+        write_json(record_path(out, spec), dict(found, variant=spec.variant, config=spec.config(),
+                                                reused_from="profile"))
     return remaining
 
 
@@ -36,4 +40,6 @@ def run(cfg, arch: str, out: str = "runs/train", profile_dir: str = "runs/profil
             specs.append(run_spec(cfg, arch, dataset, seed, "fixed", "baseline"))
             specs.append(run_spec(cfg, arch, dataset, seed, "deba", "baseline",
                                   calibrated=calibrated))
-    run_all(cfg, reuse_profiles(specs, Path(profile_dir) / arch, out), out)
+    if cfg.study.reuse_profile_runs:
+        specs = reuse_profiles(specs, Path(profile_dir) / arch, out)
+    run_all(cfg, specs, out)

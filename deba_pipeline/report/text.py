@@ -1,0 +1,122 @@
+"""REPORT.md: the tables with their captions, the prediction check with its reasons, the figures,
+the paper beside us, and a glossary, written to be read cold."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..comparison import CLEAR_SPEEDUP
+from .tables import to_markdown
+
+CAPTIONS = {
+    "table1": "Table 1. Thresholds calibrated from our profile runs (75th percentile of Δ‖∇‖, "
+              "median of c_t), beside the paper's Table 1.",
+    "table2": "Table 2. Stability taxonomy from fixed-batch profiling, each class's prediction, "
+              "and what DEBA then did in our runs.",
+    "table3": "Table 3. Ablations: ΔAcc and speedups of each DEBA variant against the fixed "
+              "batch, on the ablation dataset.",
+    "table4": "Table 4. Fixed batch against DEBA: accuracy, ΔAcc, training time measured and "
+              "modelled, speedups (paired by seed), throughput and samples per second.",
+    "table5": "Table 5. What each scheduler did: its decisions over all seeds and the batch "
+              "sizes it used.",
+}
+
+GLOSSARY = """\
+- **S** (stability score of one profile run): 1 / (1 + CV(σ²) + mean Var(‖∇L‖) + mean Var(L)),
+  where σ² is the gradient variance of each epoch, CV its coefficient of variation over the
+  epochs, Var(‖∇L‖) and Var(L) the variance over one epoch's steps of the gradient norm and of
+  the loss. Higher is steadier.
+- **μ_S**, **σ_S**: mean and sample standard deviation of S over the profile seeds.
+- **Convergence stability**: standard deviation of the per-epoch training loss over a run.
+- **Class**: σ_S > {dynamic_sigma} → dynamically stable; else μ_S < {unstable_mu} → naturally
+  unstable; μ_S > {overly_mu} → overly stable; {moderate_low} ≤ μ_S ≤ {overly_mu} → moderately
+  stable; otherwise intermediate.
+- **c_t** (confidence score): σ²_t divided by the median σ² of the last `window` epochs.
+- **θ_conf**, **θ_stab**: DEBA grows the batch when c_t ≤ θ_conf and both the gradient-norm
+  variation Δ‖∇‖ and the loss variation ΔL are below θ_stab; it rolls back when c_t > θ_conf or
+  Δ‖∇‖ > 3·θ_stab.
+- **Aggressiveness**: (increases − rollbacks) / max(1, increases + rollbacks) of a DEBA run.
+- **ΔAcc**: mean final test accuracy of the method minus that of the fixed batch, in points.
+- **Measured time**: the wall clock of a run's training epochs. **Clock noise**: the larger of
+  the spread of a fixed run's epoch times after the first (same work every epoch) and the
+  spread of the fixed runs' times across seeds, as a coefficient of variation.
+- **Modelled time**: the sum over epochs of steps × the time of one step at that epoch's batch
+  size, from a step-time table measured once per study with every size interleaved. It does
+  not depend on what else the machine was doing while the runs trained.
+- **Speedup**: 100 · (1 − T_method / T_fixed), per seed, then mean ± std. Measured and modelled
+  *disagree* when they differ by more than √2 × the clock noise (both times carry it).
+- **Throughput**: mean T_fixed / mean T_method. **Samples/s**: samples trained per second of
+  measured training time (the last partial batch of an epoch is not trained).
+- **Outcome**: degraded when ΔAcc < −1; benefit when ΔAcc ≥ 0 and the modelled speedup is
+  positive; marginal otherwise.
+- **Prediction held**: *benefit* holds on a benefit outcome; *marginal* holds when ΔAcc ≥ −1
+  and there is no clear benefit (ΔAcc ≥ 0 with a speedup ≥ {clear:g}%); *benefit through
+  rollbacks, seed-sensitive* holds on a benefit with rollbacks and a per-seed ΔAcc standard
+  deviation above {seed_spread:g} point(s); *unreliable, seed-dependent* holds when that
+  standard deviation is above {seed_spread:g} or the seeds disagree in sign. With one seed the
+  spread cannot be checked (n/a)."""
+
+
+def report(records, built, checked, images, paper, out: Path, step_tables, cfg) -> str:
+    archs = sorted({r["arch"] for r in records})
+    datasets = sorted({r["dataset"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    reused = sum(1 for r in records if r.get("reused_from") == "profile")
+    devices = sorted({t["device"] for per in step_tables.values() for t in per.values()})
+    lines = ["# DEBA study report", "",
+             f"Computed by `deba aggregate` from {len(records)} run records (architectures: "
+             f"{', '.join(archs)}; datasets: {', '.join(datasets)}; seeds: "
+             f"{', '.join(map(str, seeds))}). Every number below is computed from those records "
+             f"and the step-time tables; the list of runs is at the end.", "",
+             "Fixed baselines: " + (f"{reused} taken from the profile runs of their seed "
+                                    f"(`study.reuse_profile_runs: true`)." if reused else
+                                    "trained apart from the profile runs."),
+             "Timing: verdicts use modelled speedups (SPEC §8), " + (
+                 f"from step-time tables measured on {', '.join(devices)}." if devices else
+                 "but this study has no step-time tables, so they fall back to measured ones."),
+             ""]
+    for name, rows in built.items():
+        lines += [f"## {CAPTIONS[name].split('.')[0]}", "", CAPTIONS[name], "", to_markdown(rows)]
+    verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
+    lines += ["## Did the profile predict the outcome?", "",
+              f"The profile's prediction held in **{verdicts.count('yes')} of {len(verdicts)}** "
+              "cells that could be checked (criteria in the glossary).", ""]
+    for row in checked:
+        lines.append(f"- **{row['arch']}** on {row['dataset']}: {row['profile']['class']} → "
+                     f"predicted *{row['profile']['prediction']}*. Held: **{row['held']}** "
+                     f"({row['why']}).")
+    disagree = [r for r in built["table4"] if r.get("Measured agrees?") == "no"]
+    if disagree:
+        lines += ["", "Measured and modelled speedups disagree beyond the clock noise for: " +
+                  ", ".join(f"{r['Architecture']}/{r['Dataset']}" for r in disagree) +
+                  ". The measured times of those runs were disturbed (or the step-time table "
+                  "is); the verdicts above use the modelled ones."]
+    lines += ["", "## Figures", ""]
+    lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in images]
+    if paper is not None:
+        lines += _paper(paper)
+    bounds = dict(cfg.taxonomy)
+    lines += ["", "## Glossary", "", GLOSSARY.format(clear=CLEAR_SPEEDUP, **bounds), ""]
+    lines += ["## Runs", "", "<details><summary>Every run record used</summary>", "",
+              to_markdown([{"arch": r["arch"], "dataset": r["dataset"], "method": r["method"],
+                            "variant": r["variant"], "seed": r["seed"],
+                            "accuracy": f"{r['final_test_accuracy']:.2f}",
+                            "train time (s)": f"{r['train_time_s']:.2f}",
+                            "epochs": len(r["epochs"])} for r in sorted(
+                  records, key=lambda r: (r["variant"], r["arch"], r["dataset"], r["method"],
+                                          r["seed"]))]), "</details>", ""]
+    return "\n".join(lines)
+
+
+def _paper(paper) -> list:
+    bad = [c for c in paper["self"] if not c["agrees"]]
+    lines = ["", "## Against the paper's printed values", ""]
+    if paper["beside"]:
+        lines += ["Our runs beside the paper's, for the cells both have:", "",
+                  to_markdown(paper["beside"]), ""]
+    lines += [f"{len(paper['self']) - len(bad)} of {len(paper['self'])} printed values agree "
+              f"with what the paper's own inputs give, to the printed precision."]
+    if bad:
+        lines += ["", "Where the paper disagrees with itself:", "",
+                  to_markdown([{k: c[k] for k in ("where", "what", "printed", "computed")}
+                               for c in bad])]
+    return lines

@@ -1,0 +1,39 @@
+"""Step-time stage (SPEC §8): per architecture and dataset, the time of one training step at
+every batch size the study can reach (the ladder from train.batch_size) or did reach (every size
+in the run records), measured once, interleaved, on this machine's device. The aggregate stage
+models each run's time from it. `deba steptime --arch resnet18`"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..engine.files import write_json
+from ..engine.loop import Trainer
+from ..engine.steptime import device_name, ladder, measure
+from .runs import read_records, run_spec
+
+
+def reached_sizes(runs_dir, arch) -> dict:
+    """{dataset: every batch size an epoch of `arch` ran at, in any record under runs_dir}."""
+    sizes = defaultdict(set)
+    for record in read_records(runs_dir):
+        if record["arch"] == arch:
+            sizes[record["dataset"]].update(e["batch_size"] for e in record["epochs"])
+    return sizes
+
+
+def run(cfg, arch: str, runs: str = "runs", out: str | None = None) -> dict:
+    reached, d, t = reached_sizes(runs, arch), cfg.deba, cfg.timing
+    table = {}
+    for dataset in cfg.study.datasets:
+        spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
+        trainer = Trainer(spec, cfg.tracking.dir)
+        high = min(d.max_batch, trainer.data.train_size)
+        sizes = set(ladder(cfg.train.batch_size, d.growth, d.rollback, d.min_batch, high))
+        sizes |= reached.get(dataset, set())
+        table[dataset] = {"device": device_name(trainer.device),
+                          "repeats": t.repeats, "steps": t.steps,
+                          **measure(trainer, sorted(sizes), t.repeats, t.steps, t.warmup)}
+        print(f"{arch}/{dataset}: step times at {len(table[dataset]['step_s'])} batch sizes "
+              f"on {table[dataset]['device']}", flush=True)
+    write_json(out or f"results/steptime/{arch}.json", table)
+    return table

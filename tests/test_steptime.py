@@ -1,0 +1,48 @@
+"""SPEC §8's step-time table: the sizes it covers, its interleaved order, and the priority it is
+measured at."""
+import os
+
+import pytest
+
+from deba_pipeline.engine import steptime
+from deba_pipeline.engine.loop import Trainer
+from helpers import tiny_spec
+
+
+def test_ladder_is_spec_section_1s_growth_and_rollback_sizes():
+    assert steptime.ladder(64, 1.5, 0.8, 16, 2048) == [
+        16, 20, 25, 32, 40, 51, 64, 96, 144, 216, 324, 486, 729, 1093, 1639, 2048]
+    assert steptime.ladder(64, 1.5, 0.8, 48, 200) == [48, 51, 64, 96, 144, 200]  # clamped
+    assert steptime.ladder(16, 1.5, 0.8, 16, 16) == [16]
+
+
+def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):
+    trainer = Trainer(tiny_spec("fixed"), tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    generator = trainer.data.generator.get_state()
+    table = steptime.measure(trainer, [96, 64, 40, 5000], repeats=3, steps=2, warmup=1)
+    assert list(table["step_s"]) == ["40", "64", "96"]  # 5000 > the training set: skipped
+    assert table["order"] == [40, 64, 96] * 3            # round-robin, warm-up untimed
+    assert all(low <= table["step_s"][s] <= high for s, (low, high) in table["spread"].items())
+    assert all((v == before[k]).all() for k, v in trainer.model.state_dict().items())
+    assert (trainer.data.generator.get_state() == generator).all()
+
+
+def test_priority_is_raised_while_measuring_and_restored(monkeypatch):
+    me = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, me - 1)
+        os.setpriority(os.PRIO_PROCESS, 0, me)
+    except PermissionError:
+        pytest.skip("this machine does not let the tests raise a priority")
+    with steptime.device_to_ourselves(step=5) as how:
+        assert os.getpriority(os.PRIO_PROCESS, 0) == me - 5
+    assert how == "priority raised by 5" and os.getpriority(os.PRIO_PROCESS, 0) == me
+
+    def refused(*args):
+        raise PermissionError("not permitted")
+
+    monkeypatch.setattr(steptime.os, "setpriority", refused)
+    with steptime.device_to_ourselves() as how:
+        pass
+    assert how.startswith("normal priority (PermissionError: raising it needs root")
