@@ -5,50 +5,17 @@ import json
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from deba_pipeline.cli import main
+from deba_pipeline.report import paper_check
 
 ROOT = Path(__file__).resolve().parents[1]
 PRINTED = ROOT / "deba_pipeline" / "report" / "paper_printed.yaml"
-SEEDS = [2, 7, 42, 123, 199]
-Z = [-1.2649110640673518, -0.6324555320336759, 0.0, 0.6324555320336759, 1.2649110640673518]
-
-
-def spread(mean, std):
-    """Five values whose mean and sample standard deviation are exactly `mean` and `std`."""
-    return [mean + std * z for z in Z]
-
-
-def record(arch, dataset, method, variant, seed, accuracy, seconds):
-    return {"schema": 1, "arch": arch, "dataset": dataset, "seed": seed, "method": method,
-            "variant": variant, "final_test_accuracy": accuracy, "train_time_s": seconds,
-            "config": {}, "epochs": [{"epoch": 1, "batch_size": 64, "epoch_time_s": seconds,
-                                      "train_loss": 1.0, "grad_variance": None,
-                                      "decision": "hold"}]}
 
 
 def write_paper_records(folder: Path):
-    printed = OmegaConf.to_container(OmegaConf.load(PRINTED))
-    records = []
-    fixed = {}
-    for row in printed["table4"]:
-        arch, ds = row["arch"], row["dataset"]
-        acc_f, acc_d = spread(*row["fixed_acc"]), spread(*row["deba_acc"])
-        t_f, t_d = spread(*row["fixed_time"]), spread(*row["deba_time"])
-        fixed[(arch, ds)] = (acc_f, t_f)
-        for i, seed in enumerate(SEEDS):
-            records.append(record(arch, ds, "fixed", "baseline", seed, acc_f[i], t_f[i]))
-            records.append(record(arch, ds, "deba", "baseline", seed, acc_d[i], t_d[i]))
-    t3 = printed["table3"]
-    for row in t3["rows"]:
-        acc_f, t_f = fixed[(row["arch"], t3["dataset"])]
-        for variant in ("universal", "cooldown2", "cooldown5", "full_history"):
-            delta, speedup = (float(v) for v in row[variant])
-            for i, seed in enumerate(SEEDS):
-                records.append(record(row["arch"], t3["dataset"], "deba", variant, seed,
-                                      acc_f[i] + delta, t_f[i] * (1 - speedup / 100)))
-    for i, r in enumerate(records):
+    """The paper's own inputs as run records (schema 2), one file each."""
+    for i, r in enumerate(paper_check.paper_records(paper_check.load(PRINTED))):
         (folder / f"{i:03d}.json").write_text(json.dumps(r))
 
 
