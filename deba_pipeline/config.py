@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -185,6 +186,7 @@ DEBA_RULES = {  # key: (test, what is allowed)
     "plugins": (_names, "a list of plugin file paths"),
 }
 DEBA_FIELDS = tuple(f.name for f in fields(DebaConfig))
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a name that is never a path
 assert set(DEBA_RULES) == set(DEBA_FIELDS), "every DebaConfig field needs a rule"
 
 
@@ -313,6 +315,10 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
                  "img_size and pretrained (set from the dataset and train.image_size)", where)
     check_deba(OmegaConf.to_container(cfg.deba, resolve=True), where, "deba.")
     for name, overrides in cfg.ablate.variants.items():
+        if not SAFE_NAME.fullmatch(str(name)) or name in ("baseline", "profile"):
+            fail(f"ablate.variants.{name}", name, "a name of letters, digits, '_', '-' and '.' "
+                 "not starting with '.', other than baseline and profile (it names the "
+                 "variant's record files)", where)
         try:
             variant = OmegaConf.merge(cfg.deba, overrides)
         except OmegaConfBaseException as exc:

@@ -188,4 +188,9 @@ class DEBAScheduler:
             raise PluginError(f"policy {self.policy.name!r} returned batch size {size!r} for "
                               f"{decision!r} at epoch {self.epoch}: it must be an integer in "
                               f"[{low}, {high}].")
+        if isinstance(lr_factor, bool) or not isinstance(lr_factor, (int, float)) \
+                or not (math.isfinite(lr_factor) and lr_factor > 0):
+            raise PluginError(f"policy {self.policy.name!r} returned learning-rate factor "
+                              f"{lr_factor!r} for {decision!r} at epoch {self.epoch}: it must be "
+                              f"a finite number > 0 (1.0 leaves the rate unchanged).")
         return size, float(lr_factor)

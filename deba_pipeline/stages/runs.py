@@ -45,9 +45,15 @@ def run_spec(cfg, arch, dataset, seed, method, variant, deba_overrides=None, cal
 
 
 def record_path(stage_dir, spec: RunSpec) -> Path:
-    """One file per run: <stage_dir>/<arch>/<dataset>/<method>-<variant>-seed<seed>.json."""
-    return (Path(stage_dir) / spec.arch / spec.dataset
-            / f"{spec.method}-{spec.variant}-seed{spec.seed}.json")
+    """One file per run: <stage_dir>/<arch>/<dataset>/<method>-<variant>-seed<seed>.json. Names
+    come from params, so a path that would leave <stage_dir> is refused, whatever let it in."""
+    root = Path(stage_dir).resolve()
+    path = (root / spec.arch / spec.dataset
+            / f"{spec.method}-{spec.variant}-seed{spec.seed}.json").resolve()
+    if not path.is_relative_to(root):
+        raise ConfigError(f"{spec.name}: its record would be written to {path}, outside "
+                          f"{root}: architecture, dataset and variant names must not be paths.")
+    return Path(stage_dir) / path.relative_to(root)
 
 
 def experiment_name(cfg) -> str:
