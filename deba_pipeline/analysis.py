@@ -13,7 +13,7 @@ from .record import signal
 from .rules.deba import confidence_score
 
 
-def _sample_std(values):
+def sample_std(values):
     return statistics.stdev(values) if len(values) > 1 else None
 
 
@@ -78,7 +78,7 @@ def profile_summary(records, bounds) -> dict:
     out: dict = defaultdict(dict)
     for (arch, dataset), runs in _profiles(records):
         scores = {r["seed"]: stability_score(r) for r in runs}
-        mu, sigma = statistics.fmean(scores.values()), _sample_std(list(scores.values()))
+        mu, sigma = statistics.fmean(scores.values()), sample_std(list(scores.values()))
         convergence = statistics.fmean(convergence_stability(r) for r in runs)
         cls = classify(mu, sigma, bounds)
         out[arch][dataset] = {"S": scores, "mu_S": mu, "sigma_S": sigma,

@@ -10,10 +10,7 @@ import statistics
 from collections import defaultdict
 
 from .analysis import aggressiveness
-
-
-def _std(values):
-    return statistics.stdev(values) if len(values) > 1 else None
+from .analysis import sample_std as _std
 
 
 def _mean_or_none(values):

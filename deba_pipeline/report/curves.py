@@ -21,7 +21,8 @@ def method_label(record) -> str:
     return f"{record['method']}-{record['variant']}"
 
 
-def _value(entry, quantity):
+def value(entry, quantity):
+    """An epoch field (batch_size, train_loss, ...) or a signal of one epoch entry."""
     return entry[quantity] if quantity in entry else signal(entry, quantity)
 
 
@@ -39,8 +40,8 @@ def write_all(records, out_dir) -> list:
             per_epoch = defaultdict(list)
             for r in runs:
                 for e in r["epochs"]:
-                    if _value(e, quantity) is not None:
-                        per_epoch[e["epoch"]].append(_value(e, quantity))
+                    if value(e, quantity) is not None:
+                        per_epoch[e["epoch"]].append(value(e, quantity))
             lines = [f"epoch,{quantity}"] + [f"{t},{statistics.fmean(v):.6g}"
                                             for t, v in sorted(per_epoch.items())]
             path = out / quantity / f"{arch}_{dataset}_{label}.csv"

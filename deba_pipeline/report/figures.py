@@ -14,11 +14,7 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 
 from ..record import signal  # noqa: E402
 from ..rules.deba import confidence_score  # noqa: E402
-from .curves import method_label  # noqa: E402
-
-
-def _value(entry, field):
-    return entry[field] if field in entry else signal(entry, field)
+from .curves import method_label, value  # noqa: E402
 
 
 def _by_batch(records, field, dataset=None):
@@ -28,8 +24,8 @@ def _by_batch(records, field, dataset=None):
         if r["variant"] == "profile" or (dataset is not None and r["dataset"] != dataset):
             continue
         for e in r["epochs"]:
-            if _value(e, field) is not None and e.get("batch_size"):
-                values[f"{r['arch']} · {method_label(r)}"][e["batch_size"]].append(_value(e, field))
+            if value(e, field) is not None and e.get("batch_size"):
+                values[f"{r['arch']} · {method_label(r)}"][e["batch_size"]].append(value(e, field))
     return {line: {b: statistics.fmean(v) for b, v in sorted(sizes.items())}
             for line, sizes in sorted(values.items())}
 
@@ -143,9 +139,9 @@ def signal_trajectories(records, path):
             for r in runs:
                 values = _confidence(r) if name == "c_t" else \
                     [signal(e, name) for e in r["epochs"]]
-                for e, value in zip(r["epochs"], values):
-                    if value is not None:
-                        per_epoch[e["epoch"]].append(value)
+                for e, v in zip(r["epochs"], values):
+                    if v is not None:
+                        per_epoch[e["epoch"]].append(v)
             epochs = sorted(per_epoch)
             if not epochs:
                 continue
