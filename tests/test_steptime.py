@@ -20,15 +20,46 @@ def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):
     trainer = Trainer(tiny_spec("fixed"), tmp_path)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     generator = trainer.data.generator.get_state()
-    table = steptime.measure(trainer, [96, 64, 40, 5000], repeats=3, steps=2, warmup=1)
+    table = steptime.measure(trainer, [96, 40, 5000], reference=64, repeats=3, steps=2,
+                             warmup=1, how="median")
     assert list(table["step_s"]) == ["40", "64", "96"]  # 5000 > the training set: skipped
     assert table["order"] == [40, 64, 96] * 3            # round-robin, warm-up untimed
+    assert table["step_s"] == {s: sorted(t)[1] for s, t in table["rounds_s"].items()}
     assert all(low <= table["step_s"][s] <= high for s, (low, high) in table["spread"].items())
     assert all((v == before[k]).all() for k, v in trainer.model.state_dict().items())
     assert (trainer.data.generator.get_state() == generator).all()
 
 
+def test_paired_estimate_is_the_median_ratio_to_the_reference_over_undisturbed_rounds():
+    rounds = {64: [0.010, 0.010, 0.020], 32: [0.006, 0.005, 0.012]}
+    # each round's median slowness over the sizes' fastest rounds: 1.1, 1.0, 2.2 (> 1.25: left out)
+    step_s, used = steptime.estimate(rounds, reference=64, how="paired")
+    assert used == 2 and step_s == pytest.approx({64: 0.010, 32: 0.010 * (0.6 + 0.5) / 2})
+    assert steptime.estimate(rounds, 64, "median") == ({64: 0.010, 32: 0.006}, 3)
+
+
+def test_real_time_scheduling_while_measuring_then_restored_or_a_fallback(monkeypatch):
+    before = os.sched_getscheduler(0)
+    try:
+        with steptime.device_to_ourselves() as how:
+            inside = os.sched_getscheduler(0)
+    except PermissionError:
+        pytest.skip("the tests may not change scheduling here")
+    if how == "real-time scheduling":
+        assert inside == os.SCHED_FIFO
+    assert os.sched_getscheduler(0) == before
+
+    def refused(*args):
+        raise PermissionError("not permitted")
+
+    monkeypatch.setattr(steptime.os, "sched_setscheduler", refused)
+    with steptime.device_to_ourselves(step=5) as how:
+        pass
+    assert how in ("priority raised by 5", ) or how.startswith("normal priority")
+
+
 def test_priority_is_raised_while_measuring_and_restored(monkeypatch):
+    monkeypatch.delattr(steptime.os, "sched_setscheduler")  # the fallback when real time is refused
     me = os.getpriority(os.PRIO_PROCESS, 0)
     try:
         os.setpriority(os.PRIO_PROCESS, 0, me - 1)

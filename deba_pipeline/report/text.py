@@ -40,7 +40,8 @@ GLOSSARY = """\
   the spread of a fixed run's epoch times after the first (same work every epoch) and the
   spread of the fixed runs' times across seeds, as a coefficient of variation.
 - **Modelled time**: the sum over epochs of steps × the time of one step at that epoch's batch
-  size, from a step-time table measured once per study with every size interleaved. It does
+  size, from a step-time table measured once per study with every size interleaved (each
+  size's time is read relative to the fixed batch size timed in the same round). It does
   not depend on what else the machine was doing while the runs trained.
 - **Speedup**: 100 · (1 − T_method / T_fixed), per seed, then mean ± std. Measured and modelled
   *disagree* when they differ by more than √2 × the clock noise (both times carry it).

@@ -32,7 +32,8 @@ def run(cfg, arch: str, runs: str = "runs", out: str | None = None) -> dict:
         sizes |= reached.get(dataset, set())
         table[dataset] = {"device": device_name(trainer.device),
                           "repeats": t.repeats, "steps": t.steps,
-                          **measure(trainer, sorted(sizes), t.repeats, t.steps, t.warmup)}
+                          **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats,
+                                    t.steps, t.warmup, t.estimate)}
         print(f"{arch}/{dataset}: step times at {len(table[dataset]['step_s'])} batch sizes "
               f"on {table[dataset]['device']}", flush=True)
     write_json(out or f"results/steptime/{arch}.json", table)
