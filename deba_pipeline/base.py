@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import copy
+from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar, Optional, Sequence
 
+import numpy as np
 import torch
+
+from .errors import PluginError
 
 DECISIONS = ("increase", "rollback", "hold")
 EPS = 1e-8  # SPEC §1 ε: keeps the relative variations finite when the previous value is 0
@@ -23,8 +27,9 @@ class Observation:
 
 
 class Signal:
-    """A per-epoch number. Keep what the next epoch needs in `self.state` (a dict of plain values
-    or tensors) and it is checkpointed and restored for you. Options (`deba.signal_options`)
+    """A per-epoch number. Keep what the next epoch needs in `self.state` (a dict of numbers,
+    strings, lists, tuples, dicts, deques, tensors or numpy arrays) and it is checkpointed and
+    restored for you. Options (`deba.signal_options`)
     arrive as keyword-only arguments of a subclass's __init__."""
 
     name: ClassVar[str]
@@ -71,3 +76,54 @@ class Policy:
 
     def update(self, decision: str, batch_size: int):
         raise TypeError(f"policy {self.name!r} must define update(decision, batch_size)")
+
+
+# -- plugin state in a checkpoint ----------------------------------------------------------------
+# Checkpoints load with torch.load(weights_only=True), which reads tensors and plain containers
+# only; the common types a plugin keeps are tagged on the way in and rebuilt on the way out.
+_PLAIN = (type(None), bool, int, float, str, torch.Tensor)
+_KEY = (type(None), bool, int, float, str)
+
+
+def checkpointable(value, owner: str, path: str = "state"):
+    """`value` in types a weights-only checkpoint holds; anything else is refused naming `owner`
+    and where in its state it sits, when the state is saved (not when it is read back)."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (np.generic, np.ndarray)) and value.dtype != object:
+        try:  # as a tensor, so the dtype (and a float32's rounding) survives
+            return {"__deba_numpy__": torch.from_numpy(np.array(value)),
+                    "scalar": isinstance(value, np.generic)}
+        except TypeError:  # a dtype torch has no tensor for
+            if isinstance(value, np.generic):
+                return value.item()
+    if isinstance(value, deque):
+        return {"__deba_deque__": [checkpointable(v, owner, f"{path}[{i}]")
+                                   for i, v in enumerate(value)], "maxlen": value.maxlen}
+    if isinstance(value, tuple):
+        return {"__deba_tuple__": [checkpointable(v, owner, f"{path}[{i}]")
+                                   for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [checkpointable(v, owner, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, _KEY) for k in value):
+        return {k: checkpointable(v, owner, f"{path}[{k!r}]") for k, v in value.items()}
+    raise PluginError(f"{owner} keeps {path} = {type(value).__name__} in its state, which a "
+                      f"checkpoint cannot hold: keep numbers, strings, lists, tuples, dicts (with "
+                      f"plain keys), deques, tensors or numpy arrays there, or convert it in the "
+                      f"plugin's state_dict() and load_state_dict().")
+
+
+def restored(value):
+    """The inverse of `checkpointable`."""
+    if isinstance(value, list):
+        return [restored(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__deba_numpy__" in value:
+        array = value["__deba_numpy__"].numpy()
+        return array[()] if value["scalar"] else array
+    if "__deba_deque__" in value:
+        return deque((restored(v) for v in value["__deba_deque__"]), value["maxlen"])
+    if "__deba_tuple__" in value:
+        return tuple(restored(v) for v in value["__deba_tuple__"])
+    return {k: restored(v) for k, v in value.items()}

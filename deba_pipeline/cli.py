@@ -27,6 +27,11 @@ def _params(args):
     from .stages.plan import preflight
     cfg = load_params(args.params)
     preflight(cfg, args.params)
+    arch = getattr(args, "arch", None)
+    if arch is not None and arch not in cfg.study.archs:
+        from .errors import fail
+        fail("--arch", arch, f"one of study.archs in {args.params}: "
+             f"{', '.join(cfg.study.archs)}")
     return cfg
 
 
@@ -151,6 +156,13 @@ def main(argv=None) -> int:
         print("deba: interrupted. Finished runs and the last checkpoint are kept: run the same "
               "command (or `dvc repro`) again to resume.", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine's, not ours: a file, a folder, the disk
+        if debug:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"deba: error: {exc.strerror or exc}{where}: check that the path exists, is "
+              f"readable and writable, and that the disk has space.", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         if debug:
             raise

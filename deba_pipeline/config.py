@@ -11,10 +11,12 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -212,6 +214,8 @@ def deba_config(config=None, **overrides) -> DebaConfig:
     """A validated DebaConfig from a DebaConfig, a mapping or None (the paper's), plus keywords."""
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)
+    if config is not None and not isinstance(config, (DebaConfig, Mapping)):
+        fail("config", config, "a DebaConfig, a mapping of DEBA options, or None (the paper's)")
     base = config if isinstance(config, DebaConfig) else DebaConfig()
     given = dict(config or {}) if not isinstance(config, DebaConfig) else {}
     given.update(overrides)
@@ -239,6 +243,9 @@ def load_params(path="params.yaml", overrides: Optional[list] = None) -> DictCon
         user = OmegaConf.load(path)
     except Exception as exc:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if yaml.safe_load(path.read_text()) is None:  # empty or comments only; `{}` means defaults
+        raise ConfigError(f"{path} is empty: write a study into it with `deba preset quick` (or "
+                          f"`deba preset paper` for the paper's full grid).")
     return merge(user, source=str(path), overrides=overrides)
 
 
@@ -249,9 +256,18 @@ def merge(user, source: str = "<params>", overrides: Optional[list] = None) -> D
     try:
         cfg = OmegaConf.merge(schema, user, OmegaConf.from_dotlist(overrides or []))
     except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", "") or "?"
-        raise ConfigError(f"{source}: key `{key}`: {exc.msg if hasattr(exc, 'msg') else exc}"
-                          .splitlines()[0]) from None
+        key, message = getattr(exc, "full_key", "") or "?", str(getattr(exc, "msg", exc))
+        wanted = re.search(r"could not be converted to (\w+)", message)
+        if wanted and hasattr(exc, "value"):
+            kind = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false",
+                    "String": "a string"}.get(wanted.group(1), wanted.group(1))
+            fail(key, exc.value, kind, f"{source}: ")
+        raise ConfigError(f"{source}: key `{key}`: {message}".splitlines()[0]) from None
+    variants = OmegaConf.select(user, "ablate.variants") if isinstance(user, DictConfig) else None
+    if variants is not None:  # the user's list of variants replaces the paper's, not extends it
+        cfg.ablate.variants = OmegaConf.merge(variants, OmegaConf.from_dotlist(
+            [o.removeprefix("ablate.variants.") for o in overrides or []
+             if o.startswith("ablate.variants.")]))
     validate(cfg, source)
     return cfg
 
@@ -284,6 +300,24 @@ def _check_keys(user, schema, source, prefix):
             _check_keys(value, node, source, f"{path}.")
 
 
+MAX_EPOCHS = 10_000  # more is a typo, not a study
+
+
+def _validate_data(cfg, where) -> None:
+    d, t = cfg.data, cfg.train
+    if not 0 < d.test_fraction < 1:
+        fail("data.test_fraction", d.test_fraction, "a number in (0, 1)", where)
+    least = {"train_size": 1, "test_size": 1, "num_classes": 2, "image_size": 1, "channels": 1}
+    for key, low in least.items():
+        if d.synthetic[key] < low:
+            fail(f"data.synthetic.{key}", d.synthetic[key], f"an integer >= {low}", where)
+    for arch, side in t.image_size.items():
+        if side < 1:
+            fail(f"train.image_size.{arch}", side, "an integer >= 1 (pixels)", where)
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device):
+        fail("train.device", t.device, "auto, cpu, mps, cuda or cuda:N", where)
+
+
 def validate(cfg: DictConfig, source: str = "<params>") -> None:
     s, t, where = cfg.study, cfg.train, f"{source}: "
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
@@ -292,12 +326,29 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     for dataset in list(s.datasets) + [cfg.ablate.dataset]:
         if dataset not in DATASETS:
             fail("study.datasets", dataset, f"one of {', '.join(DATASETS)}", where)
+    for key in ("archs", "datasets", "seeds", "profile_seeds"):
+        repeated = sorted({str(v) for v in s[key] if list(s[key]).count(v) > 1})
+        if repeated:
+            fail(f"study.{key}", list(s[key]), f"a list without repeats ({', '.join(repeated)} "
+                 f"appears twice)", where)
     for seed in list(s.seeds) + list(s.profile_seeds):
         if seed < 0:
             fail("study.seeds", seed, "an integer >= 0", where)
-    if t.epochs < 2:  # Δ‖∇‖ and ΔL are undefined in epoch 1, and calibration reads them
-        fail("train.epochs", t.epochs, "an integer >= 2 (the Δ signals and the calibration "
-             "need a previous epoch)", where)
+    if not SAFE_NAME.fullmatch(s.name):
+        fail("study.name", s.name, "a name of letters, digits, '_', '-' and '.' (it names the "
+             "W&B group)", where)
+    if not 2 <= t.epochs <= MAX_EPOCHS:  # Δ‖∇‖ and ΔL are undefined in epoch 1
+        fail("train.epochs", t.epochs, f"an integer in [2, {MAX_EPOCHS}] (the Δ signals and the "
+             "calibration need a previous epoch)", where)
+    _validate_data(cfg, where)
+    if cfg.timing.warmup < 0:
+        fail("timing.warmup", cfg.timing.warmup, "an integer >= 0", where)
+    if not cfg.tracking.dir.strip():
+        fail("tracking.dir", cfg.tracking.dir, "a folder path (for W&B files and checkpoints)",
+             where)
+    for key, value in cfg.taxonomy.items():
+        if not (math.isfinite(value) and value >= 0):
+            fail(f"taxonomy.{key}", value, "a finite number >= 0", where)
     positive = {"train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
                 "train.checkpoint_every": t.checkpoint_every, "timing.repeats": cfg.timing.repeats,
                 "timing.steps": cfg.timing.steps}

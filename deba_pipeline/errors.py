@@ -13,6 +13,15 @@ class PluginError(DebaError):
     """An unknown, duplicate or failing plugin."""
 
 
+class UnknownPluginError(PluginError, ConfigError):
+    """A plugin name nothing registered: a bad argument as much as a plugin problem."""
+
+
+# What a plugin call may raise that is the plugin's fault: sys.exit() in a plugin ends the run with
+# a message and a non-zero exit, not a silent exit 0. Ctrl-C (KeyboardInterrupt) is not a fault.
+PLUGIN_FAULTS = (Exception, SystemExit)
+
+
 def fail(name: str, value, allowed: str, where: str = ""):
     """Raise one ConfigError: "<where>`name` = value is not allowed: it must be <allowed>."."""
     raise ConfigError(f"{where}`{name}` = {value!r} is not allowed: it must be {allowed}.")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pluggy
 
 from . import hookspecs
-from .errors import ConfigError, DebaError, PluginError
+from .errors import PLUGIN_FAULTS, ConfigError, DebaError, PluginError, UnknownPluginError
 
 KINDS = {"signal": "register_signals", "rule": "register_rules", "policy": "register_policies"}
 PLURAL = {"signal": "signals", "rule": "rules", "policy": "policies"}
@@ -29,7 +29,7 @@ def _ensure_loaded() -> None:
     _loaded = True
     try:
         pm.load_setuptools_entrypoints("deba")
-    except Exception as exc:
+    except PLUGIN_FAULTS as exc:
         raise PluginError(f"an installed `deba` plugin failed to load: {type(exc).__name__}: "
                           f"{exc}. Uninstall or fix it (`pip list` shows what is installed).") from exc
     for module_name in BUILTIN_MODULES:  # a source tree without installed metadata
@@ -51,7 +51,7 @@ def load_plugin_file(path) -> str:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except PLUGIN_FAULTS as exc:
         raise PluginError(f"plugin file {str(path)!r} failed to import: "
                           f"{type(exc).__name__}: {exc}") from exc
     pm.register(module, name=name)
@@ -90,7 +90,7 @@ def registry(kind: str) -> dict:
             impl.function(register=register)
         except PluginError:
             raise
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             raise PluginError(f"plugin {impl.plugin_name!r} ({source}) raised while registering "
                               f"{kind}s: {type(exc).__name__}: {exc}") from exc
     return found
@@ -99,8 +99,8 @@ def registry(kind: str) -> dict:
 def get(kind: str, name: str):
     """The class registered as `name`, or an error listing what is available."""
     found = registry(kind)
-    if name not in found:
-        raise PluginError(f"unknown {kind} {name!r}. Available {PLURAL[kind]}: "
+    if not isinstance(name, str) or name not in found:
+        raise UnknownPluginError(f"unknown {kind} {name!r}. Available {PLURAL[kind]}: "
                           f"{', '.join(sorted(found)) or 'none'}. Install or load the plugin "
                           f"that provides it (see `deba plugins`).")
     return found[name][0]
@@ -122,6 +122,6 @@ def create(kind: str, name: str, *args, options: dict | None = None, where: str 
         return cls(*args, **options)
     except DebaError:
         raise
-    except Exception as exc:
+    except PLUGIN_FAULTS as exc:
         raise PluginError(f"{kind} {name!r} failed to start with options {options} (from "
                           f"`{where}`): {type(exc).__name__}: {exc}") from exc

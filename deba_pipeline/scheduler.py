@@ -10,17 +10,48 @@ Works in any PyTorch loop:
 from __future__ import annotations
 
 import math
+import numbers
 from collections import deque
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
 from . import plugins
-from .base import DECISIONS, Observation
+from .base import DECISIONS, Observation, checkpointable, restored
 from .config import TrainConfig, deba_config
-from .errors import PluginError, check
+from .errors import PLUGIN_FAULTS, ConfigError, PluginError, check, fail
 from .gradstats import grad_stats
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _loss(loss) -> float:
+    """A finite float from a number or a one-element tensor."""
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        loss = loss.item()
+    check(isinstance(loss, numbers.Real) and not isinstance(loss, bool) and math.isfinite(loss),
+          "loss", loss, "a finite number (the epoch's mean training loss)")
+    return float(loss)
+
+
+def _grads(grads) -> list:
+    """The gradients as a list, refusing a lone tensor or string that would iterate silently."""
+    allowed = "a list of gradient tensors, e.g. [p.grad for p in model.parameters()]"
+    if isinstance(grads, torch.Tensor):
+        fail("grads", f"<one tensor of shape {tuple(grads.shape)}>", allowed + " (wrap one "
+             "tensor in a list)")
+    if isinstance(grads, (str, bytes, Mapping)) or not isinstance(grads, Iterable):
+        fail("grads", grads, allowed)
+    grads = list(grads)
+    wrong = [type(g).__name__ for g in grads if g is not None and not isinstance(g, torch.Tensor)]
+    if wrong or all(g is None for g in grads):
+        fail("grads", f"<{len(grads)} items: {', '.join(wrong) or 'all None'}>",
+             allowed + " with at least one tensor (None marks a frozen parameter)")
+    return grads
 
 @dataclass
 class StepRecord:
@@ -70,9 +101,7 @@ class DEBAScheduler:
             return self._observe(loss, grads)
 
     def _observe(self, loss: float, grads) -> dict:
-        loss = float(loss)
-        check(math.isfinite(loss), "loss", loss, "a finite number (the epoch's mean training loss)")
-        grads = list(grads)
+        loss, grads = _loss(loss), _grads(grads)
         stats = grad_stats(grads)
         variance, norm = torch.stack([stats.variance, stats.norm]).tolist()  # one host sync
         check(math.isfinite(variance) and math.isfinite(norm), "grads",
@@ -127,36 +156,84 @@ class DEBAScheduler:
         self.batch_size = min(self.batch_size, self.policy.max_batch)
 
     def state_dict(self) -> dict:
+        """What a checkpoint keeps; plugin state is refused here, naming the plugin, when a
+        weights-only checkpoint could not hold it."""
         return {"epoch": self.epoch, "batch_size": self.batch_size,
                 "last_adaptation": self.last_adaptation, "max_batch": self.policy.max_batch,
                 "windows": {name: list(values) for name, values in self.windows.items()},
-                "signals": {name: signal.state_dict() for name, signal in self.signals.items()},
-                "names": {"signals": list(self.signals), "rule": self.rule.name,
-                          "policy": self.policy.name, "window": self.window}}
+                "signals": {name: checkpointable(signal.state_dict(), f"signal {name!r}")
+                            for name, signal in self.signals.items()},
+                "names": self._names()}
+
+    def _names(self) -> dict:
+        return {"signals": list(self.signals), "rule": self.rule.name,
+                "policy": self.policy.name, "window": self.window}
 
     def load_state_dict(self, state: dict) -> None:
-        mine = self.state_dict()["names"]
-        if state.get("names") != mine:
-            raise PluginError(f"scheduler state was saved with {state.get('names')} but this "
-                              f"scheduler uses {mine}: build the scheduler with the same signals, "
-                              f"rule, policy and window before loading.")
-        self.epoch, self.batch_size = state["epoch"], state["batch_size"]
-        self.last_adaptation, self.policy.max_batch = state["last_adaptation"], state["max_batch"]
-        for name, values in state["windows"].items():
-            self.windows[name].clear()
-            self.windows[name].extend(values)
-        for name, signal_state in state["signals"].items():
-            self.signals[name].load_state_dict(signal_state)
+        """Restore `state_dict()`'s output. Checked whole before anything changes: a bad state
+        raises ConfigError naming the field and leaves the scheduler as it was."""
+        self._check_state(state)
+        saved_max = self.policy.max_batch
+        try:
+            with self._transaction():
+                for name, signal_state in state["signals"].items():
+                    self.signals[name].load_state_dict(restored(signal_state))
+                self.epoch, self.batch_size = state["epoch"], state["batch_size"]
+                self.last_adaptation = state["last_adaptation"]
+                self.policy.max_batch = state["max_batch"]
+                for name, values in state["windows"].items():
+                    self.windows[name].clear()
+                    self.windows[name].extend(float(v) for v in values)
+        except BaseException:
+            self.policy.max_batch = saved_max
+            raise
+
+    def _check_state(self, state) -> None:
+        where = "load_state_dict: "
+        if not isinstance(state, Mapping):
+            fail("state", type(state).__name__, "a mapping returned by state_dict()", where)
+        keys = sorted(self.state_dict())
+        if sorted(state) != keys:
+            fail("state", sorted(state), f"a mapping with exactly the keys {keys}", where)
+        if state["names"] != self._names():
+            raise ConfigError(f"{where}scheduler state was saved with {state['names']} but this "
+                              f"scheduler uses {self._names()}: build the scheduler with the "
+                              f"same signals, rule, policy and window before loading.")
+        low, high = self.policy.min_batch, self.config.max_batch
+        checks = [("epoch", _is_int(state["epoch"]) and state["epoch"] >= 0, "an integer >= 0"),
+                  ("max_batch", _is_int(state["max_batch"]) and low <= state["max_batch"] <= high,
+                   f"an integer in [{low}, {high}]"),
+                  ("last_adaptation", _is_int(state["last_adaptation"])
+                   and 0 <= state["last_adaptation"] <= (state["epoch"] if _is_int(state["epoch"])
+                                                         else 0), "an integer in [0, epoch]")]
+        for key, ok, allowed in checks:
+            if not ok:
+                fail(f"state['{key}']", state[key], allowed, where)
+        size = state["batch_size"]
+        if not (_is_int(size) and low <= size <= state["max_batch"]):
+            fail("state['batch_size']", size, f"an integer in [{low}, {state['max_batch']}]", where)
+        windows, signals = state["windows"], state["signals"]
+        for key, value in (("windows", windows), ("signals", signals)):
+            if not isinstance(value, Mapping) or sorted(value) != sorted(self.signals):
+                fail(f"state['{key}']", value, f"a mapping over the signals {list(self.signals)}",
+                     where)
+        limit = None if self.window == "full" else self.window
+        for name, values in windows.items():
+            if not (isinstance(values, (list, tuple)) and all(
+                    isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in values) and (limit is None or len(values) <= limit)):
+                fail(f"state['windows']['{name}']", values, "a list of finite numbers, at most "
+                     f"`window` = {self.window} long", where)
 
     def _compute(self, name, signal, obs):
         try:
             value = signal.compute(obs)
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             raise PluginError(f"signal {name!r} raised at epoch {obs.epoch}: "
                               f"{type(exc).__name__}: {exc}") from exc
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise PluginError(f"signal {name!r} returned {value!r} ({type(value).__name__}) at "
                               f"epoch {obs.epoch}: a signal must return a float or None.")
         if not math.isfinite(value):
@@ -168,7 +245,7 @@ class DEBAScheduler:
         windows = {name: tuple(values) for name, values in self.windows.items()}
         try:
             decision = self.rule.decide(dict(values), windows)
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             raise PluginError(f"rule {self.rule.name!r} raised at epoch {self.epoch}: "
                               f"{type(exc).__name__}: {exc}") from exc
         if decision not in DECISIONS:
@@ -179,7 +256,7 @@ class DEBAScheduler:
     def _update(self, decision):
         try:
             result = self.policy.update(decision, self.batch_size)
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             raise PluginError(f"policy {self.policy.name!r} raised at epoch {self.epoch}: "
                               f"{type(exc).__name__}: {exc}") from exc
         size, lr_factor = result if isinstance(result, tuple) else (result, 1.0)

@@ -18,6 +18,22 @@ def register_plugin():
         plugins.pm.unregister(name=name)
 
 
+def new_process() -> None:
+    """Forget what a new `deba` process would not have: plugin files loaded by path, and the
+    code digest of the run keys (cached per process)."""
+    from deba_pipeline.engine import spec
+    for name, _ in plugins.pm.list_name_plugin():
+        if name.startswith("file:"):
+            plugins.pm.unregister(name=name)
+    spec._digest.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _plugin_files_do_not_outlive_a_test():
+    yield
+    new_process()
+
+
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -40,7 +40,21 @@ def run_cli(project, capsys, params: dict, *argv):
 
 @pytest.mark.parametrize("params, expected", [
     ({"train": {"epohcs": 3}}, "params.yaml: unknown key `train.epohcs`. Did you mean `train.epochs`?"),
-    ({"train": {"lr": "fast"}}, "params.yaml: key `train.lr`: Value 'fast' of type 'str' could not be converted to Float"),
+    ({"train": {"lr": "fast"}}, "params.yaml: `train.lr` = 'fast' is not allowed: it must be a number"),
+    ({"data": {"test_fraction": 0}}, "`data.test_fraction` = 0.0 is not allowed: it must be a number in (0, 1)"),
+    ({"data": {"test_fraction": 1.5}}, "`data.test_fraction` = 1.5 is not allowed"),
+    ({"train": {"epochs": 10 ** 9}}, "`train.epochs` = 1000000000 is not allowed: it must be an integer in [2, 10000]"),
+    ({"study": {"seeds": [2, 2]}}, "`study.seeds` = [2, 2] is not allowed: it must be a list without repeats (2 appears twice)"),
+    ({"study": {"archs": ["test_resnet", "test_resnet"]}}, "`study.archs` = ['test_resnet', 'test_resnet'] is not allowed"),
+    ({"deba": {"signals": []}}, "`deba.signals` = [] is not allowed: it must be a non-empty list"),
+    ({"deba": {"rule_options": {"margin": 2}}}, "rule 'deba' does not take the option 'margin'"),
+    ({"study": {"name": "../x"}}, "`study.name` = '../x' is not allowed"),
+    ({"data": {"synthetic": {"num_classes": 1}}}, "`data.synthetic.num_classes` = 1 is not allowed: it must be an integer >= 2"),
+    ({"train": {"device": "tpu"}}, "`train.device` = 'tpu' is not allowed: it must be auto, cpu, mps, cuda or cuda:N"),
+    ({"train": {"precision": "bf16", "device": "cpu"}}, "`train.precision` = 'bf16' is not allowed on the CPU"),
+    ({"taxonomy": {"seed_spread": float("nan")}}, "`taxonomy.seed_spread` = nan is not allowed"),
+    ({"timing": {"estimate": "mean"}}, "`timing.estimate` = 'mean' is not allowed: it must be paired or median"),
+    ({"tracking": {"dir": " "}}, "`tracking.dir` = ' ' is not allowed"),
     ({"study": {"seeds": [-1]}}, "params.yaml: `study.seeds` = -1 is not allowed: it must be an integer >= 0"),
     ({"deba": {"rollback": 1.5}}, "params.yaml: `deba.rollback` = 1.5 is not allowed: it must be a number in (0, 1)"),
     ({"deba": {"cooldown": -1}}, "params.yaml: `deba.cooldown` = -1 is not allowed"),
@@ -53,6 +67,26 @@ def run_cli(project, capsys, params: dict, *argv):
 def test_bad_params(project, capsys, params, expected):
     code, err = run_cli(project, capsys, params)
     assert code == 2 and expected in err
+
+
+def test_an_empty_params_file_is_refused_not_read_as_the_paper_grid(project, capsys):
+    (project / "params.yaml").write_text("# nothing yet\n")
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("deba: error: params.yaml is empty: write a study into it with `deba preset "
+                   "quick` (or `deba preset paper` for the paper's full grid).\n")
+
+
+def test_an_arch_the_study_does_not_list_is_refused(project, capsys):
+    code, err = run_cli(project, capsys, {}, "train", "--arch", "resnet18")
+    assert code == 2 and "`--arch` = 'resnet18' is not allowed: it must be one of study.archs in " \
+        "params.yaml: test_resnet" in err and not (project / "runs" / "train" / "resnet18").exists()
+
+
+def test_a_variants_mapping_replaces_the_papers_variants():
+    cfg = merge(OmegaConf.create({"ablate": {"variants": {"only": {"cooldown": 2}}}}))
+    assert list(cfg.ablate.variants) == ["only"]
+    assert list(merge(OmegaConf.create({"ablate": {"variants": {}}})).ablate.variants) == []
 
 
 def test_plugin_file_that_does_not_import(project, capsys):
@@ -158,7 +192,7 @@ def test_one_epoch_study_is_refused_by_validate(project, capsys):
     assert main(["validate"]) == 2
     err = capsys.readouterr().err
     assert err == ("deba: error: params.yaml: `train.epochs` = 1 is not allowed: it must be an "
-                   "integer >= 2 (the Δ signals and the calibration need a previous epoch).\n")
+                   "integer in [2, 10000] (the Δ signals and the calibration need a previous epoch).\n")
 
 
 def test_calibrate_on_profiles_without_a_defined_variation(project, capsys):

@@ -11,6 +11,7 @@ import torch
 
 from deba_pipeline.engine import data as data_module
 from deba_pipeline.engine import loop
+from deba_pipeline.engine.files import load_torch
 from deba_pipeline.engine.data import DeviceData, Split
 from deba_pipeline.record import TIMING_KEYS
 from wandb_log import read_offline_run
@@ -80,12 +81,12 @@ def test_interrupted_run_resumes_to_the_same_record(tmp_path, signum):
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until a few epochs are checkpointed
         found = list(checkpoints.glob("*.pt")) if checkpoints.exists() else []
-        if found and torch.load(found[0], weights_only=True)["epoch"] >= 3:
+        if found and load_torch(found[0])["epoch"] >= 3:
             break
         time.sleep(0.05)
     proc.send_signal(signum)
     assert proc.wait(timeout=60) != 0  # it really was cut short
-    saved = torch.load(next(checkpoints.glob("*.pt")), weights_only=True)
+    saved = load_torch(next(checkpoints.glob("*.pt")))
     assert 3 <= saved["epoch"] < 40 and len(saved["record"]["epochs"]) == saved["epoch"]
 
     resumed = loop.train(tiny_spec(train={"epochs": 40}), state_dir=state, progress=False)

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from filelock import FileLock
 
 from conftest import copy_project
 from deba_pipeline import Policy, Signal, hookimpl
 from deba_pipeline.cli import main
 from deba_pipeline.engine import loop
+from deba_pipeline.engine.files import load_torch
 from deba_pipeline.record import TIMING_KEYS
 from deba_pipeline.errors import DebaError, PluginError
 from deba_pipeline.rules.deba import DebaRule
@@ -100,7 +100,7 @@ def test_plugin_fault_stops_after_checkpointing_and_resumes(tmp_path, register_p
     text = str(info.value)
     assert message in text and f"The trained epoch {epoch} is saved in" in text
     checkpoint = next((tmp_path / "state" / "checkpoints").glob("*.pt"))
-    saved = torch.load(checkpoint, weights_only=True)
+    saved = load_torch(checkpoint)
     assert saved["epoch"] == epoch - 1 and saved["pending"]["epoch"] == epoch
     FAULT["mode"] = None  # the plugin is fixed: the run resumes at that epoch's scheduler step
     resumed = loop.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
@@ -144,7 +144,7 @@ def test_nan_loss_names_the_epoch_and_the_last_good_checkpoint(tmp_path, monkeyp
     assert "the training loss became nan in epoch 3" in text
     assert "The last good checkpoint is" in text and "(after epoch 2)" in text
     checkpoint = next((tmp_path / "checkpoints").glob("*.pt"))
-    assert torch.load(checkpoint, weights_only=True)["epoch"] == 2
+    assert load_torch(checkpoint)["epoch"] == 2
     monkeypatch.setattr(loop, "forward_backward", real)
     resumed = loop.train(spec, state_dir=tmp_path, progress=False)
     straight = loop.train(spec, state_dir=tmp_path / "straight", progress=False)
@@ -176,7 +176,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     spec = tiny_spec(train={"epochs": 4})
     checkpoint = _checkpoint_of(spec, tmp_path)
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated by a crash
-    with pytest.raises(DebaError, match=f"checkpoint {checkpoint} is unreadable .* delete it"):
+    with pytest.raises(DebaError, match=f"checkpoint {checkpoint} is damaged: .* Delete it"):
         loop.train(spec, state_dir=tmp_path, progress=False)
 
 

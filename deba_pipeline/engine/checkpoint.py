@@ -1,19 +1,17 @@
-"""Checkpoints of one run, atomic and safe to load with `torch.load(weights_only=True)`; the
+"""Checkpoints of one run: atomic, checksummed, and loaded with `torch.load(weights_only=True)`; the
 finished-run cache; and the lock that keeps two processes off the same run. The trainer hands
 over the state to keep (model, optimiser, scheduler, RNG, partial record) and takes it back.
 A finished run leaves only its record behind."""
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 from filelock import FileLock, Timeout
 
 from ..errors import DebaError
 from ..record import upgrade
-from .files import read_json, save_torch, write_json
+from .files import DamagedFile, load_torch, read_json, save_torch, write_json
 
 
 class Checkpointer:
@@ -38,11 +36,7 @@ class Checkpointer:
     def finished(self):
         if not self.done_path.is_file():
             return None
-        try:
-            return upgrade(read_json(self.done_path))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DebaError(f"finished-run record {self.done_path} is unreadable ({exc}): delete "
-                            f"it and {self.spec.name} is trained again.") from None
+        return upgrade(read_json(self.done_path, f"delete it and {self.spec.name} is trained again"))
 
     def save(self, epoch: int, state: dict, pending=None) -> Path:
         """Keep `state` as of the end of `epoch`; `pending` is an epoch trained after it whose
@@ -54,7 +48,10 @@ class Checkpointer:
     def describe_last(self) -> str:
         if not self.path.is_file():
             return "No checkpoint was written yet; the run starts afresh."
-        epoch = torch.load(self.path, map_location="cpu", weights_only=True)["epoch"]
+        try:
+            epoch = load_torch(self.path)["epoch"]
+        except Exception:
+            return f"The checkpoint {self.path} is damaged; the run starts afresh without it."
         return f"The last good checkpoint is {self.path} (after epoch {epoch})."
 
     def load(self, device) -> dict | None:
@@ -62,7 +59,10 @@ class Checkpointer:
         if not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, map_location=device, weights_only=True)
+            state = load_torch(self.path, device)
+        except DamagedFile as exc:
+            raise DebaError(f"checkpoint {self.path} is damaged: {exc}. Delete it to start "
+                            f"{self.spec.name} afresh.") from None
         except Exception as exc:
             raise DebaError(f"checkpoint {self.path} is unreadable ({type(exc).__name__}): "
                             f"delete it to start {self.spec.name} afresh.") from None

@@ -1,6 +1,8 @@
 """Atomic file writes: a kill never leaves a half-written record, table or checkpoint."""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tempfile
@@ -8,21 +10,39 @@ from pathlib import Path
 
 import torch
 
+from ..errors import DebaError
+
+
+class UnreadableFile(DebaError):
+    """A stage output that is missing, truncated or not what it should be."""
+
 
 def _atomic(path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write through a temporary file in the same folder and rename it into place; on any
+    failure (a full disk, a folder that is a file, no permission) nothing is left behind."""
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise DebaError(f"cannot write {path}: {exc.strerror or exc}"
+                        f"{f' ({exc.filename})' if exc.filename else ''}. Make sure its folder "
+                        f"is a writable folder with free space, then rerun.") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(tmp)
         raise
     return path
+
+
+def _remove(tmp) -> None:
+    if tmp is not None:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def write_json(path, data) -> Path:
@@ -34,10 +54,41 @@ def write_text(path, text: str) -> Path:
     return _atomic(path, lambda handle: handle.write(text.encode()))
 
 
+CHECKSUM = b"deba-checkpoint sha256:"  # the first line of a checkpoint, then torch.save's bytes
+
+
 def save_torch(path, obj) -> Path:
-    return _atomic(path, lambda handle: torch.save(obj, handle))
+    """torch.save's bytes after a line with their SHA-256, so a damaged file is found on load."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    payload = buffer.getbuffer()
+    header = CHECKSUM + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+    return _atomic(path, lambda handle: (handle.write(header), handle.write(payload)))
 
 
-def read_json(path):
-    with open(path) as handle:
-        return json.load(handle)
+class DamagedFile(ValueError):
+    """A checkpoint whose bytes are not the ones written."""
+
+
+def load_torch(path, device="cpu"):
+    """What `save_torch` wrote, read with weights_only=True after its checksum is verified."""
+    data = Path(path).read_bytes()
+    header, _, payload = data.partition(b"\n")
+    if not header.startswith(CHECKSUM):
+        raise DamagedFile("it has no checksum line (not written by this version of deba-pipeline)")
+    if hashlib.sha256(payload).hexdigest().encode() != header[len(CHECKSUM):]:
+        raise DamagedFile("its content does not match the checksum written with it")
+    return torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
+
+
+def read_json(path, fix: str = "rerun the stage that writes it (`dvc repro`)"):
+    """The JSON in `path`; a missing, unreadable or truncated file is one UnreadableFile naming
+    the path and `fix`."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise UnreadableFile(f"{path} does not exist: {fix}.") from None
+    except (OSError, ValueError) as exc:  # ValueError: truncated JSON, bytes that are not UTF-8
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc).split(":")[0]
+        raise UnreadableFile(f"{path} is unreadable ({reason}): {fix}.") from None

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..errors import DebaError
+from ..errors import ConfigError, DebaError, PluginError
 from ..scheduler import DEBAScheduler
 from .checkpoint import Checkpointer
 from .data import DeviceData, load_split
@@ -189,10 +189,18 @@ class Trainer:
             else:
                 step = self.scheduler.step(result.train_loss, result.grads)
                 signals, decision, lr_factor = step.signals, step.decision, step.lr_factor
-        except DebaError as exc:
+        except PluginError as exc:
             path = self.checkpoints.save(result.epoch - 1, self.state(), pending=result)
             raise type(exc)(f"{self.spec.name}: {exc} The trained epoch {result.epoch} is saved "
-                            f"in {path}; fix the plugin and rerun: the run resumes there.") from None
+                            f"in {path}. Fix the plugin and rerun: a fixed installed plugin "
+                            f"package resumes there; a fix to a file in plugins/ makes a new run "
+                            f"(the files are part of its identity) that starts from epoch 1."
+                            ) from None
+        except ConfigError as exc:  # the loss or gradients are not finite: the training's fault
+            raise DebaError(f"{self.spec.name}: epoch {result.epoch} ended with a non-finite "
+                            f"loss or gradient ({exc}) {self.checkpoints.describe_last()} "
+                            f"Rerunning unchanged repeats this epoch: lower train.lr, or use "
+                            f"train.precision fp32.") from None
         if lr_factor != 1.0:
             for group in self.optimizer.param_groups:
                 group["lr"] *= lr_factor

@@ -23,6 +23,18 @@ HEADER = """\
 """
 
 
+def _check_device(train, source) -> None:
+    from ..engine.loop import resolve_device
+    try:
+        device = resolve_device(train.device)
+    except DebaError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if train.precision == "bf16" and device.type == "cpu":  # measured: NaN gradients by epoch 3
+        raise ConfigError(f"{source}: `train.precision` = 'bf16' is not allowed on the CPU: "
+                          f"it must be fp32 there (bf16 autocast on the CPU is slow, and its "
+                          f"gradients turned NaN within 3 epochs of the micro study).")
+
+
 def preflight(cfg, source="params.yaml") -> None:
     """Everything that can be known wrong before training: names, plugins, options."""
     from .. import plugins
@@ -37,6 +49,7 @@ def preflight(cfg, source="params.yaml") -> None:
         raise ConfigError(f"{source}: `ablate.dataset` = {cfg.ablate.dataset!r} is not in "
                           f"study.datasets {list(cfg.study.datasets)}: the ablations are compared "
                           f"against that dataset's fixed runs; add it or change ablate.dataset.")
+    _check_device(cfg.train, source)
     plugin_dir = (Path.cwd() / PLUGIN_DIR).resolve()
     for path in cfg.deba.plugins:
         if not Path(path).resolve().is_relative_to(plugin_dir):

@@ -1,6 +1,7 @@
 """From params to RunSpecs, and where each run's record lives. Shared by every stage."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -26,10 +27,14 @@ def resolve_thresholds(deba: DebaConfig, arch: str, dataset: str, calibrated: di
         return (*PAPER_THRESHOLDS[arch], "paper")
     try:
         entry = calibrated[arch][dataset]
-    except (KeyError, TypeError):
+        values = float(entry["theta_stab"]), float(entry["theta_conf"])
+    except (KeyError, TypeError, ValueError):
         raise DebaError(f"no calibrated thresholds for {arch}/{dataset}: run the calibrate stage "
                         f"(`dvc repro calibrate`) or set deba.thresholds to paper or fixed.") from None
-    return entry["theta_stab"], entry["theta_conf"], "calibrated"
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise DebaError(f"calibrated thresholds for {arch}/{dataset} are {values}, not finite "
+                        f"numbers >= 0: run the calibrate stage again (`dvc repro calibrate`).")
+    return (*values, "calibrated")
 
 
 def run_spec(cfg, arch, dataset, seed, method, variant, deba_overrides=None, calibrated=None,
@@ -77,7 +82,8 @@ def read_records(root) -> list:
     """Every run record under `root` (recursively), skipping files that are not records."""
     out = []
     for path in sorted(Path(root).rglob("*.json")):
-        data = read_json(path)
+        data = read_json(path, "delete it and run `dvc repro`: the run is restored from the "
+                               "finished-run cache or trained again")
         if is_record(data):
             out.append(upgrade(data))
     return out

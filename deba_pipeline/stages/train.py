@@ -11,9 +11,10 @@ from .runs import read_records, record_path, run_all, run_spec
 
 
 def load_thresholds(cfg, path="results/thresholds.json"):
-    if cfg.deba.thresholds != "calibrated" or not Path(path).is_file():
+    if cfg.deba.thresholds != "calibrated":
         return None
-    return read_json(path)
+    return read_json(path, "run the calibrate stage (`dvc repro calibrate`), or set "
+                           "deba.thresholds to paper or fixed")
 
 
 def reuse_profiles(specs, profile_dir, out) -> list:
