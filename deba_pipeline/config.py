@@ -133,6 +133,15 @@ class TimingConfig:  # SPEC §8: the step-time table behind the modelled run tim
 
 
 @dataclass
+class ExecutionConfig:  # where runs go; results do not depend on it, so no stage declares it
+    backend: str = "local"          # local: in this process, one run after another | ray: tasks
+    address: Optional[str] = None   # ray: null starts Ray here; "host:6379" (or RAY_ADDRESS) joins
+    gpus_per_run: Any = "auto"      # auto: 1 where the cluster has GPUs, else 0; 0.25 packs four
+    cpus_per_run: Optional[float] = None  # cores (and torch threads) per run; null: local all, ray 1
+    max_retries: int = 1            # ray: restarts of a run whose worker died (it resumes)
+
+
+@dataclass
 class TrackingConfig:
     wandb: str = "offline"          # offline | online | disabled
     project: str = "deba-pipeline"
@@ -149,6 +158,7 @@ class Params:
     taxonomy: TaxonomyConfig = field(default_factory=TaxonomyConfig)
     ablate: AblateConfig = field(default_factory=AblateConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
@@ -318,6 +328,19 @@ def _validate_data(cfg, where) -> None:
         fail("train.device", t.device, "auto, cpu, mps, cuda or cuda:N", where)
 
 
+def _validate_execution(ex, where) -> None:
+    if ex.backend not in ("local", "ray"):
+        fail("execution.backend", ex.backend, "local or ray", where)
+    gpus = ex.gpus_per_run
+    if gpus != "auto" and not (_number(gpus) and 0 <= gpus):
+        fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)",
+             where)
+    if ex.cpus_per_run is not None and not ex.cpus_per_run > 0:
+        fail("execution.cpus_per_run", ex.cpus_per_run, "a number > 0, or null", where)
+    if ex.max_retries < 0:
+        fail("execution.max_retries", ex.max_retries, "an integer >= 0", where)
+
+
 def validate(cfg: DictConfig, source: str = "<params>") -> None:
     s, t, where = cfg.study, cfg.train, f"{source}: "
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
@@ -362,6 +385,7 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         fail("train.precision", t.precision, "fp32 or bf16", where)
     if cfg.timing.estimate not in ("paired", "median"):
         fail("timing.estimate", cfg.timing.estimate, "paired or median", where)
+    _validate_execution(cfg.execution, where)
     if cfg.tracking.wandb not in ("offline", "online", "disabled"):
         fail("tracking.wandb", cfg.tracking.wandb, "offline, online or disabled", where)
     for arch, kwargs in t.model_kwargs.items():

@@ -72,7 +72,9 @@ def test_peak_memory_does_not_grow_by_a_gradient_sized_buffer():
     gradient_bytes = 48_000_000 * 4
     ours = _peak_growth("ours")
     concat = _peak_growth("concat")
-    assert concat > gradient_bytes  # the measurement sees a P-sized copy when there is one
+    # the probe sees a P-sized copy when there is one (peak RSS resolves pages: under memory
+    # pressure from other processes it has read a little under P, 188.8 MB for 192 MB)
+    assert concat > gradient_bytes / 2
     assert ours < gradient_bytes / 16  # a few float64 chunks of scratch, whatever P is
 
 

@@ -173,7 +173,7 @@ def test_presets_are_overlays_of_only_what_differs(name):
 
 
 def test_wandb_group_is_the_dvc_experiment_when_one_runs(monkeypatch):
-    from deba_pipeline.stages.runs import experiment_name
+    from deba_pipeline.execution import experiment_name
     cfg = load_params(ROOT / "pipelines" / "micro.yaml")
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     assert experiment_name(cfg) == "micro"

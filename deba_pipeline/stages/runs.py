@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from ..config import PAPER_THRESHOLDS, DebaConfig
 from ..engine.files import read_json, write_json
-from ..engine.loop import train
 from ..engine.spec import RunSpec
 from ..errors import ConfigError, DebaError
 from ..record import is_record, upgrade
@@ -61,21 +59,11 @@ def record_path(stage_dir, spec: RunSpec) -> Path:
     return Path(stage_dir) / path.relative_to(root)
 
 
-def experiment_name(cfg) -> str:
-    """W&B group: the DVC experiment when one is running, else the study's name."""
-    return os.environ.get("DVC_EXP_NAME") or cfg.study.name
-
-
-def run_all(cfg, specs, runs_dir, progress=True) -> list:
-    """Train (or reuse) each spec and write its record; returns the records."""
-    records = []
-    tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
-    for spec in specs:
-        record = train(spec, state_dir=cfg.tracking.dir, tracking=tracking,
-                       experiment=experiment_name(cfg), progress=progress)
-        write_json(record_path(runs_dir, spec), record)
-        records.append(record)
-    return records
+def run_all(cfg, specs, runs_dir) -> list:
+    """Train (or reuse) each spec where `execution` says, writing each record as it finishes."""
+    from ..execution import execute
+    return execute(cfg, specs, lambda spec, record: write_json(record_path(runs_dir, spec),
+                                                                 record))
 
 
 def read_records(root) -> list:

@@ -1,0 +1,105 @@
+"""The `ray` backend: each run a Ray task, on an embedded Ray (`execution.address: null`) or a
+cluster (`execution.address`, or the standard RAY_ADDRESS). The driver skips finished runs,
+submits the rest at once (Ray keeps every device busy while runs remain), writes each record as
+it comes back, and, when a run fails, finishes the others before failing with one line per
+failed run. A worker that dies is retried (`execution.max_retries`) and its run resumes from its
+checkpoint, which lives under `tracking.dir`: on a cluster, a folder every machine shares.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ..engine.checkpoint import Checkpointer
+from ..engine.loop import train
+from ..errors import ConfigError, DebaError
+
+
+def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_share):
+    """One run inside a Ray worker: the project folder, the run's threads and, on a shared GPU,
+    its share of the memory (so a growing batch meets a clean out-of-memory fallback)."""
+    import torch
+    os.chdir(cwd)  # plugin files and data.root are relative to the project
+    torch.set_num_threads(threads)
+    if 0 < gpu_share < 1 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(gpu_share)
+    return train(spec, state_dir=state_dir, tracking=tracking, experiment=experiment,
+                 progress=False)
+
+
+def connect(address=None):
+    """Ray for this process: joined at `address` (or RAY_ADDRESS), else started here."""
+    try:
+        import ray
+    except ImportError:
+        raise DebaError("execution.backend is ray but Ray is not installed here: "
+                        "`pip install 'deba-pipeline[ray]'` (or set execution.backend: local)."
+                        ) from None
+    if not ray.is_initialized():
+        # "local" starts a Ray here even where a stopped cluster left its address behind
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
+        try:
+            ray.init(address=address, include_dashboard=False, configure_logging=False,
+                     log_to_driver=False)
+        except ConnectionError as exc:
+            raise DebaError(f"cannot reach the Ray cluster at {address} ({exc}): start it with "
+                            f"`ray start --head`, or set execution.address to null to start "
+                            f"Ray on this machine.") from None
+    return ray
+
+
+def gpus_per_run(setting, ray) -> float:
+    """`auto`: one GPU per run where the cluster has GPUs, none where it has not."""
+    if setting == "auto":
+        return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return float(setting)
+
+
+def run_on_ray(cfg, specs, write) -> list:
+    from . import experiment_name
+    ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
+    ray = connect(ex.address)
+    gpus, cpus = gpus_per_run(ex.gpus_per_run, ray), ex.cpus_per_run or 1
+    if gpus > ray.cluster_resources().get("GPU", 0):
+        raise ConfigError(f"`execution.gpus_per_run` = {gpus:g} is not allowed: it must be at "
+                          f"most the GPUs of the Ray cluster "
+                          f"({ray.cluster_resources().get('GPU', 0):g}).")
+    task = ray.remote(_train_in_worker).options(
+        num_cpus=cpus, num_gpus=gpus, max_retries=ex.max_retries, retry_exceptions=False)
+    tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
+    records, pending = {}, {}
+    for index, spec in enumerate(specs):
+        if Checkpointer(Path(state_dir), spec).finished() is not None:  # not sent anywhere
+            records[index] = train(spec, state_dir=state_dir, tracking=tracking,
+                                   experiment=experiment_name(cfg))
+            write(spec, records[index])
+            continue
+        ref = task.remote(spec, state_dir, tracking, experiment_name(cfg), os.getcwd(),
+                          max(1, int(cpus)), gpus)
+        pending[ref] = index
+    failed = []
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        index = pending.pop(ready[0])
+        try:
+            records[index] = ray.get(ready[0])
+        except Exception as exc:  # noqa: BLE001 (a run's own error, or a lost worker)
+            failed.append(f"  {specs[index].name}: {_reason(exc)}")
+            continue
+        write(specs[index], records[index])
+        print(f"{specs[index].name}: finished on Ray ({len(records)} of {len(specs)})",
+              flush=True)
+    if failed:
+        raise DebaError(f"{len(failed)} of {len(specs)} runs failed (the other records are "
+                        f"written; rerun the stage to retry only these):\n" + "\n".join(failed))
+    return [records[i] for i in range(len(specs))]
+
+
+def _reason(exc) -> str:
+    """The run's own error where Ray carries it, else what happened to its worker."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"

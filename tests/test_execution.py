@@ -1,0 +1,163 @@
+"""Issue 12: runs as Ray tasks. One embedded Ray session (4 CPUs and 2 GPUs declared, so a CPU
+machine simulates a GPU node) serves every test here; the cluster test starts its own head."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from deba_pipeline.errors import DebaError
+from deba_pipeline.execution import execute
+from helpers import tiny_cfg, tiny_spec
+from test_faults import without_times
+
+ray = pytest.importorskip("ray")
+
+LOGGER = """
+import os, time
+from pathlib import Path
+from deba_pipeline import Signal, hookimpl
+LOG = Path({log!r})
+class Logged(Signal):
+    name = 'logged'
+    def compute(self, obs):
+        with LOG.open('a') as f:
+            f.write(f"{{os.getpid()}} {{obs.epoch}} {{time.time()}}\\n")
+        if obs.epoch == 2 and not Path({flag!r}).exists():
+            Path({flag!r}).touch()
+            {die}
+        return 1.0
+@hookimpl
+def register_signals(register):
+    register(Logged)
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, configure_logging=False,
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def ray_cfg(tmp_path, **execution):
+    cfg = tiny_cfg()
+    cfg.tracking.dir = str(tmp_path / "state")
+    cfg.execution = OmegaConf.merge(cfg.execution, {"backend": "ray", "gpus_per_run": 0,
+                                                    "cpus_per_run": 1, **execution})
+    return cfg
+
+
+def logged_spec(tmp_path, seed=2, die="pass", epochs=3):
+    plugin = tmp_path / "plugins" / "logged.py"
+    plugin.parent.mkdir(exist_ok=True)
+    plugin.write_text(LOGGER.format(log=str(tmp_path / "log.txt"), flag=str(tmp_path / "flag"),
+                                    die=die))
+    return tiny_spec(seed=seed, train={"epochs": epochs}, deba={
+        "plugins": [str(plugin)], "signals": ["grad_variance", "grad_norm_variation",
+                                              "loss_variation", "logged"]})
+
+
+def collect(written):
+    return lambda spec, record: written.append((spec.name, record))
+
+
+def test_ray_gives_every_run_the_same_record_as_local(ray_session, tmp_path):
+    import torch
+    threads = torch.get_num_threads()
+    specs = [tiny_spec(seed=s, train={"epochs": 3}) for s in (2, 42)] + \
+        [tiny_spec("fixed", seed=2, train={"epochs": 3})]
+    try:
+        local = execute(ray_cfg(tmp_path / "a", backend="local"), specs, lambda *a: None)
+    finally:
+        torch.set_num_threads(threads)
+    written = []
+    remote = execute(ray_cfg(tmp_path / "b"), specs, collect(written))
+    assert [without_times(r) for r in remote] == [without_times(r) for r in local]
+    assert sorted(name for name, _ in written) == sorted(s.name for s in specs)
+
+
+def test_a_failing_run_fails_the_stage_after_the_others_are_written(ray_session, tmp_path):
+    good = [tiny_spec(seed=s, train={"epochs": 2}) for s in (2, 42)]
+    bad = tiny_spec(seed=7, train={"epochs": 2, "batch_size": 4096})  # larger than digits
+    bad.deba.max_batch = 8192
+    written = []
+    with pytest.raises(DebaError) as info:
+        execute(ray_cfg(tmp_path), [good[0], bad, good[1]], collect(written))
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("1 of 3 runs failed (the other records are written")
+    assert lines[1].startswith(f"  {bad.name}: DebaError: ") and "larger than the training" \
+        in lines[1]
+    assert sorted(name for name, _ in written) == sorted(s.name for s in good)
+    again = []  # a rerun trains only what is missing: the good ones come from the cache
+    with pytest.raises(DebaError, match="1 of 3 runs failed"):
+        execute(ray_cfg(tmp_path), [good[0], bad, good[1]], collect(again))
+    assert sorted(name for name, _ in again) == sorted(s.name for s in good)
+
+
+def test_a_killed_worker_is_retried_and_its_run_resumes(ray_session, tmp_path):
+    spec = logged_spec(tmp_path, die="os._exit(9)")
+    [record] = execute(ray_cfg(tmp_path, max_retries=1), [spec], lambda *a: None)
+    epochs = [int(line.split()[1]) for line in (tmp_path / "log.txt").read_text().splitlines()]
+    assert epochs == [1, 2, 2, 3]  # killed in epoch 2; the retry resumed after epoch 1
+    pids = {line.split()[0] for line in (tmp_path / "log.txt").read_text().splitlines()}
+    assert len(pids) == 2 and [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
+    import torch
+    threads = torch.get_num_threads()
+    try:  # the same run straight through, here (the flag is set: nobody dies)
+        [straight] = execute(ray_cfg(tmp_path / "straight", backend="local"), [spec],
+                             lambda *a: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert without_times(record) == without_times(straight)
+
+
+def test_on_two_gpus_two_runs_are_in_flight_while_runs_remain(ray_session, tmp_path):
+    specs = [logged_spec(tmp_path, seed=s, epochs=4) for s in (1, 2, 3, 4)]
+    (tmp_path / "flag").touch()  # nobody dies here
+    execute(ray_cfg(tmp_path, gpus_per_run=1), specs, lambda *a: None)
+    spans, current = [], {}  # a worker process may run several runs, one after another
+    for line in (tmp_path / "log.txt").read_text().splitlines():
+        pid, epoch, at = line.split()
+        if epoch == "1":
+            current[pid] = []
+            spans.append(current[pid])
+        current[pid].append(float(at))
+    assert len(spans) == 4
+    events = sorted([(min(t), 1) for t in spans] + [(max(t), -1) for t in spans])
+    in_flight, most = 0, 0
+    for _, change in events:
+        in_flight += change
+        most = max(most, in_flight)
+    assert most == 2  # 4 CPUs but 2 GPUs: never more than two, and two at once
+
+
+def test_the_micro_study_on_a_ray_cluster_started_apart(tmp_path):
+    from conftest import copy_project
+    workspace = copy_project(tmp_path / "clone")
+    params = OmegaConf.load(workspace / "params.yaml")
+    port = 6390 + os.getpid() % 500
+    params.execution = {"backend": "ray", "address": f"127.0.0.1:{port}", "cpus_per_run": 1,
+                        "gpus_per_run": 0, "max_retries": 1}
+    OmegaConf.save(params, workspace / "params.yaml")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # a test cluster; see the README for tokens
+    head = subprocess.Popen(["ray", "start", "--head", "--node-ip-address=127.0.0.1",
+                             f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                             "--block"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        result = subprocess.run(["dvc", "repro"], cwd=workspace, env=env, capture_output=True,
+                                text=True, timeout=400)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "finished on Ray" in result.stdout
+        records = list((workspace / "runs").rglob("*.json"))
+        assert len(records) == 7 and (workspace / "reports" / "REPORT.md").is_file()
+        status = subprocess.run(["dvc", "status"], cwd=workspace, capture_output=True, text=True)
+        assert "up to date" in status.stdout
+    finally:
+        os.killpg(head.pid, 15)  # stopping `ray start --block` stops that cluster, only it
+        head.wait(timeout=60)
