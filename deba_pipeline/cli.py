@@ -73,9 +73,13 @@ def cmd_aggregate(args) -> None:
 
 
 def cmd_validate(args) -> None:
-    from .stages.plan import check
+    from .config import load_params
+    from .stages.plan import check, resolve_preset
     for path in args.files or [args.params]:
-        print(check(path))
+        print(check(path), flush=True)
+        if args.estimate:
+            from .stages.estimate import estimate
+            print(estimate(load_params(resolve_preset(path))))
 
 
 def cmd_preset(args) -> None:
@@ -132,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
           compare=(None, "printed paper values to check instead of the paper's own tables"))
     p = stage("validate", cmd_validate, "validate params files and count the runs they make")
     p.add_argument("files", nargs="*", help="params files or preset names (default: --params)")
+    p.add_argument("--estimate", action="store_true", help="time one short epoch per "
+                   "architecture here and print the device-hours and wall-clock of the study")
     p = stage("preset", cmd_preset, "write a preset from pipelines/ as the complete params file",
               params_help="the params file to write (default: %(default)s)")
     p.add_argument("name", help="preset name (quick, paper, micro) or a YAML path")

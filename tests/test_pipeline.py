@@ -214,3 +214,23 @@ def test_the_committed_report_renders_and_its_metrics_carry_both_speedups():
         assert cell["speedup_modelled_pct"] is not None and cell["speedup_measured_pct"] is not None
         assert cell["increases"] + cell["rollbacks"] + cell["holds"] > 0
     assert {"held", "checked"} == set(metrics["predictions"])
+
+
+def test_validate_estimate_counts_the_steps_of_every_run(monkeypatch):
+    from deba_pipeline.stages import estimate
+    monkeypatch.setattr(estimate, "step_seconds", lambda cfg, arch, dataset: 0.01)
+    text = estimate.estimate(load_params(ROOT / "pipelines" / "quick.yaml"))
+    # per arch on digits: 2 profile + 2 × 2 train + 4 ablations × 2 seeds = 14 runs of 12 epochs
+    # of 1437 // 64 = 22 steps at 10 ms: 36.96 s = 0.0103 h; three archs: 0.0308 h
+    assert "test_resnet/digits: 10.0 ms a step at batch 64, 14 runs: 0.010 device-hours" in text
+    assert "total: 0.031 device-hours; about 0.031 hours of wall-clock with 1 run(s) in flight " \
+        "(local backend)" in text
+
+
+def test_validate_estimate_times_a_real_step_here(monkeypatch, capsys):
+    from deba_pipeline.cli import main
+    monkeypatch.chdir(ROOT)
+    assert main(["validate", "micro", "--estimate"]) == 0
+    out = capsys.readouterr().out
+    step_ms = float(out.split("test_resnet/digits: ")[1].split(" ms")[0])
+    assert 0 < step_ms < 10_000 and out.count("estimate on ") == 1

@@ -1,0 +1,92 @@
+"""What a study costs before it runs: `deba validate paper --estimate`.
+
+One short epoch per architecture and input shape (a warm-up step, then `STEPS` timed steps at
+train.batch_size on synthetic data shaped like the dataset, on this machine's device) times the
+steps the study trains gives device-hours; divided by the runs `execution` keeps in flight here,
+the wall-clock. The steps are counted at the fixed batch size: DEBA's larger batches take fewer,
+so the estimate leans high. Evaluation is not counted.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from itertools import islice
+
+import torch
+from omegaconf import OmegaConf
+
+from ..engine.loop import Trainer, resolve_device
+from .runs import run_spec
+
+STEPS = 2  # timed steps per architecture and shape, after one warm-up step
+SHAPES = {"cifar10": (50_000, 10, 32, 3), "cifar100": (50_000, 100, 32, 3),
+          "digits": (1_437, 10, 8, 1)}  # training images, classes, side in pixels, channels
+
+
+def _shape(cfg, dataset):
+    s = cfg.data.synthetic
+    return SHAPES.get(dataset, (s.train_size, s.num_classes, s.image_size, s.channels))
+
+
+def step_seconds(cfg, arch, dataset) -> float:
+    """Seconds per training step of `arch` at train.batch_size on `dataset`-shaped inputs."""
+    _, classes, side, channels = _shape(cfg, dataset)
+    size = cfg.train.batch_size
+    probe = OmegaConf.merge(cfg, {"data": {"synthetic": {
+        "train_size": size * (STEPS + 1), "test_size": size, "num_classes": classes,
+        "image_size": side, "channels": channels}}})
+    spec = run_spec(probe, arch, "synthetic", cfg.study.seeds[0], "fixed", "estimate")
+    with tempfile.TemporaryDirectory() as state:
+        trainer = Trainer(spec, state)
+        batches = list(islice(trainer.data.train_batches(size), STEPS + 1))
+        trainer.train_epoch(size, batches[:1])
+        began = time.perf_counter()
+        trainer.train_epoch(size, batches[1:])  # ends with the epoch's one host sync
+        return (time.perf_counter() - began) / STEPS
+
+
+def runs_per_cell(cfg, dataset) -> int:
+    s = cfg.study
+    reused = len(set(s.seeds) & set(s.profile_seeds)) if s.reuse_profile_runs else 0
+    ablations = len(cfg.ablate.variants) * len(s.seeds) if dataset == cfg.ablate.dataset else 0
+    return len(s.profile_seeds) + 2 * len(s.seeds) - reused + ablations
+
+
+def in_flight(cfg) -> int:
+    """Runs `execution` trains at once on this machine."""
+    ex = cfg.execution
+    if ex.backend == "local":
+        return 1
+    if resolve_device(cfg.train.device).type == "cuda":
+        share = 1.0 if ex.gpus_per_run == "auto" else float(ex.gpus_per_run) or 1.0
+        return max(1, int(torch.cuda.device_count() / share))
+    return max(1, int((os.cpu_count() or 1) / (ex.cpus_per_run or 1)))
+
+
+def estimate(cfg) -> str:
+    lines, total, measured = [], 0.0, {}
+    for arch in cfg.study.archs:
+        for dataset in cfg.study.datasets:
+            train_size, _, side, channels = _shape(cfg, dataset)
+            key = (arch, side, channels)
+            if key not in measured:
+                measured[key] = step_seconds(cfg, arch, dataset)
+            steps = runs_per_cell(cfg, dataset) * cfg.train.epochs * \
+                (train_size // cfg.train.batch_size)
+            seconds = steps * measured[key]
+            total += seconds
+            lines.append(f"  {arch}/{dataset}: {measured[key] * 1000:.1f} ms a step at batch "
+                         f"{cfg.train.batch_size}, {runs_per_cell(cfg, dataset)} runs: "
+                         f"{_hours(seconds)} device-hours")
+    flight = in_flight(cfg)
+    device = resolve_device(cfg.train.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "this CPU"
+    return "\n".join([f"estimate on {where} (fixed-batch steps; evaluation not counted):",
+                      *lines, f"  total: {_hours(total)} device-hours; about "
+                      f"{_hours(total / flight)} hours of wall-clock with {flight} run(s) "
+                      f"in flight ({cfg.execution.backend} backend)"])
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f}" if seconds >= 360 else f"{seconds / 3600:.3f}"
