@@ -13,7 +13,7 @@ from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch, save_torch
 from deba_pipeline.errors import ConfigError, DebaError, PluginError
 from helpers import tiny_spec
-from test_faults import without_times
+from test_faults import _checkpoint_of, without_times
 
 GRADS = [torch.ones(3), torch.zeros(2)]
 
@@ -147,19 +147,7 @@ def test_a_run_with_common_plugin_state_resumes_to_the_same_record(register_plug
     spec = lambda: tiny_spec(train={"epochs": 5}, deba={  # noqa: E731
         "signals": ["grad_variance", "grad_norm_variation", "loss_variation", "remembering"]})
     straight = loop.train(spec(), state_dir=tmp_path / "a", progress=False)
-    original = loop.Trainer.train_and_evaluate
-
-    def cut_at_4(self, epoch):
-        if epoch == 4:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    loop.Trainer.train_and_evaluate = cut_at_4
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            loop.train(spec(), state_dir=tmp_path / "b", progress=False)
-    finally:
-        loop.Trainer.train_and_evaluate = original
+    _checkpoint_of(spec(), tmp_path / "b", 3)  # cut after epoch 3, as a kill would
     resumed = loop.train(spec(), state_dir=tmp_path / "b", progress=False)
     assert without_times(resumed) == without_times(straight)
 
@@ -176,20 +164,7 @@ def test_plugin_state_a_checkpoint_cannot_hold_is_refused_when_saved(register_pl
 
 def test_a_damaged_checkpoint_is_refused_not_resumed(tmp_path):
     spec = tiny_spec(train={"epochs": 4})
-    original = loop.Trainer.train_and_evaluate
-
-    def cut_at_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    loop.Trainer.train_and_evaluate = cut_at_3
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            loop.train(spec, state_dir=tmp_path, progress=False)
-    finally:
-        loop.Trainer.train_and_evaluate = original
-    checkpoint = next((tmp_path / "checkpoints").glob("*.pt"))
+    checkpoint = _checkpoint_of(spec, tmp_path)
     data = bytearray(checkpoint.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside the weights
     checkpoint.write_bytes(bytes(data))
