@@ -77,6 +77,8 @@ def test_ray_gives_every_run_the_same_record_as_local(ray_session, tmp_path):
         torch.set_num_threads(threads)
     written = []
     remote = execute(ray_cfg(tmp_path / "b"), specs, collect(written))
+    assert all(r.pop("execution") == {"backend": "ray", "gpus": 0.0, "cpus": 1,
+                                      "shared_machine": True} for r in remote)  # 4 CPUs a node
     assert [without_times(r) for r in remote] == [without_times(r) for r in local]
     assert sorted(name for name, _ in written) == sorted(s.name for s in specs)
 
@@ -113,6 +115,7 @@ def test_a_killed_worker_is_retried_and_its_run_resumes(ray_session, tmp_path):
                              lambda *a: None)
     finally:
         torch.set_num_threads(threads)
+    assert record.pop("execution")["backend"] == "ray"
     assert without_times(record) == without_times(straight)
 
 
@@ -134,6 +137,8 @@ def test_on_two_gpus_two_runs_are_in_flight_while_runs_remain(ray_session, tmp_p
         in_flight += change
         most = max(most, in_flight)
     assert most == 2  # 4 CPUs but 2 GPUs: never more than two, and two at once
+    records = [json.loads(p.read_text()) for p in (tmp_path / "state" / "finished").glob("*")]
+    assert len(records) == 4 and all(not r["execution"]["shared_machine"] for r in records)
 
 
 def test_the_micro_study_on_a_ray_cluster_started_apart(tmp_path):
@@ -161,3 +166,13 @@ def test_the_micro_study_on_a_ray_cluster_started_apart(tmp_path):
     finally:
         os.killpg(head.pid, 15)  # stopping `ray start --block` stops that cluster, only it
         head.wait(timeout=60)
+
+
+def test_the_report_names_measured_times_from_packed_runs():
+    from deba_pipeline.report.text import _packed
+    records = [{"execution": {"shared_machine": True}}, {"execution": {"shared_machine": False}},
+               {}]
+    assert _packed(records) == (" The measured times of 1 of 3 runs come from runs that shared a "
+                                "machine with others (`execution.backend: ray`, several runs a "
+                                "node or a device); the modelled times do not depend on it.")
+    assert _packed(records[1:]) == ""

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..engine.checkpoint import Checkpointer
+from ..engine.files import write_json
 from ..engine.loop import train
 from ..errors import ConfigError, DebaError
 
@@ -57,6 +58,15 @@ def gpus_per_run(setting, ray) -> float:
     return float(setting)
 
 
+def where_it_ran(ray, gpus, cpus) -> dict:
+    """How a run was placed, for the report: a share of a GPU, or a CPU run on a node with cores
+    for other runs beside it, is a packed run whose measured time others may have slowed."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    shared = (0 < gpus < 1) or (gpus == 0 and most_cpus > cpus)
+    return {"backend": "ray", "gpus": gpus, "cpus": cpus, "shared_machine": bool(shared)}
+
+
 def run_on_ray(cfg, specs, write) -> list:
     from . import experiment_name
     ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
@@ -88,6 +98,9 @@ def run_on_ray(cfg, specs, write) -> list:
         except Exception as exc:  # noqa: BLE001 (a run's own error, or a lost worker)
             failed.append(f"  {specs[index].name}: {_reason(exc)}")
             continue
+        records[index]["execution"] = where_it_ran(ray, gpus, cpus)
+        # the finished-run cache keeps it too, so a reused record still says how it was timed
+        write_json(Checkpointer(Path(state_dir), specs[index]).done_path, records[index])
         write(specs[index], records[index])
         print(f"{specs[index].name}: finished on Ray ({len(records)} of {len(specs)})",
               flush=True)

@@ -57,6 +57,16 @@ GLOSSARY = """\
   spread cannot be checked (n/a)."""
 
 
+def _packed(records) -> str:
+    """A note on measured times taken while runs shared a machine (Ray packs them)."""
+    packed = [r for r in records if (r.get("execution") or {}).get("shared_machine")]
+    if not packed:
+        return ""
+    return (f" The measured times of {len(packed)} of {len(records)} runs come from runs that "
+            f"shared a machine with others (`execution.backend: ray`, several runs a node or a "
+            f"device); the modelled times do not depend on it.")
+
+
 def report(records, built, checked, images, paper, out: Path, step_tables, cfg) -> str:
     archs = sorted({r["arch"] for r in records})
     datasets = sorted({r["dataset"] for r in records})
@@ -73,8 +83,8 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg) 
                                     "trained apart from the profile runs."),
              "Timing: verdicts use modelled speedups (SPEC §8), " + (
                  f"from step-time tables measured on {', '.join(devices)}." if devices else
-                 "but this study has no step-time tables, so they fall back to measured ones."),
-             ""]
+                 "but this study has no step-time tables, so they fall back to measured ones.")
+             + _packed(records), ""]
     for name, rows in built.items():
         lines += [f"## {CAPTIONS[name].split('.')[0]}", "", CAPTIONS[name], "", to_markdown(rows)]
     verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
