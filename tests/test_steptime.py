@@ -77,3 +77,53 @@ def test_priority_is_raised_while_measuring_and_restored(monkeypatch):
     with steptime.device_to_ourselves() as how:
         pass
     assert how.startswith("normal priority (PermissionError: raising it needs root")
+
+
+def _fake_rounds(factors):
+    """Stand-in for the timed rounds: each call adds `repeats` rounds with every step taking
+    size/64 × 10 ms × the next factor (2.0: a machine slow throughout)."""
+    calls = []
+
+    def rounds(timed, times, order, too_big, warmup, repeats, optimizer, device):
+        factor = factors[min(len(calls), len(factors) - 1)]
+        calls.append(factor)
+        for _ in range(repeats):
+            for size in times:
+                times[size].append(factor * size / 64 * 0.010)
+                order.append(size)
+    return rounds, calls
+
+
+def test_a_measurement_slow_throughout_measures_more_and_keeps_the_calm_rounds(tmp_path,
+                                                                              monkeypatch):
+    trainer = Trainer(tiny_spec("fixed"), tmp_path)
+    rounds, calls = _fake_rounds([2.0, 1.0])
+    monkeypatch.setattr(steptime, "_rounds", rounds)
+    table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
+                             calm_step_s=0.010)
+    assert calls == [2.0, 1.0] and table["extra_rounds"] == 3 and not table["slow_throughout"]
+    assert table["rounds_used"] == 3  # the three slow rounds are left out
+    assert table["step_s"] == pytest.approx({"32": 0.005, "64": 0.010})
+
+
+def test_a_machine_slow_to_the_end_is_said_so_and_nothing_is_added_without_a_reference(
+        tmp_path, monkeypatch):
+    trainer = Trainer(tiny_spec("fixed"), tmp_path)
+    rounds, calls = _fake_rounds([2.0])
+    monkeypatch.setattr(steptime, "_rounds", rounds)
+    table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
+                             calm_step_s=0.010)
+    assert len(calls) == 1 + steptime.EXTRA and table["slow_throughout"]
+    rounds, calls = _fake_rounds([2.0])
+    monkeypatch.setattr(steptime, "_rounds", rounds)
+    table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0)
+    assert calls == [2.0] and table["extra_rounds"] == 0 and not table["slow_throughout"]
+
+
+def test_the_report_names_a_table_measured_slow_throughout():
+    from deba_pipeline.report.text import _slow_tables
+    tables = {"test_vit": {"digits": {"slow_throughout": True}},
+              "test_resnet": {"digits": {"slow_throughout": False}}}
+    assert _slow_tables(tables).startswith(" The step-time tables of test_vit/digits were "
+                                           "measured while this machine ran slow throughout")
+    assert _slow_tables({"test_resnet": tables["test_resnet"]}) == ""

@@ -120,6 +120,16 @@ DISTURBED = 1.25  # a round whose typical size ran this much over its fastest ro
 ESTIMATES = ("paired", "median")
 
 
+SLOW = 1.5   # a reference step this much slower than the runs' fastest: the machine is slow
+EXTRA = 2    # at most this many more sets of `repeats` rounds while it stays slow
+
+
+def _slow_throughout(reference_times, calm_step_s) -> bool:
+    """Every reference step well over the runs' own fastest: a host-wide slow stretch (seen on
+    a 2-core VM: every step ~2x slower for minutes, with the sizes' ratios changed)."""
+    return bool(reference_times and calm_step_s and min(reference_times) > SLOW * calm_step_s)
+
+
 def estimate(rounds: dict, reference: int, how: str = "paired") -> tuple[dict, int]:
     """({size: seconds per step}, rounds used) from {size: [seconds, one per round]}."""
     if how == "median" or reference not in rounds:
@@ -135,11 +145,14 @@ def estimate(rounds: dict, reference: int, how: str = "paired") -> tuple[dict, i
 
 
 def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, steps: int = 5,
-            warmup: int = 1, how: str = "paired") -> dict:
+            warmup: int = 1, how: str = "paired", calm_step_s: float | None = None) -> dict:
     """{"step_s": {size: seconds per step}, "spread": {size: [min, max]}, "rounds_s": {size:
     [seconds per round]}, "order": [...], "out_of_memory": [sizes that did not fit],
     "measured_at": priority, "estimate": how, "rounds_used": n}; sizes above the training set
-    are skipped. `reference` (the fixed batch size) is measured even when not in `sizes`."""
+    are skipped. `reference` (the fixed batch size) is measured even when not in `sizes`.
+    `calm_step_s`, the fastest step the runs themselves took at `reference`, tells a machine
+    slow all through the measurement: then up to EXTRA more sets of rounds are measured, and
+    the disturbed-round filter keeps the calm ones if any come."""
     sizes = set(sizes) | ({reference} if reference else set())
     model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
     saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()),
@@ -165,14 +178,19 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
 
     times = {size: [] for size in batches}
     order, too_big = [], []
+    extra = 0
     with device_to_ourselves() as priority:
         _rounds(timed, times, order, too_big, warmup, repeats, optimizer, trainer.device)
+        while extra < EXTRA and _slow_throughout(times.get(reference), calm_step_s):
+            extra += 1
+            _rounds(timed, times, order, too_big, 0, repeats, optimizer, trainer.device)
     model.load_state_dict(saved[0])
     optimizer.load_state_dict(saved[1])
     data.generator.set_state(saved[2])
     step_s, used = estimate(times, reference, how) if times else ({}, 0)
+    slow = _slow_throughout(times.get(reference), calm_step_s)
     return {"step_s": {str(s): v for s, v in step_s.items()}, "estimate": how,
-            "rounds_used": used,
+            "rounds_used": used, "extra_rounds": extra * repeats, "slow_throughout": slow,
             "spread": {str(s): [min(t), max(t)] for s, t in times.items()},
             "rounds_s": {str(s): t for s, t in times.items()},
             "order": order, "out_of_memory": too_big, "measured_at": priority}

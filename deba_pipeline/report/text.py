@@ -57,6 +57,18 @@ GLOSSARY = """\
   spread cannot be checked (n/a)."""
 
 
+def _slow_tables(step_tables) -> str:
+    """A note on step-time tables measured while the machine was slow from start to end."""
+    slow = sorted(f"{arch}/{dataset}" for arch, per in step_tables.items()
+                  for dataset, table in per.items() if table.get("slow_throughout"))
+    if not slow:
+        return ""
+    return (f" The step-time tables of {', '.join(slow)} were measured while this machine ran "
+            f"slow throughout (every step at the fixed batch size over 1.5x the runs' own "
+            f"fastest), so their modelled times may be off: measure them again on a quieter "
+            f"machine (`dvc repro --force steptime@ARCH`).")
+
+
 def _packed(records) -> str:
     """A note on measured times taken while runs shared a machine (Ray packs them)."""
     packed = [r for r in records if (r.get("execution") or {}).get("shared_machine")]
@@ -84,7 +96,7 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg) 
              "Timing: verdicts use modelled speedups (SPEC §8), " + (
                  f"from step-time tables measured on {', '.join(devices)}." if devices else
                  "but this study has no step-time tables, so they fall back to measured ones.")
-             + _packed(records), ""]
+             + _packed(records) + _slow_tables(step_tables), ""]
     for name, rows in built.items():
         lines += [f"## {CAPTIONS[name].split('.')[0]}", "", CAPTIONS[name], "", to_markdown(rows)]
     verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]

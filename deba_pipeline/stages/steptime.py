@@ -21,6 +21,15 @@ def reached_sizes(runs_dir, arch) -> dict:
     return sizes
 
 
+def calm_step(runs_dir, arch, dataset, size) -> float | None:
+    """The fastest step the fixed runs of `arch` took at `size`: what an undisturbed machine
+    does, to tell a step-time measurement made while it was slow throughout."""
+    steps = [e["epoch_time_s"] / e["steps"] for r in read_records(runs_dir)
+             if r["arch"] == arch and r["dataset"] == dataset and r["method"] == "fixed"
+             for e in r["epochs"] if e["batch_size"] == size and e.get("steps")]
+    return min(steps) if steps else None
+
+
 def run(cfg, arch: str, runs: str = "runs", out: str | None = None) -> dict:
     reached, d, t = reached_sizes(runs, arch), cfg.deba, cfg.timing
     table = {}
@@ -33,7 +42,8 @@ def run(cfg, arch: str, runs: str = "runs", out: str | None = None) -> dict:
         table[dataset] = {"device": device_name(trainer.device),
                           "repeats": t.repeats, "steps": t.steps,
                           **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats,
-                                    t.steps, t.warmup, t.estimate)}
+                                    t.steps, t.warmup, t.estimate,
+                                    calm_step(runs, arch, dataset, cfg.train.batch_size))}
         print(f"{arch}/{dataset}: step times at {len(table[dataset]['step_s'])} batch sizes "
               f"on {table[dataset]['device']}", flush=True)
     write_json(out or f"results/steptime/{arch}.json", table)
