@@ -36,6 +36,10 @@ def test_paired_estimate_is_the_median_ratio_to_the_reference_over_undisturbed_r
     step_s, used = steptime.estimate(rounds, reference=64, how="paired")
     assert used == 2 and step_s == pytest.approx({64: 0.010, 32: 0.010 * (0.6 + 0.5) / 2})
     assert steptime.estimate(rounds, 64, "median") == ({64: 0.010, 32: 0.006}, 3)
+    # the reference timed right beside each size: its ratios, 0.6/1.2 and 0.5/1.0 -> 0.5
+    beside = {64: [0.010, 0.010, 0.020], 32: [0.012, 0.010, 0.024]}
+    assert steptime.estimate(rounds, 64, "paired", beside)[0] == pytest.approx(
+        {64: 0.010, 32: 0.005})
 
 
 def test_real_time_scheduling_while_measuring_then_restored_or_a_fallback(monkeypatch):
@@ -84,13 +88,16 @@ def _fake_rounds(factors):
     size/64 × 10 ms × the next factor (2.0: a machine slow throughout)."""
     calls = []
 
-    def rounds(timed, times, order, too_big, warmup, repeats, optimizer, device):
+    def rounds(timed, times, order, too_big, warmup, repeats, optimizer, device,
+               reference=None, beside=None):
         factor = factors[min(len(calls), len(factors) - 1)]
         calls.append(factor)
         for _ in range(repeats):
             for size in times:
                 times[size].append(factor * size / 64 * 0.010)
                 order.append(size)
+                if beside is not None:
+                    beside[size].append(factor * 0.010)
     return rounds, calls
 
 
@@ -127,3 +134,10 @@ def test_the_report_names_a_table_measured_slow_throughout():
     assert _slow_tables(tables).startswith(" The step-time tables of test_vit/digits were "
                                            "measured while this machine ran slow throughout")
     assert _slow_tables({"test_resnet": tables["test_resnet"]}) == ""
+
+
+def test_paired_measure_times_every_size_with_the_reference_beside_it(tmp_path):
+    trainer = Trainer(tiny_spec("fixed"), tmp_path)
+    table = steptime.measure(trainer, [40], reference=64, repeats=2, steps=1, warmup=0)
+    assert table["estimate"] == "paired" and table["order"] == [40, 64] * 2
+    assert set(table["step_s"]) == {"40", "64"} and table["rounds_used"] in (1, 2)

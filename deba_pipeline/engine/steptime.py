@@ -130,8 +130,12 @@ def _slow_throughout(reference_times, calm_step_s) -> bool:
     return bool(reference_times and calm_step_s and min(reference_times) > SLOW * calm_step_s)
 
 
-def estimate(rounds: dict, reference: int, how: str = "paired") -> tuple[dict, int]:
-    """({size: seconds per step}, rounds used) from {size: [seconds, one per round]}."""
+def estimate(rounds: dict, reference: int, how: str = "paired",
+             beside: dict | None = None) -> tuple[dict, int]:
+    """({size: seconds per step}, rounds used) from {size: [seconds, one per round]};
+    `beside[size]` holds the reference's time measured right after that size in each round (a
+    disturbance of a second or so then touches both sides of a ratio), else the round's own
+    reference time is used."""
     if how == "median" or reference not in rounds:
         return {s: statistics.median(t) for s, t in rounds.items()}, len(rounds[next(iter(rounds))])
     fastest = {s: min(t) for s, t in rounds.items()}
@@ -140,7 +144,8 @@ def estimate(rounds: dict, reference: int, how: str = "paired") -> tuple[dict, i
                 for i in range(count)]
     kept = [i for i in range(count) if slowness[i] <= DISTURBED] or range(count)
     ref = statistics.median(rounds[reference][i] for i in kept)
-    return {s: ref * statistics.median(t[i] / rounds[reference][i] for i in kept)
+    partner = beside or {s: rounds[reference] for s in rounds}
+    return {s: ref * statistics.median(t[i] / partner[s][i] for i in kept)
             for s, t in rounds.items()}, len(kept)
 
 
@@ -179,15 +184,20 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
     times = {size: [] for size in batches}
     order, too_big = [], []
     extra = 0
+    beside = {size: [] for size in times} if how == "paired" and reference in times else None
     with device_to_ourselves() as priority:
-        _rounds(timed, times, order, too_big, warmup, repeats, optimizer, trainer.device)
+        _rounds(timed, times, order, too_big, warmup, repeats, optimizer, trainer.device,
+                reference, beside)
         while extra < EXTRA and _slow_throughout(times.get(reference), calm_step_s):
             extra += 1
-            _rounds(timed, times, order, too_big, 0, repeats, optimizer, trainer.device)
+            _rounds(timed, times, order, too_big, 0, repeats, optimizer, trainer.device,
+                    reference, beside)
     model.load_state_dict(saved[0])
     optimizer.load_state_dict(saved[1])
     data.generator.set_state(saved[2])
-    step_s, used = estimate(times, reference, how) if times else ({}, 0)
+    if beside is not None:
+        beside = {size: beside[size] for size in times}  # sizes that ran out of memory: gone
+    step_s, used = estimate(times, reference, how, beside) if times else ({}, 0)
     slow = _slow_throughout(times.get(reference), calm_step_s)
     return {"step_s": {str(s): v for s, v in step_s.items()}, "estimate": how,
             "rounds_used": used, "extra_rounds": extra * repeats, "slow_throughout": slow,
@@ -196,12 +206,16 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
             "order": order, "out_of_memory": too_big, "measured_at": priority}
 
 
-def _rounds(timed, times, order, too_big, warmup, repeats, optimizer, device) -> None:
-    """`warmup` untimed and `repeats` timed rounds over every size, round-robin."""
+def _rounds(timed, times, order, too_big, warmup, repeats, optimizer, device,
+            reference=None, beside=None) -> None:
+    """`warmup` untimed and `repeats` timed rounds over every size, round-robin; with `beside`,
+    the reference size is timed again right after each other size."""
     for round_ in range(warmup + repeats):
         for size in list(times):
             try:
                 seconds = timed(size)
+                partner = timed(reference) if beside is not None and size != reference \
+                    else seconds
             except torch.OutOfMemoryError:
                 optimizer.zero_grad(set_to_none=True)
                 if device.type == "cuda":
@@ -212,3 +226,5 @@ def _rounds(timed, times, order, too_big, warmup, repeats, optimizer, device) ->
             if round_ >= warmup:
                 times[size].append(seconds)
                 order.append(size)
+                if beside is not None:
+                    beside[size].append(partner)
