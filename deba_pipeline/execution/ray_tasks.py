@@ -89,7 +89,7 @@ def run_on_ray(cfg, specs, write) -> list:
         ref = task.remote(spec, state_dir, tracking, experiment_name(cfg), os.getcwd(),
                           max(1, int(cpus)), gpus)
         pending[ref] = index
-    failed = []
+    failed, placement = [], where_it_ran(ray, gpus, cpus) if pending else None
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         index = pending.pop(ready[0])
@@ -98,7 +98,7 @@ def run_on_ray(cfg, specs, write) -> list:
         except Exception as exc:  # noqa: BLE001 (a run's own error, or a lost worker)
             failed.append(f"  {specs[index].name}: {_reason(exc)}")
             continue
-        records[index]["execution"] = where_it_ran(ray, gpus, cpus)
+        records[index]["execution"] = dict(placement)
         # the finished-run cache keeps it too, so a reused record still says how it was timed
         write_json(Checkpointer(Path(state_dir), specs[index]).done_path, records[index])
         write(specs[index], records[index])

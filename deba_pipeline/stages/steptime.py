@@ -12,26 +12,27 @@ from ..engine.steptime import device_name, ladder, measure
 from .runs import read_records, run_spec
 
 
-def reached_sizes(runs_dir, arch) -> dict:
-    """{dataset: every batch size an epoch of `arch` ran at, in any record under runs_dir}."""
+def reached_sizes(records, arch) -> dict:
+    """{dataset: every batch size an epoch of `arch` ran at, in any of `records`}."""
     sizes = defaultdict(set)
-    for record in read_records(runs_dir):
+    for record in records:
         if record["arch"] == arch:
             sizes[record["dataset"]].update(e["batch_size"] for e in record["epochs"])
     return sizes
 
 
-def calm_step(runs_dir, arch, dataset, size) -> float | None:
+def calm_step(records, arch, dataset, size) -> float | None:
     """The fastest step the fixed runs of `arch` took at `size`: what an undisturbed machine
     does, to tell a step-time measurement made while it was slow throughout."""
-    steps = [e["epoch_time_s"] / e["steps"] for r in read_records(runs_dir)
+    steps = [e["epoch_time_s"] / e["steps"] for r in records
              if r["arch"] == arch and r["dataset"] == dataset and r["method"] == "fixed"
              for e in r["epochs"] if e["batch_size"] == size and e.get("steps")]
     return min(steps) if steps else None
 
 
 def run(cfg, arch: str, runs: str = "runs", out: str | None = None) -> dict:
-    reached, d, t = reached_sizes(runs, arch), cfg.deba, cfg.timing
+    records, d, t = read_records(runs), cfg.deba, cfg.timing
+    reached = reached_sizes(records, arch)
     table = {}
     for dataset in cfg.study.datasets:
         spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
@@ -43,7 +44,7 @@ def run(cfg, arch: str, runs: str = "runs", out: str | None = None) -> dict:
                           "repeats": t.repeats, "steps": t.steps,
                           **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats,
                                     t.steps, t.warmup, t.estimate,
-                                    calm_step(runs, arch, dataset, cfg.train.batch_size))}
+                                    calm_step(records, arch, dataset, cfg.train.batch_size))}
         print(f"{arch}/{dataset}: step times at {len(table[dataset]['step_s'])} batch sizes "
               f"on {table[dataset]['device']}", flush=True)
     write_json(out or f"results/steptime/{arch}.json", table)
