@@ -27,17 +27,23 @@ def _params(args):
     from .stages.plan import preflight
     cfg = load_params(args.params)
     preflight(cfg, args.params)
-    arch = getattr(args, "arch", None)
-    if arch is not None and arch not in cfg.study.archs:
-        from .errors import fail
-        fail("--arch", arch, f"one of study.archs in {args.params}: "
-             f"{', '.join(cfg.study.archs)}")
     return cfg
+
+
+def _archs(args, cfg) -> list:
+    """The architectures `--arch` names (each one of study.archs), else all of study.archs."""
+    for arch in args.arch or []:
+        if arch not in cfg.study.archs:
+            from .errors import fail
+            fail("--arch", arch, f"one of study.archs in {args.params}: "
+                 f"{', '.join(cfg.study.archs)}")
+    return list(dict.fromkeys(args.arch)) if args.arch else list(cfg.study.archs)
 
 
 def cmd_profile(args) -> None:
     from .stages import profile
-    profile.run(_params(args), args.arch, args.out, args.stability)
+    cfg = _params(args)
+    profile.run(cfg, _archs(args, cfg), args.out, args.stability)
 
 
 def cmd_calibrate(args) -> None:
@@ -47,17 +53,20 @@ def cmd_calibrate(args) -> None:
 
 def cmd_train(args) -> None:
     from .stages import train
-    train.run(_params(args), args.arch, args.out, args.profiles, args.thresholds)
+    cfg = _params(args)
+    train.run(cfg, _archs(args, cfg), args.out, args.profiles, args.thresholds)
 
 
 def cmd_ablate(args) -> None:
     from .stages import ablate
-    ablate.run(_params(args), args.arch, args.out, args.thresholds)
+    cfg = _params(args)
+    ablate.run(cfg, _archs(args, cfg), args.out, args.thresholds)
 
 
 def cmd_steptime(args) -> None:
     from .stages import steptime
-    steptime.run(_params(args), args.arch, args.runs, args.out)
+    cfg = _params(args)
+    steptime.run(cfg, _archs(args, cfg), args.runs, args.out)
 
 
 def cmd_aggregate(args) -> None:
@@ -107,28 +116,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", default="params.yaml", help=params_help)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         if arch:
-            p.add_argument("--arch", required=True, help="the timm architecture to run")
+            p.add_argument("--arch", action="append", metavar="ARCH",
+                           help="only this one of study.archs (repeatable; default: all)")
         for option, (default, what) in paths.items():
             p.add_argument(f"--{option}", default=default, help=f"{what} (default: %(default)s)")
         p.set_defaults(func=func)
         return p
 
-    stage("profile", cmd_profile, "fixed-batch profile runs of one architecture", arch=True,
-          out=("runs/profile", "folder for the run records"),
-          stability=(None, "stability summary file (results/stability/ARCH.json when unset)"))
+    stage("profile", cmd_profile, "fixed-batch profile runs of the study's architectures",
+          arch=True, out=("runs/profile", "folder for the run records"),
+          stability=("results/stability", "folder for the stability summaries, ARCH.json"))
     stage("calibrate", cmd_calibrate, "thresholds from the profile runs",
           runs=("runs/profile", "folder of profile run records"),
           out=("results/thresholds.json", "thresholds file to write"))
-    stage("train", cmd_train, "fixed and DEBA runs of one architecture", arch=True,
+    stage("train", cmd_train, "fixed and DEBA runs of the study's architectures", arch=True,
           out=("runs/train", "folder for the run records"),
           profiles=("runs/profile", "profile records whose fixed runs are reused"),
           thresholds=("results/thresholds.json", "calibrated thresholds to read"))
-    stage("ablate", cmd_ablate, "DEBA ablation variants of one architecture", arch=True,
+    stage("ablate", cmd_ablate, "DEBA ablation variants of the study's architectures", arch=True,
           out=("runs/ablate", "folder for the run records"),
           thresholds=("results/thresholds.json", "calibrated thresholds to read"))
-    stage("steptime", cmd_steptime, "the step-time table of one architecture (SPEC §8)",
-          arch=True, runs=("runs", "run records whose batch sizes the table must cover"),
-          out=(None, "table file to write (results/steptime/ARCH.json when unset)"))
+    stage("steptime", cmd_steptime, "the step-time tables of the study's architectures (SPEC §8)",
+          arch=True, runs=("runs", "run records whose batch sizes the tables must cover"),
+          out=("results/steptime", "folder for the tables, ARCH.json"))
     stage("aggregate", cmd_aggregate, "tables, figures and REPORT.md from run records",
           runs=("runs", "folder searched for run records"),
           out=("reports", "folder for tables, figures, REPORT.md and metrics.json"),

@@ -141,6 +141,38 @@ def test_on_two_gpus_two_runs_are_in_flight_while_runs_remain(ray_session, tmp_p
     assert len(records) == 4 and all(not r["execution"]["shared_machine"] for r in records)
 
 
+def _placement():
+    import torch
+    return (ray.get_runtime_context().get_assigned_resources(), torch.get_num_threads(),
+            os.getcwd())
+
+
+def test_a_step_time_table_is_measured_with_a_whole_device(ray_session, tmp_path):
+    from ray import cloudpickle
+    from deba_pipeline.execution import measure_apart
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not on a worker's path
+    [(cpu, threads, cwd)] = measure_apart(ray_cfg(tmp_path), _placement, [()])
+    assert cpu == {"CPU": 4.0} and threads == 1 and cwd == os.getcwd()  # the node's every core
+    both = measure_apart(ray_cfg(tmp_path, gpus_per_run=0.5), _placement, [(), ()])
+    assert [b[0] for b in both] == [{"GPU": 1.0, "CPU": 1.0}] * 2  # a whole GPU, not a share
+
+
+def test_a_training_stage_sends_every_architecture_in_one_pool(tmp_path, monkeypatch):
+    from deba_pipeline.cli import main
+    from helpers import small_params
+    pools = []
+    monkeypatch.setattr("deba_pipeline.execution.execute",
+                        lambda cfg, specs, write: pools.append([s.name for s in specs]) or [])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params({
+        "study": {"archs": ["test_resnet", "test_vit"]}, "deba": {"thresholds": "fixed"}}))
+    assert main(["train"]) == 0 and main(["ablate"]) == 0 and main(["train", "--arch", "test_vit"]) == 0
+    train, ablate, one = pools
+    assert {n.split("/")[0] for n in train} == {n.split("/")[0] for n in ablate} \
+        == {"test_resnet", "test_vit"}
+    assert {n.split("/")[0] for n in one} == {"test_vit"} and len(one) == len(train) // 2
+
+
 def test_the_micro_study_on_a_ray_cluster_started_apart(tmp_path):
     from conftest import copy_project
     workspace = copy_project(tmp_path / "clone")

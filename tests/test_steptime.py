@@ -141,3 +141,36 @@ def test_paired_measure_times_every_size_with_the_reference_beside_it(tmp_path):
     table = steptime.measure(trainer, [40], reference=64, repeats=2, steps=1, warmup=0)
     assert table["estimate"] == "paired" and table["order"] == [40, 64] * 2
     assert set(table["step_s"]) == {"40", "64"} and table["rounds_used"] in (1, 2)
+
+
+def _counting_tables(monkeypatch):
+    """The step-time stage with a stand-in for the measurement itself (the real one is tested
+    above and in the pipeline test): which (arch, dataset) tables it measures."""
+    from deba_pipeline.stages import steptime as stage
+    measured = []
+
+    def fake_table(cfg, arch, dataset, reached, calm):
+        measured.append(arch)
+        return {"device": "cpu", "step_s": {"64": 0.01 * len(measured)}}
+    monkeypatch.setattr(stage, "table", fake_table)
+    return stage, measured
+
+
+def test_a_table_is_measured_once_for_its_inputs_and_again_when_they_change(tmp_path,
+                                                                            monkeypatch):
+    from helpers import tiny_cfg
+    stage, measured = _counting_tables(monkeypatch)
+    cfg = tiny_cfg(study={"archs": ["test_resnet", "test_vit"], "datasets": ["digits"]})
+    cfg.tracking.dir = str(tmp_path / "state")
+    out = tmp_path / "steptime"
+    first = stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
+    assert measured == ["test_resnet", "test_vit"]
+    again = stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
+    assert measured == ["test_resnet", "test_vit"] and again == first  # kept, not measured
+    cfg.train.model_kwargs = {"test_vit": {"patch_size": 2}}  # only test_vit's runs change
+    stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
+    assert measured == ["test_resnet", "test_vit", "test_vit"]
+    cfg.timing.repeats = 3  # a timing param changes every table
+    stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
+    assert measured[3:] == ["test_resnet", "test_vit"]
+    assert sorted(p.name for p in out.iterdir()) == ["test_resnet.json", "test_vit.json"]

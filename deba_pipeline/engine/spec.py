@@ -69,7 +69,11 @@ class RunSpec:
         config = self.config()
         for label in ("variant", "extra"):
             config.pop(label)
-        config["train"].pop("checkpoint_every")
+        train = config["train"]
+        train.pop("checkpoint_every")
+        # only this architecture's entries: another's edit must not retrain this one
+        for per_arch in ("image_size", "model_kwargs"):
+            train[per_arch] = train[per_arch].get(self.arch)
         return config
 
     def key(self) -> str:

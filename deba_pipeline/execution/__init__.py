@@ -28,13 +28,29 @@ def execute(cfg, specs, write) -> list:
     return run_here(cfg, specs, write)
 
 
-def run_here(cfg, specs, write, progress: bool = True) -> list:
-    """The local backend: in this process, one run after another; the first failure stops."""
-    tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
-    threads = cfg.execution.cpus_per_run
+def measure_apart(cfg, measure, arg_lists) -> list:
+    """`measure(*args)` for each of `arg_lists`, each with the device to itself (SPEC §8's
+    step-time tables): here, one after another, on the local backend; on Ray, each a task that
+    holds a whole GPU, or a whole node where the cluster has no GPU. Results in order."""
+    if not arg_lists:
+        return []
+    if cfg.execution.backend == "ray":
+        from .ray_tasks import measure_on_ray
+        return measure_on_ray(cfg, measure, arg_lists)
+    _set_threads(cfg.execution.cpus_per_run)
+    return [measure(*args) for args in arg_lists]
+
+
+def _set_threads(threads) -> None:
     if threads is not None:
         import torch
         torch.set_num_threads(max(1, int(threads)))
+
+
+def run_here(cfg, specs, write, progress: bool = True) -> list:
+    """The local backend: in this process, one run after another; the first failure stops."""
+    tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
+    _set_threads(cfg.execution.cpus_per_run)
     records = []
     for spec in specs:
         record = train(spec, state_dir=cfg.tracking.dir, tracking=tracking,

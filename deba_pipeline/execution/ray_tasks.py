@@ -30,6 +30,32 @@ def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_sh
                  progress=False)
 
 
+def _measure_in_worker(measure, args, cwd, threads):
+    import torch
+    os.chdir(cwd)
+    torch.set_num_threads(threads)
+    return measure(*args)
+
+
+def measure_on_ray(cfg, measure, arg_lists) -> list:
+    """Each measurement a task holding a whole GPU or, on a cluster without GPUs, a whole node's
+    cores; it times steps with the threads a run was given (`execution.cpus_per_run`)."""
+    ray = connect(cfg.execution.address)
+    threads = max(1, int(cfg.execution.cpus_per_run or 1))
+    if gpus_per_run(cfg.execution.gpus_per_run, ray) > 0:
+        whole = dict(num_gpus=1, num_cpus=threads)
+    else:
+        whole = dict(num_cpus=max(n["Resources"].get("CPU", 0) for n in ray.nodes()
+                                  if n.get("Alive")))
+    task = ray.remote(_measure_in_worker).options(max_retries=cfg.execution.max_retries,
+                                                  retry_exceptions=False, **whole)
+    refs = [task.remote(measure, args, os.getcwd(), threads) for args in arg_lists]
+    try:
+        return ray.get(refs)
+    except Exception as exc:  # noqa: BLE001 (a measurement's own error, or a lost worker)
+        raise DebaError(f"a step-time measurement failed on Ray: {_reason(exc)}") from None
+
+
 def connect(address=None):
     """Ray for this process: joined at `address` (or RAY_ADDRESS), else started here."""
     try:

@@ -1,13 +1,15 @@
-"""Ablate stage: the DEBA variants of SPEC §3 (params `ablate.variants`) for one architecture on
-the ablation dataset; the fixed baseline comes from the train stage. `deba ablate --arch resnet18`"""
+"""Ablate stage: the DEBA variants of SPEC §3 (params `ablate.variants`) for every architecture on
+the ablation dataset, in one pool; the fixed baseline comes from the train stage.
+`deba ablate` (or `deba ablate --arch resnet18` for one)"""
 from .runs import run_all, run_spec
 from .train import load_thresholds
 
 
-def run(cfg, arch: str, out: str = "runs/ablate",
+def run(cfg, archs, out: str = "runs/ablate",
         thresholds: str = "results/thresholds.json") -> None:
     calibrated = load_thresholds(cfg, thresholds)
     specs = [run_spec(cfg, arch, cfg.ablate.dataset, seed, "deba", name, deba_overrides=overrides,
                       calibrated=calibrated)
-             for name, overrides in cfg.ablate.variants.items() for seed in cfg.study.seeds]
+             for arch in archs for name, overrides in cfg.ablate.variants.items()
+             for seed in cfg.study.seeds]
     run_all(cfg, specs, out)

@@ -1,7 +1,8 @@
-"""Profile stage: fixed-batch runs of one architecture per dataset and profile seed (SPEC §2),
-then its stability metrics per dataset (S per seed, μ_S, σ_S, convergence stability, class,
-prediction). `deba profile --arch resnet18` writes runs/profile/resnet18/ and
-results/stability/resnet18.json."""
+"""Profile stage: fixed-batch runs of every architecture per dataset and profile seed (SPEC §2),
+all in one pool so every device stays busy, then each architecture's stability metrics per
+dataset (S per seed, μ_S, σ_S, convergence stability, class, prediction).
+`deba profile` writes runs/profile/ARCH/ and results/stability/ARCH.json for each of
+study.archs (`--arch A` for one)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,10 +14,11 @@ from ..engine.files import write_json
 from .runs import run_all, run_spec
 
 
-def run(cfg, arch: str, out: str = "runs/profile", stability: str | None = None) -> dict:
+def run(cfg, archs, out: str = "runs/profile", stability: str = "results/stability") -> dict:
     specs = [run_spec(cfg, arch, dataset, seed, "fixed", "profile", profile=True)
-             for dataset in cfg.study.datasets for seed in cfg.study.profile_seeds]
-    records = run_all(cfg, specs, out)
-    summary = profile_summary(records, OmegaConf.to_container(cfg.taxonomy)).get(arch, {})
-    write_json(stability or Path("results") / "stability" / f"{arch}.json", summary)
-    return summary
+             for arch in archs for dataset in cfg.study.datasets
+             for seed in cfg.study.profile_seeds]
+    summaries = profile_summary(run_all(cfg, specs, out), OmegaConf.to_container(cfg.taxonomy))
+    for arch in archs:
+        write_json(Path(stability) / f"{arch}.json", summaries.get(arch, {}))
+    return summaries

@@ -1,14 +1,22 @@
 """Step-time stage (SPEC §8): per architecture and dataset, the time of one training step at
 every batch size the study can reach (the ladder from train.batch_size) or did reach (every size
-in the run records), measured once, interleaved, on this machine's device. The aggregate stage
-models each run's time from it. `deba steptime --arch resnet18`"""
+in the run records), measured once per study with the device to itself: in this process on the
+local backend, on Ray as a task holding a whole GPU (on a CPU cluster, a whole node). A table
+is kept under `tracking.dir`/steptime by what it measured, so a stage rerun for another
+architecture's runs measures only the tables whose inputs changed (delete that folder to measure
+every table again). The aggregate stage models each run's time from it.
+`deba steptime` (or `deba steptime --arch resnet18` for one)"""
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
+from pathlib import Path
 
-from ..engine.files import write_json
+from ..engine.files import read_json, write_json
 from ..engine.loop import Trainer
 from ..engine.steptime import device_name, ladder, measure
+from ..execution import measure_apart
 from .runs import read_records, run_spec
 
 
@@ -30,22 +38,48 @@ def calm_step(records, arch, dataset, size) -> float | None:
     return min(steps) if steps else None
 
 
-def run(cfg, arch: str, runs: str = "runs", out: str | None = None) -> dict:
-    records, d, t = read_records(runs), cfg.deba, cfg.timing
-    reached = reached_sizes(records, arch)
-    table = {}
-    for dataset in cfg.study.datasets:
-        spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
-        trainer = Trainer(spec, cfg.tracking.dir)
-        high = min(d.max_batch, trainer.data.train_size)
-        sizes = set(ladder(cfg.train.batch_size, d.growth, d.rollback, d.min_batch, high))
-        sizes |= reached.get(dataset, set())
-        table[dataset] = {"device": device_name(trainer.device),
-                          "repeats": t.repeats, "steps": t.steps,
-                          **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats,
-                                    t.steps, t.warmup, t.estimate,
-                                    calm_step(records, arch, dataset, cfg.train.batch_size))}
-        print(f"{arch}/{dataset}: step times at {len(table[dataset]['step_s'])} batch sizes "
-              f"on {table[dataset]['device']}", flush=True)
-    write_json(out or f"results/steptime/{arch}.json", table)
-    return table
+def table(cfg, arch, dataset, reached, calm) -> dict:
+    """One architecture's table on one dataset, measured where this is called."""
+    d, t = cfg.deba, cfg.timing
+    trainer = Trainer(run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"),
+                      cfg.tracking.dir)
+    high = min(d.max_batch, trainer.data.train_size)
+    sizes = set(ladder(cfg.train.batch_size, d.growth, d.rollback, d.min_batch, high)) | reached
+    return {"device": device_name(trainer.device), "repeats": t.repeats, "steps": t.steps,
+            **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats, t.steps,
+                      t.warmup, t.estimate, calm)}
+
+
+def kept_path(cfg, arch, dataset, reached) -> Path:
+    """Where the table of these inputs is kept: the run key of the fixed baseline (model, data,
+    training config, training code) with the ladder, the sizes reached and the timing params."""
+    spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
+    d = cfg.deba
+    inputs = [spec.key(), sorted(reached), d.growth, d.rollback, d.min_batch, d.max_batch,
+              dict(cfg.timing), cfg.execution.cpus_per_run]
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cfg.tracking.dir) / "steptime" / f"{digest}.json"
+
+
+def run(cfg, archs, runs: str = "runs", out: str = "results/steptime") -> dict:
+    records = read_records(runs)
+    tables, jobs = {arch: {} for arch in archs}, []
+    for arch in archs:
+        reached = reached_sizes(records, arch)
+        for dataset in cfg.study.datasets:
+            kept = kept_path(cfg, arch, dataset, reached.get(dataset, set()))
+            if kept.is_file():
+                tables[arch][dataset] = read_json(kept, "delete it to measure the table again")
+                continue
+            jobs.append(((arch, dataset, kept), (cfg, arch, dataset, reached.get(dataset, set()),
+                                                 calm_step(records, arch, dataset,
+                                                           cfg.train.batch_size))))
+    measured_tables = measure_apart(cfg, table, [args for _, args in jobs])
+    for ((arch, dataset, kept), _), measured in zip(jobs, measured_tables):
+        write_json(kept, measured)
+        tables[arch][dataset] = measured
+        print(f"{arch}/{dataset}: step times at {len(measured['step_s'])} batch sizes on "
+              f"{measured['device']}", flush=True)
+    for arch in archs:
+        write_json(Path(out) / f"{arch}.json", tables[arch])
+    return tables

@@ -1,8 +1,8 @@
-"""Train stage: the main comparison, fixed batch against DEBA, for one architecture over every
-dataset and seed. The fixed runs are trained here, apart from the profile runs; with
+"""Train stage: the main comparison, fixed batch against DEBA, for every architecture, dataset
+and seed, in one pool so every device stays busy. The fixed runs are trained here, apart from the profile runs; with
 study.reuse_profile_runs a fixed run identical to a profile run is taken from the profile stage
 (its record says `reused_from: profile`).
-`deba train --arch resnet18`"""
+`deba train` (or `deba train --arch resnet18` for one)"""
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,15 +32,16 @@ def reuse_profiles(specs, profile_dir, out) -> list:
     return remaining
 
 
-def run(cfg, arch: str, out: str = "runs/train", profile_dir: str = "runs/profile",
+def run(cfg, archs, out: str = "runs/train", profile_dir: str = "runs/profile",
         thresholds: str = "results/thresholds.json") -> None:
     calibrated = load_thresholds(cfg, thresholds)
     specs = []
-    for dataset in cfg.study.datasets:
-        for seed in cfg.study.seeds:
-            specs.append(run_spec(cfg, arch, dataset, seed, "fixed", "baseline"))
-            specs.append(run_spec(cfg, arch, dataset, seed, "deba", "baseline",
-                                  calibrated=calibrated))
+    for arch in archs:
+        for dataset in cfg.study.datasets:
+            for seed in cfg.study.seeds:
+                specs.append(run_spec(cfg, arch, dataset, seed, "fixed", "baseline"))
+                specs.append(run_spec(cfg, arch, dataset, seed, "deba", "baseline",
+                                      calibrated=calibrated))
     if cfg.study.reuse_profile_runs:
-        specs = reuse_profiles(specs, Path(profile_dir) / arch, out)
+        specs = reuse_profiles(specs, profile_dir, out)
     run_all(cfg, specs, out)
