@@ -35,7 +35,9 @@ def clone(dest: Path, execution: dict) -> Path:
 
 def reproduce(workspace: Path) -> float:
     began = time.perf_counter()
-    subprocess.run(["dvc", "repro", "-q"], cwd=workspace, check=True, capture_output=True)
+    done = subprocess.run(["dvc", "repro", "-q"], cwd=workspace, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"dvc repro failed in {workspace}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return time.perf_counter() - began
 
 

@@ -74,6 +74,7 @@ class TrainConfig:
     precision: str = "fp32"        # fp32 | bf16 (autocast, GPU)
     channels_last: bool = False
     checkpoint_every: int = 1      # epochs between checkpoints
+    processes: int = 1             # data-parallel ranks per run (torchrun + DDP, SPEC §7); B is global
     # arch -> input side in pixels, resized on the device (SPEC §3: ViT-B/16 at 224)
     image_size: Dict[str, int] = field(default_factory=lambda: {"vit_base_patch16_224": 224})
     model_kwargs: Dict[str, Any] = field(default_factory=dict)  # arch -> timm.create_model kwargs
@@ -278,6 +279,7 @@ def merge(user, source: str = "<params>", overrides: Optional[list] = None) -> D
         cfg.ablate.variants = OmegaConf.merge(variants, OmegaConf.from_dotlist(
             [o.removeprefix("ablate.variants.") for o in overrides or []
              if o.startswith("ablate.variants.")]))
+    from .validation import validate  # it reads this module's schema and rules
     validate(cfg, source)
     return cfg
 
@@ -308,100 +310,3 @@ def _check_keys(user, schema, source, prefix):
             fail(path, value, "a list", f"{source}: ")
         if typed:
             _check_keys(value, node, source, f"{path}.")
-
-
-MAX_EPOCHS = 10_000  # more is a typo, not a study
-
-
-def _validate_data(cfg, where) -> None:
-    d, t = cfg.data, cfg.train
-    if not 0 < d.test_fraction < 1:
-        fail("data.test_fraction", d.test_fraction, "a number in (0, 1)", where)
-    least = {"train_size": 1, "test_size": 1, "num_classes": 2, "image_size": 1, "channels": 1}
-    for key, low in least.items():
-        if d.synthetic[key] < low:
-            fail(f"data.synthetic.{key}", d.synthetic[key], f"an integer >= {low}", where)
-    for arch, side in t.image_size.items():
-        if side < 1:
-            fail(f"train.image_size.{arch}", side, "an integer >= 1 (pixels)", where)
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device):
-        fail("train.device", t.device, "auto, cpu, mps, cuda or cuda:N", where)
-
-
-def _validate_execution(ex, where) -> None:
-    if ex.backend not in ("local", "ray"):
-        fail("execution.backend", ex.backend, "local or ray", where)
-    gpus = ex.gpus_per_run
-    if gpus != "auto" and not (_number(gpus) and 0 <= gpus):
-        fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)",
-             where)
-    if ex.cpus_per_run is not None and not ex.cpus_per_run > 0:
-        fail("execution.cpus_per_run", ex.cpus_per_run, "a number > 0, or null", where)
-    if ex.max_retries < 0:
-        fail("execution.max_retries", ex.max_retries, "an integer >= 0", where)
-
-
-def validate(cfg: DictConfig, source: str = "<params>") -> None:
-    s, t, where = cfg.study, cfg.train, f"{source}: "
-    for key in ("archs", "datasets", "seeds", "profile_seeds"):
-        if len(s[key]) == 0:
-            fail(f"study.{key}", list(s[key]), "a non-empty list", where)
-    for dataset in list(s.datasets) + [cfg.ablate.dataset]:
-        if dataset not in DATASETS:
-            fail("study.datasets", dataset, f"one of {', '.join(DATASETS)}", where)
-    for key in ("archs", "datasets", "seeds", "profile_seeds"):
-        repeated = sorted({str(v) for v in s[key] if list(s[key]).count(v) > 1})
-        if repeated:
-            fail(f"study.{key}", list(s[key]), f"a list without repeats ({', '.join(repeated)} "
-                 f"appears twice)", where)
-    for seed in list(s.seeds) + list(s.profile_seeds):
-        if seed < 0:
-            fail("study.seeds", seed, "an integer >= 0", where)
-    if not SAFE_NAME.fullmatch(s.name):
-        fail("study.name", s.name, "a name of letters, digits, '_', '-' and '.' (it names the "
-             "W&B group)", where)
-    if not 2 <= t.epochs <= MAX_EPOCHS:  # Δ‖∇‖ and ΔL are undefined in epoch 1
-        fail("train.epochs", t.epochs, f"an integer in [2, {MAX_EPOCHS}] (the Δ signals and the "
-             "calibration need a previous epoch)", where)
-    _validate_data(cfg, where)
-    if cfg.timing.warmup < 0:
-        fail("timing.warmup", cfg.timing.warmup, "an integer >= 0", where)
-    if not cfg.tracking.dir.strip():
-        fail("tracking.dir", cfg.tracking.dir, "a folder path (for W&B files and checkpoints)",
-             where)
-    for key, value in cfg.taxonomy.items():
-        if not (math.isfinite(value) and value >= 0):
-            fail(f"taxonomy.{key}", value, "a finite number >= 0", where)
-    positive = {"train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
-                "train.checkpoint_every": t.checkpoint_every, "timing.repeats": cfg.timing.repeats,
-                "timing.steps": cfg.timing.steps}
-    for key, value in positive.items():
-        if value < 1:
-            fail(key, value, "an integer >= 1", where)
-    for key in ("lr", "momentum", "weight_decay"):
-        if not (math.isfinite(t[key]) and t[key] >= 0):
-            fail(f"train.{key}", t[key], "a finite number >= 0", where)
-    if t.precision not in ("fp32", "bf16"):
-        fail("train.precision", t.precision, "fp32 or bf16", where)
-    if cfg.timing.estimate not in ("paired", "median"):
-        fail("timing.estimate", cfg.timing.estimate, "paired or median", where)
-    _validate_execution(cfg.execution, where)
-    if cfg.tracking.wandb not in ("offline", "online", "disabled"):
-        fail("tracking.wandb", cfg.tracking.wandb, "offline, online or disabled", where)
-    for arch, kwargs in t.model_kwargs.items():
-        reserved = {"num_classes", "in_chans", "img_size", "pretrained"} & set(kwargs or {})
-        if reserved:
-            fail(f"train.model_kwargs.{arch}", sorted(reserved), "free of num_classes, in_chans, "
-                 "img_size and pretrained (set from the dataset and train.image_size)", where)
-    check_deba(OmegaConf.to_container(cfg.deba, resolve=True), where, "deba.")
-    for name, overrides in cfg.ablate.variants.items():
-        if not SAFE_NAME.fullmatch(str(name)) or name in ("baseline", "profile"):
-            fail(f"ablate.variants.{name}", name, "a name of letters, digits, '_', '-' and '.' "
-                 "not starting with '.', other than baseline and profile (it names the "
-                 "variant's record files)", where)
-        try:
-            variant = OmegaConf.merge(cfg.deba, overrides)
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"{source}: `ablate.variants.{name}`: {exc}".splitlines()[0]) from None
-        check_deba(OmegaConf.to_container(variant, resolve=True), where, f"ablate.variants.{name}.")
-

@@ -68,9 +68,12 @@ class DEBAScheduler:
     """`DEBAScheduler(batch_size=64, **options)`: options are the fields of `DebaConfig`
     (config.py), whose defaults are the paper's: theta_stab, theta_conf, cooldown, window, growth,
     rollback, min_batch, max_batch, signals, rule, policy, rule_options, policy_options,
-    signal_options, plugins (files to load). `config=` takes a whole DebaConfig or mapping."""
+    signal_options, plugins (files to load). `config=` takes a whole DebaConfig or mapping.
+    `world_size` W > 1 (SPEC §7): the batch is global, rounded down to a multiple of W after
+    every update and never below W."""
 
-    def __init__(self, batch_size: int = TrainConfig.batch_size, config=None, **options):
+    def __init__(self, batch_size: int = TrainConfig.batch_size, config=None, *,
+                 world_size: int = 1, **options):
         self.config = cfg = deba_config(config, **options)
         for path in cfg.plugins:
             plugins.load_plugin_file(path)
@@ -80,6 +83,11 @@ class DEBAScheduler:
         check(isinstance(batch_size, int) and not isinstance(batch_size, bool)
               and cfg.min_batch <= batch_size <= cfg.max_batch, "batch_size", batch_size,
               f"an integer in [min_batch, max_batch] = [{cfg.min_batch}, {cfg.max_batch}]")
+        check(_is_int(world_size) and 1 <= world_size <= cfg.min_batch, "world_size", world_size,
+              f"an integer in [1, min_batch = {cfg.min_batch}]")
+        check(_is_int(batch_size) and batch_size % world_size == 0, "batch_size", batch_size,
+              f"a multiple of world_size = {world_size}")
+        self.world_size = world_size
         self.rule = plugins.create("rule", cfg.rule, cfg.theta_stab, cfg.theta_conf,
                                    options=cfg.rule_options, where="rule_options")
         self.signals = {name: plugins.create("signal", name, options=cfg.signal_options.get(name),
@@ -265,6 +273,7 @@ class DEBAScheduler:
             raise PluginError(f"policy {self.policy.name!r} returned batch size {size!r} for "
                               f"{decision!r} at epoch {self.epoch}: it must be an integer in "
                               f"[{low}, {high}].")
+        size = max(self.world_size, size - size % self.world_size)  # B/W samples on each rank
         if isinstance(lr_factor, bool) or not isinstance(lr_factor, (int, float)) \
                 or not (math.isfinite(lr_factor) and lr_factor > 0):
             raise PluginError(f"policy {self.policy.name!r} returned learning-rate factor "

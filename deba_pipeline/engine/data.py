@@ -121,19 +121,27 @@ class DeviceData:
             self.on_device = False
         self.x_train, self.y_train, self.x_test, self.y_test = tensors
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.rank, self.world = 0, 1  # SPEC §7: a rank's share of every global batch
+
+    def shard(self, rank: int, world: int) -> None:
+        """Take rank `rank`'s B/world samples of each global batch of B from now on; every rank
+        draws the same permutation, so each sample is seen once an epoch across ranks."""
+        self.rank, self.world = rank, world
 
     @property
     def train_size(self) -> int:
         return len(self.y_train)
 
     def train_batches(self, batch_size: int):
-        """One epoch: a fresh permutation, sliced into full batches of `batch_size`."""
+        """One epoch: a fresh permutation, sliced into full (global) batches of `batch_size`."""
         if batch_size > self.train_size:
             raise DebaError(f"batch size {batch_size} is larger than the training set "
                             f"({self.train_size} samples): lower train.batch_size or deba.max_batch.")
         order = torch.randperm(self.train_size, generator=self.generator, device=self.device)
+        share = batch_size // self.world
         for start in range(0, self.train_size - batch_size + 1, batch_size):
-            index = order[start:start + batch_size]
+            mine = start + self.rank * share
+            index = order[mine:mine + share]
             x, y = self._take(self.x_train, index), self._take(self.y_train, index)
             if self.augment:
                 x = self._augment(x)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DebaError, PluginError
 from ..scheduler import DEBAScheduler
+from . import distributed as ddp
 from .checkpoint import Checkpointer
 from .data import DeviceData, load_split
 from .models import create_model
@@ -56,11 +57,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_scheduler(spec: RunSpec) -> DEBAScheduler:
+def build_scheduler(spec: RunSpec, world: int = 1) -> DEBAScheduler:
     if spec.method == "fixed":  # observe only: the record carries the same signals
         size = spec.train.batch_size
-        return DEBAScheduler(batch_size=size, min_batch=1, max_batch=max(size, 2048))
-    return DEBAScheduler(batch_size=spec.train.batch_size, config=spec.deba)
+        return DEBAScheduler(batch_size=size, min_batch=world, max_batch=max(size, 2048),
+                             world_size=world)
+    return DEBAScheduler(batch_size=spec.train.batch_size, config=spec.deba, world_size=world)
 
 
 def forward_backward(model, x, y, autocast_dtype):
@@ -74,7 +76,8 @@ def forward_backward(model, x, y, autocast_dtype):
 class Trainer:
     def __init__(self, spec: RunSpec, state_dir=".deba"):
         self.spec, t = spec, spec.train
-        self.device = resolve_device(t.device)
+        self.rank, self.world = ddp.rank_and_world()  # (0, 1) unless launched by torchrun
+        self.device = ddp.local_device(resolve_device(t.device))
         if self.device.type == "cpu":  # denormal weights late in training halve CPU speed
             torch.set_flush_denormal(True)
         self.autocast = torch.bfloat16 if t.precision == "bf16" else None
@@ -82,6 +85,7 @@ class Trainer:
         split = load_split(spec.dataset, spec.seed, spec.data)
         side = t.image_size.get(spec.arch, split.shape[-1])
         self.data = DeviceData(split, self.device, spec.seed, spec.data.augment, side)
+        self.data.shard(self.rank, self.world)
         self.model = create_model(spec.arch, split.num_classes, split.shape[0], side,
                                   **t.model_kwargs.get(spec.arch, {})).to(self.device)
         if t.channels_last:
@@ -96,10 +100,11 @@ class Trainer:
             raise DebaError(f"{spec.name}: train.batch_size = {t.batch_size} is larger than the "
                             f"training set ({self.data.train_size} samples of {spec.dataset}): "
                             f"lower train.batch_size or use more data.")
+        self.net = ddp.wrap(self.model, self.device) if self.world > 1 else self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(self.params, lr=t.lr, momentum=t.momentum,
                                          weight_decay=t.weight_decay)
-        self.scheduler = build_scheduler(spec)
+        self.scheduler = build_scheduler(spec, self.world)
         if self.scheduler.policy.max_batch > self.data.train_size:  # an epoch needs a full batch
             self.scheduler.cap_max_batch(self.data.train_size)
         self.record = spec.new_record()
@@ -136,7 +141,8 @@ class Trainer:
             bar.set_postfix(batch=entry["batch_size"], loss=f"{entry['train_loss']:.3f}",
                             sps=f"{entry['samples_per_s']:.0f}", decision=entry["decision"])
             bar.update()
-            if epoch % self.spec.train.checkpoint_every == 0 and epoch < epochs:
+            if epoch % self.spec.train.checkpoint_every == 0 and epoch < epochs \
+                    and self.rank == 0:
                 self.checkpoints.save(epoch, self.state())
         bar.close()
         done = self.record["epochs"]
@@ -149,7 +155,8 @@ class Trainer:
                   f"{self.record['final_test_accuracy']:.2f}%, train "
                   f"{self.record['train_time_s']:.1f}s, batch sizes {sizes}"
                   + (f" (resumed after epoch {start})" if start else ""), flush=True)
-        self.checkpoints.finish(self.record)
+        if self.rank == 0:
+            self.checkpoints.finish(self.record)
         if tracker:
             tracker.summary({k: self.record[k] for k in
                              ("final_test_accuracy", "train_time_s", "eval_time_s")})
@@ -190,6 +197,8 @@ class Trainer:
                 step = self.scheduler.step(result.train_loss, result.grads)
                 signals, decision, lr_factor = step.signals, step.decision, step.lr_factor
         except PluginError as exc:
+            if self.rank != 0:
+                raise
             path = self.checkpoints.save(result.epoch - 1, self.state(), pending=result)
             raise type(exc)(f"{self.spec.name}: {exc} The trained epoch {result.epoch} is saved "
                             f"in {path}. Fix the plugin and rerun: a fixed installed plugin "
@@ -201,6 +210,8 @@ class Trainer:
                             f"loss or gradient ({exc}) {self.checkpoints.describe_last()} "
                             f"Rerunning unchanged repeats this epoch: lower train.lr, or use "
                             f"train.precision fp32.") from None
+        if self.world > 1:
+            ddp.check_agreement(self.spec.name, result.epoch, decision, self.scheduler.batch_size)
         if lr_factor != 1.0:
             for group in self.optimizer.param_groups:
                 group["lr"] *= lr_factor
@@ -226,14 +237,19 @@ class Trainer:
         epoch_mean = self.spec.deba is not None and self.spec.deba.gradient_source == "epoch_mean"
         grad_sum = [torch.zeros_like(p) for p in self.params] if epoch_mean else None
         channels_last, steps = self.spec.train.channels_last, 0
+        losses = [] if self.world > 1 else None  # each step's loss, averaged over ranks below
         for x, y in batches if batches is not None else self.data.train_batches(batch_size):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = forward_backward(self.model, x, y, self.autocast).detach().double()
-            loss_sum += loss
-            if self.spec.profile:
-                loss_sq += loss * loss
+            loss = forward_backward(self.net, x, y, self.autocast).detach().double()
+            if losses is not None:  # one rank's share: the global loss is known at the end
+                losses.append(loss)
+            else:
+                loss_sum += loss
+                if self.spec.profile:
+                    loss_sq += loss * loss
+            if self.spec.profile:  # DDP's gradients are already the global batch's
                 grads = [p.grad for p in self.params if p.grad is not None]
                 norm = torch.nn.utils.get_total_norm(grads).double()
                 norm_sum += norm
@@ -242,6 +258,9 @@ class Trainer:
                 torch._foreach_add_(grad_sum, [p.grad for p in self.params])
             self.optimizer.step()
             steps += 1
+        if losses:  # SPEC §7: the mean over every sample of every rank, step by step
+            per_step = ddp.mean_over_ranks(torch.stack(losses))
+            loss_sum, loss_sq = per_step.sum(), per_step.square().sum()
         totals = torch.stack([loss_sum, loss_sq, norm_sum, norm_sq]).tolist()  # the epoch's sync
         mean_loss = totals[0] / steps
         grads = [g / steps for g in grad_sum] if grad_sum else [p.grad for p in self.params]
@@ -261,6 +280,10 @@ class Trainer:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 fallback = self.last_fit
+                if self.world > 1:  # the other ranks are in the step's all-reduce: no fallback
+                    raise DebaError(f"{self.spec.name}: out of device memory at global batch "
+                                    f"{batch_size} ({batch_size // self.world} a process) in "
+                                    f"epoch {epoch}: lower deba.max_batch.") from None
                 if fallback is None or fallback >= batch_size:
                     raise DebaError(f"{self.spec.name}: out of device memory at batch size "
                                     f"{batch_size} in epoch {epoch}, with no smaller size known "
@@ -328,12 +351,20 @@ def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
         record.update(variant=spec.variant, config=spec.config())
         return record
     with checkpointer.lock():
+        if spec.train.processes > 1 and ddp.rank_and_world()[1] == 1:
+            return ddp.launch(spec, state_dir, tracking or {"wandb": "disabled"}, experiment,
+                              progress)
         trainer = Trainer(spec, state_dir)
-        tracking = tracking or {"wandb": "disabled"}
-        tracker = Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"),
-                          experiment, spec.name, spec.config(), str(Path(state_dir) / "wandb"),
-                          tracking.get("entity"), run_id=checkpointer.key)
+        tracker = tracker_for(spec, state_dir, tracking, experiment)
         try:
             return trainer.run(tracker, progress)
         finally:
             tracker.finish()
+
+
+def tracker_for(spec: RunSpec, state_dir, tracking: dict | None, experiment: str) -> Tracker:
+    """The run's W&B run: its id is the run key, so a resumed run continues it."""
+    tracking = tracking or {"wandb": "disabled"}
+    return Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"), experiment,
+                   spec.name, spec.config(), str(Path(state_dir) / "wandb"),
+                   tracking.get("entity"), run_id=spec.key())

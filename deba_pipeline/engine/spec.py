@@ -91,5 +91,6 @@ class RunSpec:
     def new_record(self) -> dict:
         return {"schema": RECORD_SCHEMA, "arch": self.arch, "dataset": self.dataset,
                 "seed": self.seed, "method": self.method, "variant": self.variant,
-                "key": self.key(), "final_test_accuracy": None, "train_time_s": None,
+                "key": self.key(), "world_size": self.train.processes,
+                "final_test_accuracy": None, "train_time_s": None,
                 "eval_time_s": None, "config": self.config(), "events": [], "epochs": []}

@@ -36,15 +36,19 @@ import torch
 from ..policies.multiplicative import floor_times
 
 
-def ladder(start: int, growth: float, rollback: float, low: int, high: int) -> list:
+def ladder(start: int, growth: float, rollback: float, low: int, high: int,
+           multiple: int = 1) -> list:
     """The sizes the multiplicative policy reaches from `start` by growing only or rolling back
-    only, clamped to [low, high] (SPEC §1: 64, 96, 144, ... and 64, 51, 40, ...)."""
+    only, clamped to [low, high] (SPEC §1: 64, 96, 144, ... and 64, 51, 40, ...), each rounded
+    down to a multiple of `multiple`, the processes of a data-parallel run (SPEC §7)."""
+    def fit(size):
+        return max(multiple, size - size % multiple)
     sizes, size = {start}, start
-    while size < high and (grown := min(high, floor_times(growth, size))) > size:
+    while size < high and (grown := fit(min(high, floor_times(growth, size)))) > size:
         sizes.add(grown)
         size = grown
     size = start
-    while size > low and (shrunk := max(low, floor_times(rollback, size))) < size:
+    while size > low and (shrunk := fit(max(low, floor_times(rollback, size)))) < size:
         sizes.add(shrunk)
         size = shrunk
     return sorted(sizes)

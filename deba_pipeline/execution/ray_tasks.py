@@ -23,7 +23,7 @@ def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_sh
     its share of the memory (so a growing batch meets a clean out-of-memory fallback)."""
     import torch
     os.chdir(cwd)  # plugin files and data.root are relative to the project
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads * spec.train.processes)  # torchrun shares them out
     if 0 < gpu_share < 1 and torch.cuda.is_available():
         torch.cuda.set_per_process_memory_fraction(gpu_share)
     return train(spec, state_dir=state_dir, tracking=tracking, experiment=experiment,
@@ -102,8 +102,7 @@ def run_on_ray(cfg, specs, write) -> list:
         raise ConfigError(f"`execution.gpus_per_run` = {gpus:g} is not allowed: it must be at "
                           f"most the GPUs of the Ray cluster "
                           f"({ray.cluster_resources().get('GPU', 0):g}).")
-    task = ray.remote(_train_in_worker).options(
-        num_cpus=cpus, num_gpus=gpus, max_retries=ex.max_retries, retry_exceptions=False)
+    task = ray.remote(_train_in_worker)
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
     records, pending = {}, {}
     for index, spec in enumerate(specs):
@@ -112,8 +111,10 @@ def run_on_ray(cfg, specs, write) -> list:
                                    experiment=experiment_name(cfg))
             write(spec, records[index])
             continue
-        ref = task.remote(spec, state_dir, tracking, experiment_name(cfg), os.getcwd(),
-                          max(1, int(cpus)), gpus)
+        world = spec.train.processes  # a torchrun run (SPEC §7) holds a device per process
+        ref = task.options(num_cpus=cpus * world, num_gpus=gpus * world,
+                           max_retries=ex.max_retries, retry_exceptions=False).remote(
+            spec, state_dir, tracking, experiment_name(cfg), os.getcwd(), max(1, int(cpus)), gpus)
         pending[ref] = index
     failed, placement = [], where_it_ran(ray, gpus, cpus) if pending else None
     while pending:

@@ -4,6 +4,7 @@ defaults (the paper's, in config.py); `deba preset NAME` writes it out as a comp
 `deba validate paper`, `deba preset quick`, `deba preset --diff micro`"""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,12 +24,23 @@ HEADER = """\
 """
 
 
-def _check_device(train, source) -> None:
+def _check_device(train, source, here=True) -> None:
+    """`here`: the runs train on this machine (the local backend), so its devices must do."""
     from ..engine.loop import resolve_device
     try:
         device = resolve_device(train.device)
     except DebaError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    if here and train.processes > 1:
+        import torch
+        cuda = device.type == "cuda"
+        present = torch.cuda.device_count() if cuda else os.cpu_count()
+        if train.processes > present:
+            raise ConfigError(
+                f"{source}: `train.processes` = {train.processes} is not allowed here: this "
+                f"machine has {present} {'GPUs' if cuda else 'CPU cores'}, one per process. "
+                f"Lower it to at most {present}, or spread the run over machines (README: "
+                f"\"One run on many GPUs\").")
     if train.precision == "bf16" and device.type == "cpu":  # measured: NaN gradients by epoch 3
         raise ConfigError(f"{source}: `train.precision` = 'bf16' is not allowed on the CPU: "
                           f"it must be fp32 there (bf16 autocast on the CPU is slow, and its "
@@ -49,7 +61,7 @@ def preflight(cfg, source="params.yaml") -> None:
         raise ConfigError(f"{source}: `ablate.dataset` = {cfg.ablate.dataset!r} is not in "
                           f"study.datasets {list(cfg.study.datasets)}: the ablations are compared "
                           f"against that dataset's fixed runs; add it or change ablate.dataset.")
-    _check_device(cfg.train, source)
+    _check_device(cfg.train, source, here=cfg.execution.backend == "local")
     plugin_dir = (Path.cwd() / PLUGIN_DIR).resolve()
     for path in cfg.deba.plugins:
         if not Path(path).resolve().is_relative_to(plugin_dir):

@@ -1,0 +1,126 @@
+"""The checks of params.yaml beyond its types: ranges, names, and what the keys mean together.
+`config.merge` runs `validate` on every params file it loads, before any training."""
+from __future__ import annotations
+
+import math
+import re
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .config import DATASETS, SAFE_NAME, _number, check_deba
+from .errors import ConfigError, fail
+
+MAX_EPOCHS = 10_000  # more is a typo, not a study
+
+
+def _validate_data(cfg, where) -> None:
+    d, t = cfg.data, cfg.train
+    if not 0 < d.test_fraction < 1:
+        fail("data.test_fraction", d.test_fraction, "a number in (0, 1)", where)
+    least = {"train_size": 1, "test_size": 1, "num_classes": 2, "image_size": 1, "channels": 1}
+    for key, low in least.items():
+        if d.synthetic[key] < low:
+            fail(f"data.synthetic.{key}", d.synthetic[key], f"an integer >= {low}", where)
+    for arch, side in t.image_size.items():
+        if side < 1:
+            fail(f"train.image_size.{arch}", side, "an integer >= 1 (pixels)", where)
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device):
+        fail("train.device", t.device, "auto, cpu, mps, cuda or cuda:N", where)
+
+
+def _validate_execution(ex, where) -> None:
+    if ex.backend not in ("local", "ray"):
+        fail("execution.backend", ex.backend, "local or ray", where)
+    gpus = ex.gpus_per_run
+    if gpus != "auto" and not (_number(gpus) and 0 <= gpus):
+        fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)",
+             where)
+    if ex.cpus_per_run is not None and not ex.cpus_per_run > 0:
+        fail("execution.cpus_per_run", ex.cpus_per_run, "a number > 0, or null", where)
+    if ex.max_retries < 0:
+        fail("execution.max_retries", ex.max_retries, "an integer >= 0", where)
+
+
+def _validate_processes(cfg, where) -> None:
+    """SPEC §7: the batch is global, B/W samples a step on each of W ranks, never below W."""
+    w, size = cfg.train.processes, cfg.train.batch_size
+    if w < 1:
+        fail("train.processes", w, "an integer >= 1 (1: one process, no DDP)", where)
+    if w > 1 and (size < w or size % w):
+        fail("train.batch_size", size, f"a multiple of train.processes = {w}, at least {w} (the "
+             f"batch is global: each of the {w} processes takes batch_size/{w} samples a step)",
+             where)
+    groups = {"deba": cfg.deba, **{f"ablate.variants.{n}": OmegaConf.merge(cfg.deba, o)
+                                   for n, o in cfg.ablate.variants.items()}}
+    for name, group in groups.items():
+        if w > 1 and group.min_batch < w:
+            fail(f"{name}.min_batch", group.min_batch, f"at least train.processes = {w} (a "
+                 f"global batch below {w} leaves a process without a sample)", where)
+
+
+def validate(cfg: DictConfig, source: str = "<params>") -> None:
+    s, t, where = cfg.study, cfg.train, f"{source}: "
+    for key in ("archs", "datasets", "seeds", "profile_seeds"):
+        if len(s[key]) == 0:
+            fail(f"study.{key}", list(s[key]), "a non-empty list", where)
+    for dataset in list(s.datasets) + [cfg.ablate.dataset]:
+        if dataset not in DATASETS:
+            fail("study.datasets", dataset, f"one of {', '.join(DATASETS)}", where)
+    for key in ("archs", "datasets", "seeds", "profile_seeds"):
+        repeated = sorted({str(v) for v in s[key] if list(s[key]).count(v) > 1})
+        if repeated:
+            fail(f"study.{key}", list(s[key]), f"a list without repeats ({', '.join(repeated)} "
+                 f"appears twice)", where)
+    for seed in list(s.seeds) + list(s.profile_seeds):
+        if seed < 0:
+            fail("study.seeds", seed, "an integer >= 0", where)
+    if not SAFE_NAME.fullmatch(s.name):
+        fail("study.name", s.name, "a name of letters, digits, '_', '-' and '.' (it names the "
+             "W&B group)", where)
+    if not 2 <= t.epochs <= MAX_EPOCHS:  # Δ‖∇‖ and ΔL are undefined in epoch 1
+        fail("train.epochs", t.epochs, f"an integer in [2, {MAX_EPOCHS}] (the Δ signals and the "
+             "calibration need a previous epoch)", where)
+    _validate_data(cfg, where)
+    if cfg.timing.warmup < 0:
+        fail("timing.warmup", cfg.timing.warmup, "an integer >= 0", where)
+    if not cfg.tracking.dir.strip():
+        fail("tracking.dir", cfg.tracking.dir, "a folder path (for W&B files and checkpoints)",
+             where)
+    for key, value in cfg.taxonomy.items():
+        if not (math.isfinite(value) and value >= 0):
+            fail(f"taxonomy.{key}", value, "a finite number >= 0", where)
+    positive = {"train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
+                "train.checkpoint_every": t.checkpoint_every, "timing.repeats": cfg.timing.repeats,
+                "timing.steps": cfg.timing.steps}
+    for key, value in positive.items():
+        if value < 1:
+            fail(key, value, "an integer >= 1", where)
+    for key in ("lr", "momentum", "weight_decay"):
+        if not (math.isfinite(t[key]) and t[key] >= 0):
+            fail(f"train.{key}", t[key], "a finite number >= 0", where)
+    if t.precision not in ("fp32", "bf16"):
+        fail("train.precision", t.precision, "fp32 or bf16", where)
+    if cfg.timing.estimate not in ("paired", "median"):
+        fail("timing.estimate", cfg.timing.estimate, "paired or median", where)
+    _validate_execution(cfg.execution, where)
+    _validate_processes(cfg, where)
+    if cfg.tracking.wandb not in ("offline", "online", "disabled"):
+        fail("tracking.wandb", cfg.tracking.wandb, "offline, online or disabled", where)
+    for arch, kwargs in t.model_kwargs.items():
+        reserved = {"num_classes", "in_chans", "img_size", "pretrained"} & set(kwargs or {})
+        if reserved:
+            fail(f"train.model_kwargs.{arch}", sorted(reserved), "free of num_classes, in_chans, "
+                 "img_size and pretrained (set from the dataset and train.image_size)", where)
+    check_deba(OmegaConf.to_container(cfg.deba, resolve=True), where, "deba.")
+    for name, overrides in cfg.ablate.variants.items():
+        if not SAFE_NAME.fullmatch(str(name)) or name in ("baseline", "profile"):
+            fail(f"ablate.variants.{name}", name, "a name of letters, digits, '_', '-' and '.' "
+                 "not starting with '.', other than baseline and profile (it names the "
+                 "variant's record files)", where)
+        try:
+            variant = OmegaConf.merge(cfg.deba, overrides)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{source}: `ablate.variants.{name}`: {exc}".splitlines()[0]) from None
+        check_deba(OmegaConf.to_container(variant, resolve=True), where, f"ablate.variants.{name}.")
+

@@ -1,0 +1,135 @@
+"""SPEC §7: one run on W processes with torchrun and DDP (gloo on the CPU). Each test launches
+real torchrun processes, so each costs a few seconds."""
+import json
+import os
+
+import pytest
+
+from deba_pipeline.engine.loop import train
+from deba_pipeline.errors import ConfigError, DebaError
+from helpers import tiny_cfg, tiny_spec
+from test_faults import without_times
+
+VIT = {"model_kwargs": {"test_vit": {"patch_size": 4}}}  # LayerNorm, no BatchNorm
+
+RULE = """
+import os
+from pathlib import Path
+from deba_pipeline import Rule, hookimpl
+class Logged(Rule):
+    name = 'logged'
+    def decide(self, values, windows):
+        decision = {decide}
+        with Path({log!r}).open('a') as f:
+            f.write(f"{{os.environ['RANK']}} {{len(windows['grad_variance'])}} {{decision}} "
+                    f"{{values['grad_variance']!r}}\\n")
+        if len(windows['grad_variance']) == 3 and os.environ['RANK'] == '0' \\
+                and not Path({flag!r}).exists():
+            Path({flag!r}).touch()
+            os._exit(9)
+        return decision
+@hookimpl
+def register_rules(register):
+    register(Logged)
+"""
+
+
+def ranked_spec(tmp_path, decide="'increase' if len(windows['grad_variance']) % 2 else "
+                                 "'rollback'", flag=True, **train):
+    plugin = tmp_path / "logged.py"
+    plugin.write_text(RULE.format(decide=decide, log=str(tmp_path / "log.txt"),
+                                  flag=str(tmp_path / "flag")))
+    if flag:
+        (tmp_path / "flag").touch()  # nobody dies
+    return tiny_spec(arch="test_vit", train={"epochs": 5, "processes": 2, **VIT, **train},
+                     deba={"plugins": [str(plugin)], "rule": "logged", "cooldown": 0,
+                           "window": "full"})  # a window as long as the epochs so far
+
+
+def test_two_processes_at_half_the_batch_each_match_one_process(tmp_path):
+    spec = lambda w: tiny_spec("fixed", arch="test_vit", train={"epochs": 3, "processes": w,  # noqa
+                                                                 **VIT})
+    one = train(spec(1), state_dir=tmp_path / "one", progress=False)
+    two = train(spec(2), state_dir=tmp_path / "two", progress=False)
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    assert [e["batch_size"] for e in two["epochs"]] == [64, 64, 64]
+    for a, b in zip(one["epochs"], two["epochs"]):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+        assert b["signals"]["grad_variance"] == pytest.approx(a["signals"]["grad_variance"],
+                                                              rel=1e-4)
+        assert b["steps"] == a["steps"]  # every sample once an epoch, across the ranks
+    assert abs(one["final_test_accuracy"] - two["final_test_accuracy"]) <= 0.3
+
+
+def test_every_rank_decides_alike_and_the_ladder_is_rounded_to_the_processes(tmp_path):
+    record = train(ranked_spec(tmp_path), state_dir=tmp_path / "state", progress=False)
+    lines = [line.split() for line in (tmp_path / "log.txt").read_text().splitlines()]
+    by_rank = {rank: [line[1:] for line in lines if line[0] == rank] for rank in ("0", "1")}
+    assert by_rank["0"] == by_rank["1"] and len(by_rank["0"]) == 4  # same values, same decisions
+    # SPEC §7, rounded down to a multiple of 2 after each update: after epoch 2 ⌊0.8·64⌋ = 51
+    # → 50, after epoch 3 ⌊1.5·50⌋ = 75 → 74, after epoch 4 ⌊0.8·74⌋ = 59 → 58
+    assert [e["batch_size"] for e in record["epochs"]] == [64, 64, 50, 74, 58]
+    assert record["world_size"] == 2
+
+
+def test_processes_that_disagree_stop_the_run_with_a_clear_error(tmp_path):
+    spec = ranked_spec(tmp_path, decide="'increase' if os.environ['RANK'] == '1' else 'hold'")
+    with pytest.raises(DebaError, match=r"its 2-process run \(torchrun\) failed: .*the processes "
+                                        r"disagree at epoch 2 \(rank 0: hold to 64, rank 1: "
+                                        r"increase to 96\)"):
+        train(spec, state_dir=tmp_path / "state", progress=False)
+
+
+def test_an_interrupted_two_process_run_resumes_to_the_same_record(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    straight = train(ranked_spec(tmp_path / "a"), state_dir=tmp_path / "a" / "state",
+                     progress=False)
+    spec = ranked_spec(tmp_path / "b", flag=False)
+    with pytest.raises(DebaError, match="2-process run \\(torchrun\\) failed"):
+        train(spec, state_dir=tmp_path / "b" / "state", progress=False)
+    resumed = train(spec, state_dir=tmp_path / "b" / "state", progress=False)
+    epochs = [int(line.split()[1]) for line in (tmp_path / "b" / "log.txt").read_text()
+              .splitlines() if line.startswith("0 ")]
+    assert epochs == [2, 3, 3, 4, 5]  # rank 0 died deciding epoch 3; the rerun began there
+    same = lambda r: {k: v for k, v in without_times(r).items() if k not in ("key", "config")}  # noqa
+    assert same(resumed) == same(straight)  # the two differ only in their plugin file's path
+
+
+@pytest.mark.parametrize("train_cfg, message", [
+    ({"processes": 2, "batch_size": 65}, "`train.batch_size` = 65 is not allowed: it must be a "
+                                         "multiple of train.processes = 2, at least 2"),
+    ({"processes": 4, "batch_size": 2}, "`train.batch_size` = 2 is not allowed: it must be a "
+                                        "multiple of train.processes = 4, at least 4"),
+    ({"processes": 0}, "`train.processes` = 0 is not allowed: it must be an integer >= 1"),
+])
+def test_a_global_batch_the_processes_cannot_share_is_refused(train_cfg, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        tiny_cfg(train=train_cfg)
+
+
+def test_more_processes_than_this_machine_has_is_refused(tmp_path):
+    from deba_pipeline.stages.plan import preflight
+    cores = os.cpu_count()
+    cfg = tiny_cfg(train={"processes": 2 * cores, "batch_size": 4 * cores},
+                   deba={"min_batch": 2 * cores})
+    with pytest.raises(ConfigError, match=f"`train.processes` = {2 * cores} is not allowed here: "
+                                          f"this machine has {cores} CPU cores, one per process"):
+        preflight(cfg, "params.yaml")
+
+
+def test_the_micro_study_with_two_processes_through_dvc_repro(tmp_path):
+    import subprocess
+    from omegaconf import OmegaConf
+    from conftest import copy_project
+    workspace = copy_project(tmp_path / "clone")
+    params = OmegaConf.load(workspace / "params.yaml")
+    params.train.processes = 2
+    OmegaConf.save(params, workspace / "params.yaml")
+    result = subprocess.run(["dvc", "repro"], cwd=workspace, capture_output=True, text=True,
+                            timeout=500)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in (workspace / "runs").rglob("*.json")]
+    assert len(records) == 7 and {r["world_size"] for r in records} == {2}
+    assert all(e["batch_size"] % 2 == 0 for r in records for e in r["epochs"])
+    assert "from 7 run records" in (workspace / "reports" / "REPORT.md").read_text()
