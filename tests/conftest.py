@@ -1,4 +1,5 @@
 import pytest
+from omegaconf import OmegaConf
 
 from deba_pipeline import plugins
 
@@ -41,9 +42,13 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def copy_project(dest: Path) -> Path:
+BRIEF_TIMING = {"repeats": 3, "steps": 1}  # for tests that never read the step-time tables
+
+
+def copy_project(dest: Path, brief_timing: bool = False) -> Path:
     """The project's tracked files in `dest`, as a fresh clone would have them, switched to the
-    micro preset with `deba preset micro`."""
+    micro preset with `deba preset micro`; `brief_timing` measures its step-time table in a few
+    seconds instead of about twenty (the records do not depend on it)."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.split()
     files += [str(p.relative_to(ROOT)) for p in (ROOT / ".dvc").rglob("*")
@@ -57,6 +62,10 @@ def copy_project(dest: Path) -> Path:
     subprocess.run(["deba", "preset", "micro", "--force"], cwd=dest, check=True,
                    capture_output=True)  # as a user switches presets
     (dest / "params.yaml.bak").unlink(missing_ok=True)
+    if brief_timing:
+        params = OmegaConf.load(dest / "params.yaml")
+        params.timing = OmegaConf.merge(params.timing, BRIEF_TIMING)
+        OmegaConf.save(params, dest / "params.yaml")
     return dest
 
 

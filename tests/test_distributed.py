@@ -122,7 +122,7 @@ def test_the_micro_study_with_two_processes_through_dvc_repro(tmp_path):
     import subprocess
     from omegaconf import OmegaConf
     from conftest import copy_project
-    workspace = copy_project(tmp_path / "clone")
+    workspace = copy_project(tmp_path / "clone", brief_timing=True)
     params = OmegaConf.load(workspace / "params.yaml")
     params.train.processes = 2
     OmegaConf.save(params, workspace / "params.yaml")

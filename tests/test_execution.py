@@ -175,7 +175,7 @@ def test_a_training_stage_sends_every_architecture_in_one_pool(tmp_path, monkeyp
 
 def test_the_micro_study_on_a_ray_cluster_started_apart(tmp_path):
     from conftest import copy_project
-    workspace = copy_project(tmp_path / "clone")
+    workspace = copy_project(tmp_path / "clone", brief_timing=True)
     params = OmegaConf.load(workspace / "params.yaml")
     port = 6390 + os.getpid() % 500
     params.execution = {"backend": "ray", "address": f"127.0.0.1:{port}", "cpus_per_run": 1,

@@ -210,7 +210,7 @@ def _wait_for(predicate, timeout=120):
 
 
 def test_two_dvc_repro_in_one_workspace(tmp_path):
-    workspace = copy_project(tmp_path)
+    workspace = copy_project(tmp_path, brief_timing=True)
     first = subprocess.Popen(["dvc", "repro"], cwd=workspace, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     assert _wait_for(lambda: (workspace / ".deba" / "locks").exists())
@@ -224,7 +224,7 @@ def test_two_dvc_repro_in_one_workspace(tmp_path):
 def test_killed_dvc_repro_resumes_to_the_same_results(tmp_path, micro_study):
     reference, clean = micro_study
     assert clean.returncode == 0
-    workspace = copy_project(tmp_path)
+    workspace = copy_project(tmp_path, brief_timing=True)
     first = subprocess.Popen(["dvc", "repro"], cwd=workspace, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     finished = workspace / ".deba" / "finished"

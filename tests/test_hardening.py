@@ -161,7 +161,7 @@ def test_missing_calibrated_thresholds_name_the_file_and_the_stage(tmp_path, mon
 
 def test_an_output_path_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(small_params({}))
+    (tmp_path / "params.yaml").write_text(small_params({"timing": {"repeats": 1, "steps": 1}}))
     (tmp_path / "results").write_text("a file where a folder belongs")
     assert main(["steptime", "--arch", "test_resnet", "--runs", "none"]) == 2
     err = capsys.readouterr().err
