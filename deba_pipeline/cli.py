@@ -69,6 +69,13 @@ def cmd_steptime(args) -> None:
     steptime.run(cfg, _archs(args, cfg), args.runs, args.out)
 
 
+def cmd_run(args) -> None:
+    from .stages import one
+    status = one.run(_params(args), args.name)
+    if status:
+        raise SystemExit(status)
+
+
 def cmd_aggregate(args) -> None:
     from pathlib import Path
 
@@ -139,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     stage("steptime", cmd_steptime, "the step-time tables of the study's architectures (SPEC §8)",
           arch=True, runs=("runs", "run records whose batch sizes the tables must cover"),
           out=("results/steptime", "folder for the tables, ARCH.json"))
+    p = stage("run", cmd_run, "one run of the study by name (under torchrun: one rank of it)")
+    p.add_argument("name", help="ARCH/DATASET/METHOD/SEED, as a stage prints it")
     stage("aggregate", cmd_aggregate, "tables, figures and REPORT.md from run records",
           runs=("runs", "folder searched for run records"),
           out=("reports", "folder for tables, figures, REPORT.md and metrics.json"),

@@ -133,3 +133,30 @@ def test_the_micro_study_with_two_processes_through_dvc_repro(tmp_path):
     assert len(records) == 7 and {r["world_size"] for r in records} == {2}
     assert all(e["batch_size"] % 2 == 0 for r in records for e in r["epochs"])
     assert "from 7 run records" in (workspace / "reports" / "REPORT.md").read_text()
+
+
+def test_a_run_launched_by_hand_with_rendezvous_flags_is_taken_by_its_stage(tmp_path,
+                                                                            monkeypatch, capsys):
+    """README: over several machines each runs torchrun with --nnodes and --rdzv-endpoint and
+    `deba run NAME`; here one machine plays them all."""
+    import subprocess
+    import sys
+    from deba_pipeline.cli import main
+    from helpers import small_params
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params({"train": {"processes": 2},
+                                                       "deba": {"thresholds": "fixed"}}))
+    port = 29400 + os.getpid() % 500
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+                           "--nproc-per-node", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                           f"127.0.0.1:{port}", "--rdzv-id", "t", "-m", "deba_pipeline.cli",
+                           "run", "test_resnet/digits/fixed-profile/2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert main(["profile"]) == 0
+    assert "test_resnet/digits/fixed-profile/2: reused the finished run" in capsys.readouterr().out
+    record = json.loads(next((tmp_path / "runs").rglob("*.json")).read_text())
+    assert record["world_size"] == 2
+    assert main(["run", "test_resnet/digits/fixed/3"]) == 2
+    assert capsys.readouterr().err.startswith("deba: error: no run named 'test_resnet/digits/"
+                                              "fixed/3' in this study: a name is ARCH/DATASET/")

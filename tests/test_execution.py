@@ -141,6 +141,14 @@ def test_on_two_gpus_two_runs_are_in_flight_while_runs_remain(ray_session, tmp_p
     assert len(records) == 4 and all(not r["execution"]["shared_machine"] for r in records)
 
 
+def test_a_run_of_two_processes_asks_ray_for_two_devices(ray_session, tmp_path):
+    spec = tiny_spec("fixed", train={"epochs": 2, "processes": 2})
+    [record] = execute(ray_cfg(tmp_path, gpus_per_run=1), [spec], lambda *a: None)
+    assert record["world_size"] == 2  # torchrun inside the task: 2 processes, 2 of the 2 GPUs
+    assert record["execution"] == {"backend": "ray", "gpus": 2.0, "cpus": 2,
+                                   "shared_machine": False}
+
+
 def _placement():
     import torch
     return (ray.get_runtime_context().get_assigned_resources(), torch.get_num_threads(),

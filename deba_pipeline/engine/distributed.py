@@ -95,9 +95,19 @@ def launch(spec, state_dir, tracking: dict, experiment: str, progress: bool = Tr
 
 
 def main(ticket: str) -> int:
-    """One rank of a launched run."""
+    """One rank of a run `launch` started."""
+    return run_rank(*pickle.loads(Path(ticket).read_bytes()))
+
+
+def run_rank(spec, state_dir, tracking: dict, experiment: str, progress: bool = True) -> int:
+    """This process's rank of `spec`, under torchrun; rank 0 leaves the record in the
+    finished-run cache. Returns the exit status."""
     from .loop import Trainer, resolve_device, tracker_for
-    spec, state_dir, tracking, experiment, progress = pickle.loads(Path(ticket).read_bytes())
+    if int(os.environ.get("WORLD_SIZE", 1)) != spec.train.processes:
+        print(f"deba: error: {spec.name}: torchrun started {os.environ.get('WORLD_SIZE', 1)} "
+              f"processes but train.processes is {spec.train.processes}: make them equal "
+              f"(--nnodes × --nproc-per-node).", file=sys.stderr, flush=True)
+        return 2
     cuda = resolve_device(spec.train.device).type == "cuda"
     if cuda:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))

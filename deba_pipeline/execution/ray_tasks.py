@@ -125,7 +125,8 @@ def run_on_ray(cfg, specs, write) -> list:
         except Exception as exc:  # noqa: BLE001 (a run's own error, or a lost worker)
             failed.append(f"  {specs[index].name}: {_reason(exc)}")
             continue
-        records[index]["execution"] = dict(placement)
+        world = specs[index].train.processes
+        records[index]["execution"] = dict(placement, gpus=gpus * world, cpus=cpus * world)
         # the finished-run cache keeps it too, so a reused record still says how it was timed
         write_json(Checkpointer(Path(state_dir), specs[index]).done_path, records[index])
         write(specs[index], records[index])

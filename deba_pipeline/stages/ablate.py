@@ -5,11 +5,13 @@ from .runs import run_all, run_spec
 from .train import load_thresholds
 
 
+def specs(cfg, archs, calibrated) -> list:
+    return [run_spec(cfg, arch, cfg.ablate.dataset, seed, "deba", name, deba_overrides=overrides,
+                     calibrated=calibrated)
+            for arch in archs for name, overrides in cfg.ablate.variants.items()
+            for seed in cfg.study.seeds]
+
+
 def run(cfg, archs, out: str = "runs/ablate",
         thresholds: str = "results/thresholds.json") -> None:
-    calibrated = load_thresholds(cfg, thresholds)
-    specs = [run_spec(cfg, arch, cfg.ablate.dataset, seed, "deba", name, deba_overrides=overrides,
-                      calibrated=calibrated)
-             for arch in archs for name, overrides in cfg.ablate.variants.items()
-             for seed in cfg.study.seeds]
-    run_all(cfg, specs, out)
+    run_all(cfg, specs(cfg, archs, load_thresholds(cfg, thresholds)), out)

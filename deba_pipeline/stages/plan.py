@@ -61,7 +61,8 @@ def preflight(cfg, source="params.yaml") -> None:
         raise ConfigError(f"{source}: `ablate.dataset` = {cfg.ablate.dataset!r} is not in "
                           f"study.datasets {list(cfg.study.datasets)}: the ablations are compared "
                           f"against that dataset's fixed runs; add it or change ablate.dataset.")
-    _check_device(cfg.train, source, here=cfg.execution.backend == "local")
+    _check_device(cfg.train, source, here=cfg.execution.backend == "local"
+                  and "LOCAL_RANK" not in os.environ)  # under torchrun: the machines' devices
     plugin_dir = (Path.cwd() / PLUGIN_DIR).resolve()
     for path in cfg.deba.plugins:
         if not Path(path).resolve().is_relative_to(plugin_dir):

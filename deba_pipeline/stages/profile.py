@@ -14,11 +14,15 @@ from ..engine.files import write_json
 from .runs import run_all, run_spec
 
 
+def specs(cfg, archs) -> list:
+    return [run_spec(cfg, arch, dataset, seed, "fixed", "profile", profile=True)
+            for arch in archs for dataset in cfg.study.datasets
+            for seed in cfg.study.profile_seeds]
+
+
 def run(cfg, archs, out: str = "runs/profile", stability: str = "results/stability") -> dict:
-    specs = [run_spec(cfg, arch, dataset, seed, "fixed", "profile", profile=True)
-             for arch in archs for dataset in cfg.study.datasets
-             for seed in cfg.study.profile_seeds]
-    summaries = profile_summary(run_all(cfg, specs, out), OmegaConf.to_container(cfg.taxonomy))
+    summaries = profile_summary(run_all(cfg, specs(cfg, archs), out),
+                                OmegaConf.to_container(cfg.taxonomy))
     for arch in archs:
         write_json(Path(stability) / f"{arch}.json", summaries.get(arch, {}))
     return summaries

@@ -32,16 +32,15 @@ def reuse_profiles(specs, profile_dir, out) -> list:
     return remaining
 
 
+def specs(cfg, archs, calibrated) -> list:
+    return [run_spec(cfg, arch, dataset, seed, method, "baseline", calibrated=calibrated)
+            for arch in archs for dataset in cfg.study.datasets for seed in cfg.study.seeds
+            for method in ("fixed", "deba")]
+
+
 def run(cfg, archs, out: str = "runs/train", profile_dir: str = "runs/profile",
         thresholds: str = "results/thresholds.json") -> None:
-    calibrated = load_thresholds(cfg, thresholds)
-    specs = []
-    for arch in archs:
-        for dataset in cfg.study.datasets:
-            for seed in cfg.study.seeds:
-                specs.append(run_spec(cfg, arch, dataset, seed, "fixed", "baseline"))
-                specs.append(run_spec(cfg, arch, dataset, seed, "deba", "baseline",
-                                      calibrated=calibrated))
+    runs = specs(cfg, archs, load_thresholds(cfg, thresholds))
     if cfg.study.reuse_profile_runs:
-        specs = reuse_profiles(specs, profile_dir, out)
-    run_all(cfg, specs, out)
+        runs = reuse_profiles(runs, profile_dir, out)
+    run_all(cfg, runs, out)

@@ -1,0 +1,47 @@
+"""One run of the study, named, trained here: `deba run resnet18/cifar10/deba/2`.
+
+Its use is a run on several machines (SPEC §7), which no stage launches by itself: on each
+machine, from the project folder on a shared filesystem,
+
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HEAD:29500 \
+        --rdzv-id resnet18-deba-2 -m deba_pipeline.cli run resnet18/cifar10/deba/2
+
+Rank 0 leaves the record in the finished-run cache (`tracking.dir`), and the stage that owns the
+run takes it from there at the next `dvc repro`. Names are ARCH/DATASET/METHOD/SEED, the method
+followed by `-VARIANT` for profile and ablation runs (`deba-cooldown2`, `fixed-profile`).
+"""
+from __future__ import annotations
+
+import os
+
+from omegaconf import OmegaConf
+
+from ..errors import DebaError
+from . import ablate, profile, train
+
+
+def find(cfg, name: str):
+    archs = list(cfg.study.archs)
+    specs = profile.specs(cfg, archs)
+    if not any(spec.name == name for spec in specs):
+        calibrated = train.load_thresholds(cfg)
+        specs += train.specs(cfg, archs, calibrated) + ablate.specs(cfg, archs, calibrated)
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise DebaError(f"no run named {name!r} in this study: a name is ARCH/DATASET/METHOD/SEED "
+                    f"as a stage prints it, e.g. {specs[-1].name} or {specs[0].name}.")
+
+
+def run(cfg, name: str) -> int:
+    """Train run `name` here; as a rank when torchrun started this process."""
+    from ..engine.loop import train as train_run
+    from ..execution import experiment_name
+    spec, tracking = find(cfg, name), OmegaConf.to_container(cfg.tracking, resolve=True)
+    if "LOCAL_RANK" in os.environ:
+        from ..engine.distributed import run_rank
+        return run_rank(spec, cfg.tracking.dir, tracking, experiment_name(cfg))
+    record = train_run(spec, cfg.tracking.dir, tracking, experiment_name(cfg))
+    print(f"{spec.name}: accuracy {record['final_test_accuracy']:.2f}%; the stage that owns it "
+          f"takes it from {cfg.tracking.dir} at the next `dvc repro`.")
+    return 0
