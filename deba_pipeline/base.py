@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Sequence
 
 import numpy as np
@@ -24,6 +24,19 @@ class Observation:
     grads: Sequence[Optional[torch.Tensor]]   # the gradients SPEC §1 names (None = frozen)
     grad_variance: float                      # σ² of the flattened gradient, population
     grad_norm: float                          # ‖∇‖₂ of the flattened gradient
+    batch_size: Optional[int] = None          # samples a step this epoch (global under DDP)
+    steps: Optional[int] = None               # steps this epoch
+    accumulated: dict = field(default_factory=dict)  # what signals' `accumulate` asked for
+
+
+# What a signal may ask the loop to accumulate over an epoch's steps, on the device, with one
+# host sync an epoch (Signal.accumulate); each arrives in Observation.accumulated by its name.
+ACCUMULATORS = {
+    "grad_sq_norm": "Σₜ ‖gₜ‖², the sum over the epoch's steps of each step's squared gradient "
+                    "norm (a float, summed in float64)",
+    "grad_sum": "Σₜ gₜ, the running sum of the epoch's step gradients (a list of tensors like "
+                "the parameters: P more floats on the device while a signal asks for it)",
+}
 
 
 class Signal:
@@ -33,6 +46,7 @@ class Signal:
     arrive as keyword-only arguments of a subclass's __init__."""
 
     name: ClassVar[str]
+    accumulate: ClassVar[tuple] = ()  # names from ACCUMULATORS the loop should sum every step
 
     def __init__(self) -> None:
         self.state: dict = {}
@@ -51,6 +65,8 @@ class Signal:
 class Rule:
     """Turns this epoch's signals (and their windows) into "increase", "rollback" or "hold".
     Cooldown and the first epoch are the scheduler's business: a rule is only asked outside them.
+    Before each `decide` the scheduler sets `self.epoch` (the epoch just trained, from 1),
+    `self.batch_size` (its batch size) and `self.growth`, `self.rollback` (the policy's factors).
     Options (`deba.rule_options`) arrive as keyword-only arguments of a subclass's __init__;
     raise ConfigError there for a value the rule cannot use."""
 
@@ -76,6 +92,12 @@ class Policy:
 
     def update(self, decision: str, batch_size: int):
         raise TypeError(f"policy {self.name!r} must define update(decision, batch_size)")
+
+    requires: ClassVar[tuple] = ()  # signal names lr_scale reads; checked like a rule's
+
+    def lr_scale(self, batch_size: int, initial_batch: int, windows: dict) -> float:
+        """η/η₀ for an epoch at `batch_size`, from B directly (SPEC §6): 1.0 keeps the rate."""
+        return 1.0
 
 
 # -- plugin state in a checkpoint ----------------------------------------------------------------

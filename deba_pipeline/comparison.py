@@ -55,15 +55,15 @@ def _samples_per_s(record):
     return samples / record["train_time_s"] if samples and record["train_time_s"] else None
 
 
-def compare(records, variant="baseline", steptime=None) -> dict:
-    """{(arch, dataset): the `variant` runs of a method against the fixed baseline runs, paired
+def compare(records, variant="baseline", steptime=None, method="deba") -> dict:
+    """{(arch, dataset): the `variant` runs of `method` against the fixed baseline runs, paired
     by seed}; `steptime` is {arch: {dataset: table}} from the steptime stage."""
-    fixed, method = defaultdict(dict), defaultdict(dict)
+    method_name, fixed, method = method, defaultdict(dict), defaultdict(dict)
     for r in records:
         key = (r["arch"], r["dataset"])
         if r["method"] == "fixed" and r["variant"] == "baseline":
             fixed[key][r["seed"]] = r
-        elif r["method"] != "fixed" and r["variant"] == variant:
+        elif r["method"] == method_name and r["variant"] == variant:
             method[key][r["seed"]] = r
     out = {}
     for key in sorted(set(fixed) & set(method)):
@@ -92,6 +92,7 @@ def _cell(seeds, f, m, steptime) -> dict:
          "samples_per_s_method": _mean_or_none(_samples_per_s(r) for r in m),
          "aggressiveness": statistics.fmean(aggressiveness(r) for r in m),
          "rollbacks": sum(e["decision"] == "rollback" for r in m for e in r["epochs"]),
+         "final_batch": statistics.fmean(r["epochs"][-1]["batch_size"] for r in m),
          **decisions(m)}
     # the clock's noise: within the fixed runs, and across them where there are several seeds
     within = [n for n in (clock_noise(r) for r in f) if n is not None]

@@ -42,6 +42,9 @@ class StudyConfig:
     seeds: List[int] = field(default_factory=lambda: [2, 7, 42, 123, 199])  # train, ablations
     profile_seeds: List[int] = field(default_factory=lambda: [2, 42, 199])  # fixed-batch profiles
     reuse_profile_runs: bool = False  # take a fixed baseline from the profile run of its seed
+    # batch strategies trained against the same fixed baseline: name -> overrides of `deba`
+    # (SPEC §6 peers: e.g. gns: {rule: gns, signals: [gradient_noise_scale]})
+    methods: Dict[str, Any] = field(default_factory=lambda: {"deba": {}})
 
 
 @dataclass
@@ -75,6 +78,8 @@ class TrainConfig:
     channels_last: bool = False
     checkpoint_every: int = 1      # epochs between checkpoints
     processes: int = 1             # data-parallel ranks per run (torchrun + DDP, SPEC §7); B is global
+    optimizer: str = "sgd"         # sgd (the paper: momentum, weight_decay) | adamw (weight_decay)
+    lr_schedule: str = "constant"  # constant (the paper) | cosine over the run's samples
     # arch -> input side in pixels, resized on the device (SPEC §3: ViT-B/16 at 224)
     image_size: Dict[str, int] = field(default_factory=lambda: {"vit_base_patch16_224": 224})
     model_kwargs: Dict[str, Any] = field(default_factory=dict)  # arch -> timm.create_model kwargs
@@ -244,6 +249,20 @@ def deba_config(config=None, **overrides) -> DebaConfig:
 
 
 # -- params.yaml ----------------------------------------------------------------------------
+def deba_groups(cfg) -> dict:
+    """{where in params: the `deba` group it resolves to}: deba itself, each of study.methods
+    and each of ablate.variants (overrides merged over deba)."""
+    groups = {"deba": cfg.deba}
+    for where, named in (("study.methods", cfg.study.methods),
+                         ("ablate.variants", cfg.ablate.variants)):
+        for name, overrides in named.items():
+            try:
+                groups[f"{where}.{name}"] = OmegaConf.merge(cfg.deba, overrides)
+            except OmegaConfBaseException as exc:
+                raise ConfigError(f"`{where}.{name}`: {exc}".splitlines()[0]) from None
+    return groups
+
+
 def load_params(path="params.yaml", overrides: Optional[list] = None) -> DictConfig:
     """params.yaml merged over the schema and validated; raises ConfigError naming file and key."""
     path = Path(path)
@@ -274,11 +293,12 @@ def merge(user, source: str = "<params>", overrides: Optional[list] = None) -> D
                     "String": "a string"}.get(wanted.group(1), wanted.group(1))
             fail(key, exc.value, kind, f"{source}: ")
         raise ConfigError(f"{source}: key `{key}`: {message}".splitlines()[0]) from None
-    variants = OmegaConf.select(user, "ablate.variants") if isinstance(user, DictConfig) else None
-    if variants is not None:  # the user's list of variants replaces the paper's, not extends it
-        cfg.ablate.variants = OmegaConf.merge(variants, OmegaConf.from_dotlist(
-            [o.removeprefix("ablate.variants.") for o in overrides or []
-             if o.startswith("ablate.variants.")]))
+    for group in ("ablate.variants", "study.methods"):  # the user's replace the paper's
+        named = OmegaConf.select(user, group) if isinstance(user, DictConfig) else None
+        if named is not None:
+            OmegaConf.update(cfg, group, OmegaConf.merge(named, OmegaConf.from_dotlist(
+                [o.removeprefix(group + ".") for o in overrides or []
+                 if o.startswith(group + ".")])), merge=False)
     from .validation import validate  # it reads this module's schema and rules
     validate(cfg, source)
     return cfg

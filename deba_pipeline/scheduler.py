@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import plugins
-from .base import DECISIONS, Observation, checkpointable, restored
+from .base import ACCUMULATORS, DECISIONS, Observation, checkpointable, restored
 from .config import TrainConfig, deba_config
 from .errors import PLUGIN_FAULTS, ConfigError, PluginError, check, fail
 from .gradstats import grad_stats
@@ -61,6 +61,7 @@ class StepRecord:
     signals: dict            # name -> value, None where undefined
     reason: str              # "first epoch" | "cooldown" | the rule's name
     lr_factor: float = 1.0   # learning-rate multiplier the policy asks for (1.0: unchanged)
+    lr_scale: float = 1.0    # η/η₀ for the next epoch, from its batch size (SPEC §6 lr_scaling)
     extra: dict = field(default_factory=dict)
 
 
@@ -96,40 +97,57 @@ class DEBAScheduler:
         missing = [name for name in self.rule.requires if name not in self.signals]
         check(not missing, "signals", list(cfg.signals),
               f"a list that includes {missing}, which rule {cfg.rule!r} reads")
+        missing = [name for name in self.policy.requires if name not in self.signals]
+        check(not missing, "signals", list(cfg.signals), f"a list that includes {missing}, "
+              f"which policy {cfg.policy!r} reads with policy_options {cfg.policy_options}")
+        for name, signal in self.signals.items():
+            unknown = sorted(set(signal.accumulate) - set(ACCUMULATORS))
+            if unknown:
+                raise PluginError(f"signal {name!r} asks to accumulate {unknown}, which the "
+                                  f"loop does not offer: it offers {', '.join(ACCUMULATORS)}.")
+        self.initial_batch = batch_size
         self.cooldown, self.window = cfg.cooldown, cfg.window
         self.batch_size, self.epoch, self.last_adaptation = batch_size, 0, 0
         maxlen = None if cfg.window == "full" else cfg.window
         self.windows = {name: deque(maxlen=maxlen) for name in self.signals}
 
-    def observe(self, loss: float, grads) -> dict:
+    @property
+    def accumulate(self) -> tuple:
+        """What the signals ask a loop to sum over each epoch's steps (base.ACCUMULATORS), to
+        pass to `step` as `accumulated={name: value}` with the epoch's `steps`."""
+        return tuple(sorted({name for s in self.signals.values() for name in s.accumulate}))
+
+    def observe(self, loss: float, grads, **epoch) -> dict:
         """Compute every signal for one finished epoch and update the windows; decide nothing.
         A fixed-batch run calls this alone, so its record carries the same signals.
         All or nothing: if anything raises, the scheduler is left as it was."""
         with self._transaction():
-            return self._observe(loss, grads)
+            return self._observe(loss, grads, **epoch)
 
-    def _observe(self, loss: float, grads) -> dict:
+    def _observe(self, loss: float, grads, steps=None, accumulated=None) -> dict:
         loss, grads = _loss(loss), _grads(grads)
         stats = grad_stats(grads)
         variance, norm = torch.stack([stats.variance, stats.norm]).tolist()  # one host sync
         check(math.isfinite(variance) and math.isfinite(norm), "grads",
               f"<gradients with variance {variance}, norm {norm}>", "finite everywhere")
         self.epoch += 1
-        obs = Observation(self.epoch, loss, grads, variance, norm)
+        obs = Observation(self.epoch, loss, grads, variance, norm, self.batch_size, steps,
+                          dict(accumulated or {}))
         values = {name: self._compute(name, signal, obs) for name, signal in self.signals.items()}
         for name, value in values.items():
             if value is not None:
                 self.windows[name].append(value)
         return values
 
-    def step(self, loss: float, grads) -> StepRecord:
+    def step(self, loss: float, grads, *, steps=None, accumulated=None) -> StepRecord:
         """Observe one finished epoch; return the decision and the next epoch's batch size.
+        `steps` and `accumulated` feed signals that sum per-step quantities (`accumulate`).
         All or nothing: a plugin that raises leaves the scheduler as it was before the call."""
         with self._transaction():
-            return self._step(loss, grads)
+            return self._step(loss, grads, steps, accumulated)
 
-    def _step(self, loss: float, grads) -> StepRecord:
-        values = self._observe(loss, grads)
+    def _step(self, loss: float, grads, steps=None, accumulated=None) -> StepRecord:
+        values = self._observe(loss, grads, steps, accumulated)
         if self.epoch == 1:
             decision, reason = "hold", "first epoch"
         elif self.epoch <= self.last_adaptation + self.cooldown:
@@ -141,7 +159,22 @@ class DEBAScheduler:
         if decision != "hold":
             self.last_adaptation = self.epoch
             self.batch_size, lr_factor = self._update(decision)
-        return StepRecord(self.epoch, decision, self.batch_size, values, reason, lr_factor)
+        return StepRecord(self.epoch, decision, self.batch_size, values, reason, lr_factor,
+                          self.lr_scale())
+
+    def lr_scale(self) -> float:
+        """η/η₀ for an epoch at the current batch size, as the policy's `lr_scale` says."""
+        try:
+            scale = self.policy.lr_scale(self.batch_size, self.initial_batch,
+                                         {name: tuple(v) for name, v in self.windows.items()})
+        except PLUGIN_FAULTS as exc:
+            raise PluginError(f"policy {self.policy.name!r} lr_scale raised at epoch "
+                              f"{self.epoch}: {type(exc).__name__}: {exc}") from exc
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) \
+                or not (math.isfinite(scale) and scale > 0):
+            raise PluginError(f"policy {self.policy.name!r} returned learning-rate scale "
+                              f"{scale!r} at epoch {self.epoch}: it must be a finite number > 0.")
+        return float(scale)
 
     @contextmanager
     def _transaction(self):
@@ -251,6 +284,8 @@ class DEBAScheduler:
 
     def _decide(self, values):
         windows = {name: tuple(values) for name, values in self.windows.items()}
+        self.rule.epoch, self.rule.batch_size = self.epoch, self.batch_size
+        self.rule.growth, self.rule.rollback = self.policy.growth, self.policy.rollback
         try:
             decision = self.rule.decide(dict(values), windows)
         except PLUGIN_FAULTS as exc:

@@ -6,9 +6,8 @@ import math
 import re
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from .config import DATASETS, SAFE_NAME, _number, check_deba
+from .config import DATASETS, SAFE_NAME, _number, check_deba, deba_groups
 from .errors import ConfigError, fail
 
 MAX_EPOCHS = 10_000  # more is a typo, not a study
@@ -51,9 +50,7 @@ def _validate_processes(cfg, where) -> None:
         fail("train.batch_size", size, f"a multiple of train.processes = {w}, at least {w} (the "
              f"batch is global: each of the {w} processes takes batch_size/{w} samples a step)",
              where)
-    groups = {"deba": cfg.deba, **{f"ablate.variants.{n}": OmegaConf.merge(cfg.deba, o)
-                                   for n, o in cfg.ablate.variants.items()}}
-    for name, group in groups.items():
+    for name, group in deba_groups(cfg).items():
         if w > 1 and group.min_batch < w:
             fail(f"{name}.min_batch", group.min_batch, f"at least train.processes = {w} (a "
                  f"global batch below {w} leaves a process without a sample)", where)
@@ -112,15 +109,23 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         if reserved:
             fail(f"train.model_kwargs.{arch}", sorted(reserved), "free of num_classes, in_chans, "
                  "img_size and pretrained (set from the dataset and train.image_size)", where)
-    check_deba(OmegaConf.to_container(cfg.deba, resolve=True), where, "deba.")
-    for name, overrides in cfg.ablate.variants.items():
-        if not SAFE_NAME.fullmatch(str(name)) or name in ("baseline", "profile"):
-            fail(f"ablate.variants.{name}", name, "a name of letters, digits, '_', '-' and '.' "
-                 "not starting with '.', other than baseline and profile (it names the "
-                 "variant's record files)", where)
-        try:
-            variant = OmegaConf.merge(cfg.deba, overrides)
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"{source}: `ablate.variants.{name}`: {exc}".splitlines()[0]) from None
-        check_deba(OmegaConf.to_container(variant, resolve=True), where, f"ablate.variants.{name}.")
+    if t.optimizer not in ("sgd", "adamw"):
+        fail("train.optimizer", t.optimizer, "sgd or adamw", where)
+    if t.lr_schedule not in ("constant", "cosine"):
+        fail("train.lr_schedule", t.lr_schedule, "constant or cosine", where)
+    for group, reserved, what in (("ablate.variants", ("baseline", "profile"), "variant"),
+                                  ("study.methods", ("fixed",), "method")):
+        for name in OmegaConf.select(cfg, group):
+            if not SAFE_NAME.fullmatch(str(name)) or name in reserved:
+                fail(f"{group}.{name}", name, f"a name of letters, digits, '_', '-' and '.' "
+                     f"not starting with '.', other than {' and '.join(reserved)} (it names "
+                     f"the {what}'s record files)", where)
+    if len(cfg.study.methods) == 0:
+        fail("study.methods", {}, "at least one strategy, e.g. {deba: {}}", where)
+    try:
+        groups = deba_groups(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+    for name, group in groups.items():
+        check_deba(OmegaConf.to_container(group, resolve=True), where, f"{name}.")
 

@@ -52,7 +52,7 @@ def test_bad_params_name_the_file_and_key(tmp_path, params, message):
     ({"deba": {"plugins": ["plugins/missing.py"]}}, "does not exist: fix the path"),
     ({"ablate": {"dataset": "cifar10"}}, "`ablate.dataset` = 'cifar10' is not in study.datasets"),
     ({"deba": {"rule_options": {"at": [3]}}}, "`deba`: rule 'deba' does not take the option 'at' (from `rule_options`); it takes no options."),
-    ({"ablate": {"variants": {"x": {"policy_options": {"lr_scaling": "sqrt"}}}}}, "`ablate.variants.x`: policy 'multiplicative' does not take the option 'lr_scaling'"),
+    ({"ablate": {"variants": {"x": {"policy_options": {"lr_rule": "sqrt"}}}}}, "`ablate.variants.x`: policy 'multiplicative' does not take the option 'lr_rule'"),
     ({"deba": {"plugins": ["elsewhere/grad_cosine.py"]}}, "'elsewhere/grad_cosine.py' is not in plugins/: the stages that train depend on plugins/"),
     ({"train": {"batch_size": 8}}, "`deba`: `batch_size` = 8 is not allowed: it must be an integer in [min_batch, max_batch] = [16, 2048]"),
     ({"deba": {"thresholds": "paper"}}, "the paper has no thresholds for ['test_resnet'"),

@@ -220,10 +220,11 @@ def test_validate_estimate_counts_the_steps_of_every_run(monkeypatch):
     from deba_pipeline.stages import estimate
     monkeypatch.setattr(estimate, "step_seconds", lambda cfg, arch, dataset: 0.01)
     text = estimate.estimate(load_params(ROOT / "pipelines" / "quick.yaml"))
-    # per arch on digits: 2 profile + 2 × 2 train + 4 ablations × 2 seeds = 14 runs of 12 epochs
-    # of 1437 // 64 = 22 steps at 10 ms: 36.96 s = 0.0103 h; three archs: 0.0308 h
-    assert "test_resnet/digits: 10.0 ms a step at batch 64, 14 runs: 0.010 device-hours" in text
-    assert "total: 0.031 device-hours; about 0.031 hours of wall-clock with 1 run(s) in flight " \
+    # per arch on digits: 2 profile + 2 seeds × (fixed + 3 strategies) + 4 ablations × 2 seeds
+    # = 18 runs of 12 epochs of 1438 // 64 = 22 steps at 10 ms: 47.52 s = 0.0132 h; three
+    # archs: 0.0396 h
+    assert "test_resnet/digits: 10.0 ms a step at batch 64, 18 runs: 0.013 device-hours" in text
+    assert "total: 0.040 device-hours; about 0.040 hours of wall-clock with 1 run(s) in flight " \
         "(local backend)" in text
 
 

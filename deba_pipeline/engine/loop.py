@@ -12,7 +12,7 @@ import copy
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +46,7 @@ class EpochResult:
     test_accuracy: float = 0.0       # percent
     eval_time_s: float = 0.0
     peak_memory_mb: Optional[float] = None  # GPU only
+    accumulated: dict = field(default_factory=dict)  # the per-step sums signals asked for
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,11 +103,16 @@ class Trainer:
                             f"lower train.batch_size or use more data.")
         self.net = ddp.wrap(self.model, self.device) if self.world > 1 else self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(self.params, lr=t.lr, momentum=t.momentum,
-                                         weight_decay=t.weight_decay)
+        if t.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(self.params, lr=t.lr, weight_decay=t.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(self.params, lr=t.lr, momentum=t.momentum,
+                                             weight_decay=t.weight_decay)
+        self.lr_product = 1.0  # a plugin policy's (batch, lr_factor) answers, multiplied
         self.scheduler = build_scheduler(spec, self.world)
         if self.scheduler.policy.max_batch > self.data.train_size:  # an epoch needs a full batch
             self.scheduler.cap_max_batch(self.data.train_size)
+        self.accumulate = self.scheduler.accumulate  # per-step sums the signals asked for
         self.record = spec.new_record()
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
@@ -164,7 +170,9 @@ class Trainer:
 
     def train_and_evaluate(self, epoch: int) -> EpochResult:
         """Epoch `epoch`'s training and evaluation: everything but the scheduler's step."""
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         began = time.perf_counter()
@@ -186,15 +194,27 @@ class Trainer:
             result.peak_memory_mb = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
         return result
 
+    def learning_rate(self) -> float:
+        """The next epoch's rate from its batch size and the samples trained so far, never as a
+        running product of earlier rates (SPEC §6): η₀ × the policy's lr_scale × the schedule."""
+        t = self.spec.train
+        rate = t.lr * self.scheduler.lr_scale() * self.lr_product
+        if t.lr_schedule == "cosine":  # over samples, so a larger batch does not stretch it
+            seen = sum(e["samples"] for e in self.record["epochs"])
+            rate *= 0.5 * (1 + math.cos(math.pi * min(1.0, seen / (t.epochs
+                                                                    * self.data.train_size))))
+        return rate
+
     def step_scheduler(self, result: EpochResult) -> dict:
         """The scheduler's step for a trained epoch, and the epoch's record entry. A plugin that
         fails here stops the run after checkpointing the trained epoch, so no work is lost."""
         try:
+            epoch = {"steps": result.steps, "accumulated": result.accumulated}
             if self.spec.method == "fixed":
-                signals = self.scheduler.observe(result.train_loss, result.grads)
+                signals = self.scheduler.observe(result.train_loss, result.grads, **epoch)
                 decision, lr_factor = "hold", 1.0
             else:
-                step = self.scheduler.step(result.train_loss, result.grads)
+                step = self.scheduler.step(result.train_loss, result.grads, **epoch)
                 signals, decision, lr_factor = step.signals, step.decision, step.lr_factor
         except PluginError as exc:
             if self.rank != 0:
@@ -212,9 +232,7 @@ class Trainer:
                             f"train.precision fp32.") from None
         if self.world > 1:
             ddp.check_agreement(self.spec.name, result.epoch, decision, self.scheduler.batch_size)
-        if lr_factor != 1.0:
-            for group in self.optimizer.param_groups:
-                group["lr"] *= lr_factor
+        self.lr_product *= lr_factor
         entry = {"epoch": result.epoch, "batch_size": result.batch_size, "lr": result.lr,
                  "train_loss": result.train_loss, "test_accuracy": result.test_accuracy,
                  "epoch_time_s": result.epoch_time_s, "eval_time_s": result.eval_time_s,
@@ -235,7 +253,9 @@ class Trainer:
         zero = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
         loss_sum, loss_sq, norm_sum, norm_sq = zero(), zero(), zero(), zero()
         epoch_mean = self.spec.deba is not None and self.spec.deba.gradient_source == "epoch_mean"
-        grad_sum = [torch.zeros_like(p) for p in self.params] if epoch_mean else None
+        summed = epoch_mean or "grad_sum" in self.accumulate
+        grad_sum = [torch.zeros_like(p) for p in self.params] if summed else None
+        norms = self.spec.profile or "grad_sq_norm" in self.accumulate
         channels_last, steps = self.spec.train.channels_last, 0
         losses = [] if self.world > 1 else None  # each step's loss, averaged over ranks below
         for x, y in batches if batches is not None else self.data.train_batches(batch_size):
@@ -249,7 +269,7 @@ class Trainer:
                 loss_sum += loss
                 if self.spec.profile:
                     loss_sq += loss * loss
-            if self.spec.profile:  # DDP's gradients are already the global batch's
+            if norms:  # DDP's gradients are already the global batch's
                 grads = [p.grad for p in self.params if p.grad is not None]
                 norm = torch.nn.utils.get_total_norm(grads).double()
                 norm_sum += norm
@@ -263,8 +283,12 @@ class Trainer:
             loss_sum, loss_sq = per_step.sum(), per_step.square().sum()
         totals = torch.stack([loss_sum, loss_sq, norm_sum, norm_sq]).tolist()  # the epoch's sync
         mean_loss = totals[0] / steps
-        grads = [g / steps for g in grad_sum] if grad_sum else [p.grad for p in self.params]
+        grads = [g / steps for g in grad_sum] if epoch_mean else [p.grad for p in self.params]
         result = EpochResult(batch_size, steps, mean_loss, grads)
+        if "grad_sq_norm" in self.accumulate:
+            result.accumulated["grad_sq_norm"] = totals[3]
+        if "grad_sum" in self.accumulate:
+            result.accumulated["grad_sum"] = grad_sum
         if self.spec.profile:  # population variances over the epoch's steps (SPEC §2)
             result.loss_var = max(0.0, totals[1] / steps - mean_loss ** 2)
             result.grad_norm_var = max(0.0, totals[3] / steps - (totals[2] / steps) ** 2)
@@ -313,7 +337,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": rng, "record": self.record,
-                "last_fit": self.last_fit}
+                "last_fit": self.last_fit, "lr_product": self.lr_product}
 
     def resume(self) -> tuple:
         """(epochs done, the trained epoch awaiting its scheduler step or None), from the
@@ -334,6 +358,7 @@ class Trainer:
         if "cuda" in saved["rng"]:
             torch.cuda.set_rng_state(saved["rng"]["cuda"].cpu(), self.device)
         self.record, self.last_fit = saved["record"], saved["last_fit"]
+        self.lr_product = saved.get("lr_product", 1.0)
         pending = saved.get("pending")
         return saved["epoch"], EpochResult(**pending) if pending else None
 

@@ -159,6 +159,32 @@ def signal_trajectories(records, path):
     return _save(fig, path)
 
 
+def strategy_trajectories(records, path):
+    """SPEC §6 side by side: per architecture and dataset, each strategy's batch size and the
+    learning rate its optimiser used, epoch by epoch (one line per seed)."""
+    groups = {key: {label: runs for label, runs in methods.items() if "-" not in label}
+              for key, methods in _groups(records).items()}  # the main comparison only
+    fig, axes = plt.subplots(max(1, len(groups)), 2, figsize=(10, 1.8 + 1.9 * len(groups)),
+                             sharex=True, squeeze=False)
+    for row, ((arch, dataset), methods) in zip(axes, groups.items()):
+        for colour, (label, runs) in enumerate(sorted(methods.items())):
+            for i, r in enumerate(sorted(runs, key=lambda r: r["seed"])):
+                epochs = [e["epoch"] for e in r["epochs"]]
+                for ax, field in zip(row, ("batch_size", "lr")):
+                    ax.step(epochs, [e[field] for e in r["epochs"]], where="post",
+                            color=f"C{colour}", alpha=0.8, linewidth=1.2,
+                            label=label if i == 0 else None)
+        for ax, what in zip(row, ("batch size", "learning rate")):
+            ax.set_yscale("log")
+            ax.set_ylabel(what)
+            ax.set_title(f"{arch} / {dataset}: {what}", fontsize=9)
+        _legend(row[0])
+    fig.suptitle("Strategies side by side: batch size and learning rate over epochs")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    return _save(fig, path)
+
+
 def write_all(records, out_dir) -> list:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,4 +195,6 @@ def write_all(records, out_dir) -> list:
                                        out / f"figure{number}_grad_variance_{dataset}.png"))
     written.append(batch_trajectories(records, out / "batch_size_trajectories.png"))
     written.append(signal_trajectories(records, out / "signal_trajectories.png"))
+    if len({r["method"] for r in records if r["variant"] == "baseline"} - {"fixed"}) > 1:
+        written.append(strategy_trajectories(records, out / "strategy_trajectories.png"))
     return written

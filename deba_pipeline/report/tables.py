@@ -141,6 +141,26 @@ def table5(found) -> list:
     return rows
 
 
+def strategies(by_method) -> list:
+    """Strategies side by side (SPEC §6): each method of study.methods against the same fixed
+    runs, per architecture and dataset."""
+    rows = []
+    cells = sorted((key, name, c) for name, found in by_method.items()
+                   for key, c in found.items())
+    for (arch, dataset), name, c in cells:
+        rows.append({"Architecture": arch, "Dataset": dataset, "Strategy": name,
+                     "ΔAcc": _fmt(c["delta_acc"], sign=True),
+                     "Speedup, modelled (%)": _pm(c["model_speedup_mean"],
+                                                  c["model_speedup_std"], 1),
+                     "Speedup, measured (%)": _pm(c["speedup_mean"], c["speedup_std"], 1),
+                     "Throughput, modelled": "–" if c["model_throughput"] is None
+                     else f"{c['model_throughput']:.2f}×",
+                     "Increases": c["increase"], "Rollbacks": c["rollback"],
+                     "Holds": c["hold"], "Final batch": _fmt(c["final_batch"], 0),
+                     "Seeds": len(c["seeds"])})
+    return rows
+
+
 def _cell(value) -> str:
     """A Markdown table cell: a literal | would end the cell, so it is escaped."""
     return str(value).replace("|", "\\|")

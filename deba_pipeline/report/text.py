@@ -18,6 +18,9 @@ CAPTIONS = {
               "modelled, speedups (paired by seed), throughput and samples per second.",
     "table5": "Table 5. What each scheduler did: its decisions over all seeds and the batch "
               "sizes it used.",
+    "strategies": "Strategies side by side. Each batch strategy of study.methods (SPEC §6) "
+                  "against the same fixed runs, paired by seed: ΔAcc, both speedups, modelled "
+                  "throughput, its decisions over all seeds and its mean final batch size.",
 }
 
 GLOSSARY = """\

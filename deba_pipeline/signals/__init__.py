@@ -2,6 +2,7 @@
 from ..hookspecs import hookimpl
 from .grad_norm_variation import GradNormVariation
 from .grad_variance import GradVariance
+from .gradient_noise_scale import GradientNoiseScale
 from .loss_variation import LossVariation
 
 
@@ -10,3 +11,4 @@ def register_signals(register):
     register(GradVariance)
     register(GradNormVariation)
     register(LossVariation)
+    register(GradientNoiseScale)

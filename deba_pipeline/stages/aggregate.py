@@ -40,12 +40,16 @@ def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None 
     variants = ["baseline"] + [v for v in ABLATION_ORDER if v in present] + \
         sorted(present - set(ABLATION_ORDER))
     found = {v: compare(records, v, step_tables) for v in variants}
+    methods = sorted({r["method"] for r in records if r["variant"] == "baseline"} - {"fixed"})
+    by_method = {m: compare(records, "baseline", step_tables, method=m) for m in methods}
     bounds = OmegaConf.to_container(cfg.taxonomy)
     checked = tables.predictions(records, found, bounds)
     profiles = [r for r in records if r["variant"] == "profile"]
     built = {"table1": tables.table1(calibrate(profiles, cfg.deba.window)) if profiles else [],
              "table2": tables.table2(checked), "table3": tables.table3(found, ablation_dataset),
              "table4": tables.table4(found), "table5": tables.table5(found)}
+    if len(methods) > 1:
+        built["strategies"] = tables.strategies(by_method)
     for name, rows in built.items():
         write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
         write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
@@ -56,7 +60,7 @@ def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None 
     if compare_file or paper_check.cells(printed) & set(found["baseline"]):
         paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),
                  "beside": paper_check.beside(printed, found["baseline"])}
-    metrics = _rounded(build_metrics(records, found, checked, ablation_dataset))
+    metrics = _rounded(build_metrics(records, found, checked, ablation_dataset, by_method))
     write_json(out / "metrics.json", metrics)
     write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
                                          step_tables, cfg))
@@ -75,7 +79,7 @@ def _mean(values):
     return statistics.fmean(values) if values else None
 
 
-def build_metrics(records, found, checked, ablation_dataset) -> dict:
+def build_metrics(records, found, checked, ablation_dataset, by_method=None) -> dict:
     """A few headline numbers per architecture, so `dvc metrics show` and `dvc exp show` stay
     readable; everything else is in the tables."""
     main = found["baseline"]
@@ -96,6 +100,17 @@ def build_metrics(records, found, checked, ablation_dataset) -> dict:
             "mean_speedup_measured_pct": statistics.fmean(c["speedup_mean"]
                                                           for c in main.values()),
             "degraded": summary_rows(c["delta_acc"] for c in main.values())["degraded"]}
+    if by_method and len(by_method) > 1:  # SPEC §6: each strategy against the same fixed runs
+        metrics["strategies"] = {
+            f"{arch}/{ds}": {m: {"delta_acc": c["delta_acc"],
+                                 "speedup_modelled_pct": c["model_speedup_mean"],
+                                 "speedup_measured_pct": c["speedup_mean"],
+                                 "throughput_modelled": c["model_throughput"],
+                                 "increases": c["increase"], "rollbacks": c["rollback"],
+                                 "holds": c["hold"], "final_batch": c["final_batch"]}
+                             for m, found_m in by_method.items()
+                             for key, c in found_m.items() if key == (arch, ds)}
+            for (arch, ds) in sorted({k for f in by_method.values() for k in f})}
     if ablation_dataset is not None:
         metrics["ablations"] = {}
         for v, cells in found.items():

@@ -50,7 +50,7 @@ def runs_per_cell(cfg, dataset) -> int:
     s = cfg.study
     reused = len(set(s.seeds) & set(s.profile_seeds)) if s.reuse_profile_runs else 0
     ablations = len(cfg.ablate.variants) * len(s.seeds) if dataset == cfg.ablate.dataset else 0
-    return len(s.profile_seeds) + 2 * len(s.seeds) - reused + ablations
+    return len(s.profile_seeds) + (1 + len(s.methods)) * len(s.seeds) - reused + ablations
 
 
 def in_flight(cfg) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..config import PAPER_THRESHOLDS, load_params, merge
+from ..config import PAPER_THRESHOLDS, deba_groups, load_params, merge
 from ..engine.files import write_text
 from ..engine.spec import PLUGIN_DIR
 from ..errors import ConfigError, DebaError
@@ -73,10 +73,7 @@ def preflight(cfg, source="params.yaml") -> None:
             plugins.load_plugin_file(path)
         except DebaError as exc:
             raise ConfigError(f"{source}: `deba.plugins`: {exc}") from None
-    groups = {"deba": cfg.deba}
-    groups.update({f"ablate.variants.{name}": OmegaConf.merge(cfg.deba, overrides)
-                   for name, overrides in cfg.ablate.variants.items()})
-    for where, deba in groups.items():
+    for where, deba in deba_groups(cfg).items():
         try:  # the real scheduler: plugin names, their options and the initial batch
             DEBAScheduler(batch_size=cfg.train.batch_size, config=deba)
         except DebaError as exc:
@@ -95,7 +92,7 @@ def count_runs(cfg) -> dict:
     reused = archs * datasets * len(set(s.seeds) & set(s.profile_seeds)) \
         if s.reuse_profile_runs else 0
     counts = {"profile": archs * datasets * len(s.profile_seeds),
-              "train": archs * datasets * len(s.seeds) * 2,
+              "train": archs * datasets * len(s.seeds) * (1 + len(s.methods)),
               "ablate": archs * len(cfg.ablate.variants) * len(s.seeds),
               "train_reused_from_profile": reused}
     counts["steptime"] = archs * datasets

@@ -39,7 +39,7 @@ def run_spec(cfg, arch, dataset, seed, method, variant, deba_overrides=None, cal
              profile=False) -> RunSpec:
     """The RunSpec of one run: the params groups it reads, as their schema dataclasses."""
     deba = None
-    if method == "deba":
+    if method != "fixed":  # "deba", or a strategy of study.methods (its overrides given)
         deba = OmegaConf.to_object(OmegaConf.merge(cfg.deba, deba_overrides or {}))
         deba.theta_stab, deba.theta_conf, deba.thresholds = resolve_thresholds(
             deba, arch, dataset, calibrated)

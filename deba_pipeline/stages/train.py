@@ -1,5 +1,6 @@
-"""Train stage: the main comparison, fixed batch against DEBA, for every architecture, dataset
-and seed, in one pool so every device stays busy. The fixed runs are trained here, apart from the profile runs; with
+"""Train stage: the main comparison, the fixed batch against each strategy of study.methods (DEBA
+by default), for every architecture, dataset and seed, in one pool so every device stays busy.
+The fixed runs are trained here, apart from the profile runs; with
 study.reuse_profile_runs a fixed run identical to a profile run is taken from the profile stage
 (its record says `reused_from: profile`).
 `deba train` (or `deba train --arch resnet18` for one)"""
@@ -33,9 +34,12 @@ def reuse_profiles(specs, profile_dir, out) -> list:
 
 
 def specs(cfg, archs, calibrated) -> list:
-    return [run_spec(cfg, arch, dataset, seed, method, "baseline", calibrated=calibrated)
+    """The fixed run and each strategy of study.methods, per architecture, dataset and seed."""
+    methods = {"fixed": None, **cfg.study.methods}
+    return [run_spec(cfg, arch, dataset, seed, method, "baseline", deba_overrides=overrides,
+                     calibrated=calibrated)
             for arch in archs for dataset in cfg.study.datasets for seed in cfg.study.seeds
-            for method in ("fixed", "deba")]
+            for method, overrides in methods.items()]
 
 
 def run(cfg, archs, out: str = "runs/train", profile_dir: str = "runs/profile",
