@@ -38,6 +38,7 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
     repeats = 3 if gpu else 5  # the GPU check must fit one 8-minute call
     bench = Bench(arch=arch, size=size, image=image, device=device, **kwargs)
     out["signal_overhead_ratio"] = cases.signal_overhead(bench, repeats=repeats)
+    out["noise_scale_overhead_ratio"] = cases.noise_scale_overhead(bench, repeats=repeats)
     out["profile_overhead_ratio"] = cases.profile_overhead(bench, repeats=repeats)
     out["loader_vs_floor_ratio"], out["loader_vs_dataloader_speedup"] = cases.loaders(
         bench, repeats=repeats)
@@ -54,7 +55,7 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
     return out
 
 
-GOALS = ("signal_overhead_ratio", "profile_overhead_ratio", "loader_vs_floor_ratio",
+GOALS = ("signal_overhead_ratio", "noise_scale_overhead_ratio", "profile_overhead_ratio", "loader_vs_floor_ratio",
          "loader_vs_dataloader_speedup", "batch_change_ratio", "variance_peak_memory_ratio",
          "variance_time_ratio", "quick_speedup_pct", "quick_delta_acc", "gpu_speedup_pct",
          "gpu_delta_acc", "samples_per_s_vs_floor")

@@ -31,6 +31,22 @@ def with_signals(bench, batch_size):
     return result
 
 
+def with_noise_scale(bench, batch_size):
+    """The epoch with the noise scale's per-step sums on, then its signal and the gns rule."""
+    trainer = bench.trainer
+    trainer.accumulate = ("grad_sq_norm", "grad_sum")
+    try:
+        result = _epoch(bench, batch_size)
+    finally:
+        trainer.accumulate = ()
+    epoch = result["result"]
+    scheduler = DEBAScheduler(batch_size=batch_size, rule="gns",
+                              signals=["gradient_noise_scale"])
+    scheduler.step(epoch.train_loss, epoch.grads, steps=epoch.steps,
+                   accumulated=epoch.accumulated)
+    return result
+
+
 def profiled(bench, batch_size):
     bench.trainer.spec.profile = True
     try:
@@ -73,6 +89,10 @@ def _overhead(bench, variant, goal, batch_size, repeats):
 
 def signal_overhead(bench, batch_size=64, repeats=5):
     return _overhead(bench, with_signals, 1.01, batch_size, repeats)
+
+
+def noise_scale_overhead(bench, batch_size=64, repeats=5):
+    return _overhead(bench, with_noise_scale, 1.03, batch_size, repeats)
 
 
 def profile_overhead(bench, batch_size=64, repeats=5):
