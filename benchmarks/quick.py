@@ -37,15 +37,15 @@ def quick_preset() -> dict:
     """profile → calibrate → train of the quick preset, W&B off, then the mean speedup and ΔAcc."""
     cfg = load_params(PRESET)
     cfg.tracking.wandb = "disabled"
+    cfg.study.methods = {"deba": {}}  # DEBA against fixed; the preset's peers are in its report
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         cfg.tracking.dir = str(root / "state")
-        for arch in cfg.study.archs:
-            profile.run(cfg, arch, str(root / "profile"), str(root / "stability.json"))
+        archs = list(cfg.study.archs)
+        profile.run(cfg, archs, str(root / "profile"), str(root / "stability"))
         calibrate.run(cfg, str(root / "profile"), str(root / "thresholds.json"))
-        for arch in cfg.study.archs:
-            train_stage.run(cfg, arch, str(root / "train"), str(root / "profile"),
-                            str(root / "thresholds.json"))
+        train_stage.run(cfg, archs, str(root / "train"), str(root / "profile"),
+                        str(root / "thresholds.json"))
         return _summary(compare(read_records(root / "train")), "quick")
 
 
