@@ -72,6 +72,24 @@ def dataloader(bench, batch_size):
     return _epoch(bench, batch_size, bench.loader)
 
 
+def streamed(bench, batch_size):
+    """The same epoch streamed from host memory through the DataLoader path."""
+    return _epoch(bench, batch_size, bench.streaming.train_batches(batch_size))
+
+
+def streaming(bench, batch_size=64, repeats=5):
+    """The streaming path (DataLoader, 2 workers) over the device-resident one, same batches."""
+    from deba_pipeline.engine.data import Split, StreamingData
+    data = bench.trainer.data
+    split = Split(data.x_train.cpu(), data.y_train.cpu(), data.x_test.cpu(), data.y_test.cpu(),
+                  data.num_classes)
+    bench.streaming = StreamingData(split, bench.device, seed=0, workers=2)
+    bench.streaming.generator = data.generator  # the same permutations, restored alike
+    m = interleaved(bench, {"device": plain, "stream": streamed}, repeats, batch_size)
+    same_epoch(m["results"])
+    return _goal(ratio(m, "stream", "device"), None)
+
+
 def _goal(value, goal):
     """A measurement beside its goal (an upper bound), or None where there is no goal."""
     return {"value": round(value, 4), "goal": goal, "met": None if goal is None else value <= goal}

@@ -100,6 +100,18 @@ class Policy:
         return 1.0
 
 
+class Dataset:
+    """A named dataset. `load(seed, data, image_size)` returns (x_train, y_train, x_test,
+    y_test, num_classes): float images N×C×H×W and int64 labels; `data` is the params group
+    `data`, `image_size` the architecture's train.image_size (or None). The engine normalises
+    with the training split's statistics and holds or streams the data."""
+
+    name: ClassVar[str]
+
+    def load(self, seed: int, data, image_size: Optional[int] = None) -> tuple:
+        raise TypeError(f"dataset {self.name!r} must define load(seed, data, image_size)")
+
+
 # -- plugin state in a checkpoint ----------------------------------------------------------------
 # Checkpoints load with torch.load(weights_only=True), which reads tensors and plain containers
 # only; the common types a plugin keeps are tagged on the way in and rebuilt on the way out.

@@ -12,14 +12,26 @@ from .errors import DebaError
 
 
 def cmd_plugins(args) -> None:
+    from pathlib import Path
+
+    import yaml
+
     from . import plugins
-    for path in args.plugin:
+    named = []  # the project's own plugin files, as params.yaml names them
+    if Path(args.params).is_file():
+        named = ((yaml.safe_load(Path(args.params).read_text()) or {}).get("deba") or {}).get(
+            "plugins") or []
+    for path in list(args.plugin) + list(named):
         plugins.load_plugin_file(path)
     for kind in plugins.KINDS:
         found = plugins.registry(kind)
         print(f"{plugins.PLURAL[kind]}:")
         for name, (_, source) in sorted(found.items()):
             print(f"  {name:24s} {source}")
+    models = plugins.project_models()
+    print("models (timm, registered by plugin files):" + ("" if models else " none"))
+    for name, source in sorted(models.items()):
+        print(f"  {name:24s} {source}")
 
 
 def _params(args):
@@ -112,9 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deba", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("plugins", help="list the registered signals, rules and policies")
+    p = sub.add_parser("plugins", help="list the registered signals, rules, policies, datasets "
+                       "and project models")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE",
                    help="also load this plugin file (repeatable)")
+    p.add_argument("--params", default="params.yaml",
+                   help="load the plugin files its deba.plugins names (default: %(default)s)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     p.set_defaults(func=cmd_plugins)
 

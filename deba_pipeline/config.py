@@ -22,7 +22,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError, fail
 
-DATASETS = ("digits", "synthetic", "cifar10", "cifar100")
 THRESHOLD_MODES = ("calibrated", "paper", "fixed")
 GRADIENT_SOURCES = ("last_batch", "epoch_mean")
 PAPER_THRESHOLDS = {  # paper Table 1: (θ_stab, θ_conf)
@@ -63,6 +62,9 @@ class DataConfig:
     augment: bool = False      # random crop (pad 4) and horizontal flip, on the device
     test_fraction: float = 0.2  # digits only: share held out for testing, split by seed
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    folders: Dict[str, str] = field(default_factory=dict)  # NAME -> PATH of train/ and test/
+    placement: str = "auto"    # auto: on the device where it fits, else streamed | device | stream
+    workers: int = 2           # DataLoader worker processes of the streaming path
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The three kinds of plugin. Each hook receives a `register` callback and calls it with classes."""
+"""The four kinds of plugin. Each hook receives a `register` callback and calls it with classes."""
 import pluggy
 
 hookspec = pluggy.HookspecMarker("deba")
@@ -18,3 +18,8 @@ def register_rules(register):
 @hookspec
 def register_policies(register):
     """Call register(PolicyClass) for each Policy subclass this plugin provides."""
+
+
+@hookspec
+def register_datasets(register):
+    """Call register(DatasetClass) for each Dataset subclass this plugin provides."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import sys
 from pathlib import Path
 
 import pluggy
@@ -12,9 +13,11 @@ import pluggy
 from . import hookspecs
 from .errors import PLUGIN_FAULTS, ConfigError, DebaError, PluginError, UnknownPluginError
 
-KINDS = {"signal": "register_signals", "rule": "register_rules", "policy": "register_policies"}
-PLURAL = {"signal": "signals", "rule": "rules", "policy": "policies"}
-BUILTIN_MODULES = ("deba_pipeline.signals", "deba_pipeline.rules", "deba_pipeline.policies")
+KINDS = {"signal": "register_signals", "rule": "register_rules", "policy": "register_policies",
+         "dataset": "register_datasets"}
+PLURAL = {"signal": "signals", "rule": "rules", "policy": "policies", "dataset": "datasets"}
+BUILTIN_MODULES = ("deba_pipeline.signals", "deba_pipeline.rules", "deba_pipeline.policies",
+                   "deba_pipeline.datasets")
 
 pm = pluggy.PluginManager("deba")
 pm.add_hookspecs(hookspecs)
@@ -49,13 +52,23 @@ def load_plugin_file(path) -> str:
         raise PluginError(f"plugin file {str(path)!r} does not exist: fix the path in `plugins`.")
     spec = importlib.util.spec_from_file_location(f"deba_plugin_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: timm's @register_model looks it up
     try:
         spec.loader.exec_module(module)
     except PLUGIN_FAULTS as exc:
+        del sys.modules[spec.name]
         raise PluginError(f"plugin file {str(path)!r} failed to import: "
                           f"{type(exc).__name__}: {exc}") from exc
     pm.register(module, name=name)
     return name
+
+
+def project_models() -> dict:
+    """{model name: source} of the timm models that loaded plugin files register (timm's own
+    `@register_model`), so `study.archs` can name them."""
+    import timm
+    return {model: source_of(name) for name, plugin in pm.list_name_plugin()
+            if name.startswith("file:") for model in timm.list_models(module=plugin.__name__)}
 
 
 def source_of(plugin_name: str) -> str:

@@ -7,7 +7,14 @@ import re
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import DATASETS, SAFE_NAME, _number, check_deba, deba_groups
+from .config import SAFE_NAME, _number, check_deba, deba_groups
+
+
+def known_datasets(cfg) -> list:
+    """The registered datasets (built-in, installed, loaded plugin files) and data.folders."""
+    from . import plugins
+    return list(plugins.registry("dataset")) + [n for n in cfg.data.folders
+                                                 if n not in plugins.registry("dataset")]
 from .errors import ConfigError, fail
 
 MAX_EPOCHS = 10_000  # more is a typo, not a study
@@ -24,6 +31,11 @@ def _validate_data(cfg, where) -> None:
     for arch, side in t.image_size.items():
         if side < 1:
             fail(f"train.image_size.{arch}", side, "an integer >= 1 (pixels)", where)
+    if d.placement not in ("auto", "device", "stream"):
+        fail("data.placement", d.placement, "auto, device or stream", where)
+    if d.workers < 0:
+        fail("data.workers", d.workers, "an integer >= 0 (0: load in the training process)",
+             where)
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device):
         fail("train.device", t.device, "auto, cpu, mps, cuda or cuda:N", where)
 
@@ -61,9 +73,12 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
         if len(s[key]) == 0:
             fail(f"study.{key}", list(s[key]), "a non-empty list", where)
+    known = known_datasets(cfg)
     for dataset in list(s.datasets) + [cfg.ablate.dataset]:
-        if dataset not in DATASETS:
-            fail("study.datasets", dataset, f"one of {', '.join(DATASETS)}", where)
+        # a plugin file may register a dataset: preflight checks again once they are loaded
+        if dataset not in known and not cfg.deba.plugins:
+            fail("study.datasets", dataset, f"one of {', '.join(known)} (a name of data.folders "
+                 f"reads an image folder)", where)
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
         repeated = sorted({str(v) for v in s[key] if list(s[key]).count(v) > 1})
         if repeated:

@@ -1,25 +1,17 @@
-"""Datasets by name, held whole on the training device and batched by index (as airbench does).
-
-An epoch is one seeded permutation read in slices, so a new batch size costs nothing: no loader,
-no workers, no copy of the data. The last partial batch is dropped.
+"""Datasets by name (registered plugins, or image folders), held whole on the training device and
+batched by index, as airbench does: an epoch is one seeded permutation read in slices, so a new
+batch size costs nothing. Data that does not fit streams from host memory through a DataLoader
+whose batch sampler changes size between epochs without being rebuilt. The last partial batch
+is dropped either way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DebaError
-
-CIFAR = {
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", "cifar-10-python.tar.gz",
-                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-    "cifar100": ("CIFAR100", "cifar-100-python", "cifar-100-python.tar.gz",
-                 "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
-}
-
+from ..errors import DebaError
 
 @dataclass
 class Split:
@@ -34,92 +26,48 @@ class Split:
         return tuple(self.x_train.shape[1:])
 
 
-def load_split(name: str, seed: int, data_cfg) -> Split:
-    """The named dataset, split and normalised; the split is fixed by `seed` where it is ours."""
-    if name == "digits":
-        x, y = _digits()
-        gen = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(y), generator=gen)
-        n_test = int(round(len(y) * data_cfg.test_fraction))
-        test, train = order[:n_test], order[n_test:]
-        split = (x[train], y[train], x[test], y[test], 10)
-    elif name == "synthetic":
-        split = _synthetic(data_cfg.synthetic, seed)
-    elif name in CIFAR:
-        split = _cifar(name, Path(data_cfg.root), data_cfg.download)
+def load_split(name: str, seed: int, data_cfg, image_size: int | None = None) -> Split:
+    """The named dataset (a registered one, or an image folder of data.folders), normalised with
+    its training split's statistics; the split is fixed by `seed` where it is ours."""
+    if name in data_cfg.folders:
+        from ..datasets.folders import load_folder
+        split = load_folder(data_cfg.folders[name], image_size)
     else:
-        raise ConfigError(f"unknown dataset {name!r}: use one of digits, synthetic, cifar10, cifar100.")
+        from .. import plugins
+        split = plugins.create("dataset", name).load(seed, data_cfg, image_size)
     x_train, y_train, x_test, y_test, num_classes = split
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     return Split((x_train - mean) / std, y_train, (x_test - mean) / std, y_test, num_classes)
 
 
-def _digits():
-    from sklearn.datasets import load_digits  # 1,797 real 8×8 images, shipped with scikit-learn
-    bunch = load_digits()
-    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    return x, torch.tensor(bunch.target, dtype=torch.int64)
-
-
-def _synthetic(cfg, seed):
-    """Learnable CIFAR-shaped data: one fixed random pattern per class, plus noise."""
-    gen = torch.Generator().manual_seed(seed)
-    shape = (cfg.channels, cfg.image_size, cfg.image_size)
-    patterns = torch.randn((cfg.num_classes, *shape), generator=gen)
-
-    def make(n):
-        labels = torch.randint(cfg.num_classes, (n,), generator=gen)
-        return patterns[labels] * 0.5 + torch.randn((n, *shape), generator=gen), labels
-
-    return (*make(cfg.train_size), *make(cfg.test_size), cfg.num_classes)
-
-
-def _cifar(name, root: Path, download: bool):
-    import torchvision
-    cls_name, folder, archive, url = CIFAR[name]
-    cls = getattr(torchvision.datasets, cls_name)
-    place = (f"Fetch {url} on a machine with network and place {archive} (or its extracted "
-             f"{folder}/ folder) in {root}/, or set data.root to where it is.")
-    sets = []
-    for train in (True, False):
+def hold(split: Split, device, seed: int, data_cfg, image_size=None):
+    """The split on the device where it fits (or `data.placement: device` says so), else
+    streamed from host memory (`placement: stream` forces it)."""
+    if data_cfg.placement != "stream":
         try:
-            sets.append(cls(str(root), train=train, download=False))
-            continue
-        except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-            if (root / folder).is_dir():
-                raise DebaError(f"{name} files in {root / folder} are corrupt or truncated "
-                                f"(checksum mismatch): delete that folder. {place}") from None
-        if not download:
-            raise DebaError(f"{name} is not in {root / folder} and data.download is false. "
-                            f"{place}")
-        try:
-            sets.append(cls(str(root), train=train, download=True))
-        except Exception as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DebaError(f"{name} is not in {root / folder} and could not be downloaded "
-                            f"({reason}). {place}") from None
-    out = []
-    for ds in sets:
-        x = torch.tensor(ds.data).permute(0, 3, 1, 2).float() / 255.0
-        out += [x, torch.tensor(ds.targets, dtype=torch.int64)]
-    return (*out, len(sets[0].classes))
+            return DeviceData(split, device, seed, data_cfg.augment, image_size)
+        except torch.OutOfMemoryError:
+            if data_cfg.placement == "device":
+                raise DebaError(f"the dataset ({tuple(split.x_train.shape)} training images) "
+                                f"does not fit on {device}: set data.placement to auto or "
+                                f"stream.") from None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return StreamingData(split, device, seed, data_cfg.augment, image_size, data_cfg.workers)
 
 
 class DeviceData:
-    """The whole split on `device` (or in pinned host memory if it does not fit), read by index."""
+    """The whole split on `device`, read by index: a new batch size costs nothing."""
+
+    path = "device"  # what the run record says ran
 
     def __init__(self, split: Split, device: torch.device, seed: int, augment: bool = False,
                  image_size: int | None = None):
         self.device, self.augment, self.num_classes = device, augment, split.num_classes
         self.image_size = image_size if image_size and image_size != split.shape[-1] else None
-        try:
-            tensors = [t.to(device) for t in (split.x_train, split.y_train, split.x_test, split.y_test)]
-            self.on_device = True
-        except torch.OutOfMemoryError:
-            tensors = [t.pin_memory() for t in (split.x_train, split.y_train, split.x_test, split.y_test)]
-            self.on_device = False
-        self.x_train, self.y_train, self.x_test, self.y_test = tensors
+        self.x_train, self.y_train, self.x_test, self.y_test = (
+            t.to(device) for t in (split.x_train, split.y_train, split.x_test, split.y_test))
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.rank, self.world = 0, 1  # SPEC §7: a rank's share of every global batch
 
@@ -153,9 +101,7 @@ class DeviceData:
             yield self._resize(x), self.y_test[start:start + batch_size].to(self.device, non_blocking=True)
 
     def _take(self, tensor, index):
-        if self.on_device:
-            return tensor[index]
-        return tensor[index.cpu()].to(self.device, non_blocking=True)
+        return tensor[index]
 
     def _resize(self, x):
         if self.image_size is None:
@@ -175,3 +121,73 @@ class DeviceData:
         cropped = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
         flip = torch.rand(n, generator=self.generator, device=x.device) < 0.5
         return torch.where(flip.view(n, 1, 1, 1), cropped.flip(3), cropped)
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """This epoch's index lists: `order`, `size` and this rank's share are set before each
+    epoch, so the DataLoader and its workers are never rebuilt when the batch size changes."""
+
+    def __init__(self):
+        self.order, self.size, self.offset, self.share = torch.arange(0), 1, 0, 1
+
+    def __iter__(self):
+        for start in range(0, len(self.order) - self.size + 1, self.size):
+            yield self.order[start + self.offset:start + self.offset + self.share].tolist()
+
+    def __len__(self):
+        return len(self.order) // self.size
+
+
+class _HostTensors(torch.utils.data.Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+    def __getitems__(self, index):  # a whole batch in one gather, not sample by sample
+        return self.x[index], self.y[index]
+
+
+def _as_is(batch):
+    return batch
+
+
+class StreamingData(DeviceData):
+    """The split in host memory, streamed through a DataLoader with worker processes (and
+    pinned memory on CUDA). The same seed draws the same permutation as DeviceData, so both
+    paths give the same batches in the same order."""
+
+    path = "stream"
+
+    def __init__(self, split: Split, device: torch.device, seed: int, augment: bool = False,
+                 image_size: int | None = None, workers: int = 2):
+        self.device, self.augment, self.num_classes = device, augment, split.num_classes
+        self.image_size = image_size if image_size and image_size != split.shape[-1] else None
+        self.x_train, self.y_train = split.x_train.share_memory_(), split.y_train.share_memory_()
+        self.x_test, self.y_test = split.x_test, split.y_test
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.rank, self.world = 0, 1
+        self.sampler = _EpochBatches()
+        self.loader = torch.utils.data.DataLoader(
+            _HostTensors(self.x_train, self.y_train), batch_sampler=self.sampler,
+            collate_fn=_as_is, num_workers=workers, pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0)
+
+    def train_batches(self, batch_size: int):
+        if batch_size > self.train_size:
+            raise DebaError(f"batch size {batch_size} is larger than the training set "
+                            f"({self.train_size} samples): lower train.batch_size or deba.max_batch.")
+        order = torch.randperm(self.train_size, generator=self.generator, device=self.device)
+        share = batch_size // self.world
+        self.sampler.order, self.sampler.size = order.cpu(), batch_size
+        self.sampler.offset, self.sampler.share = self.rank * share, share
+        for x, y in self.loader:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            if self.augment:
+                x = self._augment(x)
+            yield self._resize(x), y

@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import plugins
 from ..errors import ConfigError, DebaError, PluginError
 from ..scheduler import DEBAScheduler
 from . import distributed as ddp
 from .checkpoint import Checkpointer
-from .data import DeviceData, load_split
+from .data import hold, load_split
 from .models import create_model
 from .spec import RunSpec
 from .tracking import Tracker
@@ -83,9 +84,11 @@ class Trainer:
             torch.set_flush_denormal(True)
         self.autocast = torch.bfloat16 if t.precision == "bf16" else None
         torch.manual_seed(spec.seed)
-        split = load_split(spec.dataset, spec.seed, spec.data)
+        for path in spec.plugins:  # a model or a dataset may come from a plugin file
+            plugins.load_plugin_file(path)
+        split = load_split(spec.dataset, spec.seed, spec.data, t.image_size.get(spec.arch))
         side = t.image_size.get(spec.arch, split.shape[-1])
-        self.data = DeviceData(split, self.device, spec.seed, spec.data.augment, side)
+        self.data = hold(split, self.device, spec.seed, spec.data, side)
         self.data.shard(self.rank, self.world)
         self.model = create_model(spec.arch, split.num_classes, split.shape[0], side,
                                   **t.model_kwargs.get(spec.arch, {})).to(self.device)
@@ -114,6 +117,7 @@ class Trainer:
             self.scheduler.cap_max_batch(self.data.train_size)
         self.accumulate = self.scheduler.accumulate  # per-step sums the signals asked for
         self.record = spec.new_record()
+        self.record["data_path"] = self.data.path  # device-resident or streamed
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
 

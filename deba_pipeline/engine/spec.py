@@ -14,11 +14,13 @@ from ..record import RECORD_SCHEMA
 PROJECT = Path(__file__).resolve().parents[2]  # the folder holding deba_pipeline/
 # The code that decides a training run's result, relative to the project root: the run key hashes
 # it, and every DVC stage that trains (profile, train, ablate) lists exactly these as deps, plus
-# plugins/ for the plugin files that params name (tests/test_dependencies.py holds dvc.yaml to it).
+# plugins/ for the plugin files that params name: signals, rules and policies, and the models and
+# datasets every run may read (tests/test_dependencies.py holds dvc.yaml to it).
 TRAINING_CODE = ("deba_pipeline/engine", "deba_pipeline/signals", "deba_pipeline/rules",
                  "deba_pipeline/policies", "deba_pipeline/scheduler.py",
                  "deba_pipeline/gradstats.py", "deba_pipeline/base.py",
-                 "deba_pipeline/plugins.py", "deba_pipeline/record.py")
+                 "deba_pipeline/plugins.py", "deba_pipeline/record.py",
+                 "deba_pipeline/datasets")
 PLUGIN_DIR = "plugins"
 
 
@@ -57,6 +59,7 @@ class RunSpec:
     data: DataConfig
     deba: Optional[DebaConfig] = None  # deba runs: thresholds resolved to numbers
     profile: bool = False     # record per-step gradient-norm and loss variances (SPEC §2)
+    plugins: list = field(default_factory=list)  # plugin files (deba.plugins): models, datasets
     extra: dict = field(default_factory=dict)  # provenance, e.g. where thresholds came from
 
     def config(self) -> dict:
@@ -78,7 +81,10 @@ class RunSpec:
 
     def key(self) -> str:
         config = self.result_config()
-        config["code"] = code_fingerprint(self.deba.plugins if self.deba else ())
+        config["code"] = code_fingerprint(self.plugins)
+        if self.dataset in self.data.folders:  # the images themselves, not only their path
+            from ..datasets.folders import fingerprint
+            config["images"] = fingerprint(self.data.folders[self.dataset])
         blob = json.dumps(config, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

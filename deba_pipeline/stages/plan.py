@@ -52,17 +52,6 @@ def preflight(cfg, source="params.yaml") -> None:
     from .. import plugins
     from ..engine.models import check_arch
     from ..scheduler import DEBAScheduler
-    for arch in cfg.study.archs:
-        try:
-            check_arch(arch)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: `study.archs`: {exc}") from None
-    if cfg.ablate.variants and cfg.ablate.dataset not in cfg.study.datasets:
-        raise ConfigError(f"{source}: `ablate.dataset` = {cfg.ablate.dataset!r} is not in "
-                          f"study.datasets {list(cfg.study.datasets)}: the ablations are compared "
-                          f"against that dataset's fixed runs; add it or change ablate.dataset.")
-    _check_device(cfg.train, source, here=cfg.execution.backend == "local"
-                  and "LOCAL_RANK" not in os.environ)  # under torchrun: the machines' devices
     plugin_dir = (Path.cwd() / PLUGIN_DIR).resolve()
     for path in cfg.deba.plugins:
         if not Path(path).resolve().is_relative_to(plugin_dir):
@@ -73,6 +62,23 @@ def preflight(cfg, source="params.yaml") -> None:
             plugins.load_plugin_file(path)
         except DebaError as exc:
             raise ConfigError(f"{source}: `deba.plugins`: {exc}") from None
+    for arch in cfg.study.archs:
+        try:
+            check_arch(arch)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: `study.archs`: {exc}") from None
+    from ..validation import known_datasets
+    for dataset in list(cfg.study.datasets) + [cfg.ablate.dataset]:
+        if dataset not in known_datasets(cfg):
+            raise ConfigError(f"{source}: `study.datasets` = {dataset!r} is not allowed: it must "
+                              f"be one of {', '.join(known_datasets(cfg))} (registered, or a "
+                              f"name of data.folders).")
+    if cfg.ablate.variants and cfg.ablate.dataset not in cfg.study.datasets:
+        raise ConfigError(f"{source}: `ablate.dataset` = {cfg.ablate.dataset!r} is not in "
+                          f"study.datasets {list(cfg.study.datasets)}: the ablations are compared "
+                          f"against that dataset's fixed runs; add it or change ablate.dataset.")
+    _check_device(cfg.train, source, here=cfg.execution.backend == "local"
+                  and "LOCAL_RANK" not in os.environ)  # under torchrun: the machines' devices
     for where, deba in deba_groups(cfg).items():
         try:  # the real scheduler: plugin names, their options and the initial batch
             DEBAScheduler(batch_size=cfg.train.batch_size, config=deba)

@@ -44,7 +44,7 @@ def run_spec(cfg, arch, dataset, seed, method, variant, deba_overrides=None, cal
         deba.theta_stab, deba.theta_conf, deba.thresholds = resolve_thresholds(
             deba, arch, dataset, calibrated)
     return RunSpec(arch, dataset, int(seed), method, variant, OmegaConf.to_object(cfg.train),
-                   OmegaConf.to_object(cfg.data), deba, profile)
+                   OmegaConf.to_object(cfg.data), deba, profile, list(cfg.deba.plugins))
 
 
 def record_path(stage_dir, spec: RunSpec) -> Path:
