@@ -26,6 +26,7 @@ from ..scheduler import DEBAScheduler
 from . import distributed as ddp
 from .checkpoint import Checkpointer
 from .data import hold, load_split
+from .flatgrad import FlatGrads
 from .models import create_model
 from .spec import RunSpec
 from .tracking import Tracker
@@ -116,6 +117,7 @@ class Trainer:
         if self.scheduler.policy.max_batch > self.data.train_size:  # an epoch needs a full batch
             self.scheduler.cap_max_batch(self.data.train_size)
         self.accumulate = self.scheduler.accumulate  # per-step sums the signals asked for
+        self.flat_grads = None  # made on the first epoch whose signals ask for per-step sums
         self.record = spec.new_record()
         self.record["data_path"] = self.data.path  # device-resident or streamed
         self.checkpoints = Checkpointer(Path(state_dir), spec)
@@ -257,15 +259,23 @@ class Trainer:
         zero = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
         loss_sum, loss_sq, norm_sum, norm_sq = zero(), zero(), zero(), zero()
         epoch_mean = self.spec.deba is not None and self.spec.deba.gradient_source == "epoch_mean"
-        summed = epoch_mean or "grad_sum" in self.accumulate
-        grad_sum = [torch.zeros_like(p) for p in self.params] if summed else None
+        flat = None  # the signals' per-step sums: one op each on one buffer behind the grads
+        if self.accumulate and not epoch_mean and self.world == 1:
+            self.flat_grads = flat = self.flat_grads or FlatGrads(self.params)
+            flat.attach()
+        grad_sum = None
+        if epoch_mean or "grad_sum" in self.accumulate:
+            grad_sum = [torch.zeros_like(g) for g in ([flat.buffer] if flat else self.params)]
         norms = self.spec.profile or "grad_sq_norm" in self.accumulate
         channels_last, steps = self.spec.train.channels_last, 0
         losses = [] if self.world > 1 else None  # each step's loss, averaged over ranks below
         for x, y in batches if batches is not None else self.data.train_batches(batch_size):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            self.optimizer.zero_grad(set_to_none=True)
+            if flat is not None:
+                flat.zero()
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
             loss = forward_backward(self.net, x, y, self.autocast).detach().double()
             if losses is not None:  # one rank's share: the global loss is known at the end
                 losses.append(loss)
@@ -274,12 +284,18 @@ class Trainer:
                 if self.spec.profile:
                     loss_sq += loss * loss
             if norms:  # DDP's gradients are already the global batch's
-                grads = [p.grad for p in self.params if p.grad is not None]
-                norm = torch.nn.utils.get_total_norm(grads).double()
-                norm_sum += norm
-                norm_sq += norm * norm
+                if flat is not None:
+                    squared = flat.squared_norm()
+                    norm_sum += squared.sqrt()
+                    norm_sq += squared
+                else:
+                    grads = [p.grad for p in self.params if p.grad is not None]
+                    norm = torch.nn.utils.get_total_norm(grads).double()
+                    norm_sum += norm
+                    norm_sq += norm * norm
             if grad_sum is not None:
-                torch._foreach_add_(grad_sum, [p.grad for p in self.params])
+                torch._foreach_add_(grad_sum, [flat.buffer] if flat else
+                                    [p.grad for p in self.params])
             self.optimizer.step()
             steps += 1
         if losses:  # SPEC §7: the mean over every sample of every rank, step by step
