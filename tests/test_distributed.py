@@ -1,5 +1,6 @@
 """SPEC §7: one run on W processes with torchrun and DDP (gloo on the CPU). Each test launches
-real torchrun processes, so each costs a few seconds."""
+real torchrun processes, so each costs a few seconds. The micro preset with two processes a run
+goes through `dvc repro` in test_own_data.py, on an image folder with a model of one's own."""
 import json
 import os
 
@@ -116,23 +117,6 @@ def test_more_processes_than_this_machine_has_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=f"`train.processes` = {2 * cores} is not allowed here: "
                                           f"this machine has {cores} CPU cores, one per process"):
         preflight(cfg, "params.yaml")
-
-
-def test_the_micro_study_with_two_processes_through_dvc_repro(tmp_path):
-    import subprocess
-    from omegaconf import OmegaConf
-    from conftest import copy_project
-    workspace = copy_project(tmp_path / "clone", brief_timing=True)
-    params = OmegaConf.load(workspace / "params.yaml")
-    params.train.processes = 2
-    OmegaConf.save(params, workspace / "params.yaml")
-    result = subprocess.run(["dvc", "repro"], cwd=workspace, capture_output=True, text=True,
-                            timeout=500)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    records = [json.loads(p.read_text()) for p in (workspace / "runs").rglob("*.json")]
-    assert len(records) == 7 and {r["world_size"] for r in records} == {2}
-    assert all(e["batch_size"] % 2 == 0 for r in records for e in r["epochs"])
-    assert "from 7 run records" in (workspace / "reports" / "REPORT.md").read_text()
 
 
 def test_a_run_launched_by_hand_with_rendezvous_flags_is_taken_by_its_stage(tmp_path,

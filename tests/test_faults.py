@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from omegaconf import OmegaConf
 
 from conftest import copy_project
 from deba_pipeline import Policy, Signal, hookimpl
@@ -211,6 +212,9 @@ def _wait_for(predicate, timeout=120):
 
 def test_two_dvc_repro_in_one_workspace(tmp_path):
     workspace = copy_project(tmp_path, brief_timing=True)
+    params = OmegaConf.load(workspace / "params.yaml")
+    params.train.epochs = 2  # only DVC's lock is under test here
+    OmegaConf.save(params, workspace / "params.yaml")
     first = subprocess.Popen(["dvc", "repro"], cwd=workspace, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     assert _wait_for(lambda: (workspace / ".deba" / "locks").exists())

@@ -110,8 +110,10 @@ def test_plugins_lists_datasets_and_the_projects_models(tmp_path, monkeypatch, c
     assert f"tiny_mlp                 file {tmp_path / 'plugins' / 'tiny_mlp.py'}" in out
 
 
-def test_my_images_and_my_model_through_dvc_repro(tmp_path):
-    """The micro preset on an image folder of the digits, with a model from a plugin file."""
+def test_my_images_and_my_model_on_two_processes_through_dvc_repro(tmp_path):
+    """The micro preset on an image folder of the digits, with a model from a plugin file, each
+    run on two processes (torchrun, gloo): one `dvc repro` for issue 15's and SPEC §7's
+    end-to-end checks, to keep the suite inside its time."""
     from conftest import copy_project
     workspace = copy_project(tmp_path / "clone", brief_timing=True)
     digits_folder(workspace / "images")
@@ -121,13 +123,15 @@ def test_my_images_and_my_model_through_dvc_repro(tmp_path):
     params.ablate.dataset = "mydigits"
     params.study.archs = ["tiny_mlp"]
     params.deba.plugins = ["plugins/tiny_mlp.py"]
+    params.train.processes = 2
     OmegaConf.save(params, workspace / "params.yaml")
     result = subprocess.run(["dvc", "repro"], cwd=workspace, capture_output=True, text=True,
                             timeout=500)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     records = [json.loads(p.read_text()) for p in (workspace / "runs").rglob("*.json")]
     assert len(records) == 7
-    assert {(r["arch"], r["dataset"], r["data_path"]) for r in records} == {
-        ("tiny_mlp", "mydigits", "device")}
+    assert {(r["arch"], r["dataset"], r["data_path"], r["world_size"]) for r in records} == {
+        ("tiny_mlp", "mydigits", "device", 2)}
+    assert all(e["batch_size"] % 2 == 0 for r in records for e in r["epochs"])
     report = (workspace / "reports" / "REPORT.md").read_text()
     assert "datasets: mydigits" in report and "tiny_mlp" in report

@@ -6,12 +6,24 @@ tests keep this small reader of the LevelDB-style log: 32 KiB blocks of records,
 """
 import json
 import struct
+import time
 from pathlib import Path
 
 
-def read_offline_run(run_dir) -> dict:
+def read_offline_run(run_dir, wait_s: float = 15.0) -> dict:
     """History rows and summary of an offline run, read from its `.wandb` transaction log
-    (LevelDB-style log: 32 KiB blocks of records with a 7-byte header each)."""
+    (LevelDB-style log: 32 KiB blocks of records with a 7-byte header each). W&B's core process
+    writes the log after `finish()` returns, so on a busy machine the reader waits (up to
+    `wait_s`) for the run's exit record, which closes a complete log."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = _read(run_dir)
+        if run.pop("complete") or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _read(run_dir) -> dict:
     from wandb.proto import wandb_internal_pb2
     path = next(Path(run_dir).glob("*.wandb"))
     data, block, pos, pending, records = path.read_bytes(), 32768, 7, b"", []
@@ -27,15 +39,16 @@ def read_offline_run(run_dir) -> dict:
         if kind in (1, 4):  # FULL or LAST fragment
             records.append(pending)
             pending = b""
-    history, summary = [], {}
+    history, summary, complete = [], {}, False
     for raw in records:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(raw)
         kind = record.WhichOneof("record_type")
+        complete = complete or kind == "exit"
         if kind == "history":
             history.append({item.key or ".".join(item.nested_key): json.loads(item.value_json)
                             for item in record.history.item})
         elif kind == "summary":
             summary.update({item.key or ".".join(item.nested_key): json.loads(item.value_json)
                             for item in record.summary.update})
-    return {"history": history, "summary": summary}
+    return {"history": history, "summary": summary, "complete": complete}

@@ -38,15 +38,14 @@ def _measure_in_worker(measure, args, cwd, threads):
 
 
 def measure_on_ray(cfg, measure, arg_lists) -> list:
-    """Each measurement a task holding a whole GPU or, on a cluster without GPUs, a whole node's
-    cores; it times steps with the threads a run was given (`execution.cpus_per_run`)."""
+    """Each measurement a task holding a whole GPU or, on the CPU, the cores a run is given
+    (`execution.cpus_per_run`) to itself, timing steps with as many threads as a run had. CPU
+    tables are then measured side by side, each on its own cores, as the runs trained."""
     ray = connect(cfg.execution.address)
     threads = max(1, int(cfg.execution.cpus_per_run or 1))
+    whole = dict(num_cpus=threads)
     if gpus_per_run(cfg.execution.gpus_per_run, ray) > 0:
-        whole = dict(num_gpus=1, num_cpus=threads)
-    else:
-        whole = dict(num_cpus=max(n["Resources"].get("CPU", 0) for n in ray.nodes()
-                                  if n.get("Alive")))
+        whole["num_gpus"] = 1
     task = ray.remote(_measure_in_worker).options(max_retries=cfg.execution.max_retries,
                                                   retry_exceptions=False, **whole)
     refs = [task.remote(measure, args, os.getcwd(), threads) for args in arg_lists]

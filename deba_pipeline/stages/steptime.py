@@ -1,7 +1,7 @@
 """Step-time stage (SPEC §8): per architecture and dataset, the time of one training step at
 every batch size the study can reach (the ladder from train.batch_size) or did reach (every size
 in the run records), measured once per study with the device to itself: in this process on the
-local backend, on Ray as a task holding a whole GPU (on a CPU cluster, a whole node). A table
+local backend, on Ray as a task holding a whole GPU (on the CPU, a run's cores). A table
 is kept under `tracking.dir`/steptime by what it measured, so a stage rerun for another
 architecture's runs measures only the tables whose inputs changed (delete that folder to measure
 every table again). The aggregate stage models each run's time from it.
