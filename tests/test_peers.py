@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from deba_pipeline import Rule, hookimpl
 from deba_pipeline.base import Observation
 from deba_pipeline.engine.loop import train
 from deba_pipeline.errors import PluginError
@@ -14,6 +13,7 @@ from deba_pipeline.rules.gns import NoiseScaleRule
 from deba_pipeline.scheduler import DEBAScheduler
 from deba_pipeline.signals.gradient_noise_scale import GradientNoiseScale, noise_scale
 from helpers import tiny_spec
+from test_scheduler import Plugin, Scripted  # a rule that returns scripted decisions
 
 GNS = {"rule": "gns", "signals": ["gradient_noise_scale"]}
 
@@ -73,28 +73,14 @@ def test_adascale_gain_is_its_closed_form_and_lies_between_1_and_the_batch_ratio
             assert 1.0 - 1e-12 <= adascale_gain(noise, batch, 64) <= batch / 64 + 1e-12
 
 
-class Scripted(Rule):
-    name = "scripted_peers"
-    script: list = []
-
-    def decide(self, signals, windows):
-        return self.script.pop(0)
-
-
-class Plugin:
-    @hookimpl
-    def register_rules(self, register):
-        register(Scripted)
-
-
 @pytest.mark.parametrize("scaling, expected", [("linear", lambda r: r), ("sqrt", math.sqrt),
                                                ("none", lambda r: 1.0)])
 def test_lr_scaling_follows_the_batch_directly_after_any_sequence(register_plugin, scaling,
                                                                   expected):
-    register_plugin(Plugin(), "test-peers")
+    register_plugin(Plugin(), "test-rules")
     Scripted.script = ["increase", "increase", "rollback", "increase", "rollback", "rollback",
                        "increase", "rollback", "rollback"]
-    sched = DEBAScheduler(batch_size=64, rule="scripted_peers", cooldown=0,
+    sched = DEBAScheduler(batch_size=64, rule="scripted", cooldown=0,
                           policy_options={"lr_scaling": scaling})
     grads = [torch.ones(8)]
     for _ in range(len(Scripted.script) + 1):

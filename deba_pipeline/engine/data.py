@@ -64,10 +64,13 @@ class DeviceData:
 
     def __init__(self, split: Split, device: torch.device, seed: int, augment: bool = False,
                  image_size: int | None = None):
-        self.device, self.augment, self.num_classes = device, augment, split.num_classes
-        self.image_size = image_size if image_size and image_size != split.shape[-1] else None
+        self._setup(split, device, seed, augment, image_size)
         self.x_train, self.y_train, self.x_test, self.y_test = (
             t.to(device) for t in (split.x_train, split.y_train, split.x_test, split.y_test))
+
+    def _setup(self, split, device, seed, augment, image_size) -> None:
+        self.device, self.augment, self.num_classes = device, augment, split.num_classes
+        self.image_size = image_size if image_size and image_size != split.shape[-1] else None
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.rank, self.world = 0, 1  # SPEC §7: a rank's share of every global batch
 
@@ -80,13 +83,17 @@ class DeviceData:
     def train_size(self) -> int:
         return len(self.y_train)
 
-    def train_batches(self, batch_size: int):
-        """One epoch: a fresh permutation, sliced into full (global) batches of `batch_size`."""
+    def _epoch_order(self, batch_size: int):
+        """This epoch's permutation and this rank's share of each global batch."""
         if batch_size > self.train_size:
             raise DebaError(f"batch size {batch_size} is larger than the training set "
                             f"({self.train_size} samples): lower train.batch_size or deba.max_batch.")
         order = torch.randperm(self.train_size, generator=self.generator, device=self.device)
-        share = batch_size // self.world
+        return order, batch_size // self.world
+
+    def train_batches(self, batch_size: int):
+        """One epoch: a fresh permutation, sliced into full (global) batches of `batch_size`."""
+        order, share = self._epoch_order(batch_size)
         for start in range(0, self.train_size - batch_size + 1, batch_size):
             mine = start + self.rank * share
             index = order[mine:mine + share]
@@ -165,12 +172,9 @@ class StreamingData(DeviceData):
 
     def __init__(self, split: Split, device: torch.device, seed: int, augment: bool = False,
                  image_size: int | None = None, workers: int = 2):
-        self.device, self.augment, self.num_classes = device, augment, split.num_classes
-        self.image_size = image_size if image_size and image_size != split.shape[-1] else None
+        self._setup(split, device, seed, augment, image_size)
         self.x_train, self.y_train = split.x_train.share_memory_(), split.y_train.share_memory_()
         self.x_test, self.y_test = split.x_test, split.y_test
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.rank, self.world = 0, 1
         self.sampler = _EpochBatches()
         self.loader = torch.utils.data.DataLoader(
             _HostTensors(self.x_train, self.y_train), batch_sampler=self.sampler,
@@ -178,11 +182,7 @@ class StreamingData(DeviceData):
             persistent_workers=workers > 0)
 
     def train_batches(self, batch_size: int):
-        if batch_size > self.train_size:
-            raise DebaError(f"batch size {batch_size} is larger than the training set "
-                            f"({self.train_size} samples): lower train.batch_size or deba.max_batch.")
-        order = torch.randperm(self.train_size, generator=self.generator, device=self.device)
-        share = batch_size // self.world
+        order, share = self._epoch_order(batch_size)
         self.sampler.order, self.sampler.size = order.cpu(), batch_size
         self.sampler.offset, self.sampler.share = self.rank * share, share
         for x, y in self.loader:
