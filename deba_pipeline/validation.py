@@ -13,8 +13,8 @@ from .config import SAFE_NAME, _number, check_deba, deba_groups
 def known_datasets(cfg) -> list:
     """The registered datasets (built-in, installed, loaded plugin files) and data.folders."""
     from . import plugins
-    return list(plugins.registry("dataset")) + [n for n in cfg.data.folders
-                                                 if n not in plugins.registry("dataset")]
+    registered = list(plugins.registry("dataset"))
+    return registered + [name for name in cfg.data.folders if name not in registered]
 from .errors import ConfigError, fail
 
 MAX_EPOCHS = 10_000  # more is a typo, not a study

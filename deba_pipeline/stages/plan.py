@@ -68,11 +68,12 @@ def preflight(cfg, source="params.yaml") -> None:
         except ConfigError as exc:
             raise ConfigError(f"{source}: `study.archs`: {exc}") from None
     from ..validation import known_datasets
+    known = known_datasets(cfg)
     for dataset in list(cfg.study.datasets) + [cfg.ablate.dataset]:
-        if dataset not in known_datasets(cfg):
+        if dataset not in known:
             raise ConfigError(f"{source}: `study.datasets` = {dataset!r} is not allowed: it must "
-                              f"be one of {', '.join(known_datasets(cfg))} (registered, or a "
-                              f"name of data.folders).")
+                              f"be one of {', '.join(known)} (registered, or a name of "
+                              f"data.folders).")
     if cfg.ablate.variants and cfg.ablate.dataset not in cfg.study.datasets:
         raise ConfigError(f"{source}: `ablate.dataset` = {cfg.ablate.dataset!r} is not in "
                           f"study.datasets {list(cfg.study.datasets)}: the ablations are compared "
