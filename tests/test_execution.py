@@ -164,12 +164,55 @@ def test_a_step_time_table_is_measured_with_a_whole_device(ray_session, tmp_path
     assert [b[0] for b in both] == [{"GPU": 1.0, "CPU": 1.0}] * 2  # a whole GPU, not a share
 
 
+def _started(label):
+    import time
+    return label, time.time()
+
+
+def test_ray_starts_the_longest_job_first(ray_session, tmp_path):
+    from ray import cloudpickle
+    from deba_pipeline.execution import longest_first, measure_apart
+    assert longest_first(4, [1.0, 3.0, 2.0, 3.0]) == [1, 3, 2, 0]
+    assert longest_first(3, None) == [0, 1, 2]
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    # each job holds all 4 of the session's CPUs, so they run one at a time, in Ray's order
+    done = measure_apart(ray_cfg(tmp_path, cpus_per_run=4), _started, [("a",), ("b",), ("c",)],
+                         expected_s=[1.0, 30.0, 2.0])
+    assert [label for label, _ in done] == ["a", "b", "c"]  # results in the order asked
+    assert [label for label, _ in sorted(done, key=lambda d: d[1])] == ["b", "c", "a"]
+
+
+def test_a_run_is_expected_to_cost_its_cells_fixed_epoch_times_its_epochs():
+    from deba_pipeline.stages.runs import expected_seconds
+
+    def record(method, arch, *times):
+        return {"method": method, "arch": arch, "dataset": "digits",
+                "epochs": [{"epoch_time_s": t} for t in times]}
+    profiled = [record("fixed", "test_vit", 0.3, 0.5, 0.4), record("fixed", "test_vit", 9.0),
+                record("deba", "test_resnet", 7.0), record("fixed", "test_resnet", 0.1, 0.2)]
+    specs = [tiny_spec(arch="test_vit"), tiny_spec(arch="test_resnet"),  # 4 epochs each
+             tiny_spec(arch="test_efficientnet")]
+    # medians: test_vit of 0.3, 0.5, 0.4, 9.0 is 0.45; test_resnet's DEBA run does not count
+    assert expected_seconds(specs, profiled) == pytest.approx([1.8, 0.6, 0.0])
+    assert expected_seconds(specs, profiled[2:3]) is None
+
+
+def test_a_stage_with_every_run_finished_starts_no_ray(tmp_path, monkeypatch):
+    from deba_pipeline.execution import ray_tasks
+    cfg, spec = ray_cfg(tmp_path), tiny_spec("fixed", train={"epochs": 2})
+    cfg.execution.backend = "local"
+    [record] = execute(cfg, [spec], lambda *a: None)
+    monkeypatch.setattr(ray_tasks, "session", lambda *a: pytest.fail("Ray was started"))
+    cfg.execution.backend = "ray"
+    assert execute(cfg, [spec], lambda *a: None) == [record]
+
+
 def test_a_training_stage_sends_every_architecture_in_one_pool(tmp_path, monkeypatch):
     from deba_pipeline.cli import main
     from helpers import small_params
     pools = []
     monkeypatch.setattr("deba_pipeline.execution.execute",
-                        lambda cfg, specs, write: pools.append([s.name for s in specs]) or [])
+                        lambda cfg, specs, *rest: pools.append([s.name for s in specs]) or [])
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(small_params({
         "study": {"archs": ["test_resnet", "test_vit"]}, "deba": {"thresholds": "fixed"}}))

@@ -8,13 +8,13 @@ checkpoint, which lives under `tracking.dir`: on a cluster, a folder every machi
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from ..engine.checkpoint import Checkpointer
 from ..engine.files import write_json
-from ..engine.loop import train
 from ..errors import ConfigError, DebaError
 
 
@@ -22,6 +22,8 @@ def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_sh
     """One run inside a Ray worker: the project folder, the run's threads and, on a shared GPU,
     its share of the memory (so a growing batch meets a clean out-of-memory fallback)."""
     import torch
+
+    from ..engine.loop import train
     os.chdir(cwd)  # plugin files and data.root are relative to the project
     torch.set_num_threads(threads * spec.train.processes)  # torchrun shares them out
     if 0 < gpu_share < 1 and torch.cuda.is_available():
@@ -37,32 +39,54 @@ def _measure_in_worker(measure, args, cwd, threads):
     return measure(*args)
 
 
-def measure_on_ray(cfg, measure, arg_lists) -> list:
+def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
     """Each measurement a task holding a whole GPU or, on the CPU, the cores a run is given
     (`execution.cpus_per_run`) to itself, timing steps with as many threads as a run had. CPU
     tables are then measured side by side, each on its own cores, as the runs trained."""
-    ray = connect(cfg.execution.address)
-    threads = max(1, int(cfg.execution.cpus_per_run or 1))
-    whole = dict(num_cpus=threads)
-    if gpus_per_run(cfg.execution.gpus_per_run, ray) > 0:
-        whole["num_gpus"] = 1
-    task = ray.remote(_measure_in_worker).options(max_retries=cfg.execution.max_retries,
-                                                  retry_exceptions=False, **whole)
-    refs = [task.remote(measure, args, os.getcwd(), threads) for args in arg_lists]
-    try:
-        return ray.get(refs)
-    except Exception as exc:  # noqa: BLE001 (a measurement's own error, or a lost worker)
-        raise DebaError(f"a step-time measurement failed on Ray: {_reason(exc)}") from None
+    from . import longest_first
+    with session(cfg.execution.address) as ray:
+        threads = max(1, int(cfg.execution.cpus_per_run or 1))
+        whole = dict(num_cpus=threads)
+        if gpus_per_run(cfg.execution.gpus_per_run, ray) > 0:
+            whole["num_gpus"] = 1
+        task = ray.remote(_measure_in_worker).options(max_retries=cfg.execution.max_retries,
+                                                      retry_exceptions=False, **whole)
+        order = longest_first(len(arg_lists), expected_s)
+        refs = {i: task.remote(measure, arg_lists[i], os.getcwd(), threads) for i in order}
+        try:
+            return ray.get([refs[i] for i in range(len(arg_lists))])
+        except Exception as exc:  # noqa: BLE001 (a measurement's own error, or a lost worker)
+            raise DebaError(f"a step-time measurement failed on Ray: {_reason(exc)}") from None
 
 
-def connect(address=None):
-    """Ray for this process: joined at `address` (or RAY_ADDRESS), else started here."""
+@contextmanager
+def session(address=None):
+    """Ray for the length of a stage's work; a Ray started here is stopped at the end (by
+    hand: Ray's own exit hook first sleeps half a second), a joined one left running."""
+    import_ray()
+    import ray
+    started = not ray.is_initialized()
+    connect(address)
     try:
-        import ray
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def import_ray():
+    try:
+        import ray  # noqa: F401
     except ImportError:
         raise DebaError("execution.backend is ray but Ray is not installed here: "
                         "`pip install 'deba-pipeline[ray]'` (or set execution.backend: local)."
                         ) from None
+
+
+def connect(address=None):
+    """Ray for this process: joined at `address` (or RAY_ADDRESS), else started here."""
+    import_ray()
+    import ray
     if not ray.is_initialized():
         # "local" starts a Ray here even where a stopped cluster left its address behind
         address = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -92,10 +116,30 @@ def where_it_ran(ray, gpus, cpus) -> dict:
     return {"backend": "ray", "gpus": gpus, "cpus": cpus, "shared_machine": bool(shared)}
 
 
-def run_on_ray(cfg, specs, write) -> list:
+def run_on_ray(cfg, specs, write, expected_s=None) -> list:
+    """Finished runs come from the cache here (no Ray started for a stage with nothing left to
+    train); the rest go to Ray longest first and are written as they come back."""
+    from ..engine.loop import train
+    from . import experiment_name, longest_first
+    ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
+    tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
+    records, to_train = {}, []
+    for index in longest_first(len(specs), expected_s):
+        if Checkpointer(Path(state_dir), specs[index]).finished() is None:
+            to_train.append(index)
+            continue
+        records[index] = train(specs[index], state_dir=state_dir, tracking=tracking,
+                               experiment=experiment_name(cfg))
+        write(specs[index], records[index])
+    if to_train:
+        with session(ex.address) as ray:
+            _train_on_ray(ray, cfg, specs, to_train, records, write)
+    return [records[i] for i in range(len(specs))]
+
+
+def _train_on_ray(ray, cfg, specs, to_train, records, write) -> None:
     from . import experiment_name
     ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
-    ray = connect(ex.address)
     gpus, cpus = gpus_per_run(ex.gpus_per_run, ray), ex.cpus_per_run or 1
     if gpus > ray.cluster_resources().get("GPU", 0):
         raise ConfigError(f"`execution.gpus_per_run` = {gpus:g} is not allowed: it must be at "
@@ -103,19 +147,15 @@ def run_on_ray(cfg, specs, write) -> list:
                           f"({ray.cluster_resources().get('GPU', 0):g}).")
     task = ray.remote(_train_in_worker)
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
-    records, pending = {}, {}
-    for index, spec in enumerate(specs):
-        if Checkpointer(Path(state_dir), spec).finished() is not None:  # not sent anywhere
-            records[index] = train(spec, state_dir=state_dir, tracking=tracking,
-                                   experiment=experiment_name(cfg))
-            write(spec, records[index])
-            continue
-        world = spec.train.processes  # a torchrun run (SPEC §7) holds a device per process
+    pending = {}
+    for index in to_train:
+        world = specs[index].train.processes  # a torchrun run (SPEC §7): a device per process
         ref = task.options(num_cpus=cpus * world, num_gpus=gpus * world,
                            max_retries=ex.max_retries, retry_exceptions=False).remote(
-            spec, state_dir, tracking, experiment_name(cfg), os.getcwd(), max(1, int(cpus)), gpus)
+            specs[index], state_dir, tracking, experiment_name(cfg), os.getcwd(),
+            max(1, int(cpus)), gpus)
         pending[ref] = index
-    failed, placement = [], where_it_ran(ray, gpus, cpus) if pending else None
+    failed, placement = [], where_it_ran(ray, gpus, cpus)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         index = pending.pop(ready[0])
@@ -134,7 +174,6 @@ def run_on_ray(cfg, specs, write) -> list:
     if failed:
         raise DebaError(f"{len(failed)} of {len(specs)} runs failed (the other records are "
                         f"written; rerun the stage to retry only these):\n" + "\n".join(failed))
-    return [records[i] for i in range(len(specs))]
 
 
 def _reason(exc) -> str:

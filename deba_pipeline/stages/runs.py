@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import statistics
+from collections import defaultdict
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -59,11 +61,30 @@ def record_path(stage_dir, spec: RunSpec) -> Path:
     return Path(stage_dir) / path.relative_to(root)
 
 
-def run_all(cfg, specs, runs_dir) -> list:
+def run_all(cfg, specs, runs_dir, expected_s=None) -> list:
     """Train (or reuse) each spec where `execution` says, writing each record as it finishes."""
     from ..execution import execute
     return execute(cfg, specs, lambda spec, record: write_json(record_path(runs_dir, spec),
-                                                                 record))
+                                                                 record), expected_s)
+
+
+def epoch_seconds(records) -> dict:
+    """{(arch, dataset): the median epoch of its fixed-batch runs, in seconds}, from records."""
+    times = defaultdict(list)
+    for record in records:
+        if record["method"] == "fixed":
+            times[record["arch"], record["dataset"]] += [e["epoch_time_s"]
+                                                         for e in record["epochs"]]
+    return {cell: statistics.median(t) for cell, t in times.items() if t}
+
+
+def expected_seconds(specs, records) -> list | None:
+    """Each spec's rough cost, its cell's fixed epoch × its epochs, to send the longest first;
+    None where `records` time none of them."""
+    per_epoch = epoch_seconds(records)
+    if not any((s.arch, s.dataset) in per_epoch for s in specs):
+        return None
+    return [per_epoch.get((s.arch, s.dataset), 0.0) * s.train.epochs for s in specs]
 
 
 def read_records(root) -> list:

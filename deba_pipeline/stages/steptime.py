@@ -17,7 +17,7 @@ from ..engine.files import read_json, write_json
 from ..engine.loop import Trainer
 from ..engine.steptime import device_name, ladder, measure
 from ..execution import measure_apart
-from .runs import read_records, run_spec
+from .runs import epoch_seconds, read_records, run_spec
 
 
 def reached_sizes(records, arch) -> dict:
@@ -75,7 +75,9 @@ def run(cfg, archs, runs: str = "runs", out: str = "results/steptime") -> dict:
             jobs.append(((arch, dataset, kept), (cfg, arch, dataset, reached.get(dataset, set()),
                                                  calm_step(records, arch, dataset,
                                                            cfg.train.batch_size))))
-    measured_tables = measure_apart(cfg, table, [args for _, args in jobs])
+    per_epoch = epoch_seconds(records)  # the longest table first, so none trails alone
+    measured_tables = measure_apart(cfg, table, [args for _, args in jobs],
+                                    [per_epoch.get(job[:2], 0.0) for job, _ in jobs])
     for ((arch, dataset, kept), _), measured in zip(jobs, measured_tables):
         write_json(kept, measured)
         tables[arch][dataset] = measured

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..engine.files import read_json, write_json
-from .runs import read_records, record_path, run_all, run_spec
+from .runs import expected_seconds, read_records, record_path, run_all, run_spec
 
 
 def load_thresholds(cfg, path="results/thresholds.json"):
@@ -18,10 +18,10 @@ def load_thresholds(cfg, path="results/thresholds.json"):
                            "deba.thresholds to paper or fixed")
 
 
-def reuse_profiles(specs, profile_dir, out) -> list:
+def reuse_profiles(specs, profiles, out) -> list:
     """Write the profile record for every fixed spec that a profile run already answered;
     return the specs still to train."""
-    profiles = {r["key"]: r for r in read_records(profile_dir)} if Path(profile_dir).is_dir() else {}
+    profiles = {r["key"]: r for r in profiles}
     remaining = []
     for spec in specs:
         found = profiles.get(replace(spec, profile=True).key()) if spec.method == "fixed" else None
@@ -45,6 +45,7 @@ def specs(cfg, archs, calibrated) -> list:
 def run(cfg, archs, out: str = "runs/train", profile_dir: str = "runs/profile",
         thresholds: str = "results/thresholds.json") -> None:
     runs = specs(cfg, archs, load_thresholds(cfg, thresholds))
+    profiles = read_records(profile_dir) if Path(profile_dir).is_dir() else []
     if cfg.study.reuse_profile_runs:
-        runs = reuse_profiles(runs, profile_dir, out)
-    run_all(cfg, runs, out)
+        runs = reuse_profiles(runs, profiles, out)
+    run_all(cfg, runs, out, expected_seconds(runs, profiles))
