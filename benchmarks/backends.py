@@ -11,7 +11,7 @@ reproductions of the same study read 282 s and 255 s within an hour). A backend'
 counts once per stage on both sides). Prints each stage, the totals, their ratio (goal ≤ 0.7)
 and whether every run's decisions, batch sizes and accuracy agree (CPU training matches exactly
 only at equal torch threads; both use one when `--same-threads` is given), and checks that
-neither copy has a stage left to run.
+neither copy has a stage left to run. Writes benchmarks/results/backends-<host>.json (or --out).
 """
 from __future__ import annotations
 
@@ -26,7 +26,12 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
+from deba_pipeline.engine.files import write_json
+
+from .__main__ import host_kind
+
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
 
 
 def clone(dest: Path, execution: dict) -> Path:
@@ -67,6 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--same-threads", action="store_true",
                         help="give local runs one thread too, so records can match exactly")
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     stages = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])  # in DAG order
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,23 +82,27 @@ def main() -> int:
                                                  else None}),
             "ray": clone(Path(tmp) / "ray", {"backend": "ray", "cpus_per_run": 1,
                                              "gpus_per_run": 0})}
-        total = dict.fromkeys(copies, 0.0)
+        total, by_stage = dict.fromkeys(copies, 0.0), {}
         for i, stage in enumerate(stages):
             order = ["local", "ray"] if i % 2 == 0 else ["ray", "local"]
             seconds = {name: reproduce(copies[name], stage) for name in order}
             for name, s in seconds.items():
                 total[name] += s
+            by_stage[stage] = seconds
             print(f"{stage:10s} local {seconds['local']:6.1f} s  ray {seconds['ray']:6.1f} s"
                   f"  ({order[0]} first)", flush=True)
         stale = {name: left_to_run(path) for name, path in copies.items()}
         if any(stale.values()):
             sys.exit(f"stages left to run after the benchmark: {stale}")
         a, b = runs(copies["local"]), runs(copies["ray"])
-        same = a == b
-        print(f"local {total['local']:.1f} s, ray {total['ray']:.1f} s: ray/local = "
-              f"{total['ray'] / total['local']:.3f} (goal <= 0.7); {len(a)} runs, decisions, "
-              f"batch sizes and accuracies "
-              f"{'identical' if same else 'differ in ' + str(sum(a[k] != b.get(k) for k in a))}")
+        differ = sum(a[k] != b.get(k) for k in a)
+    out = {"host_kind": host_kind("cpu"), "same_threads": args.same_threads,
+           "stage_s": by_stage, "total_s": total, "ray_over_local": total["ray"] / total["local"],
+           "goal": 0.7, "runs": len(a), "runs_that_differ": differ}
+    path = write_json(Path(args.out) / f"backends-{out['host_kind']}.json", out)
+    print(f"local {total['local']:.1f} s, ray {total['ray']:.1f} s: ray/local = "
+          f"{out['ray_over_local']:.3f} (goal <= 0.7); {len(a)} runs, decisions, batch sizes "
+          f"and accuracies {'identical' if not differ else f'differ in {differ}'} ({path})")
     return 0
 
 
