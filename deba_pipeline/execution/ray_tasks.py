@@ -61,33 +61,16 @@ def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
 
 @contextmanager
 def session(address=None):
-    """Ray for the length of a stage's work; a Ray started here is stopped at the end (by
-    hand: Ray's own exit hook first sleeps half a second), a joined one left running."""
-    import_ray()
-    import ray
-    started = not ray.is_initialized()
-    connect(address)
+    """Ray for the length of a stage's work: joined at `address` (or RAY_ADDRESS), else started
+    here and stopped at the end (by hand: Ray's own exit hook first sleeps half a second)."""
     try:
-        yield ray
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def import_ray():
-    try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         raise DebaError("execution.backend is ray but Ray is not installed here: "
                         "`pip install 'deba-pipeline[ray]'` (or set execution.backend: local)."
                         ) from None
-
-
-def connect(address=None):
-    """Ray for this process: joined at `address` (or RAY_ADDRESS), else started here."""
-    import_ray()
-    import ray
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         # "local" starts a Ray here even where a stopped cluster left its address behind
         address = address or os.environ.get("RAY_ADDRESS") or "local"
         try:
@@ -97,7 +80,11 @@ def connect(address=None):
             raise DebaError(f"cannot reach the Ray cluster at {address} ({exc}): start it with "
                             f"`ray start --head`, or set execution.address to null to start "
                             f"Ray on this machine.") from None
-    return ray
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def gpus_per_run(setting, ray) -> float:
@@ -133,20 +120,19 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
         write(specs[index], records[index])
     if to_train:
         with session(ex.address) as ray:
-            _train_on_ray(ray, cfg, specs, to_train, records, write)
+            _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking)
     return [records[i] for i in range(len(specs))]
 
 
-def _train_on_ray(ray, cfg, specs, to_train, records, write) -> None:
+def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking) -> None:
     from . import experiment_name
-    ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
+    ex = cfg.execution
     gpus, cpus = gpus_per_run(ex.gpus_per_run, ray), ex.cpus_per_run or 1
     if gpus > ray.cluster_resources().get("GPU", 0):
         raise ConfigError(f"`execution.gpus_per_run` = {gpus:g} is not allowed: it must be at "
                           f"most the GPUs of the Ray cluster "
                           f"({ray.cluster_resources().get('GPU', 0):g}).")
     task = ray.remote(_train_in_worker)
-    tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
     pending = {}
     for index in to_train:
         world = specs[index].train.processes  # a torchrun run (SPEC §7): a device per process
