@@ -18,6 +18,16 @@ def known_datasets(cfg) -> list:
 from .errors import ConfigError, fail
 
 MAX_EPOCHS = 10_000  # more is a typo, not a study
+RAY_ADDRESS = re.compile(r"(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
+
+
+def parse_ray_address(address, where: str = "") -> tuple[str, int]:
+    """(host, port) of `execution.address` (or RAY_ADDRESS), or one ConfigError saying the form."""
+    match = RAY_ADDRESS.fullmatch(str(address).strip())
+    if not match or not 0 < int(match["port"]) < 65536:
+        fail("execution.address", address, "HOST:PORT, as `ray start --head` prints it (e.g. "
+             "10.0.0.5:6379), or null to start Ray on this machine", where)
+    return match["host"].strip("[]"), int(match["port"])
 
 
 def _validate_data(cfg, where) -> None:
@@ -47,8 +57,10 @@ def _validate_execution(ex, where) -> None:
     if gpus != "auto" and not (_number(gpus) and 0 <= gpus):
         fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)",
              where)
-    if ex.cpus_per_run is not None and not ex.cpus_per_run > 0:
+    if ex.cpus_per_run is not None and not (ex.cpus_per_run > 0 and math.isfinite(ex.cpus_per_run)):
         fail("execution.cpus_per_run", ex.cpus_per_run, "a number > 0, or null", where)
+    if ex.address is not None and ex.address not in ("auto", "local"):
+        parse_ray_address(ex.address, where)
     if ex.max_retries < 0:
         fail("execution.max_retries", ex.max_retries, "an integer >= 0", where)
 

@@ -248,15 +248,18 @@ def test_a_resumed_run_is_one_wandb_run(tmp_path, monkeypatch):
     spec = tiny_spec()
     monkeypatch.setattr(loop.Trainer, "step_scheduler", stop_after_two)
     with pytest.raises(Stop):
-        loop.train(spec, state_dir=tmp_path, tracking=tracking, progress=False)
+        loop.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
+                   experiment="study 2026-12-01 10:00:00")
     monkeypatch.setattr(loop.Trainer, "step_scheduler", real)
-    loop.train(spec, state_dir=tmp_path, tracking=tracking, progress=False)
-    pieces = sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
-    # offline-run-<date>_<time>-<id>, and "-1" after it when two pieces start in one second
-    assert len(pieces) == 2 and {p.name.split("-")[3] for p in pieces} == {spec.key()}
-    epochs = [[row["epoch"] for row in read_offline_run(p)["history"] if "epoch" in row]
-              for p in pieces]
-    assert epochs == [[1, 2], [3, 4]]  # `wandb sync` joins them into one run by its id
+    loop.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
+               experiment="study 2026-12-01 11:30:00")  # resumed by a later invocation
+    pieces = [read_offline_run(p) for p in
+              sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*"))]
+    # `wandb sync` joins the pieces into one run by its id, in the group where it began
+    assert [p["run"] for p in pieces] == [{"id": spec.key(),
+                                           "group": "study 2026-12-01 10:00:00"}] * 2
+    assert [[row["epoch"] for row in p["history"] if "epoch" in row] for p in pieces] \
+        == [[1, 2], [3, 4]]
 
 
 def test_an_unreachable_wandb_server_falls_over_to_offline_with_the_same_id(tmp_path,

@@ -172,13 +172,25 @@ def test_presets_are_overlays_of_only_what_differs(name):
     assert len(lines) <= 20
 
 
-def test_wandb_group_is_the_dvc_experiment_when_one_runs(monkeypatch):
-    from deba_pipeline.execution import experiment_name
+def test_wandb_group_is_the_experiment_or_study_and_when_the_invocation_began(monkeypatch):
+    from deba_pipeline.execution import wandb_group
     cfg = load_params(ROOT / "pipelines" / "micro.yaml")
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    assert experiment_name(cfg) == "micro"
+    monkeypatch.setenv("DEBA_INVOCATION", "2026-12-01 13:52:07")
+    assert wandb_group(cfg) == "micro 2026-12-01 13:52:07"
     monkeypatch.setenv("DVC_EXP_NAME", "beige-seal")
-    assert experiment_name(cfg) == "beige-seal"
+    assert wandb_group(cfg) == "beige-seal 2026-12-01 13:52:07"
+
+
+def test_a_deba_command_outside_dvc_is_an_invocation_of_its_own(monkeypatch):
+    import time
+
+    import psutil
+
+    from deba_pipeline.execution import invocation_started
+    monkeypatch.setenv("DEBA_INVOCATION", "")  # unset, and unset again after the test
+    began = psutil.Process().create_time()  # pytest is no dvc process, nor are its parents
+    assert invocation_started() == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began))
 
 
 def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_study, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def read_offline_run(run_dir, wait_s: float = 15.0) -> dict:
-    """History rows and summary of an offline run, read from its `.wandb` transaction log
+    """History rows, summary and run (its id and group) of an offline run, read from its `.wandb` transaction log
     (LevelDB-style log: 32 KiB blocks of records with a 7-byte header each). W&B's core process
     writes the log after `finish()` returns, so on a busy machine the reader waits (up to
     `wait_s`) for the run's exit record, which closes a complete log."""
@@ -39,16 +39,18 @@ def _read(run_dir) -> dict:
         if kind in (1, 4):  # FULL or LAST fragment
             records.append(pending)
             pending = b""
-    history, summary, complete = [], {}, False
+    history, summary, complete, run = [], {}, False, {}
     for raw in records:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(raw)
         kind = record.WhichOneof("record_type")
         complete = complete or kind == "exit"
-        if kind == "history":
+        if kind == "run":
+            run = {"id": record.run.run_id, "group": record.run.run_group}
+        elif kind == "history":
             history.append({item.key or ".".join(item.nested_key): json.loads(item.value_json)
                             for item in record.history.item})
         elif kind == "summary":
             summary.update({item.key or ".".join(item.nested_key): json.loads(item.value_json)
                             for item in record.summary.update})
-    return {"history": history, "summary": summary, "complete": complete}
+    return {"history": history, "summary": summary, "complete": complete, "run": run}

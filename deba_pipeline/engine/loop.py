@@ -29,7 +29,7 @@ from .data import hold, load_split
 from .flatgrad import FlatGrads
 from .models import create_model
 from .spec import RunSpec
-from .tracking import Tracker
+from .tracking import Tracker, run_group
 
 
 @dataclass
@@ -408,8 +408,13 @@ def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
 
 
 def tracker_for(spec: RunSpec, state_dir, tracking: dict | None, experiment: str) -> Tracker:
-    """The run's W&B run: its id is the run key, so a resumed run continues it."""
+    """The run's W&B run: its id is the run key, so a resumed run continues it, in the group of
+    the invocation that started it."""
     tracking = tracking or {"wandb": "disabled"}
+    if tracking["wandb"] != "disabled":
+        checkpointer = Checkpointer(Path(state_dir), spec)
+        experiment = run_group(Path(state_dir) / "wandb" / "groups" / f"{checkpointer.key}",
+                               experiment, resumed=checkpointer.path.is_file())
     return Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"), experiment,
                    spec.name, spec.config(), str(Path(state_dir) / "wandb"),
                    tracking.get("entity"), run_id=spec.key())

@@ -11,6 +11,8 @@ import os
 import warnings
 from pathlib import Path
 
+from .files import write_text
+
 _warned = False
 INIT_TIMEOUT_S = 15  # seconds to wait for the W&B server before logging offline
 
@@ -20,6 +22,15 @@ def _has_api_key() -> bool:
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def run_group(kept: Path, group: str, resumed: bool) -> str:
+    """The W&B group of a run: the one it started in when it resumes (kept in the file `kept`),
+    else `group`, which is kept for a later resume."""
+    if resumed and kept.is_file():
+        return kept.read_text().strip() or group
+    write_text(kept, group)
+    return group
 
 
 def _warn(message: str) -> None:

@@ -8,14 +8,14 @@ checkpoint, which lives under `tracking.dir`: on a cluster, a folder every machi
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from ..engine.checkpoint import Checkpointer
 from ..engine.files import write_json
-from ..errors import ConfigError, DebaError
+from ..errors import DebaError
+from .ray_session import check_fits, session
 
 
 def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_share):
@@ -49,6 +49,7 @@ def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
         whole = dict(num_cpus=threads)
         if gpus_per_run(cfg.execution.gpus_per_run, ray) > 0:
             whole["num_gpus"] = 1
+        check_fits(ray, whole["num_cpus"], whole.get("num_gpus", 0), "a step-time table")
         task = ray.remote(_measure_in_worker).options(max_retries=cfg.execution.max_retries,
                                                       retry_exceptions=False, **whole)
         order = longest_first(len(arg_lists), expected_s)
@@ -57,34 +58,6 @@ def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
             return ray.get([refs[i] for i in range(len(arg_lists))])
         except Exception as exc:  # noqa: BLE001 (a measurement's own error, or a lost worker)
             raise DebaError(f"a step-time measurement failed on Ray: {_reason(exc)}") from None
-
-
-@contextmanager
-def session(address=None):
-    """Ray for the length of a stage's work: joined at `address` (or RAY_ADDRESS), else started
-    here and stopped at the end (by hand: Ray's own exit hook first sleeps half a second)."""
-    try:
-        import ray
-    except ImportError:
-        raise DebaError("execution.backend is ray but Ray is not installed here: "
-                        "`pip install 'deba-pipeline[ray]'` (or set execution.backend: local)."
-                        ) from None
-    started = not ray.is_initialized()
-    if started:
-        # "local" starts a Ray here even where a stopped cluster left its address behind
-        address = address or os.environ.get("RAY_ADDRESS") or "local"
-        try:
-            ray.init(address=address, include_dashboard=False, configure_logging=False,
-                     log_to_driver=False)
-        except ConnectionError as exc:
-            raise DebaError(f"cannot reach the Ray cluster at {address} ({exc}): start it with "
-                            f"`ray start --head`, or set execution.address to null to start "
-                            f"Ray on this machine.") from None
-    try:
-        yield ray
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def gpus_per_run(setting, ray) -> float:
@@ -107,7 +80,7 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
     """Finished runs come from the cache here (no Ray started for a stage with nothing left to
     train); the rest go to Ray longest first and are written as they come back."""
     from ..engine.loop import train
-    from . import experiment_name, longest_first
+    from . import wandb_group, longest_first
     ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
     records, to_train = {}, []
@@ -116,7 +89,7 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
             to_train.append(index)
             continue
         records[index] = train(specs[index], state_dir=state_dir, tracking=tracking,
-                               experiment=experiment_name(cfg))
+                               experiment=wandb_group(cfg))
         write(specs[index], records[index])
     if to_train:
         with session(ex.address) as ray:
@@ -125,20 +98,19 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
 
 
 def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking) -> None:
-    from . import experiment_name
+    from . import wandb_group
     ex = cfg.execution
     gpus, cpus = gpus_per_run(ex.gpus_per_run, ray), ex.cpus_per_run or 1
-    if gpus > ray.cluster_resources().get("GPU", 0):
-        raise ConfigError(f"`execution.gpus_per_run` = {gpus:g} is not allowed: it must be at "
-                          f"most the GPUs of the Ray cluster "
-                          f"({ray.cluster_resources().get('GPU', 0):g}).")
+    for world in sorted({specs[index].train.processes for index in to_train}):
+        check_fits(ray, cpus * world, gpus * world,
+                   f"a run of {world} process{'es' if world > 1 else ''}")
     task = ray.remote(_train_in_worker)
     pending = {}
     for index in to_train:
         world = specs[index].train.processes  # a torchrun run (SPEC §7): a device per process
         ref = task.options(num_cpus=cpus * world, num_gpus=gpus * world,
                            max_retries=ex.max_retries, retry_exceptions=False).remote(
-            specs[index], state_dir, tracking, experiment_name(cfg), os.getcwd(),
+            specs[index], state_dir, tracking, wandb_group(cfg), os.getcwd(),
             max(1, int(cpus)), gpus)
         pending[ref] = index
     failed, placement = [], where_it_ran(ray, gpus, cpus)

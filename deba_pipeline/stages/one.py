@@ -36,12 +36,12 @@ def find(cfg, name: str):
 def run(cfg, name: str) -> int:
     """Train run `name` here; as a rank when torchrun started this process."""
     from ..engine.loop import train as train_run
-    from ..execution import experiment_name
+    from ..execution import wandb_group
     spec, tracking = find(cfg, name), OmegaConf.to_container(cfg.tracking, resolve=True)
     if "LOCAL_RANK" in os.environ:
         from ..engine.distributed import run_rank
-        return run_rank(spec, cfg.tracking.dir, tracking, experiment_name(cfg))
-    record = train_run(spec, cfg.tracking.dir, tracking, experiment_name(cfg))
+        return run_rank(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
+    record = train_run(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
     print(f"{spec.name}: accuracy {record['final_test_accuracy']:.2f}%; the stage that owns it "
           f"takes it from {cfg.tracking.dir} at the next `dvc repro`.")
     return 0
