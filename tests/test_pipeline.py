@@ -182,6 +182,29 @@ def test_wandb_group_is_the_experiment_or_study_and_when_the_invocation_began(mo
     assert wandb_group(cfg) == "beige-seal 2026-12-01 13:52:07"
 
 
+@pytest.mark.slow
+def test_two_reproductions_of_one_study_log_to_two_wandb_groups(tmp_path):
+    import os
+
+    from conftest import copy_project
+    from wandb_log import read_offline_run
+    workspace = copy_project(tmp_path / "w")
+    params = OmegaConf.load(workspace / "params.yaml")
+    params.tracking.wandb = "offline"
+    OmegaConf.save(params, workspace / "params.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBA_", "DVC_"))}
+    for _ in range(2):  # each trains the profile run afresh: no finished run to reuse
+        shutil.rmtree(workspace / ".deba" / "finished", ignore_errors=True)
+        done = subprocess.run(["dvc", "repro", "--force", "profile"], cwd=workspace, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    pieces = [read_offline_run(p)["run"] for p in
+              sorted((workspace / ".deba" / "wandb" / "wandb").glob("offline-run-*"))]
+    assert len(pieces) == 2 and pieces[0]["id"] == pieces[1]["id"]  # the same run's key
+    groups = [p["group"] for p in pieces]
+    assert groups[0] != groups[1] and all(g.startswith("micro 20") for g in groups)
+
+
 def test_a_deba_command_outside_dvc_is_an_invocation_of_its_own(monkeypatch):
     import time
 
