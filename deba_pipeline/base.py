@@ -27,6 +27,7 @@ class Observation:
     batch_size: Optional[int] = None          # samples a step this epoch (global under DDP)
     steps: Optional[int] = None               # steps this epoch
     accumulated: dict = field(default_factory=dict)  # what signals' `accumulate` asked for
+    dataset_size: Optional[int] = None        # N the epoch drew from without replacement
 
 
 # What a signal may ask the loop to accumulate over an epoch's steps, on the device, with one

@@ -226,6 +226,34 @@ def check_deba(values: dict, where: str = "", prefix: str = "") -> None:
     if unknown:
         fail(f"{prefix}signal_options", sorted(unknown), "options of signals listed in "
              f"{prefix}signals", where)
+    if values["rule"] == "step_schedule":
+        _check_schedule(values["rule_options"].get("at"), values["cooldown"], where, prefix)
+
+
+def _check_schedule(at, cooldown, where, prefix) -> None:
+    """The step schedule's epochs must each be able to fire: epoch 1 always holds, and a
+    cooldown of C epochs holds the C epochs after every change, and epochs 1..C at the start
+    (SPEC §1). Without this, at = [5, 12, 14] with the paper's cooldown 10 fires only at 12."""
+    if not at:
+        fail(f"{prefix}rule_options.at", at, "a non-empty list of epochs at whose end "
+             "step_schedule increases the batch, e.g. [30, 60, 80]", where)
+    if not isinstance(cooldown, int) or not all(_int(e) for e in at):
+        return  # the rule itself names a malformed `at`
+    blocked, last = [], 0  # the epoch of the last increase (t_last)
+    for epoch in sorted(at):
+        if epoch < 2 or epoch <= last + cooldown:
+            blocked.append(epoch)
+        else:
+            last = epoch
+    if blocked and cooldown == 0:
+        fail(f"{prefix}rule_options.at", list(at), "epochs from 2 on: epoch 1 always holds",
+             where)
+    if blocked:
+        fail(f"{prefix}rule_options.at", list(at), f"epochs the schedule can reach: "
+             f"{prefix}cooldown = {cooldown} holds the {cooldown} epochs at the start and after "
+             f"each increase, so {blocked} would never fire; set {prefix}cooldown: 0 (as "
+             f"step_schedule is meant to run), or start after epoch {cooldown} and space the "
+             f"epochs more than {cooldown} apart", where)
 
 
 def deba_config(config=None, **overrides) -> DebaConfig:

@@ -124,30 +124,39 @@ class DEBAScheduler:
         with self._transaction():
             return self._observe(loss, grads, **epoch)
 
-    def _observe(self, loss: float, grads, steps=None, accumulated=None) -> dict:
+    def _observe(self, loss: float, grads, steps=None, accumulated=None,
+                 dataset_size=None) -> dict:
         loss, grads = _loss(loss), _grads(grads)
+        check(dataset_size is None or (isinstance(dataset_size, numbers.Integral)
+                                       and not isinstance(dataset_size, bool) and dataset_size > 0),
+              "dataset_size", dataset_size, "a positive integer (the samples an epoch draws "
+              "from without replacement), or None for independent draws")
         stats = grad_stats(grads)
         variance, norm = torch.stack([stats.variance, stats.norm]).tolist()  # one host sync
         check(math.isfinite(variance) and math.isfinite(norm), "grads",
               f"<gradients with variance {variance}, norm {norm}>", "finite everywhere")
         self.epoch += 1
         obs = Observation(self.epoch, loss, grads, variance, norm, self.batch_size, steps,
-                          dict(accumulated or {}))
+                          dict(accumulated or {}), dataset_size)
         values = {name: self._compute(name, signal, obs) for name, signal in self.signals.items()}
         for name, value in values.items():
             if value is not None:
                 self.windows[name].append(value)
         return values
 
-    def step(self, loss: float, grads, *, steps=None, accumulated=None) -> StepRecord:
+    def step(self, loss: float, grads, *, steps=None, accumulated=None,
+             dataset_size=None) -> StepRecord:
         """Observe one finished epoch; return the decision and the next epoch's batch size.
-        `steps` and `accumulated` feed signals that sum per-step quantities (`accumulate`).
-        All or nothing: a plugin that raises leaves the scheduler as it was before the call."""
+        `steps` and `accumulated` feed signals that sum per-step quantities (`accumulate`);
+        `dataset_size`, the samples an epoch is drawn from without replacement, corrects them for
+        a finite training set. All or nothing: a plugin that raises leaves the scheduler as it
+        was before the call."""
         with self._transaction():
-            return self._step(loss, grads, steps, accumulated)
+            return self._step(loss, grads, steps, accumulated, dataset_size)
 
-    def _step(self, loss: float, grads, steps=None, accumulated=None) -> StepRecord:
-        values = self._observe(loss, grads, steps, accumulated)
+    def _step(self, loss: float, grads, steps=None, accumulated=None,
+              dataset_size=None) -> StepRecord:
+        values = self._observe(loss, grads, steps, accumulated, dataset_size)
         if self.epoch == 1:
             decision, reason = "hold", "first epoch"
         elif self.epoch <= self.last_adaptation + self.cooldown:

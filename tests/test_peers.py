@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from deba_pipeline.base import Observation
-from deba_pipeline.engine.loop import train
-from deba_pipeline.errors import PluginError
+from deba_pipeline.engine.loop import Trainer, train
+from deba_pipeline.errors import ConfigError, PluginError
 from deba_pipeline.policies.multiplicative import adascale_gain
 from deba_pipeline.rules.gns import NoiseScaleRule
 from deba_pipeline.scheduler import DEBAScheduler
@@ -24,6 +24,35 @@ def test_noise_scale_is_spec_section_6_by_hand():
     assert noise_scale(5.0, 2.0, 4, 3) == pytest.approx(36.0, rel=1e-12)
     assert noise_scale(10.0, 2.0, 4, 3) is None  # |G|² = (24 − 40)/8 < 0: undefined
     assert noise_scale(5.0, 2.0, 4, 1) is None   # one step: undefined
+    # the same epoch drawn without replacement from N = 16 samples: tr(Σ) = 18 still,
+    # |G|² = 2 − 18·(1/12 − 1/16) = 1.625, B_simple = 18/1.625
+    assert noise_scale(5.0, 2.0, 4, 3, population=16) == pytest.approx(18 / 1.625, rel=1e-12)
+    assert noise_scale(5.0, 2.0, 4, 3, population=12) == pytest.approx(9.0, rel=1e-12)  # ‖Ḡ‖²
+
+
+def test_an_epoch_drawn_without_replacement_gives_the_per_sample_truth():
+    """SPEC §6: per-sample gradients gᵢ = G + noiseᵢ of a set of N = 4000, read the way the loop
+    reads them: each epoch one permutation in steps of B = 16, so B_big = N. The truth
+    tr(Σ)/|G|² ≈ 1300 (Σ with the 1/(N−1) of a finite population); the formula for independent
+    draws reads about 1/(1 − 1300/4000) ≈ 1.48× as much."""
+    gen = torch.Generator().manual_seed(0)
+    n, d, batch = 4000, 20, 16
+    steps = n // batch
+    noise = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    per_sample = noise - noise.mean(0) + 1 / math.sqrt(1300)  # |G|² = d/1300 exactly
+    mean = per_sample.mean(0)
+    truth = float(((per_sample - mean) ** 2).sum() / (n - 1) / mean.dot(mean))
+    corrected, independent = [], []
+    for _ in range(20):  # epochs
+        order = torch.randperm(n, generator=gen)
+        step_grads = per_sample[order].view(steps, batch, d).mean(1)
+        acc = {"grad_sq_norm": float((step_grads ** 2).sum()), "grad_sum": [step_grads.sum(0)]}
+        for population, out in ((n, corrected), (None, independent)):
+            obs = Observation(2, 1.0, [mean], 1.0, 1.0, batch, steps, acc, population)
+            out.append(GradientNoiseScale().compute(obs))
+    assert 1200 < truth < 1400
+    assert sum(corrected) / len(corrected) == pytest.approx(truth, rel=0.03)
+    assert sum(independent) / len(independent) > 1.3 * truth  # the bias the correction removes
 
 
 def test_the_estimator_from_minibatch_norms_matches_the_per_sample_truth():
@@ -92,7 +121,7 @@ def test_adascale_reads_the_noise_scale_and_needs_it_selected():
     with pytest.raises(Exception, match="gradient_noise_scale"):
         DEBAScheduler(batch_size=64, policy_options={"lr_scaling": "adascale"})
     sched = DEBAScheduler(batch_size=64, cooldown=0, rule="step_schedule",
-                          rule_options={"at": [1, 2]}, signals=["gradient_noise_scale"],
+                          rule_options={"at": [2]}, signals=["gradient_noise_scale"],
                           policy_options={"lr_scaling": "adascale"})
     assert sched.step(1.0, [torch.ones(4)]).lr_scale == 1.0  # no noise scale yet: η₀
     step = sched.step(1.0, [torch.ones(4)], steps=3, accumulated={
@@ -114,10 +143,31 @@ def test_step_schedule_increases_at_its_epochs_only():
         DEBAScheduler(batch_size=64, rule="step_schedule", rule_options={"at": ["x"]})
 
 
+@pytest.mark.parametrize("options, expected", [
+    ({"rule_options": {"at": [5, 12, 14]}},  # the paper's cooldown 10: only 12 would fire
+     "`rule_options.at` = [5, 12, 14] is not allowed: it must be epochs the schedule can reach: "
+     "cooldown = 10 holds the 10 epochs at the start and after each increase, so [5, 14] would "
+     "never fire; set cooldown: 0 (as step_schedule is meant to run), or start after epoch 10 "
+     "and space the epochs more than 10 apart."),
+    ({"cooldown": 0, "rule_options": {"at": [1, 3]}},
+     "`rule_options.at` = [1, 3] is not allowed: it must be epochs from 2 on: epoch 1 always "
+     "holds."),
+    ({"cooldown": 0}, "`rule_options.at` = None is not allowed: it must be a non-empty list of "
+                      "epochs at whose end step_schedule increases the batch, e.g. [30, 60, 80]."),
+])
+def test_a_step_schedule_epoch_that_could_never_fire_is_refused(options, expected):
+    with pytest.raises(ConfigError) as caught:
+        DEBAScheduler(batch_size=64, rule="step_schedule", **options)
+    assert str(caught.value) == expected
+
+
 def test_the_record_carries_the_rate_the_optimiser_used(tmp_path):
-    spec = tiny_spec(train={"epochs": 4, "lr_schedule": "cosine"}, deba={
-        "rule": "step_schedule", "rule_options": {"at": [2]}, "cooldown": 0,
-        "policy_options": {"lr_scaling": "sqrt"}})
+    from deba_pipeline.stages.runs import run_spec
+    from helpers import tiny_cfg
+    step = {"rule": "step_schedule", "rule_options": {"at": [2]}, "cooldown": 0,
+            "policy_options": {"lr_scaling": "sqrt"}}  # a method: the ablations stay DEBA's
+    spec = run_spec(tiny_cfg(train={"epochs": 4, "lr_schedule": "cosine"}), "test_resnet",
+                    "digits", 2, "step", "baseline", deba_overrides=step)
     record = train(spec, state_dir=tmp_path, progress=False)
     seen, total = 0, 4 * 1438  # four epochs of digits' training set: 1,438 samples
     for e in record["epochs"]:
@@ -166,8 +216,8 @@ def test_a_signal_from_a_plugin_file_asks_for_a_per_step_sum(tmp_path):
     with pytest.raises(PluginError, match=r"signal 'greedy' asks to accumulate \['grad_cubes'\], "
                                           r"which the loop does not offer: it offers "
                                           r"grad_sq_norm, grad_sum"):
-        DEBAScheduler(batch_size=64, signals=["greedy"], rule="step_schedule",
-                      plugins=[str(plugin)])
+        DEBAScheduler(batch_size=64, signals=["greedy"], rule="step_schedule", cooldown=0,
+                      rule_options={"at": [2]}, plugins=[str(plugin)])
 
 
 def test_strategies_train_against_one_fixed_baseline_and_are_reported_side_by_side(
@@ -205,3 +255,65 @@ def test_a_users_methods_replace_the_default_and_fixed_is_not_a_method_name():
     assert list(tiny_cfg(study={"methods": {"gns": GNS}}).study.methods) == ["gns"]
     with pytest.raises(ConfigError, match="`study.methods.fixed` = 'fixed' is not allowed"):
         tiny_cfg(study={"methods": {"fixed": {}}})
+
+
+def test_the_loops_per_step_sums_are_those_of_each_steps_gradient(tmp_path, monkeypatch):
+    """Σₜ‖gₜ‖² and Σₜgₜ as the loop keeps them (one flat buffer, float32 products) against each
+    step's gradient snapshotted in float64 just before the optimiser uses it."""
+    trainer = Trainer(tiny_spec(deba=GNS), tmp_path)
+    snapshots, real_step = [], trainer.optimizer.step
+
+    def step(*args, **kwargs):
+        snapshots.append(torch.cat([p.grad.flatten() for p in trainer.params]).double())
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.optimizer, "step", step)
+    result = trainer.train_epoch(64)
+    steps = torch.stack(snapshots)
+    assert result.steps == len(snapshots) == trainer.data.train_size // 64
+    assert result.accumulated["grad_sq_norm"] == pytest.approx(float((steps ** 2).sum()),
+                                                               rel=1e-6)
+    kept = torch.cat([g.flatten() for g in result.accumulated["grad_sum"]]).double()
+    assert float((kept - steps.sum(0)).norm() / steps.sum(0).norm()) < 1e-6
+
+
+LOGGED_SUMS = """
+import os
+from pathlib import Path
+from deba_pipeline import Signal, hookimpl
+from deba_pipeline.gradstats import grad_stats
+class Sums(Signal):
+    name = 'sums'
+    accumulate = ('grad_sq_norm', 'grad_sum')
+    def compute(self, obs):
+        with Path({log!r}).open('a') as f:
+            f.write(f"{{os.environ.get('RANK', '0')}} {{obs.epoch}} {{obs.steps}} "
+                    f"{{obs.accumulated['grad_sq_norm']!r}} "
+                    f"{{float(grad_stats(obs.accumulated['grad_sum']).sumsq)!r}}\\n")
+        return 1.0
+@hookimpl
+def register_signals(register):
+    register(Sums)
+"""
+
+
+@pytest.mark.slow
+def test_under_ddp_the_per_step_sums_are_the_global_batchs(tmp_path):
+    """Two processes at half the batch each sum the same Σ‖gₜ‖² and ‖Σgₜ‖² as one process:
+    each step's gradient is the all-reduced one of the global batch (SPEC §6, §7)."""
+    logged = {}
+    for world in (1, 2):
+        plugin = tmp_path / f"sums{world}.py"
+        plugin.write_text(LOGGED_SUMS.format(log=str(tmp_path / f"log{world}.txt")))
+        spec = tiny_spec("deba", arch="test_vit", train={
+            "epochs": 2, "processes": world, "model_kwargs": {"test_vit": {"patch_size": 4}}},
+            deba={"plugins": [str(plugin)], "cooldown": 9, "signals": [
+                "grad_variance", "grad_norm_variation", "loss_variation", "sums"]})
+        train(spec, state_dir=tmp_path / str(world), progress=False)
+        logged[world] = [line.split() for line in (tmp_path / f"log{world}.txt").read_text()
+                         .splitlines()]
+    assert {row[0] for row in logged[2]} == {"0", "1"}  # every rank computes the signals
+    for one, two in zip(logged[1], [row for row in logged[2] if row[0] == "0"]):
+        assert one[1:3] == two[1:3]  # epoch, steps
+        assert float(two[3]) == pytest.approx(float(one[3]), rel=1e-4)
+        assert float(two[4]) == pytest.approx(float(one[4]), rel=1e-4)

@@ -215,7 +215,8 @@ class Trainer:
         """The scheduler's step for a trained epoch, and the epoch's record entry. A plugin that
         fails here stops the run after checkpointing the trained epoch, so no work is lost."""
         try:
-            epoch = {"steps": result.steps, "accumulated": result.accumulated}
+            epoch = {"steps": result.steps, "accumulated": result.accumulated,
+                     "dataset_size": self.data.train_size}  # an epoch is one permutation
             if self.spec.method == "fixed":
                 signals = self.scheduler.observe(result.train_loss, result.grads, **epoch)
                 decision, lr_factor = "hold", 1.0
