@@ -67,20 +67,26 @@ class DataConfig:
     workers: int = 2           # DataLoader worker processes of the streaming path
 
 
+# Each optimizer's defaults for what params.yaml leaves null: SGD the paper's (SPEC §3), AdamW
+# PyTorch's own weight decay. AdamW has no momentum option (its betas stay PyTorch's).
+OPTIMIZER_DEFAULTS = {"sgd": {"momentum": 0.9, "weight_decay": 5.0e-4},
+                      "adamw": {"weight_decay": 0.01}}
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 100
     batch_size: int = 64           # initial (and fixed-method) batch, samples
     lr: float = 0.01               # fixed for the whole run (paper §8.1)
-    momentum: float = 0.9
-    weight_decay: float = 5.0e-4
+    momentum: Optional[float] = None      # null: the optimizer's own (OPTIMIZER_DEFAULTS)
+    weight_decay: Optional[float] = None  # null: likewise
     eval_batch_size: int = 1024    # samples; evaluation is timed apart from training
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     precision: str = "fp32"        # fp32 | bf16 (autocast, GPU)
     channels_last: bool = False
     checkpoint_every: int = 1      # epochs between checkpoints
     processes: int = 1             # data-parallel ranks per run (torchrun + DDP, SPEC §7); B is global
-    optimizer: str = "sgd"         # sgd (the paper: momentum, weight_decay) | adamw (weight_decay)
+    optimizer: str = "sgd"         # sgd (the paper: momentum, weight_decay) | adamw (weight_decay only)
     lr_schedule: str = "constant"  # constant (the paper) | cosine over the run's samples
     # arch -> input side in pixels, resized on the device (SPEC §3: ViT-B/16 at 224)
     image_size: Dict[str, int] = field(default_factory=lambda: {"vit_base_patch16_224": 224})

@@ -7,7 +7,7 @@ import re
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import SAFE_NAME, _number, check_deba, deba_groups
+from .config import OPTIMIZER_DEFAULTS, SAFE_NAME, _number, check_deba, deba_groups
 
 
 def known_datasets(cfg) -> list:
@@ -121,8 +121,14 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         if value < 1:
             fail(key, value, "an integer >= 1", where)
     for key in ("lr", "momentum", "weight_decay"):
-        if not (math.isfinite(t[key]) and t[key] >= 0):
-            fail(f"train.{key}", t[key], "a finite number >= 0", where)
+        if t[key] is not None and not (math.isfinite(t[key]) and t[key] >= 0):
+            fail(f"train.{key}", t[key], "a finite number >= 0" + (
+                "" if key == "lr" else ", or null for the optimizer's own"), where)
+    if t.optimizer in OPTIMIZER_DEFAULTS:
+        for key in ("momentum", "weight_decay"):
+            if t[key] is not None and key not in OPTIMIZER_DEFAULTS[t.optimizer]:
+                fail(f"train.{key}", t[key], f"null with train.optimizer = {t.optimizer} "
+                     f"(it has no {key} option)", where)
     if t.precision not in ("fp32", "bf16"):
         fail("train.precision", t.precision, "fp32 or bf16", where)
     if cfg.timing.estimate not in ("paired", "median"):

@@ -178,10 +178,23 @@ def test_the_record_carries_the_rate_the_optimiser_used(tmp_path):
     assert [e["batch_size"] for e in record["epochs"]] == [64, 64, 96, 96]
 
 
-def test_adamw_is_the_optimiser_asked_for(tmp_path):
-    from deba_pipeline.engine.loop import Trainer
-    trainer = Trainer(tiny_spec(train={"optimizer": "adamw"}), tmp_path)
-    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+def test_each_optimiser_gets_its_own_defaults(tmp_path):
+    adamw = Trainer(tiny_spec(train={"optimizer": "adamw"}), tmp_path / "a").optimizer
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert adamw.defaults["weight_decay"] == 0.01  # PyTorch's, not SGD's 5e-4
+    sgd = Trainer(tiny_spec(), tmp_path / "s").optimizer
+    assert (sgd.defaults["momentum"], sgd.defaults["weight_decay"]) == (0.9, 5e-4)  # the paper's
+    spec = tiny_spec(train={"optimizer": "adamw", "weight_decay": 0.1})
+    assert spec.train.weight_decay == 0.1 and spec.train.momentum is None
+
+
+def test_an_option_the_optimiser_does_not_have_is_refused():
+    from deba_pipeline.config import merge
+    from omegaconf import OmegaConf
+    with pytest.raises(ConfigError) as caught:
+        merge(OmegaConf.create({"train": {"optimizer": "adamw", "momentum": 0.9}}))
+    assert str(caught.value) == ("<params>: `train.momentum` = 0.9 is not allowed: it must be "
+                                 "null with train.optimizer = adamw (it has no momentum option).")
 
 
 ACCUMULATING = """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..config import PAPER_THRESHOLDS, DebaConfig
+from ..config import OPTIMIZER_DEFAULTS, PAPER_THRESHOLDS, DebaConfig
 from ..engine.files import read_json, write_json
 from ..engine.spec import RunSpec
 from ..errors import ConfigError, DebaError
@@ -45,7 +45,11 @@ def run_spec(cfg, arch, dataset, seed, method, variant, deba_overrides=None, cal
         deba = OmegaConf.to_object(OmegaConf.merge(cfg.deba, deba_overrides or {}))
         deba.theta_stab, deba.theta_conf, deba.thresholds = resolve_thresholds(
             deba, arch, dataset, calibrated)
-    return RunSpec(arch, dataset, int(seed), method, variant, OmegaConf.to_object(cfg.train),
+    train = OmegaConf.to_object(cfg.train)
+    for key, value in OPTIMIZER_DEFAULTS.get(train.optimizer, {}).items():
+        if getattr(train, key) is None:  # the record shows what the optimizer used
+            setattr(train, key, value)
+    return RunSpec(arch, dataset, int(seed), method, variant, train,
                    OmegaConf.to_object(cfg.data), deba, profile, list(cfg.deba.plugins))
 
 
