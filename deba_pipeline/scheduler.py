@@ -71,7 +71,7 @@ class DEBAScheduler:
     rollback, min_batch, max_batch, signals, rule, policy, rule_options, policy_options,
     signal_options, plugins (files to load). `config=` takes a whole DebaConfig or mapping.
     `world_size` W > 1 (SPEC §7): the batch is global, rounded down to a multiple of W after
-    every update and never below W."""
+    every update, or up to the next one where rounding down would fall below min_batch."""
 
     def __init__(self, batch_size: int = TrainConfig.batch_size, config=None, *,
                  world_size: int = 1, **options):
@@ -86,6 +86,9 @@ class DEBAScheduler:
               f"an integer in [min_batch, max_batch] = [{cfg.min_batch}, {cfg.max_batch}]")
         check(_is_int(world_size) and 1 <= world_size <= cfg.min_batch, "world_size", world_size,
               f"an integer in [1, min_batch = {cfg.min_batch}]")
+        check(cfg.max_batch // world_size * world_size >= cfg.min_batch, "world_size",
+              world_size, f"a divisor of some batch size in [min_batch, max_batch] = "
+              f"[{cfg.min_batch}, {cfg.max_batch}] (every global batch is a multiple of it)")
         check(_is_int(batch_size) and batch_size % world_size == 0, "batch_size", batch_size,
               f"a multiple of world_size = {world_size}")
         self.world_size = world_size
@@ -317,10 +320,18 @@ class DEBAScheduler:
             raise PluginError(f"policy {self.policy.name!r} returned batch size {size!r} for "
                               f"{decision!r} at epoch {self.epoch}: it must be an integer in "
                               f"[{low}, {high}].")
-        size = max(self.world_size, size - size % self.world_size)  # B/W samples on each rank
+        size = fit_world(size, self.world_size, low)
         if isinstance(lr_factor, bool) or not isinstance(lr_factor, (int, float)) \
                 or not (math.isfinite(lr_factor) and lr_factor > 0):
             raise PluginError(f"policy {self.policy.name!r} returned learning-rate factor "
                               f"{lr_factor!r} for {decision!r} at epoch {self.epoch}: it must be "
                               f"a finite number > 0 (1.0 leaves the rate unchanged).")
         return size, float(lr_factor)
+
+
+def fit_world(size: int, world: int, low: int) -> int:
+    """A global batch of a W-process run (SPEC §7): `size` rounded down to a multiple of W, or
+    up to the next one where rounding down would fall below `low` (min_batch): with W = 3 and
+    min_batch 16, a rollback from 18 to 15 would leave the bounds, so 18 stays."""
+    fitted = size - size % world
+    return fitted + world if fitted < low else fitted

@@ -14,6 +14,8 @@ def test_ladder_is_spec_section_1s_growth_and_rollback_sizes():
         16, 20, 25, 32, 40, 51, 64, 96, 144, 216, 324, 486, 729, 1093, 1639, 2048]
     assert steptime.ladder(64, 1.5, 0.8, 48, 200) == [48, 51, 64, 96, 144, 200]  # clamped
     assert steptime.ladder(16, 1.5, 0.8, 16, 16) == [16]
+    # three processes, down from 63: 50 → 48, 38 → 36, 28 → 27, 21, then 16 → 15 < 16 → 18
+    assert steptime.ladder(63, 1.5, 0.8, 16, 2048, multiple=3)[:5] == [18, 21, 27, 36, 48]
 
 
 def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):

@@ -34,15 +34,16 @@ from itertools import islice
 import torch
 
 from ..policies.multiplicative import floor_times
+from ..scheduler import fit_world
 
 
 def ladder(start: int, growth: float, rollback: float, low: int, high: int,
            multiple: int = 1) -> list:
     """The sizes the multiplicative policy reaches from `start` by growing only or rolling back
     only, clamped to [low, high] (SPEC §1: 64, 96, 144, ... and 64, 51, 40, ...), each rounded
-    down to a multiple of `multiple`, the processes of a data-parallel run (SPEC §7)."""
+    to a multiple of `multiple`, the processes of a data-parallel run, as the scheduler does."""
     def fit(size):
-        return max(multiple, size - size % multiple)
+        return fit_world(size, multiple, low)
     sizes, size = {start}, start
     while size < high and (grown := fit(min(high, floor_times(growth, size)))) > size:
         sizes.add(grown)
