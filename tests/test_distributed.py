@@ -144,3 +144,34 @@ def test_a_run_launched_by_hand_with_rendezvous_flags_is_taken_by_its_stage(tmp_
     assert main(["run", "test_resnet/digits/fixed/3"]) == 2
     assert capsys.readouterr().err.startswith("deba: error: no run named 'test_resnet/digits/"
                                               "fixed/3' in this study: a name is ARCH/DATASET/")
+
+
+WRITE_SPY = """
+import os
+from pathlib import Path
+from deba_pipeline.engine import files
+LOG = Path({log!r})
+with LOG.open('a') as f:
+    f.write(f"{{os.environ.get('RANK', '0')}} loaded\\n")
+real = files._atomic
+def spy(path, write):
+    with LOG.open('a') as f:
+        f.write(f"{{os.environ.get('RANK', '0')}} wrote {{path}}\\n")
+    return real(path, write)
+files._atomic = spy  # every record, checkpoint and kept file is written through it
+"""
+
+
+def test_only_rank_0_writes_records_checkpoints_and_wandb(tmp_path):
+    spy = tmp_path / "spy.py"
+    spy.write_text(WRITE_SPY.format(log=str(tmp_path / "writes.txt")))
+    spec = tiny_spec("fixed", arch="test_vit", train={"epochs": 3, "processes": 2, **VIT},
+                     deba={"plugins": [str(spy)]})
+    train(spec, state_dir=tmp_path / "state", tracking={"wandb": "offline", "project": "t"},
+          progress=False)
+    lines = (tmp_path / "writes.txt").read_text().splitlines()
+    assert {"0 loaded", "1 loaded"} <= set(lines)  # the spy watched both ranks
+    writes = [line for line in lines if " wrote " in line]
+    assert any("checkpoints" in w for w in writes) and any("finished" in w for w in writes)
+    assert {w.split()[0] for w in writes} == {"0"}
+    assert len(list((tmp_path / "state" / "wandb" / "wandb").glob("offline-run-*"))) == 1

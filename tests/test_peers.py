@@ -330,3 +330,22 @@ def test_under_ddp_the_per_step_sums_are_the_global_batchs(tmp_path):
         assert one[1:3] == two[1:3]  # epoch, steps
         assert float(two[3]) == pytest.approx(float(one[3]), rel=1e-4)
         assert float(two[4]) == pytest.approx(float(one[4]), rel=1e-4)
+
+
+def test_the_gns_rule_decides_through_the_scheduler():
+    """B = 64, T = 2 steps (B_big = 128), ‖Ḡ‖² = 1: B_simple = 128(s̄ − 1)/(2 − s̄); at B = 96,
+    192(s̄ − 1)/(2 − s̄). The rule reads the median over a window of 2."""
+    sched = DEBAScheduler(batch_size=64, rule="gns", signals=["gradient_noise_scale"],
+                          cooldown=0, window=2)
+    seen = []
+    for mean_sq_norm in (1.5, 1.5, 1.2, 1.1):
+        step = sched.step(1.0, [torch.ones(4)], steps=2, accumulated={
+            "grad_sq_norm": 2 * mean_sq_norm,
+            "grad_sum": [torch.tensor([2.0, 0.0, 0.0, 0.0], dtype=torch.float64)]})
+        seen.append((step.signals["gradient_noise_scale"], step.decision, step.batch_size))
+    assert [round(v, 6) for v, _, _ in seen] == [128.0, 128.0, 48.0, round(192 * 0.1 / 0.9, 6)]
+    assert [(d, b) for _, d, b in seen] == [
+        ("hold", 64),        # the first epoch
+        ("increase", 96),    # median 128 ≥ 64·1.5
+        ("hold", 96),        # median (128 + 48)/2 = 88, between 96·0.8 and 96·1.5
+        ("rollback", 76)]    # median (48 + 21.3)/2 = 34.7 ≤ 76.8: ⌊96·0.8⌋
