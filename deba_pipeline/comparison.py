@@ -13,6 +13,60 @@ from .analysis import aggressiveness
 from .analysis import sample_std as _std
 
 
+LEVEL = 0.90  # two-sided confidence level of every interval over seeds
+
+
+def t_interval(values, level: float = LEVEL):
+    """(low, high): the Student t interval of the mean of per-seed values (paired by seed);
+    None with fewer than two seeds, whose spread cannot be read."""
+    values = list(values)
+    if len(values) < 2 or any(v is None for v in values):
+        return None
+    mean = statistics.fmean(values)
+    half = _t(level, len(values)) * statistics.stdev(values) / math.sqrt(len(values))
+    return (mean - half, mean + half)
+
+
+def _t(level, n):
+    from scipy.stats import t
+    return float(t.ppf(0.5 + level / 2, n - 1))
+
+
+def seeds_needed(values, boundary: float, level: float = LEVEL, most: int = 1000):
+    """The seeds whose interval, at the observed mean and spread, would lie on one side of
+    `boundary`; None where that cannot be read (one seed) or no number of seeds would do."""
+    values = list(values)
+    if len(values) < 2:
+        return None
+    gap, spread = abs(statistics.fmean(values) - boundary), statistics.stdev(values)
+    if gap == 0:
+        return None
+    if spread == 0:
+        return len(values)
+    return next((n for n in range(2, most + 1)
+                 if _t(level, n) * spread / math.sqrt(n) < gap), None)
+
+
+def above(ci, x) -> bool:
+    return ci is not None and ci[0] > x
+
+
+def at_least(ci, x) -> bool:
+    return ci is not None and ci[0] >= x
+
+
+def below(ci, x) -> bool:
+    return ci is not None and ci[1] < x
+
+
+def at_most(ci, x) -> bool:
+    return ci is not None and ci[1] <= x
+
+
+def straddles(ci, x) -> bool:
+    return ci is None or ci[0] < x < ci[1]
+
+
 def _mean_or_none(values):
     values = list(values)
     return None if not values or any(v is None for v in values) else statistics.fmean(values)
@@ -80,7 +134,10 @@ def _cell(seeds, f, m, steptime) -> dict:
     t_f = [r["train_time_s"] for r in f]
     t_m = [r["train_time_s"] for r in m]
     speedups = [100.0 * (a - b) / a for a, b in zip(t_f, t_m)]
-    c = {"seeds": seeds, "acc_fixed": acc_f, "acc_method": acc_m,
+    deltas = [b - a for a, b in zip(acc_f, acc_m)]
+    c = {"seeds": seeds, "acc_fixed": acc_f, "acc_method": acc_m, "delta_accs": deltas,
+         "delta_acc_ci": t_interval(deltas), "speedups": speedups,
+         "speedup_ci": t_interval(speedups),
          "acc_fixed_mean": statistics.fmean(acc_f), "acc_fixed_std": _std(acc_f),
          "acc_method_mean": statistics.fmean(acc_m), "acc_method_std": _std(acc_m),
          "delta_acc": statistics.fmean(acc_m) - statistics.fmean(acc_f),
@@ -104,10 +161,12 @@ def _cell(seeds, f, m, steptime) -> dict:
     model_m = [modelled_time(r, steptime) for r in m]
     if None in model_f or None in model_m:
         c.update(model_speedup_mean=None, model_speedup_std=None, model_throughput=None,
-                 model_time_fixed_mean=None, model_time_method_mean=None, disagree=None)
+                 model_time_fixed_mean=None, model_time_method_mean=None, disagree=None,
+                 model_speedups=None, model_speedup_ci=None)
     else:
         model_speedups = [100.0 * (1 - b / a) for a, b in zip(model_f, model_m)]
-        c.update(model_speedup_mean=statistics.fmean(model_speedups),
+        c.update(model_speedups=model_speedups, model_speedup_ci=t_interval(model_speedups),
+                 model_speedup_mean=statistics.fmean(model_speedups),
                  model_speedup_std=_std(model_speedups),
                  model_throughput=statistics.fmean(model_f) / statistics.fmean(model_m),
                  model_time_fixed_mean=statistics.fmean(model_f),
@@ -115,9 +174,22 @@ def _cell(seeds, f, m, steptime) -> dict:
         c["disagree"] = (c["speedup_noise"] is not None and abs(
             c["speedup_mean"] - c["model_speedup_mean"]) > c["speedup_noise"])
     modelled = c["model_speedup_mean"] is not None
-    c["verdict_speedup"] = c["model_speedup_mean"] if modelled else c["speedup_mean"]
+    basis = "model_speedup" if modelled else "speedup"
+    c["verdict_speedup"], c["verdict_speedup_ci"] = c[f"{basis}_mean"], c[f"{basis}_ci"]
+    c["verdict_speedups"] = c[f"{basis}s"]
     c["speedup_basis"] = "modelled" if modelled else "measured"
+    c["outcome"] = outcome(c)
+    c["seeds_needed"] = None if c["outcome"] != "inconclusive" else _needed(c)
     return c
+
+
+def _needed(c):
+    """Seeds the observed spread would need for a conclusive outcome: the most that any
+    boundary its intervals straddle asks for (ΔAcc at −1 and 0, the speedup at 0)."""
+    asks = [seeds_needed(values, x) for values, ci, x in (
+        (c["delta_accs"], c["delta_acc_ci"], -1.0), (c["delta_accs"], c["delta_acc_ci"], 0.0),
+        (c["verdict_speedups"], c["verdict_speedup_ci"], 0.0)) if straddles(ci, x)]
+    return None if not asks or None in asks else max(asks)
 
 
 def summary_rows(delta_accs) -> dict:
@@ -128,42 +200,63 @@ def summary_rows(delta_accs) -> dict:
 
 
 def outcome(c) -> str:
-    """What the method did: degraded (ΔAcc < −1), benefit (ΔAcc ≥ 0 and faster), or marginal."""
-    if c["delta_acc"] < -1:
+    """What the method did, where the intervals over seeds are on one side of each boundary:
+    degraded (ΔAcc < −1), benefit (ΔAcc ≥ 0 and faster), marginal (neither); else inconclusive."""
+    acc, speed = c["delta_acc_ci"], c["verdict_speedup_ci"]
+    if below(acc, -1):
         return "degraded"
-    if c["delta_acc"] >= 0 and c["verdict_speedup"] > 0:
+    if at_least(acc, 0) and above(speed, 0):
         return "benefit"
-    return "marginal"
+    if at_least(acc, -1) and (below(acc, 0) or at_most(speed, 0)):
+        return "marginal"
+    return "inconclusive"
 
 
 CLEAR_SPEEDUP = 10.0  # percent: a speedup at least this large is a benefit, not marginal
 
 
 def prediction_held(prediction: str, c, seed_spread: float = 1.0) -> tuple:
-    """("yes" | "no" | "n/a", why) for the profile's prediction against the outcome; the
-    criteria are stated in the report's glossary."""
-    delta, speed = c["delta_acc"], c["verdict_speedup"]
-    per_seed = [b - a for a, b in zip(c["acc_fixed"], c["acc_method"])]
+    """("yes" | "no" | "inconclusive" | "n/a", why) for the profile's prediction against the
+    outcome, "yes" or "no" only where the intervals over seeds decide it; the criteria are
+    stated in the report's glossary."""
+    delta, speed = c["delta_acc_ci"], c["verdict_speedup_ci"]
+    per_seed = c["delta_accs"]
     spread = _std(per_seed)
-    facts = f"ΔAcc {delta:+.2f}, {c['speedup_basis']} speedup {speed:.1f}%"
+    facts = (f"ΔAcc {c['delta_acc']:+.2f} {span(delta, 2, sign=True)}, {c['speedup_basis']} "
+             f"speedup {c['verdict_speedup']:.1f}% {span(speed)}")
     if prediction == "benefit":
-        ok = delta >= 0 and speed > 0
-        return ("yes" if ok else "no"), f"{facts}: benefit needs ΔAcc ≥ 0 and a speedup > 0"
+        held = _held(c["outcome"] == "benefit", c["outcome"] in ("degraded", "marginal"))
+        return held, f"{facts}: benefit needs ΔAcc ≥ 0 and a speedup > 0"
     if prediction == "marginal":
-        ok = delta >= -1 and not (delta >= 0 and speed >= CLEAR_SPEEDUP)
-        return ("yes" if ok else "no"), (f"{facts}: marginal needs ΔAcc ≥ −1 and no clear "
-                                         f"benefit (ΔAcc ≥ 0 with a speedup ≥ {CLEAR_SPEEDUP:g}%)")
+        held = _held(at_least(delta, -1) and (below(delta, 0) or below(speed, CLEAR_SPEEDUP)),
+                     below(delta, -1) or (at_least(delta, 0) and at_least(speed, CLEAR_SPEEDUP)))
+        return held, (f"{facts}: marginal needs ΔAcc ≥ −1 and no clear benefit (ΔAcc ≥ 0 with "
+                      f"a speedup ≥ {CLEAR_SPEEDUP:g}%)")
     if prediction.startswith(("benefit through rollbacks", "unreliable")):
         if spread is None:
             return "n/a", f"{facts}: one seed, so the seed spread cannot be checked"
         facts += f", per-seed ΔAcc std {spread:.2f}"
         if prediction.startswith("benefit through rollbacks"):
-            ok = delta >= 0 and speed > 0 and c["rollbacks"] > 0 and spread > seed_spread
-            return ("yes" if ok else "no"), (
-                f"{facts}, {c['rollbacks']} rollbacks: needs a benefit, rollbacks, and a "
-                f"per-seed ΔAcc std > {seed_spread:g}")
+            held = _held(c["outcome"] == "benefit" and c["rollbacks"] > 0
+                         and spread > seed_spread,
+                         c["outcome"] in ("degraded", "marginal") or c["rollbacks"] == 0
+                         or spread <= seed_spread)
+            return held, (f"{facts}, {c['rollbacks']} rollbacks: needs a benefit, rollbacks, "
+                          f"and a per-seed ΔAcc std > {seed_spread:g}")
         signs = {d > 0 for d in per_seed if d != 0}
         ok = spread > seed_spread or len(signs) > 1
         return ("yes" if ok else "no"), (f"{facts}: seed-dependent needs a per-seed ΔAcc std > "
                                          f"{seed_spread:g} or seeds that disagree in sign")
     return "n/a", f"{facts}: the class makes no prediction"
+
+
+def _held(yes: bool, no: bool) -> str:
+    return "yes" if yes else "no" if no else "inconclusive"
+
+
+def span(ci, digits: int = 1, sign: bool = False) -> str:
+    """`[low, high]` of an interval, or `[n/a]` with one seed."""
+    if ci is None:
+        return "[n/a]"
+    form = f"{{:{'+' if sign else ''}.{digits}f}}"
+    return f"[{form.format(ci[0])}, {form.format(ci[1])}]"

@@ -70,10 +70,17 @@ def test_predict(cls, convergence, expected):
     assert predict(cls, convergence, BOUNDS) == expected
 
 
-def comparison(acc_fixed, acc_method, speedup, rollbacks=0):
-    delta = sum(acc_method) / len(acc_method) - sum(acc_fixed) / len(acc_fixed)
-    return {"acc_fixed": acc_fixed, "acc_method": acc_method, "delta_acc": delta,
-            "verdict_speedup": speedup, "speedup_basis": "modelled", "rollbacks": rollbacks}
+def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None):
+    """A cell as comparison._cell makes it: every seed at `speedup` unless `speedups` says."""
+    from deba_pipeline.comparison import outcome, t_interval
+    deltas = [b - a for a, b in zip(acc_fixed, acc_method)]
+    speedups = speedups or [speedup] * len(deltas)
+    c = {"acc_fixed": acc_fixed, "acc_method": acc_method, "delta_accs": deltas,
+         "delta_acc": sum(deltas) / len(deltas), "delta_acc_ci": t_interval(deltas),
+         "verdict_speedup": sum(speedups) / len(speedups), "verdict_speedups": speedups,
+         "verdict_speedup_ci": t_interval(speedups), "speedup_basis": "modelled",
+         "rollbacks": rollbacks}
+    return c | {"outcome": outcome(c)}
 
 
 @pytest.mark.parametrize("prediction, c, expected", [
@@ -84,7 +91,12 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0):
     ("marginal", comparison([80, 80], [78, 78], 30.0), "no"),            # fell by 2 points
     ("marginal", comparison([80, 80], [81, 81], 9.9), "yes"),            # a small benefit
     ("marginal", comparison([80, 80], [81, 81], 10.0), "no"),            # a clear benefit
-    ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [79, 83], 5.0, 2), "yes"),
+    ("benefit through rollbacks, seed-sensitive", comparison([80, 80, 80], [82, 83.5, 85], 5.0, 2),
+     "yes"),
+    # ΔAcc +1 with seeds at −1 and +3: its interval [−11.6, +13.6] decides nothing
+    ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [79, 83], 5.0, 2),
+     "inconclusive"),
+    ("benefit", comparison([80, 80], [80.5, 80.5], 1.9, speedups=[-21.4, 25.2]), "inconclusive"),
     ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [79, 83], 5.0, 0), "no"),
     ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [81, 81.2], 5.0, 2), "no"),
     ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 2), "n/a"),
@@ -96,13 +108,29 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0):
 def test_prediction_check(prediction, c, expected):
     held, why = prediction_held(prediction, c, seed_spread=1.0)
     assert held == expected
-    assert why.startswith(f"ΔAcc {c['delta_acc']:+.2f}, modelled speedup ")
+    assert why.startswith(f"ΔAcc {c['delta_acc']:+.2f} ")
 
 
 def test_prediction_check_says_why():
     assert prediction_held("marginal", comparison([80, 80], [78, 78], 30.0)) == (
-        "no", "ΔAcc -2.00, modelled speedup 30.0%: marginal needs ΔAcc ≥ −1 and no clear "
-              "benefit (ΔAcc ≥ 0 with a speedup ≥ 10%)")
+        "no", "ΔAcc -2.00 [-2.00, -2.00], modelled speedup 30.0% [30.0, 30.0]: marginal needs "
+              "ΔAcc ≥ −1 and no clear benefit (ΔAcc ≥ 0 with a speedup ≥ 10%)")
+
+
+def test_a_t_interval_and_the_seeds_a_verdict_needs_by_hand():
+    from deba_pipeline.comparison import seeds_needed, t_interval
+    # [1, 3]: mean 2, std √2, t(0.95, 1 dof) = 6.3138: 2 ± 6.3138·√2/√2
+    low, high = t_interval([1.0, 3.0])
+    assert (low, high) == (pytest.approx(2 - 6.313752), pytest.approx(2 + 6.313752))
+    assert t_interval([1.0]) is None
+    # the interval clears 0 once t(n−1)·√2/√n < 2: n = 3 gives 2.38, n = 4 gives 1.66
+    assert seeds_needed([1.0, 3.0], 0.0) == 4
+    assert seeds_needed([1.0], 0.0) is None and seeds_needed([2.0, 2.0], 2.0) is None
+
+
+def test_a_modelled_speedup_of_1_9_plus_minus_33_on_two_seeds_is_inconclusive():
+    c = comparison([80, 80], [80.5, 80.5], 1.9, speedups=[-21.4, 25.2])
+    assert c["outcome"] == "inconclusive"  # once called "marginal"
 
 
 def run(method, seed, sizes, seconds, steps=None):

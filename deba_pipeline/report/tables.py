@@ -6,7 +6,7 @@ import csv
 import io
 
 from ..analysis import profile_summary
-from ..comparison import outcome, prediction_held, summary_rows
+from ..comparison import prediction_held, span, summary_rows
 from ..config import PAPER_THRESHOLDS
 
 
@@ -19,6 +19,20 @@ def _fmt(value, digits=2, sign=False):
 def _pm(mean, std, digits=2, sign=False):
     return _fmt(mean, digits, sign) + ("" if std is None or mean is None else
                                        f" ± {_fmt(std, digits)}")
+
+
+def _ci(mean, ci, digits=2, sign=False):
+    """`mean [low, high]`, the interval over seeds at comparison.LEVEL."""
+    return "–" if mean is None else f"{_fmt(mean, digits, sign)} {span(ci, digits, sign)}"
+
+
+def _outcome(c) -> str:
+    if c is None:
+        return "–"
+    if c["outcome"] != "inconclusive":
+        return c["outcome"]
+    n = c["seeds_needed"]
+    return "inconclusive" + ("" if n is None else f" (≈{n} seeds)")
 
 
 def table1(thresholds: dict) -> list:
@@ -57,11 +71,13 @@ def table2(checked) -> list:
                      "μ_S": _fmt(p["mu_S"], 3), "σ_S": _fmt(p["sigma_S"], 3),
                      "Conv. stability": _fmt(p["convergence_stability"], 3),
                      "Class": p["class"], "Prediction": p["prediction"],
-                     "ΔAcc": _fmt(c and c["delta_acc"], sign=True),
-                     "Speedup, modelled (%)": _fmt(c and c["model_speedup_mean"], 1),
-                     "Speedup, measured (%)": _fmt(c and c["speedup_mean"], 1),
+                     "ΔAcc": _ci(c and c["delta_acc"], c and c["delta_acc_ci"], sign=True),
+                     "Speedup, modelled (%)": _ci(c and c["model_speedup_mean"],
+                                                  c and c["model_speedup_ci"], 1),
+                     "Speedup, measured (%)": _ci(c and c["speedup_mean"],
+                                                  c and c["speedup_ci"], 1),
                      "Aggressiveness": _fmt(c and c["aggressiveness"]),
-                     "Outcome": outcome(c) if c else "–", "Held?": row["held"]})
+                     "Outcome": _outcome(c), "Held?": row["held"]})
     return rows
 
 
@@ -80,9 +96,11 @@ def table3(found, dataset) -> list:
         row = {"Architecture": arch}
         for v in variants:
             c = found[v].get((arch, dataset))
-            row[f"{v} ΔAcc"] = _fmt(c and c["delta_acc"], sign=True)
-            row[f"{v} speedup modelled (%)"] = _fmt(c and c["model_speedup_mean"], 1)
-            row[f"{v} speedup measured (%)"] = _fmt(c and c["speedup_mean"], 1)
+            row[f"{v} ΔAcc"] = _ci(c and c["delta_acc"], c and c["delta_acc_ci"], sign=True)
+            row[f"{v} speedup modelled (%)"] = _ci(c and c["model_speedup_mean"],
+                                                   c and c["model_speedup_ci"], 1)
+            row[f"{v} speedup measured (%)"] = _ci(c and c["speedup_mean"],
+                                                   c and c["speedup_ci"], 1)
         rows.append(row)
     degraded, mean_abs = {"Architecture": "Degraded (>1pt)"}, {"Architecture": "Mean |ΔAcc|"}
     for v in variants:
@@ -113,13 +131,13 @@ def table4(found) -> list:
                      "Measured agrees?": "–", "Seeds": len(c["seeds"])})
         rows.append({**common, "Method": "DEBA",
                      "Accuracy (%)": _pm(c["acc_method_mean"], c["acc_method_std"]),
-                     "ΔAcc": _fmt(c["delta_acc"], sign=True),
+                     "ΔAcc": _ci(c["delta_acc"], c["delta_acc_ci"], sign=True),
                      "Time, measured (s)": _pm(c["time_method_mean"], c["time_method_std"], 1),
                      "Clock noise (%)": "–",
                      "Time, modelled (s)": _fmt(c["model_time_method_mean"], 1),
-                     "Speedup, measured (%)": _pm(c["speedup_mean"], c["speedup_std"], 1),
-                     "Speedup, modelled (%)": _pm(c["model_speedup_mean"],
-                                                  c["model_speedup_std"], 1),
+                     "Speedup, measured (%)": _ci(c["speedup_mean"], c["speedup_ci"], 1),
+                     "Speedup, modelled (%)": _ci(c["model_speedup_mean"],
+                                                  c["model_speedup_ci"], 1),
                      "Throughput, measured": f"{c['throughput']:.2f}×",
                      "Throughput, modelled": _fmt(c["model_throughput"]) + (
                          "×" if c["model_throughput"] is not None else ""),
@@ -149,10 +167,11 @@ def strategies(by_method) -> list:
                    for key, c in found.items())
     for (arch, dataset), name, c in cells:
         rows.append({"Architecture": arch, "Dataset": dataset, "Strategy": name,
-                     "ΔAcc": _fmt(c["delta_acc"], sign=True),
-                     "Speedup, modelled (%)": _pm(c["model_speedup_mean"],
-                                                  c["model_speedup_std"], 1),
-                     "Speedup, measured (%)": _pm(c["speedup_mean"], c["speedup_std"], 1),
+                     "ΔAcc": _ci(c["delta_acc"], c["delta_acc_ci"], sign=True),
+                     "Speedup, modelled (%)": _ci(c["model_speedup_mean"],
+                                                  c["model_speedup_ci"], 1),
+                     "Speedup, measured (%)": _ci(c["speedup_mean"], c["speedup_ci"], 1),
+                     "Outcome": _outcome(c),
                      "Throughput, modelled": "–" if c["model_throughput"] is None
                      else f"{c['model_throughput']:.2f}×",
                      "Increases": c["increase"], "Rollbacks": c["rollback"],

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..comparison import CLEAR_SPEEDUP
+from ..comparison import CLEAR_SPEEDUP, LEVEL
 from .tables import to_markdown
 
 CAPTIONS = {
     "table1": "Table 1. Thresholds calibrated from our profile runs (75th percentile of Δ‖∇‖, "
               "median of c_t), beside the paper's Table 1.",
     "table2": "Table 2. Stability taxonomy from fixed-batch profiling, each class's prediction, "
-              "and what DEBA then did in our runs.",
+              "and what DEBA then did in our runs. ΔAcc and speedups with their {level} "
+              "intervals over seeds, in brackets.",
     "table3": "Table 3. Ablations: ΔAcc and speedups of each DEBA variant against the fixed "
-              "batch, on the ablation dataset.",
-    "table4": "Table 4. Fixed batch against DEBA: accuracy, ΔAcc, training time measured and "
-              "modelled, speedups (paired by seed), throughput and samples per second.",
+              "batch, on the ablation dataset, with their {level} intervals over seeds.",
+    "table4": "Table 4. Fixed batch against DEBA: accuracy and times as mean ± std over seeds; "
+              "ΔAcc and speedups (paired by seed) with their {level} intervals; throughput and "
+              "samples per second.",
     "table5": "Table 5. What each scheduler did: its decisions over all seeds and the batch "
               "sizes it used.",
     "strategies": "Strategies side by side. Each batch strategy of study.methods (SPEC §6) "
-                  "against the same fixed runs, paired by seed: ΔAcc, both speedups, modelled "
-                  "throughput, its decisions over all seeds and its mean final batch size.",
+                  "against the same fixed runs, paired by seed: ΔAcc and both speedups with "
+                  "their {level} intervals, the outcome, modelled throughput, its decisions over "
+                  "all seeds and its mean final batch size.",
 }
 
 GLOSSARY = """\
@@ -50,14 +53,18 @@ GLOSSARY = """\
   *disagree* when they differ by more than √2 × the clock noise (both times carry it).
 - **Throughput**: mean T_fixed / mean T_method. **Samples/s**: samples trained per second of
   measured training time (the last partial batch of an epoch is not trained).
+- **Interval** `[low, high]`: the {level} Student t interval of the mean of the per-seed values
+  (ΔAcc and speedups are paired by seed); `[n/a]` with one seed, whose spread cannot be read.
 - **Outcome**: degraded when ΔAcc < −1; benefit when ΔAcc ≥ 0 and the modelled speedup is
-  positive; marginal otherwise.
+  positive; marginal otherwise. Each is stated only where the intervals lie on one side of
+  every boundary it depends on; otherwise the cell is *inconclusive*, with the seeds that the
+  observed spread would need for a verdict (≈N seeds; none shown where one seed cannot tell).
 - **Prediction held**: *benefit* holds on a benefit outcome; *marginal* holds when ΔAcc ≥ −1
   and there is no clear benefit (ΔAcc ≥ 0 with a speedup ≥ {clear:g}%); *benefit through
   rollbacks, seed-sensitive* holds on a benefit with rollbacks and a per-seed ΔAcc standard
   deviation above {seed_spread:g} point(s); *unreliable, seed-dependent* holds when that
-  standard deviation is above {seed_spread:g} or the seeds disagree in sign. With one seed the
-  spread cannot be checked (n/a)."""
+  standard deviation is above {seed_spread:g} or the seeds disagree in sign. Yes or no only where
+  the intervals decide it, else inconclusive; with one seed the spread cannot be checked (n/a)."""
 
 
 def _slow_tables(step_tables) -> str:
@@ -101,11 +108,16 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg) 
                  "but this study has no step-time tables, so they fall back to measured ones.")
              + _packed(records) + _slow_tables(step_tables), ""]
     for name, rows in built.items():
-        lines += [f"## {CAPTIONS[name].split('.')[0]}", "", CAPTIONS[name], "", to_markdown(rows)]
+        caption = CAPTIONS[name].format(level=f"{LEVEL:.0%}")
+        lines += [f"## {caption.split('.')[0]}", "", caption, "", to_markdown(rows)]
     verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
+    undecided = sum(row["held"] == "inconclusive" for row in checked)
     lines += ["## Did the profile predict the outcome?", "",
-              f"The profile's prediction held in **{verdicts.count('yes')} of {len(verdicts)}** "
-              "cells that could be checked (criteria in the glossary).", ""]
+              (f"The profile's prediction held in **{verdicts.count('yes')} of {len(verdicts)}** "
+               "cells whose intervals decide it" if verdicts else
+               "No cell's intervals decide whether the profile's prediction held")
+              + (f"; {undecided} more are inconclusive with these seeds" if undecided else "")
+              + " (criteria in the glossary).", ""]
     for row in checked:
         lines.append(f"- **{row['arch']}** on {row['dataset']}: {row['profile']['class']} → "
                      f"predicted *{row['profile']['prediction']}*. Held: **{row['held']}** "
@@ -121,7 +133,7 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg) 
     if paper is not None:
         lines += _paper(paper)
     bounds = dict(cfg.taxonomy)
-    lines += ["", "## Glossary", "", GLOSSARY.format(clear=CLEAR_SPEEDUP, **bounds), ""]
+    lines += ["", "## Glossary", "", GLOSSARY.format(clear=CLEAR_SPEEDUP, level=f"{LEVEL:.0%}", **bounds), ""]
     lines += ["## Runs", "", "<details><summary>Every run record used</summary>", "",
               to_markdown([{"arch": r["arch"], "dataset": r["dataset"], "method": r["method"],
                             "variant": r["variant"], "seed": r["seed"],
