@@ -162,8 +162,13 @@ def _cell(seeds, f, m, steptime) -> dict:
     if None in model_f or None in model_m:
         c.update(model_speedup_mean=None, model_speedup_std=None, model_throughput=None,
                  model_time_fixed_mean=None, model_time_method_mean=None, disagree=None,
-                 model_speedups=None, model_speedup_ci=None)
+                 model_speedups=None, model_speedup_ci=None, model_ratio_fixed=None,
+                 model_ratio_within_noise=None)
     else:
+        # SPEC §8: the fixed runs' modelled time against their measured one, within the noise
+        c["model_ratio_fixed"] = statistics.fmean(m / t for m, t in zip(model_f, t_f))
+        c["model_ratio_within_noise"] = None if c["noise_pct"] is None else \
+            abs(c["model_ratio_fixed"] - 1) * 100 <= c["noise_pct"]
         model_speedups = [100.0 * (1 - b / a) for a, b in zip(model_f, model_m)]
         c.update(model_speedups=model_speedups, model_speedup_ci=t_interval(model_speedups),
                  model_speedup_mean=statistics.fmean(model_speedups),

@@ -147,6 +147,11 @@ class TimingConfig:  # SPEC §8: the step-time table behind the modelled run tim
 
 
 @dataclass
+class ReportConfig:  # what the aggregate stage reads beyond the records and tables
+    accuracy_tolerance: float = 0.5  # points: time to accuracy is to the fixed run's final - this
+
+
+@dataclass
 class ExecutionConfig:  # where runs go; results do not depend on it, so no stage declares it
     backend: str = "local"          # local: in this process, one run after another | ray: tasks
     address: Optional[str] = None   # ray: null starts Ray here; "host:6379" (or RAY_ADDRESS) joins
@@ -172,6 +177,7 @@ class Params:
     taxonomy: TaxonomyConfig = field(default_factory=TaxonomyConfig)
     ablate: AblateConfig = field(default_factory=AblateConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

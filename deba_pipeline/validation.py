@@ -111,6 +111,9 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     if not cfg.tracking.dir.strip():
         fail("tracking.dir", cfg.tracking.dir, "a folder path (for W&B files and checkpoints)",
              where)
+    tolerance = cfg.report.accuracy_tolerance
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        fail("report.accuracy_tolerance", tolerance, "a finite number >= 0 (points)", where)
     for key, value in cfg.taxonomy.items():
         if not (math.isfinite(value) and value >= 0):
             fail(f"taxonomy.{key}", value, "a finite number >= 0", where)

@@ -176,3 +176,20 @@ def test_a_table_is_measured_once_for_its_inputs_and_again_when_they_change(tmp_
     stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
     assert measured[3:] == ["test_resnet", "test_vit"]
     assert sorted(p.name for p in out.iterdir()) == ["test_resnet.json", "test_vit.json"]
+
+
+def test_a_step_is_timed_with_taking_its_batch(tmp_path, monkeypatch):
+    """SPEC §8: a step as the loop runs it. A clock that ticks once per tensor the data path
+    gathers reads 2 ticks a step (x and y) only if the gather is inside the timed step."""
+    trainer = Trainer(tiny_spec("fixed"), tmp_path)
+    ticks, real_take = [0.0], trainer.data._take
+
+    def take(tensor, index):
+        ticks[0] += 1.0
+        return real_take(tensor, index)
+
+    monkeypatch.setattr(trainer.data, "_take", take)
+    monkeypatch.setattr(steptime.time, "perf_counter", lambda: ticks[0])
+    table = steptime.measure(trainer, [64, 96], reference=64, repeats=2, steps=2, warmup=0,
+                             how="median")
+    assert table["step_s"] == {"64": 2.0, "96": 2.0}

@@ -9,8 +9,8 @@ time then touches every size alike), `repeats` times after `warmup` untimed roun
 times `steps` steps one by one and keeps the fastest: a process beside ours only ever adds time
 to a step (measured on 2 cores with a CPU burner beside it: the mean of a repeat's steps moved
 step-time ratios by up to 5×, its fastest step by a few percent).
-A step is the forward, backward and optimiser update of the training loop on batches already on
-the device.
+A step is what the training loop does for one batch: taking it (the gather from device-resident
+data or the streaming loader, augmentation, resizing), forward, backward and the update.
 
 How the repeats become one time per size (`estimate`):
 - "median" (SPEC §8 as written): the median over repeats.
@@ -167,26 +167,32 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
     model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
     saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()),
              data.generator.get_state())
-    batches = {size: list(islice(data.train_batches(size), steps))
-               for size in sorted(sizes) if size <= data.train_size}
+    fitting = [size for size in sorted(sizes) if size <= data.train_size]
     sync = (lambda: torch.cuda.synchronize(trainer.device)) if trainer.device.type == "cuda" \
         else (lambda: None)
 
     def timed(size) -> float:
         """The fastest of `steps` steps, each timed alone: another process only ever adds time
-        to a step, so a repeat's fastest step is its least disturbed one."""
+        to a step, so a repeat's fastest step is its least disturbed one. A step takes its
+        batch as the loop does (the gather or the loader, augmentation, resizing); the epoch's
+        permutation and first fetch, paid once an epoch, stay out where the epoch has more
+        batches than are timed."""
         model.load_state_dict(saved[0])
         optimizer.load_state_dict(saved[1])
+        stream, count = data.train_batches(size), data.train_size // size
+        if count > steps:
+            next(stream)
         fastest = float("inf")
-        for batch in batches[size]:
+        for _ in range(min(steps, count)):
             sync()
             began = time.perf_counter()
-            trainer.train_epoch(size, [batch])
+            trainer.train_epoch(size, islice(stream, 1))
             sync()
             fastest = min(fastest, time.perf_counter() - began)
+        stream.close()
         return fastest
 
-    times = {size: [] for size in batches}
+    times = {size: [] for size in fitting}
     order, too_big = [], []
     extra = 0
     beside = {size: [] for size in times} if how == "paired" and reference in times else None

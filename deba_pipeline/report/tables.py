@@ -35,6 +35,14 @@ def _outcome(c) -> str:
     return "inconclusive" + ("" if n is None else f" (≈{n} seeds)")
 
 
+def _ratio(c) -> str:
+    """The fixed runs' modelled over measured time, flagged when outside the clock noise."""
+    if c["model_ratio_fixed"] is None:
+        return "–"
+    flag = {True: " (within noise)", False: " (outside noise)", None: ""}
+    return f"{c['model_ratio_fixed']:.3f}{flag[c['model_ratio_within_noise']]}"
+
+
 def table1(thresholds: dict) -> list:
     rows = []
     for arch, per_dataset in sorted(thresholds.items()):
@@ -124,6 +132,7 @@ def table4(found) -> list:
                      "Time, measured (s)": _pm(c["time_fixed_mean"], c["time_fixed_std"], 1),
                      "Clock noise (%)": _fmt(c["noise_pct"], 1),
                      "Time, modelled (s)": _fmt(c["model_time_fixed_mean"], 1),
+                     "Modelled/measured": _ratio(c),
                      "Speedup, measured (%)": "–", "Speedup, modelled (%)": "–",
                      "Throughput, measured": "1.00×",
                      "Throughput, modelled": "–" if c["model_throughput"] is None else "1.00×",
@@ -135,6 +144,7 @@ def table4(found) -> list:
                      "Time, measured (s)": _pm(c["time_method_mean"], c["time_method_std"], 1),
                      "Clock noise (%)": "–",
                      "Time, modelled (s)": _fmt(c["model_time_method_mean"], 1),
+                     "Modelled/measured": "–",
                      "Speedup, measured (%)": _ci(c["speedup_mean"], c["speedup_ci"], 1),
                      "Speedup, modelled (%)": _ci(c["model_speedup_mean"],
                                                   c["model_speedup_ci"], 1),

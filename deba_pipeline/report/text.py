@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..comparison import CLEAR_SPEEDUP, LEVEL
+from .answer import sentence
 from .tables import to_markdown
 
 CAPTIONS = {
@@ -20,6 +21,11 @@ CAPTIONS = {
               "samples per second.",
     "table5": "Table 5. What each scheduler did: its decisions over all seeds and the batch "
               "sizes it used.",
+    "time_to_accuracy": "Time to accuracy. How long each strategy trains until its test "
+                        "accuracy first reaches the fixed run's final accuracy minus "
+                        "`report.accuracy_tolerance` (per seed), modelled and measured, and the "
+                        "speedup that gives against the fixed run's own time to it (paired by "
+                        "seed, {level} interval); not reached where no epoch gets there.",
     "strategies": "Strategies side by side. Each batch strategy of study.methods (SPEC §6) "
                   "against the same fixed runs, paired by seed: ΔAcc and both speedups with "
                   "their {level} intervals, the outcome, modelled throughput, its decisions over "
@@ -47,8 +53,10 @@ GLOSSARY = """\
   spread of the fixed runs' times across seeds, as a coefficient of variation.
 - **Modelled time**: the sum over epochs of steps × the time of one step at that epoch's batch
   size, from a step-time table measured once per study with every size interleaved (each
-  size's time is read relative to the fixed batch size timed in the same round). It does
-  not depend on what else the machine was doing while the runs trained.
+  size's time is read relative to the fixed batch size timed in the same round); a step there
+  is what the loop does for one batch, taking it included. It does not depend on what else the
+  machine was doing while the runs trained. **Modelled/measured**: the fixed runs' modelled
+  time over their measured one, within noise when it differs from 1 by at most the clock noise.
 - **Speedup**: 100 · (1 − T_method / T_fixed), per seed, then mean ± std. Measured and modelled
   *disagree* when they differ by more than √2 × the clock noise (both times carry it).
 - **Throughput**: mean T_fixed / mean T_method. **Samples/s**: samples trained per second of
@@ -89,14 +97,18 @@ def _packed(records) -> str:
             f"device); the modelled times do not depend on it.")
 
 
-def report(records, built, checked, images, paper, out: Path, step_tables, cfg) -> str:
+def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
+           answers=None) -> str:
     archs = sorted({r["arch"] for r in records})
     datasets = sorted({r["dataset"] for r in records})
     seeds = sorted({r["seed"] for r in records})
     reused = sum(1 for r in records if r.get("reused_from") == "profile")
     devices = sorted({t["device"] for per in step_tables.values() for t in per.values()})
-    lines = ["# DEBA study report", "",
-             f"Computed by `deba aggregate` from {len(records)} run records (architectures: "
+    lines = ["# DEBA study report", ""]
+    if answers:
+        lines += ["## The answer", ""] + [sentence(key, a) for key, a in answers.items()] + \
+            ["", "## This study", ""]
+    lines += [f"Computed by `deba aggregate` from {len(records)} run records (architectures: "
              f"{', '.join(archs)}; datasets: {', '.join(datasets)}; seeds: "
              f"{', '.join(map(str, seeds))}). Every number below is computed from those records "
              f"and the step-time tables; the list of runs is at the end.", "",
@@ -128,6 +140,14 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg) 
                   ", ".join(f"{r['Architecture']}/{r['Dataset']}" for r in disagree) +
                   ". The measured times of those runs were disturbed (or the step-time table "
                   "is); the verdicts above use the modelled ones."]
+    outside = [r for r in built["table4"] if "outside noise" in r.get("Modelled/measured", "")]
+    if outside:
+        lines += ["", "The fixed runs' modelled time lies outside the clock noise of their "
+                  "measured time for: " + ", ".join(f"{r['Architecture']}/{r['Dataset']} "
+                                                    f"({r['Modelled/measured'].split()[0]})"
+                                                    for r in outside) +
+                  ". Their step-time table or their runs were disturbed: measure the table "
+                  "again (`dvc repro --force steptime`) before trusting their modelled times."]
     lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in images]
     if paper is not None:

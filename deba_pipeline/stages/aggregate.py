@@ -12,7 +12,7 @@ from ..analysis import calibrate
 from ..comparison import compare, summary_rows
 from ..engine.files import read_json, write_json, write_text
 from ..errors import DebaError
-from ..report import curves, figures, paper_check, tables
+from ..report import answer, curves, figures, paper_check, tables, time_to_accuracy
 from ..report.text import report
 from .runs import read_records
 
@@ -50,6 +50,9 @@ def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None 
              "table4": tables.table4(found), "table5": tables.table5(found)}
     if len(methods) > 1:
         built["strategies"] = tables.strategies(by_method)
+    built["time_to_accuracy"] = time_to_accuracy.rows(records, step_tables,
+                                                      cfg.report.accuracy_tolerance)
+    answers = answer.answers(by_method, checked)
     for name, rows in built.items():
         write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
         write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
@@ -60,10 +63,11 @@ def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None 
     if compare_file or paper_check.cells(printed) & set(found["baseline"]):
         paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),
                  "beside": paper_check.beside(printed, found["baseline"])}
-    metrics = _rounded(build_metrics(records, found, checked, ablation_dataset, by_method))
+    metrics = _rounded({"answer": answer.metrics(answers),
+                        **build_metrics(records, found, checked, ablation_dataset, by_method)})
     write_json(out / "metrics.json", metrics)
     write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
-                                         step_tables, cfg))
+                                         step_tables, cfg, answers))
     return metrics
 
 

@@ -1,0 +1,73 @@
+"""The short answer at the top of REPORT.md and in metrics.json, per architecture and dataset:
+which strategy to use, what it saves, at what accuracy cost, how sure, and whether the profile
+alone predicted it. A strategy is recommended only on a conclusive benefit (comparison.outcome)."""
+from __future__ import annotations
+
+from ..comparison import LEVEL
+
+
+def answers(by_method: dict, checked: list) -> dict:
+    """{(arch, dataset): answer} from each strategy's comparison and the prediction check."""
+    held = {(row["arch"], row["dataset"]): row for row in checked}
+    out = {}
+    for key in sorted({k for cells in by_method.values() for k in cells}):
+        cells = {name: cells[key] for name, cells in by_method.items() if key in cells}
+        benefits = {n: c for n, c in cells.items() if c["outcome"] == "benefit"}
+        settled = all(c["outcome"] in ("degraded", "marginal") for c in cells.values())
+        if benefits:
+            use = max(benefits, key=lambda n: benefits[n]["verdict_speedup"])
+        elif settled:
+            use = "fixed"
+        else:
+            use = None
+        hopeful = {n: c for n, c in cells.items() if c["outcome"] != "degraded"} or cells
+        shown = use if use not in (None, "fixed") else max(
+            hopeful, key=lambda n: hopeful[n]["verdict_speedup"])
+        c, row = cells[shown], held.get(key)
+        out[key] = {"use": use, "strategy": shown, "outcome": c["outcome"],
+                    "speedup_pct": c["verdict_speedup"], "speedup_ci": c["verdict_speedup_ci"],
+                    "speedup_basis": c["speedup_basis"], "delta_acc": c["delta_acc"],
+                    "delta_acc_ci": c["delta_acc_ci"], "seeds": len(c["seeds"]),
+                    "seeds_needed": c["seeds_needed"],
+                    "others": {n: o["outcome"] for n, o in cells.items() if n != shown},
+                    "prediction": row["profile"]["prediction"] if row else None,
+                    "prediction_held": row["held"] if row else None}
+    return out
+
+
+def _range(ci, digits, unit=""):
+    if ci is None:
+        return "no interval with one seed"
+    return f"{LEVEL:.0%} interval {ci[0]:+.{digits}f} to {ci[1]:+.{digits}f}{unit}"
+
+
+def sentence(key, a) -> str:
+    arch, dataset = key
+    saves = (f"**{a['strategy']}** trains in {a['speedup_pct']:.1f}% less time than the fixed "
+             f"batch ({a['speedup_basis']}; {_range(a['speedup_ci'], 1)}) at "
+             f"{a['delta_acc']:+.2f} points of accuracy ({_range(a['delta_acc_ci'], 2)}), "
+             f"over {a['seeds']} seed{'s' if a['seeds'] != 1 else ''}")
+    if a["use"] == "fixed":
+        others = ", ".join(f"{n} {o}" for n, o in sorted(
+            {a["strategy"]: a["outcome"], **a["others"]}.items()))
+        text = f"keep the fixed batch: no strategy was faster without costing accuracy ({others})."
+    elif a["use"] is not None:
+        text = f"use {saves}; a conclusive benefit."
+    else:
+        need = (f"about {a['seeds_needed']} seeds would settle it" if a["seeds_needed"]
+                else "more seeds are needed to read the spread" if a["seeds"] < 2
+                else "no number of seeds would settle it at this spread")
+        text = (f"no conclusive answer yet. The most promising, {saves}: inconclusive; {need}.")
+    if a["prediction"] is not None:
+        text += (f" The profile alone predicted *{a['prediction']}* for DEBA: "
+                 f"{ {'yes': 'held', 'no': 'did not hold'}.get(a['prediction_held'], a['prediction_held'])}.")
+    return f"- **{arch} on {dataset}**: {text}"
+
+
+def metrics(found: dict) -> dict:
+    """The same answer, flat enough for `dvc metrics show`."""
+    return {f"{arch}/{ds}": {"use": a["use"] or "inconclusive", "strategy": a["strategy"],
+                             "speedup_pct": a["speedup_pct"], "delta_acc": a["delta_acc"],
+                             "seeds_needed": a["seeds_needed"],
+                             "prediction_held": a["prediction_held"]}
+            for (arch, ds), a in found.items()}
