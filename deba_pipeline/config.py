@@ -86,6 +86,7 @@ class TrainConfig:
     channels_last: bool = False
     checkpoint_every: int = 1      # epochs between checkpoints
     processes: int = 1             # data-parallel ranks per run (torchrun + DDP, SPEC §7); B is global
+    sync_batchnorm: bool = False   # DDP on GPUs: BatchNorm statistics over the global batch, not per rank
     optimizer: str = "sgd"         # sgd (the paper: momentum, weight_decay) | adamw (weight_decay only)
     lr_schedule: str = "constant"  # constant (the paper) | cosine over the run's samples
     # arch -> input side in pixels, resized on the device (SPEC §3: ViT-B/16 at 224)

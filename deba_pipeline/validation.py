@@ -70,6 +70,9 @@ def _validate_processes(cfg, where) -> None:
     w, size = cfg.train.processes, cfg.train.batch_size
     if w < 1:
         fail("train.processes", w, "an integer >= 1 (1: one process, no DDP)", where)
+    if cfg.train.sync_batchnorm and w > 1 and cfg.train.device == "cpu":
+        fail("train.sync_batchnorm", True, "false on the CPU (PyTorch's SyncBatchNorm runs on "
+             "GPUs only; BatchNorm then keeps its statistics per rank)", where)
     if w > 1 and (size < w or size % w):
         fail("train.batch_size", size, f"a multiple of train.processes = {w}, at least {w} (the "
              f"batch is global: each of the {w} processes takes batch_size/{w} samples a step)",

@@ -175,3 +175,17 @@ def test_only_rank_0_writes_records_checkpoints_and_wandb(tmp_path):
     assert any("checkpoints" in w for w in writes) and any("finished" in w for w in writes)
     assert {w.split()[0] for w in writes} == {"0"}
     assert len(list((tmp_path / "state" / "wandb" / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_sync_batchnorm_is_refused_where_pytorch_cannot_run_it(tmp_path):
+    from deba_pipeline.config import merge
+    from deba_pipeline.engine import distributed
+    from omegaconf import OmegaConf
+    with pytest.raises(ConfigError, match=r"`train.sync_batchnorm` = True is not allowed: it "
+                                          r"must be false on the CPU \(PyTorch's SyncBatchNorm "
+                                          r"runs on GPUs only"):
+        merge(OmegaConf.create({"train": {"processes": 2, "device": "cpu",
+                                          "sync_batchnorm": True}}))
+    import torch
+    with pytest.raises(DebaError, match="train.sync_batchnorm needs GPUs"):
+        distributed.sync_batchnorm(torch.nn.BatchNorm2d(3), torch.device("cpu"), "r")

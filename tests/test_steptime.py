@@ -193,3 +193,15 @@ def test_a_step_is_timed_with_taking_its_batch(tmp_path, monkeypatch):
     table = steptime.measure(trainer, [64, 96], reference=64, repeats=2, steps=2, warmup=0,
                              how="median")
     assert table["step_s"] == {"64": 2.0, "96": 2.0}
+
+
+def test_a_slow_machine_is_told_from_one_process_runs_only():
+    """The table times one process; a W-process run's step (B/W samples a rank, plus the
+    all-reduce) is no reference for it."""
+    from deba_pipeline.stages.steptime import calm_step
+
+    def fixed(world, seconds):
+        return {"arch": "a", "dataset": "d", "method": "fixed", "world_size": world,
+                "epochs": [{"batch_size": 64, "steps": 10, "epoch_time_s": seconds}]}
+    assert calm_step([fixed(2, 0.5), fixed(1, 2.0)], "a", "d", 64) == 0.2
+    assert calm_step([fixed(2, 0.5)], "a", "d", 64) is None

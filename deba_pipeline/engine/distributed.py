@@ -42,6 +42,16 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
+def sync_batchnorm(model, device, name: str):
+    """BatchNorm layers that average their statistics over every rank's share of the global
+    batch (PyTorch's SyncBatchNorm, which runs on GPUs only)."""
+    if device.type != "cuda":
+        raise DebaError(f"{name}: train.sync_batchnorm needs GPUs (PyTorch's SyncBatchNorm does "
+                        f"not run on {device.type}): set it to false, and BatchNorm keeps its "
+                        f"statistics per rank.")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def wrap(model, device):
     from torch.nn.parallel import DistributedDataParallel
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"

@@ -105,6 +105,8 @@ class Trainer:
             raise DebaError(f"{spec.name}: train.batch_size = {t.batch_size} is larger than the "
                             f"training set ({self.data.train_size} samples of {spec.dataset}): "
                             f"lower train.batch_size or use more data.")
+        if self.world > 1 and t.sync_batchnorm:  # else BatchNorm keeps statistics per rank
+            self.model = ddp.sync_batchnorm(self.model, self.device, spec.name)
         self.net = ddp.wrap(self.model, self.device) if self.world > 1 else self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if t.optimizer == "adamw":

@@ -43,8 +43,10 @@ def _range(ci, digits, unit=""):
 
 def sentence(key, a) -> str:
     arch, dataset = key
-    saves = (f"**{a['strategy']}** trains in {a['speedup_pct']:.1f}% less time than the fixed "
-             f"batch ({a['speedup_basis']}; {_range(a['speedup_ci'], 1)}) at "
+    pct = a["speedup_pct"]
+    pace = f"{pct:.1f}% less time than" if pct >= 0 else f"{-pct:.1f}% more time than"
+    saves = (f"**{a['strategy']}**: it trains in {pace} the fixed batch ("
+             f"{a['speedup_basis']} speedup; {_range(a['speedup_ci'], 1)}) at "
              f"{a['delta_acc']:+.2f} points of accuracy ({_range(a['delta_acc_ci'], 2)}), "
              f"over {a['seeds']} seed{'s' if a['seeds'] != 1 else ''}")
     if a["use"] == "fixed":
@@ -57,7 +59,7 @@ def sentence(key, a) -> str:
         need = (f"about {a['seeds_needed']} seeds would settle it" if a["seeds_needed"]
                 else "more seeds are needed to read the spread" if a["seeds"] < 2
                 else "no number of seeds would settle it at this spread")
-        text = (f"no conclusive answer yet. The most promising, {saves}: inconclusive; {need}.")
+        text = f"no conclusive answer yet. The most promising is {saves}; {need}."
     if a["prediction"] is not None:
         text += (f" The profile alone predicted *{a['prediction']}* for DEBA: "
                  f"{ {'yes': 'held', 'no': 'did not hold'}.get(a['prediction_held'], a['prediction_held'])}.")

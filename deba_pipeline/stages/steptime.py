@@ -34,6 +34,7 @@ def calm_step(records, arch, dataset, size) -> float | None:
     does, to tell a step-time measurement made while it was slow throughout."""
     steps = [e["epoch_time_s"] / e["steps"] for r in records
              if r["arch"] == arch and r["dataset"] == dataset and r["method"] == "fixed"
+             and r.get("world_size", 1) == 1  # the table times one process: like with like
              for e in r["epochs"] if e["batch_size"] == size and e.get("steps")]
     return min(steps) if steps else None
 
