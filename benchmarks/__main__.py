@@ -37,6 +37,8 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
     began = time.time()
     repeats = 3 if gpu else 5  # the GPU check must fit one 8-minute call
     bench = Bench(arch=arch, size=size, image=image, device=device, **kwargs)
+    out["scheduler_share"], out["scheduler_share_noise_scale"] = cases.scheduler_share(
+        bench, repeats=repeats)
     out["signal_overhead_ratio"] = cases.signal_overhead(bench, repeats=repeats)
     out["noise_scale_overhead_ratio"] = cases.noise_scale_overhead(bench, repeats=repeats)
     out["profile_overhead_ratio"] = cases.profile_overhead(bench, repeats=repeats)
@@ -56,7 +58,7 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
     return out
 
 
-GOALS = ("signal_overhead_ratio", "noise_scale_overhead_ratio", "profile_overhead_ratio",
+GOALS = ("scheduler_share", "scheduler_share_noise_scale", "signal_overhead_ratio", "noise_scale_overhead_ratio", "profile_overhead_ratio",
          "loader_vs_floor_ratio", "loader_vs_dataloader_speedup", "batch_change_ratio",
          "streaming_vs_device_ratio", "variance_peak_memory_ratio", "variance_time_ratio",
          "quick_speedup_pct", "quick_delta_acc", "gpu_speedup_pct", "gpu_delta_acc",
@@ -67,20 +69,23 @@ def markdown(result: dict) -> str:
     lines = [f"### {result['host_kind']} ({result['device']}, torch {result['torch']}, "
              f"{result['threads']} threads)", "",
              f"Setup: {result['setup']}. Wall time {result['wall_s']} s.", "",
-             "| measurement | value | goal | met |", "|---|---|---|---|"]
+             "| measurement | value | 90% interval | goal | verdict |", "|---|---|---|---|---|"]
     for key in GOALS:
         if key in result:
             m = result[key]
-            met = {True: "yes", False: "**no**", None: "–"}[m.get("met")]
+            met = "–" if m.get("goal") is None else {True: "met", False: "**missed**",
+                                                       None: "undecided"}[m.get("met")]
             goal = "–" if m.get("goal") is None else f"≤ {m['goal']}"
             value = m["value"]
+            ci = m.get("interval")
+            interval = "–" if not ci else f"[{ci[0]}, {ci[1]}] ({m['repeats']} repeats)"
             if "extra_bytes" in m:
                 value = f"{value} ({m['extra_bytes']} B extra; cat path {m['concat_extra_bytes']} B)"
-            lines.append(f"| `{key}` | {value} | {goal} | {met} |")
+            lines.append(f"| `{key}` | {value} | {interval} | {goal} | {met} |")
             for op in m.get("profile", []):
                 unit = op.get("unit", "ms")
                 lines.append(f"|   ↳ profile: `{op['op']}` | {op['self_ms']} {unit} "
-                             f"({op['calls']} calls) | | |")
+                             f"({op['calls']} calls) | | | |")
     lines += ["", "Seconds per epoch by batch size (Figure 1):", "",
               "| model | " + " | ".join(next(iter(result["epoch_time_by_batch"].values()))) + " |",
               "|---|" + "---|" * len(next(iter(result["epoch_time_by_batch"].values())))]

@@ -9,9 +9,10 @@ import textwrap
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from deba_pipeline.comparison import t_interval
 from deba_pipeline.scheduler import DEBAScheduler
 
-from .harness import Bench, interleaved, ratio, same_epoch, top_ops
+from .harness import Bench, interleaved, paired, same_epoch, top_ops
 
 
 def _epoch(bench, batch_size, batches=None):
@@ -87,11 +88,22 @@ def streaming(bench, batch_size=64, repeats=5):
     bench.streaming.generator = data.generator  # the same permutations, restored alike
     m = interleaved(bench, {"device": plain, "stream": streamed}, repeats, batch_size)
     same_epoch(m["results"])
-    return _goal(ratio(m, "stream", "device"), None)
+    return _goal(paired(m, "stream", "device"), None)
 
 
 def _goal(value, goal):
-    """A measurement beside its goal (an upper bound), or None where there is no goal."""
+    """A measurement beside its goal (an upper bound). Given the paired ratios of every repeat,
+    it carries their mean and 90% t-interval, and `met` is True or False only where the interval
+    lies on one side of the goal, None (undecided) otherwise; given one exact number (a memory
+    ratio), the number decides. No goal: `met` is None."""
+    if isinstance(value, (list, tuple)):
+        ci = t_interval(value)
+        mean = statistics.fmean(value)
+        met = None if goal is None or ci is None else True if ci[1] <= goal else \
+            False if ci[0] > goal else None
+        return {"value": round(mean, 4), "interval": None if ci is None else
+                [round(ci[0], 4), round(ci[1], 4)], "repeats": len(value), "goal": goal,
+                "met": met}
     return {"value": round(value, 4), "goal": goal, "met": None if goal is None else value <= goal}
 
 
@@ -99,8 +111,8 @@ def _overhead(bench, variant, goal, batch_size, repeats):
     """`variant`'s epoch over the plain fixed-batch epoch, with a profile if the goal is missed."""
     m = interleaved(bench, {"fixed": plain, "variant": variant}, repeats, batch_size)
     same_epoch(m["results"])
-    out = _goal(ratio(m, "variant", "fixed"), goal)
-    if not out["met"]:
+    out = _goal(paired(m, "variant", "fixed"), goal)
+    if out["met"] is not True:
         out["profile"] = top_ops(variant, bench, batch_size, baseline=plain)
     return out
 
@@ -113,11 +125,41 @@ def noise_scale_overhead(bench, batch_size=64, repeats=5):
     return _overhead(bench, with_noise_scale, 1.03, batch_size, repeats)
 
 
+def scheduler_share(bench, batch_size=64, repeats=5):
+    """What the scheduler adds, timed directly as a share of a plain epoch (goals ≤ 0.5 %, and
+    ≤ 3 % with the noise scale): DEBAScheduler.step, and for the noise scale its step plus the
+    loop's per-step sums (‖gₜ‖² and Σgₜ on the flat gradient buffer) once per step."""
+    trainer = bench.trainer
+    trainer.accumulate = ("grad_sq_norm", "grad_sum")
+    try:
+        warm = _epoch(bench, batch_size)["result"]  # makes the flat buffer, warms every path
+    finally:
+        trainer.accumulate = ()
+    flat, steps = trainer.flat_grads, warm.steps
+    signals, noise = [], []
+    for _ in range(repeats):
+        seconds, done = bench.timed(plain, batch_size)
+        epoch = done["result"]
+        deba = DEBAScheduler(batch_size=batch_size)
+        step_s, _ = bench.timed_here(lambda b: deba.step(epoch.train_loss, epoch.grads))
+        gns = DEBAScheduler(batch_size=batch_size, rule="gns", signals=["gradient_noise_scale"])
+        grad_sum = [torch.zeros_like(flat.buffer)]
+        sums_s, _ = bench.timed_here(lambda b: [(flat.squared_norm(),
+                                                 torch._foreach_add_(grad_sum, [flat.buffer]))
+                                                for _ in range(steps)])
+        gns_s, _ = bench.timed_here(lambda b: gns.step(
+            warm.train_loss, warm.grads, steps=warm.steps, accumulated=warm.accumulated,
+            dataset_size=trainer.data.train_size))
+        signals.append(step_s / seconds)
+        noise.append((sums_s + gns_s) / seconds)
+    return _goal(signals, 0.005), _goal(noise, 0.03)
+
+
 def profile_overhead(bench, batch_size=64, repeats=5):
     return _overhead(bench, profiled, 1.05, batch_size, repeats)
 
 
-def loaders(bench, batch_size=64, repeats=5):
+def loaders(bench, batch_size=64, repeats=15):
     bench.restore()
     index = _order(bench, batch_size)
     data = bench.trainer.data
@@ -134,10 +176,10 @@ def loaders(bench, batch_size=64, repeats=5):
     m = interleaved(bench, {"ours": plain, "floor": floor, "dataloader": dataloader}, repeats,
                     batch_size)
     same_epoch(m["results"])
-    vs_floor = _goal(ratio(m, "ours", "floor"), 1.02)
-    if not vs_floor["met"]:
+    vs_floor = _goal(paired(m, "ours", "floor"), 1.02)
+    if vs_floor["met"] is not True:
         vs_floor["profile"] = top_ops(plain, bench, batch_size, baseline=floor)
-    return vs_floor, _goal(ratio(m, "dataloader", "ours"), None)
+    return vs_floor, _goal(paired(m, "dataloader", "ours"), None)
 
 
 def batch_change(bench, small=64, large=96, repeats=5):
@@ -152,7 +194,7 @@ def batch_change(bench, small=64, large=96, repeats=5):
             raise AssertionError("first and steady epochs trained different sample counts")
         if round_:
             ratios.append(first[0] / steady[0])
-    return _goal(statistics.median(ratios), 1.05)
+    return _goal(ratios, 1.05)
 
 
 VARIANCE_SCRIPT = textwrap.dedent("""
@@ -207,9 +249,10 @@ def variance_cost(device="cpu"):
     memory = _goal(max(ours["peak"], 0) / copy_bytes, 0.01)
     memory.update(parameters=ours["count"], extra_bytes=ours["peak"],
                   concat_extra_bytes=concat["peak"])
-    if not memory["met"]:
+    if memory["met"] is not True:
         memory["profile"] = _allocations(device)
-    return memory, _goal(ours["time"] / concat["time"], 1.0)
+    return memory, _goal([o["time"] / c["time"] for o, c in zip(runs["ours"], runs["concat"])],
+                         1.0)
 
 
 def _allocations(device, rows=4):

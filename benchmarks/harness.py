@@ -71,10 +71,10 @@ def interleaved(bench, variants: dict, repeats: int, *args) -> dict:
             "times_s": times, "results": results}
 
 
-def ratio(measured, numerator, denominator) -> float:
-    """Median over repeats of the paired ratio numerator/denominator."""
+def paired(measured, numerator, denominator) -> list:
+    """The ratio numerator/denominator of each repeat (the two timed side by side)."""
     pairs = zip(measured["times_s"][numerator], measured["times_s"][denominator])
-    return statistics.median(a / b for a, b in pairs)
+    return [a / b for a, b in pairs]
 
 
 def same_epoch(results: dict) -> None:

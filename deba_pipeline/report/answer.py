@@ -20,7 +20,10 @@ def answers(by_method: dict, checked: list) -> dict:
             use = "fixed"
         else:
             use = None
-        hopeful = {n: c for n, c in cells.items() if c["outcome"] != "degraded"} or cells
+        # shown: the recommendation; else the fastest that a verdict may still favour
+        open_ = {n: c for n, c in cells.items() if c["outcome"] == "inconclusive"}
+        hopeful = open_ or {n: c for n, c in cells.items() if c["outcome"] != "degraded"} \
+            or cells
         shown = use if use not in (None, "fixed") else max(
             hopeful, key=lambda n: hopeful[n]["verdict_speedup"])
         c, row = cells[shown], held.get(key)
@@ -59,7 +62,9 @@ def sentence(key, a) -> str:
         need = (f"about {a['seeds_needed']} seeds would settle it" if a["seeds_needed"]
                 else "more seeds are needed to read the spread" if a["seeds"] < 2
                 else "no number of seeds would settle it at this spread")
-        text = f"no conclusive answer yet. The most promising is {saves}; {need}."
+        others = "".join(f"; {n}: {o}" for n, o in sorted(a["others"].items()))
+        text = (f"no conclusive answer yet. The most promising is {saves}; {need}"
+                f"{' (' + others[2:] + ')' if others else ''}.")
     if a["prediction"] is not None:
         text += (f" The profile alone predicted *{a['prediction']}* for DEBA: "
                  f"{ {'yes': 'held', 'no': 'did not hold'}.get(a['prediction_held'], a['prediction_held'])}.")
