@@ -1,0 +1,74 @@
+"""The report's time to accuracy and its plain answer, against hand-computed values."""
+import pytest
+
+from deba_pipeline.report import answer, time_to_accuracy
+
+TABLE = {"a": {"d": {"step_s": {"64": 0.01, "96": 0.015}}}}
+
+
+def record(method, seed, accuracies, sizes=(64, 64, 96), final=None):
+    epochs = [{"epoch": i + 1, "batch_size": b, "steps": 10 if b == 64 else 5,
+               "epoch_time_s": 1.0 + 0.1 * i, "test_accuracy": acc}
+              for i, (acc, b) in enumerate(zip(accuracies, sizes))]
+    return {"arch": "a", "dataset": "d", "method": method, "variant": "baseline", "seed": seed,
+            "final_test_accuracy": final if final is not None else accuracies[-1],
+            "epochs": epochs}
+
+
+def test_time_to_accuracy_is_the_end_of_the_first_epoch_that_reaches_the_target():
+    run = record("deba", 2, [90.0, 95.0, 97.0])
+    # epoch 2 reaches 94.5: modelled 10·0.01 + 10·0.01 = 0.2 s, measured 1.0 + 1.1 = 2.1 s
+    assert time_to_accuracy.time_to(run, 94.5, TABLE) == (pytest.approx(0.2),
+                                                         pytest.approx(2.1))
+    assert time_to_accuracy.time_to(run, 99.0, TABLE) == (None, None)
+    # a size the table lacks: no modelled time, the measured one still
+    assert time_to_accuracy.time_to(record("deba", 2, [90.0, 91.0, 97.0], (64, 128, 96)),
+                                    96.0, TABLE) == (None, pytest.approx(3.3))
+
+
+def test_time_to_accuracy_rows_pair_each_seed_with_its_fixed_run():
+    records = [record("fixed", 2, [90.0, 96.0, 97.0], (64, 64, 64)),
+               record("deba", 2, [95.0, 96.0, 97.0]),
+               record("gns", 2, [80.0, 85.0, 90.0])]
+    rows = time_to_accuracy.rows(records, TABLE, tolerance=0.5)
+    # target 97.0 − 0.5 = 96.5: the fixed run reaches it at epoch 3 (modelled 0.3 s, measured
+    # 3.3 s), deba at epoch 3 (0.2 + 5·0.015 = 0.275 s), gns never
+    assert [(r["Strategy"], r["Reached"], r["Time to accuracy, modelled (s)"]) for r in rows] \
+        == [("fixed", "1 of 1 seeds", "0.3"), ("deba", "1 of 1 seeds", "0.3"),
+            ("gns", "0 of 1 seeds", "not reached")]
+    assert rows[1]["Speedup to accuracy, modelled (%)"] == "8.3 [n/a]"  # 100·(1 − 0.275/0.3)
+
+
+def cell(outcome, speedup, delta, seeds=(2, 42), needed=None, ci=(1.0, 2.0)):
+    return {"outcome": outcome, "verdict_speedup": speedup, "verdict_speedup_ci": ci,
+            "speedup_basis": "modelled", "delta_acc": delta, "delta_acc_ci": ci,
+            "seeds": list(seeds), "seeds_needed": needed}
+
+
+def test_the_answer_recommends_only_a_conclusive_benefit():
+    checked = [{"arch": "a", "dataset": "d", "held": "yes",
+                "profile": {"prediction": "benefit"}}]
+    found = answer.answers({"deba": {("a", "d"): cell("benefit", 12.0, 0.5)},
+                            "gns": {("a", "d"): cell("inconclusive", 30.0, 0.1, needed=9)}},
+                           checked)
+    assert found[("a", "d")]["use"] == "deba"
+    assert answer.sentence(("a", "d"), found[("a", "d")]) == (
+        "- **a on d**: use **deba**: it trains in 12.0% less time than the fixed batch "
+        "(modelled speedup; 90% interval +1.0 to +2.0) at +0.50 points of accuracy (90% "
+        "interval +1.00 to +2.00), over 2 seeds; a conclusive benefit. The profile alone "
+        "predicted *benefit* for DEBA: held.")
+    assert answer.metrics(found) == {"a/d": {"use": "deba", "strategy": "deba",
+                                             "speedup_pct": 12.0, "delta_acc": 0.5,
+                                             "seeds_needed": None, "prediction_held": "yes"}}
+
+
+def test_without_a_conclusive_benefit_the_answer_says_so_and_what_would_settle_it():
+    open_ = answer.answers({"deba": {("a", "d"): cell("marginal", 20.0, -0.5)},
+                            "gns": {("a", "d"): cell("inconclusive", 5.0, 0.1, needed=9)}}, [])
+    assert open_[("a", "d")]["use"] is None and open_[("a", "d")]["strategy"] == "gns"
+    assert "about 9 seeds would settle it (deba: marginal)" in answer.sentence(
+        ("a", "d"), open_[("a", "d")])
+    settled = answer.answers({"deba": {("a", "d"): cell("degraded", 20.0, -2.0)}}, [])
+    assert answer.sentence(("a", "d"), settled[("a", "d")]).startswith(
+        "- **a on d**: keep the fixed batch: no strategy was faster without costing accuracy "
+        "(deba degraded).")
