@@ -9,10 +9,9 @@ import textwrap
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from deba_pipeline.comparison import t_interval
 from deba_pipeline.scheduler import DEBAScheduler
 
-from .harness import Bench, interleaved, paired, same_epoch, top_ops
+from .harness import Bench, interleaved, median_interval, paired, same_epoch, top_ops
 
 
 def _epoch(bench, batch_size, batches=None):
@@ -93,15 +92,15 @@ def streaming(bench, batch_size=64, repeats=5):
 
 def _goal(value, goal):
     """A measurement beside its goal (an upper bound). Given the paired ratios of every repeat,
-    it carries their mean and 90% t-interval, and `met` is True or False only where the interval
-    lies on one side of the goal, None (undecided) otherwise; given one exact number (a memory
-    ratio), the number decides. No goal: `met` is None."""
+    it carries their median and its 90% interval (harness.median_interval), and `met` is True
+    or False only where the interval lies on one side of the goal, None (undecided) otherwise;
+    given one exact number (a memory ratio), the number decides. No goal: `met` is None."""
     if isinstance(value, (list, tuple)):
-        ci = t_interval(value)
-        mean = statistics.fmean(value)
+        ci = median_interval(value)
+        middle = statistics.median(value)
         met = None if goal is None or ci is None else True if ci[1] <= goal else \
             False if ci[0] > goal else None
-        return {"value": round(mean, 4), "interval": None if ci is None else
+        return {"value": round(middle, 4), "interval": None if ci is None else
                 [round(ci[0], 4), round(ci[1], 4)], "repeats": len(value), "goal": goal,
                 "met": met}
     return {"value": round(value, 4), "goal": goal, "met": None if goal is None else value <= goal}
@@ -234,7 +233,7 @@ def variance_cost(device="cpu"):
     """Our σ²/‖∇‖ against torch.cat(...).var() on ResNet-50-sized gradients (~25.6M)."""
     import json
     runs = {"ours": [], "concat": []}
-    for _ in range(3):  # fresh processes; page-ins only add to RSS, so the minimum is the cost
+    for _ in range(5):  # fresh processes; page-ins only add to RSS, so the minimum is the cost
         for which in runs:
             out = subprocess.run([sys.executable, "-c", VARIANCE_SCRIPT, which, device],
                                  check=True, capture_output=True, text=True).stdout

@@ -71,6 +71,20 @@ def interleaved(bench, variants: dict, repeats: int, *args) -> dict:
             "times_s": times, "results": results}
 
 
+LEVEL = 0.90  # the confidence of every benchmark interval
+
+
+def median_interval(values, level: float = LEVEL):
+    """(low, high), a distribution-free interval of the median: the order statistics
+    x₍ₖ₎ and x₍ₙ₋ₖ₊₁₎ with the largest k whose coverage 1 − 2·P(Binomial(n, ½) < k) is at least
+    `level` (5 repeats: the minimum and maximum, 93.75 %). None where n is too small for it. A
+    repeat that another process slowed moves a mean, not this."""
+    from scipy.stats import binom
+    xs, n = sorted(values), len(values)
+    ks = [k for k in range(1, n // 2 + 1) if 1 - 2 * binom.cdf(k - 1, n, 0.5) >= level]
+    return (xs[max(ks) - 1], xs[n - max(ks)]) if ks else None
+
+
 def paired(measured, numerator, denominator) -> list:
     """The ratio numerator/denominator of each repeat (the two timed side by side)."""
     pairs = zip(measured["times_s"][numerator], measured["times_s"][denominator])
