@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 
-def read_offline_run(run_dir, wait_s: float = 15.0) -> dict:
+def read_offline_run(run_dir, wait_s: float = 60.0) -> dict:
     """History rows, summary and run (its id and group) of an offline run, read from its `.wandb` transaction log
     (LevelDB-style log: 32 KiB blocks of records with a 7-byte header each). W&B's core process
     writes the log after `finish()` returns, so on a busy machine the reader waits (up to
@@ -25,7 +25,9 @@ def read_offline_run(run_dir, wait_s: float = 15.0) -> dict:
 
 def _read(run_dir) -> dict:
     from wandb.proto import wandb_internal_pb2
-    path = next(Path(run_dir).glob("*.wandb"))
+    path = next(Path(run_dir).glob("*.wandb"), None)
+    if path is None:  # W&B's core process has not written the log yet
+        return {"history": [], "summary": {}, "complete": False, "run": {}}
     data, block, pos, pending, records = path.read_bytes(), 32768, 7, b"", []
     while pos + 7 <= len(data):
         if block - pos % block < 7:  # block trailer padding
