@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from deba_pipeline.engine.spec import PLUGIN_DIR, PROJECT, TRAINING_CODE, training_files
@@ -55,6 +56,7 @@ def _expected(relative: str) -> set:
             if any(relative == d or relative.startswith(d.rstrip("/") + "/") for d in deps)}
 
 
+@pytest.mark.slow
 def test_editing_any_run_key_file_makes_dvc_status_name_the_training_stages(micro_study,
                                                                              tmp_path):
     source, repro = micro_study

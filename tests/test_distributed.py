@@ -11,6 +11,8 @@ from deba_pipeline.errors import ConfigError, DebaError
 from helpers import tiny_cfg, tiny_spec
 from test_faults import without_times
 
+pytestmark = pytest.mark.slow  # real processes: torchrun, Ray
+
 VIT = {"model_kwargs": {"test_vit": {"patch_size": 4}}}  # LayerNorm, no BatchNorm
 
 RULE = """

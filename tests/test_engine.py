@@ -71,6 +71,7 @@ RUNNER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_interrupted_run_resumes_to_the_same_record(tmp_path, signum):
     state = tmp_path / "state"

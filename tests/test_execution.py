@@ -14,10 +14,13 @@ from test_faults import without_times
 
 ray = pytest.importorskip("ray")
 
+pytestmark = pytest.mark.slow  # real processes: torchrun, Ray
+
 LOGGER = """
 import os, time
 from pathlib import Path
 from deba_pipeline import Signal, hookimpl
+
 LOG = Path({log!r})
 class Logged(Signal):
     name = 'logged'

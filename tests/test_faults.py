@@ -210,6 +210,7 @@ def _wait_for(predicate, timeout=120):
     return False
 
 
+@pytest.mark.slow
 def test_two_dvc_repro_in_one_workspace(tmp_path):
     workspace = copy_project(tmp_path, brief_timing=True)
     params = OmegaConf.load(workspace / "params.yaml")
@@ -225,6 +226,7 @@ def test_two_dvc_repro_in_one_workspace(tmp_path):
     assert (workspace / "reports" / "REPORT.md").is_file()
 
 
+@pytest.mark.slow
 def test_killed_dvc_repro_resumes_to_the_same_results(tmp_path, micro_study):
     reference, clean = micro_study
     assert clean.returncode == 0

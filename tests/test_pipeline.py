@@ -29,6 +29,7 @@ def test_paper_preset_counts_the_runs_of_spec_section_3():
     assert count_runs(cfg)["trained"] == 36 + 120 - 36 + 120
 
 
+@pytest.mark.slow
 def test_validate_command_on_every_preset():
     out = subprocess.run(["deba", "validate", "paper", "micro", "quick"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
@@ -37,6 +38,7 @@ def test_validate_command_on_every_preset():
     assert out.count("valid.") == 3
 
 
+@pytest.mark.slow
 def test_dvc_repro_on_the_micro_preset(micro_study):
     workspace, first = micro_study
     run = lambda *cmd: subprocess.run(cmd, cwd=workspace, capture_output=True, text=True)  # noqa
@@ -216,6 +218,7 @@ def test_a_deba_command_outside_dvc_is_an_invocation_of_its_own(monkeypatch):
     assert invocation_started() == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began))
 
 
+@pytest.mark.slow
 def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_study, tmp_path):
     """SPEC §8: the same study reproduced in a fresh clone with a CPU-burning process beside it
     gives the same modelled speedups (within 2 points) and the same prediction verdicts."""

@@ -168,6 +168,7 @@ PACKAGE = {
 }
 
 
+@pytest.mark.slow
 def test_entry_point_plugin_from_an_installed_distribution(tmp_path):
     """A tiny distribution in a temporary site directory, found through importlib metadata."""
     for rel, text in PACKAGE.items():

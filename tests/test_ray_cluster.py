@@ -14,7 +14,10 @@ from omegaconf import OmegaConf
 from conftest import copy_project
 from deba_pipeline.execution.ray_session import refused_token
 
+
 pytest.importorskip("ray")
+
+pytestmark = pytest.mark.slow  # real processes: torchrun, Ray
 # a line Ray wrote: its C++ core's "[time W pid tid] gcs_client.cc:210: ..." or its Python
 # loggers' "time\tWARNING authentication_token_setup.py:85 -- ..."
 RAY_LOG_LINE = re.compile(r"\w+\.(cc|py):\d+|Token authentication")
