@@ -58,11 +58,11 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
     return out
 
 
-GOALS = ("scheduler_share", "scheduler_share_noise_scale", "signal_overhead_ratio", "noise_scale_overhead_ratio", "profile_overhead_ratio",
-         "loader_vs_floor_ratio", "loader_vs_dataloader_speedup", "batch_change_ratio",
-         "streaming_vs_device_ratio", "variance_peak_memory_ratio", "variance_time_ratio",
-         "quick_speedup_pct", "quick_delta_acc", "gpu_speedup_pct", "gpu_delta_acc",
-         "samples_per_s_vs_floor")
+GOALS = ("scheduler_share", "scheduler_share_noise_scale", "signal_overhead_ratio",
+         "noise_scale_overhead_ratio", "profile_overhead_ratio", "loader_vs_floor_ratio",
+         "loader_vs_dataloader_speedup", "batch_change_ratio", "streaming_vs_device_ratio",
+         "variance_peak_memory_ratio", "variance_time_ratio", "quick_speedup_pct",
+         "quick_delta_acc", "gpu_speedup_pct", "gpu_delta_acc", "samples_per_s_vs_floor")
 
 
 def markdown(result: dict) -> str:
@@ -81,7 +81,8 @@ def markdown(result: dict) -> str:
             ci = m.get("interval")
             interval = "–" if not ci else f"[{ci[0]}, {ci[1]}] ({m['repeats']} repeats)"
             if "extra_bytes" in m:
-                value = f"{value} ({m['extra_bytes']} B extra; cat path {m['concat_extra_bytes']} B)"
+                value = (f"{value} ({m['extra_bytes']} B extra; cat path "
+                         f"{m['concat_extra_bytes']} B)")
             lines.append(f"| `{key}` | {value} | {interval} | {goal} | {met} |")
             for op in m.get("profile", []):
                 unit = op.get("unit", "ms")

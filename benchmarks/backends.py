@@ -7,8 +7,9 @@ The local copy runs as a user's default does (one run at a time; every core, or 
 `--same-threads`); the Ray copy starts an embedded Ray with `execution.cpus_per_run: 1` (one run
 per core). Each stage is reproduced in both copies before the next, the copy that goes first
 alternating (ABBA), so a slow stretch of this shared machine falls on both sides alike (two local
-reproductions of the same study read 282 s and 255 s within an hour). A backend's wall-clock is the sum of its stages (a `dvc repro -s` each, so DVC's start-up
-counts once per stage on both sides). Prints each stage, the totals, their ratio (goal ≤ 0.7)
+reproductions of the same study read 282 s and 255 s within an hour). A backend's wall-clock is
+the sum of its stages (a `dvc repro -s` each, so DVC's start-up counts once per stage on both
+sides). Prints each stage, the totals, their ratio (goal ≤ 0.7)
 and whether every run's decisions, batch sizes and accuracy agree (CPU training matches exactly
 only at equal torch threads; both use one when `--same-threads` is given), and checks that
 neither copy has a stage left to run. Writes benchmarks/results/backends-<host>.json (or --out).

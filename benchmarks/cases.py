@@ -140,18 +140,30 @@ def scheduler_share(bench, batch_size=64, repeats=5):
         seconds, done = bench.timed(plain, batch_size)
         epoch = done["result"]
         deba = DEBAScheduler(batch_size=batch_size)
-        step_s, _ = bench.timed_here(lambda b: deba.step(epoch.train_loss, epoch.grads))
+        step_s, _ = bench.timed_here(_deba_step, deba, epoch)
         gns = DEBAScheduler(batch_size=batch_size, rule="gns", signals=["gradient_noise_scale"])
-        grad_sum = [torch.zeros_like(flat.buffer)]
-        sums_s, _ = bench.timed_here(lambda b: [(flat.squared_norm(),
-                                                 torch._foreach_add_(grad_sum, [flat.buffer]))
-                                                for _ in range(steps)])
-        gns_s, _ = bench.timed_here(lambda b: gns.step(
-            warm.train_loss, warm.grads, steps=warm.steps, accumulated=warm.accumulated,
-            dataset_size=trainer.data.train_size))
+        sums_s, _ = bench.timed_here(_per_step_sums, flat, steps)
+        gns_s, _ = bench.timed_here(_gns_step, gns, warm, trainer.data.train_size)
         signals.append(step_s / seconds)
         noise.append((sums_s + gns_s) / seconds)
     return _goal(signals, 0.005), _goal(noise, 0.03)
+
+
+def _deba_step(bench, scheduler, epoch):
+    return scheduler.step(epoch.train_loss, epoch.grads)
+
+
+def _per_step_sums(bench, flat, steps):
+    """What the loop adds to each step for the noise scale: ‖gₜ‖² and Σgₜ on the flat buffer."""
+    grad_sum = [torch.zeros_like(flat.buffer)]
+    for _ in range(steps):
+        flat.squared_norm()
+        torch._foreach_add_(grad_sum, [flat.buffer])
+
+
+def _gns_step(bench, scheduler, epoch, dataset_size):
+    return scheduler.step(epoch.train_loss, epoch.grads, steps=epoch.steps,
+                          accumulated=epoch.accumulated, dataset_size=dataset_size)
 
 
 def profile_overhead(bench, batch_size=64, repeats=5):
@@ -212,7 +224,8 @@ VARIANCE_SCRIPT = textwrap.dedent("""
         flat = torch.cat([g.flatten() for g in grads]).double()
         return [flat.var(unbiased=False).item(), flat.norm().item()]
     fn = ours if sys.argv[1] == "ours" else concat
-    fn([torch.randn(1 << 15, device=device), torch.randn(3, 7, device=device)])  # page in code, start threads
+    # page in the code, start the threads
+    fn([torch.randn(1 << 15, device=device), torch.randn(3, 7, device=device)])
     if device == "cuda":
         torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()

@@ -5,5 +5,6 @@ from .hookspecs import hookimpl
 from .scheduler import DEBAScheduler, StepRecord
 
 __version__ = "0.1.0"
-__all__ = ["DEBAScheduler", "StepRecord", "Signal", "Rule", "Policy", "Observation", "Dataset", "DECISIONS",
+__all__ = ["DEBAScheduler", "StepRecord", "Signal", "Rule", "Policy", "Observation", "Dataset",
+           "DECISIONS",
            "hookimpl", "DebaError", "ConfigError", "PluginError", "__version__"]

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -21,13 +22,13 @@ class Observation:
 
     epoch: int
     loss: float                               # mean training loss of the epoch
-    grads: Sequence[Optional[torch.Tensor]]   # the gradients SPEC §1 names (None = frozen)
+    grads: Sequence[torch.Tensor | None]   # the gradients SPEC §1 names (None = frozen)
     grad_variance: float                      # σ² of the flattened gradient, population
     grad_norm: float                          # ‖∇‖₂ of the flattened gradient
-    batch_size: Optional[int] = None          # samples a step this epoch (global under DDP)
-    steps: Optional[int] = None               # steps this epoch
+    batch_size: int | None = None          # samples a step this epoch (global under DDP)
+    steps: int | None = None               # steps this epoch
     accumulated: dict = field(default_factory=dict)  # what signals' `accumulate` asked for
-    dataset_size: Optional[int] = None        # N the epoch drew from without replacement
+    dataset_size: int | None = None        # N the epoch drew from without replacement
 
 
 # What a signal may ask the loop to accumulate over an epoch's steps, on the device, with one
@@ -52,7 +53,7 @@ class Signal:
     def __init__(self) -> None:
         self.state: dict = {}
 
-    def compute(self, obs: Observation) -> Optional[float]:
+    def compute(self, obs: Observation) -> float | None:
         """The signal's value at this epoch, or None where it is undefined (e.g. epoch 1)."""
         raise TypeError(f"signal {self.name!r} must define compute(obs)")
 
@@ -72,7 +73,7 @@ class Rule:
     raise ConfigError there for a value the rule cannot use."""
 
     name: ClassVar[str]
-    requires: ClassVar[tuple] = ()  # signal names the rule reads; checked when the scheduler is built
+    requires: ClassVar[tuple] = ()  # signal names the rule reads; checked as the scheduler is made
 
     def __init__(self, theta_stab: float, theta_conf: float) -> None:
         self.theta_stab, self.theta_conf = float(theta_stab), float(theta_conf)
@@ -109,7 +110,7 @@ class Dataset:
 
     name: ClassVar[str]
 
-    def load(self, seed: int, data, image_size: Optional[int] = None) -> tuple:
+    def load(self, seed: int, data, image_size: int | None = None) -> tuple:
         raise TypeError(f"dataset {self.name!r} must define load(seed, data, image_size)")
 
 

@@ -12,7 +12,6 @@ from collections import defaultdict
 from .analysis import aggressiveness
 from .analysis import sample_std as _std
 
-
 LEVEL = 0.90  # two-sided confidence level of every interval over seeds
 
 

@@ -85,9 +85,9 @@ class TrainConfig:
     precision: str = "fp32"        # fp32 | bf16 (autocast, GPU)
     channels_last: bool = False
     checkpoint_every: int = 1      # epochs between checkpoints
-    processes: int = 1             # data-parallel ranks per run (torchrun + DDP, SPEC §7); B is global
-    sync_batchnorm: bool = False   # DDP on GPUs: BatchNorm statistics over the global batch, not per rank
-    optimizer: str = "sgd"         # sgd (the paper: momentum, weight_decay) | adamw (weight_decay only)
+    processes: int = 1             # data-parallel ranks a run (torchrun + DDP, SPEC §7); B global
+    sync_batchnorm: bool = False   # DDP, GPUs: BatchNorm over the global batch, not per rank
+    optimizer: str = "sgd"         # sgd (the paper: momentum, weight_decay) | adamw (weight_decay)
     lr_schedule: str = "constant"  # constant (the paper) | cosine over the run's samples
     # arch -> input side in pixels, resized on the device (SPEC §3: ViT-B/16 at 224)
     image_size: Dict[str, int] = field(default_factory=lambda: {"vit_base_patch16_224": 224})
@@ -96,8 +96,8 @@ class TrainConfig:
 
 @dataclass
 class DebaConfig:
-    thresholds: str = "paper"       # paper (Table 1) | calibrated (calibrate stage) | fixed (theta_*)
-    theta_stab: float = 0.55        # ResNet-18's, used when thresholds is fixed (and by the library)
+    thresholds: str = "paper"       # paper (Table 1) | calibrated (calibrate stage) | fixed
+    theta_stab: float = 0.55        # ResNet-18's; read when thresholds is fixed, and by the library
     theta_conf: float = 0.6
     cooldown: int = 10              # epochs between adaptations
     window: Any = 15                # epochs of σ² history, or "full"
@@ -113,7 +113,7 @@ class DebaConfig:
     policy_options: Dict[str, Any] = field(default_factory=dict)  # keywords of the policy's class
     signal_options: Dict[str, Any] = field(default_factory=dict)  # signal name -> its keywords
     gradient_source: str = "last_batch"  # last_batch | epoch_mean (SPEC §1)
-    plugins: List[str] = field(default_factory=list)  # plugin files in plugins/, e.g. grad_cosine.py
+    plugins: List[str] = field(default_factory=list)  # files in plugins/, e.g. grad_cosine.py
 
 
 @dataclass
@@ -157,7 +157,7 @@ class ExecutionConfig:  # where runs go; results do not depend on it, so no stag
     backend: str = "local"          # local: in this process, one run after another | ray: tasks
     address: Optional[str] = None   # ray: null starts Ray here; "host:6379" (or RAY_ADDRESS) joins
     gpus_per_run: Any = "auto"      # auto: 1 where the cluster has GPUs, else 0; 0.25 packs four
-    cpus_per_run: Optional[float] = None  # cores (and torch threads) per run; null: local all, ray 1
+    cpus_per_run: Optional[float] = None  # cores (torch threads) a run; null: local all, ray 1
     max_retries: int = 1            # ray: restarts of a run whose worker died (it resumes)
 
 
@@ -366,7 +366,7 @@ def _check_keys(user, schema, source, prefix):
             hint = f" Did you mean `{prefix}{close[0]}`?" if close else \
                 f" Known keys here: {', '.join(known)}."
             raise ConfigError(f"{source}: unknown key `{path}`.{hint}")
-        node = schema[key] if key in schema else None
+        node = schema.get(key)
         if isinstance(node, DictConfig) and value is not None and not isinstance(value, dict):
             fail(path, value, "a mapping (`key: value` lines)", f"{source}: ")
         if isinstance(node, ListConfig) and value is not None and not isinstance(value, list):

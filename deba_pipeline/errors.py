@@ -1,4 +1,4 @@
-"""User-facing errors: each one names the problem and the fix, and the CLI prints it without a trace."""
+"""User-facing errors: each names the problem and the fix; the CLI prints it without a trace."""
 
 
 class DebaError(Exception):

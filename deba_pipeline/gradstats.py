@@ -6,8 +6,8 @@ device as 0-d tensors; the caller decides when to sync.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 import torch
 
@@ -31,7 +31,7 @@ class GradStats:
         return self.sumsq.sqrt()
 
 
-def grad_stats(grads: Iterable[Optional[torch.Tensor]]) -> GradStats:
+def grad_stats(grads: Iterable[torch.Tensor | None]) -> GradStats:
     """σ² and ‖∇‖ of the concatenation of `grads`; None entries (frozen parameters) are skipped."""
     count, mean, m2, sumsq = 0, None, None, None
     for grad in grads:

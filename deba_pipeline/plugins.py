@@ -34,7 +34,8 @@ def _ensure_loaded() -> None:
         pm.load_setuptools_entrypoints("deba")
     except PLUGIN_FAULTS as exc:
         raise PluginError(f"an installed `deba` plugin failed to load: {type(exc).__name__}: "
-                          f"{exc}. Uninstall or fix it (`pip list` shows what is installed).") from exc
+                          f"{exc}. Uninstall or fix it (`pip list` shows what is "
+                          f"installed).") from exc
     for module_name in BUILTIN_MODULES:  # a source tree without installed metadata
         module = importlib.import_module(module_name)
         if not pm.is_registered(module):

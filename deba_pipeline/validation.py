@@ -8,6 +8,7 @@ import re
 from omegaconf import DictConfig, OmegaConf
 
 from .config import OPTIMIZER_DEFAULTS, SAFE_NAME, _number, check_deba, deba_groups
+from .errors import ConfigError, fail
 
 
 def known_datasets(cfg) -> list:
@@ -15,8 +16,6 @@ def known_datasets(cfg) -> list:
     from . import plugins
     registered = list(plugins.registry("dataset"))
     return registered + [name for name in cfg.data.folders if name not in registered]
-from .errors import ConfigError, fail
-
 MAX_EPOCHS = 10_000  # more is a typo, not a study
 RAY_ADDRESS = re.compile(r"(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
 
@@ -54,7 +53,7 @@ def _validate_execution(ex, where) -> None:
     if ex.backend not in ("local", "ray"):
         fail("execution.backend", ex.backend, "local or ray", where)
     gpus = ex.gpus_per_run
-    if gpus != "auto" and not (_number(gpus) and 0 <= gpus):
+    if gpus != "auto" and not (_number(gpus) and gpus >= 0):
         fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)",
              where)
     if ex.cpus_per_run is not None and not (ex.cpus_per_run > 0 and math.isfinite(ex.cpus_per_run)):

@@ -4,7 +4,6 @@ from omegaconf import OmegaConf
 from deba_pipeline.config import merge
 from deba_pipeline.stages.runs import run_spec
 
-
 # A small study for tests that write a params file: the defaults are the paper's grid.
 SMALL_STUDY = {"study": {"name": "test", "archs": ["test_resnet"], "datasets": ["digits"],
                          "seeds": [2], "profile_seeds": [2]},

@@ -1,8 +1,15 @@
 """SPEC §2 and §4 computations pinned to values worked out by hand."""
 import pytest
 
-from deba_pipeline.analysis import (aggressiveness, calibrate, classify, convergence_stability,
-                                    predict, profile_summary, stability_score)
+from deba_pipeline.analysis import (
+    aggressiveness,
+    calibrate,
+    classify,
+    convergence_stability,
+    predict,
+    profile_summary,
+    stability_score,
+)
 from deba_pipeline.comparison import clock_noise, compare, modelled_time, prediction_held
 from deba_pipeline.config import TaxonomyConfig
 from deba_pipeline.errors import DebaError

@@ -13,6 +13,7 @@ from deba_pipeline.engine import loop
 from deba_pipeline.engine.data import Split
 from deba_pipeline.errors import DebaError
 from deba_pipeline.stages.runs import run_spec
+
 from helpers import small_params
 
 PROFILE = ("profile", "--arch", "test_resnet")

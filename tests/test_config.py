@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from deba_pipeline.config import Params, load_params, merge
 from deba_pipeline.errors import ConfigError
 from deba_pipeline.stages.plan import preflight
+
 from helpers import SMALL_STUDY
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ from deba_pipeline import DEBAScheduler, Signal, hookimpl
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch, save_torch
 from deba_pipeline.errors import ConfigError, DebaError, PluginError
+
 from helpers import tiny_spec
 from test_faults import _checkpoint_of, without_times
 

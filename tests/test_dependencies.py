@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from deba_pipeline.engine.spec import PLUGIN_DIR, PROJECT, TRAINING_CODE, training_files
+
 from helpers import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,6 +8,7 @@ import pytest
 
 from deba_pipeline.engine.loop import train
 from deba_pipeline.errors import ConfigError, DebaError
+
 from helpers import tiny_cfg, tiny_spec
 from test_faults import without_times
 
@@ -127,7 +128,9 @@ def test_a_run_launched_by_hand_with_rendezvous_flags_is_taken_by_its_stage(tmp_
     `deba run NAME`; here one machine plays them all."""
     import subprocess
     import sys
+
     from deba_pipeline.cli import main
+
     from helpers import small_params
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(small_params({"train": {"processes": 2},
@@ -180,9 +183,10 @@ def test_only_rank_0_writes_records_checkpoints_and_wandb(tmp_path):
 
 
 def test_sync_batchnorm_is_refused_where_pytorch_cannot_run_it(tmp_path):
+    from omegaconf import OmegaConf
+
     from deba_pipeline.config import merge
     from deba_pipeline.engine import distributed
-    from omegaconf import OmegaConf
     with pytest.raises(ConfigError, match=r"`train.sync_batchnorm` = True is not allowed: it "
                                           r"must be false on the CPU \(PyTorch's SyncBatchNorm "
                                           r"runs on GPUs only"):

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.errors import DebaError
 from deba_pipeline.execution import execute
+
 from helpers import tiny_cfg, tiny_spec
 from test_faults import without_times
 
@@ -158,6 +159,7 @@ def _placement():
 
 def test_a_step_time_table_is_measured_with_a_whole_device(ray_session, tmp_path):
     from ray import cloudpickle
+
     from deba_pipeline.execution import measure_apart
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not on a worker's path
     [(cpu, threads, cwd)] = measure_apart(ray_cfg(tmp_path), _placement, [()])
@@ -173,6 +175,7 @@ def _started(label):
 
 def test_ray_starts_the_longest_job_first(ray_session, tmp_path):
     from ray import cloudpickle
+
     from deba_pipeline.execution import longest_first, measure_apart
     assert longest_first(4, [1.0, 3.0, 2.0, 3.0]) == [1, 3, 2, 0]
     assert longest_first(3, None) == [0, 1, 2]
@@ -211,6 +214,7 @@ def test_a_stage_with_every_run_finished_starts_no_ray(tmp_path, monkeypatch):
 
 def test_a_training_stage_sends_every_architecture_in_one_pool(tmp_path, monkeypatch):
     from deba_pipeline.cli import main
+
     from helpers import small_params
     pools = []
     monkeypatch.setattr("deba_pipeline.execution.execute",

@@ -12,14 +12,15 @@ import pytest
 from filelock import FileLock
 from omegaconf import OmegaConf
 
-from conftest import copy_project
 from deba_pipeline import Policy, Signal, hookimpl
 from deba_pipeline.cli import main
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch
-from deba_pipeline.record import TIMING_KEYS
 from deba_pipeline.errors import DebaError, PluginError
+from deba_pipeline.record import TIMING_KEYS
 from deba_pipeline.rules.deba import DebaRule
+
+from conftest import copy_project
 from helpers import small_params, tiny_spec
 
 SIGNALS = ["grad_variance", "grad_norm_variation", "loss_variation", "flaky"]
@@ -195,9 +196,8 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path):
     spec = tiny_spec()
     lock = tmp_path / "locks" / f"{spec.key()}.lock"
     lock.parent.mkdir(parents=True)
-    with FileLock(lock):
-        with pytest.raises(DebaError, match="is being trained by another process right now"):
-            loop.train(spec, state_dir=tmp_path, progress=False)
+    with FileLock(lock), pytest.raises(DebaError, match="is being trained by another process"):
+        loop.train(spec, state_dir=tmp_path, progress=False)
     assert loop.train(spec, state_dir=tmp_path, progress=False)["epochs"]  # free again
 
 

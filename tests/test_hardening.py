@@ -10,10 +10,11 @@ import os
 import pytest
 import torch
 
-from deba_pipeline import DEBAScheduler, Policy, PluginError, hookimpl
+from deba_pipeline import DEBAScheduler, PluginError, Policy, hookimpl
 from deba_pipeline.cli import main
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch
+
 from conftest import new_process
 from helpers import small_params, tiny_spec
 

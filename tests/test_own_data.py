@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from deba_pipeline.engine.data import DeviceData, StreamingData, load_split
 from deba_pipeline.engine.loop import train
 from deba_pipeline.errors import DebaError
+
 from helpers import tiny_cfg, tiny_spec
 from test_faults import without_times
 
@@ -99,8 +100,10 @@ def test_mixed_sizes_with_an_image_size_and_a_folder_too_large(tmp_path, monkeyp
 
 def test_plugins_lists_datasets_and_the_projects_models(tmp_path, monkeypatch, capsys):
     import shutil
-    from conftest import ROOT
+
     from deba_pipeline.cli import main
+
+    from conftest import ROOT
     monkeypatch.chdir(tmp_path)
     shutil.copytree(ROOT / "plugins", tmp_path / "plugins")
     (tmp_path / "params.yaml").write_text("deba:\n  plugins: [plugins/tiny_mlp.py]\n")

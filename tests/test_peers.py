@@ -12,6 +12,7 @@ from deba_pipeline.policies.multiplicative import adascale_gain
 from deba_pipeline.rules.gns import NoiseScaleRule
 from deba_pipeline.scheduler import DEBAScheduler
 from deba_pipeline.signals.gradient_noise_scale import GradientNoiseScale, noise_scale
+
 from helpers import tiny_spec
 from test_scheduler import Plugin, Scripted  # a rule that returns scripted decisions
 
@@ -163,6 +164,7 @@ def test_a_step_schedule_epoch_that_could_never_fire_is_refused(options, expecte
 
 def test_the_record_carries_the_rate_the_optimiser_used(tmp_path):
     from deba_pipeline.stages.runs import run_spec
+
     from helpers import tiny_cfg
     step = {"rule": "step_schedule", "rule_options": {"at": [2]}, "cooldown": 0,
             "policy_options": {"lr_scaling": "sqrt"}}  # a method: the ablations stay DEBA's
@@ -189,8 +191,9 @@ def test_each_optimiser_gets_its_own_defaults(tmp_path):
 
 
 def test_an_option_the_optimiser_does_not_have_is_refused():
-    from deba_pipeline.config import merge
     from omegaconf import OmegaConf
+
+    from deba_pipeline.config import merge
     with pytest.raises(ConfigError) as caught:
         merge(OmegaConf.create({"train": {"optimizer": "adamw", "momentum": 0.9}}))
     assert str(caught.value) == ("<params>: `train.momentum` = 0.9 is not allowed: it must be "
@@ -236,7 +239,9 @@ def test_a_signal_from_a_plugin_file_asks_for_a_per_step_sum(tmp_path):
 def test_strategies_train_against_one_fixed_baseline_and_are_reported_side_by_side(
         tmp_path, monkeypatch):
     import json
+
     from deba_pipeline.cli import main
+
     from helpers import small_params
     monkeypatch.chdir(tmp_path)
     methods = {"deba": {}, "gns": GNS,
@@ -264,6 +269,7 @@ def test_strategies_train_against_one_fixed_baseline_and_are_reported_side_by_si
 
 def test_a_users_methods_replace_the_default_and_fixed_is_not_a_method_name():
     from deba_pipeline.errors import ConfigError
+
     from helpers import tiny_cfg
     assert list(tiny_cfg(study={"methods": {"gns": GNS}}).study.methods) == ["gns"]
     with pytest.raises(ConfigError, match="`study.methods.fixed` = 'fixed' is not allowed"):

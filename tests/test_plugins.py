@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from deba_pipeline import (ConfigError, DEBAScheduler, Policy, PluginError, Rule, Signal, hookimpl,
-                           plugins)
+from deba_pipeline import (
+    ConfigError,
+    DEBAScheduler,
+    PluginError,
+    Policy,
+    Rule,
+    Signal,
+    hookimpl,
+    plugins,
+)
 from deba_pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,6 +255,7 @@ def test_plugin_options_reach_the_constructor_and_are_checked(register_plugin):
 
 def test_plugin_options_come_from_params(register_plugin):
     from deba_pipeline.engine.loop import build_scheduler
+
     from helpers import tiny_spec
     register_plugin(OptionPlugin(), "options")
     spec = tiny_spec(deba={"rule": "every_nth", "rule_options": {"period": 4}})

@@ -2,6 +2,7 @@
 with `execution.address`. The head is started as a user's would be: Ray (2.59 and later) turns
 token authentication on wherever a token is readable on its machine, and any `ray.init()` there
 writes one to ~/.ray/auth_token. The client side sets no Ray variable, except to be wrong."""
+import contextlib
 import os
 import re
 import socket
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import copy_project
 from deba_pipeline.execution.ray_session import refused_token
 
+from conftest import copy_project
 
 pytest.importorskip("ray")
 
@@ -59,10 +60,8 @@ def token_cluster(tmp_path_factory):
 
 
 def head_wait(head) -> None:
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         head.wait(timeout=0.2)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @pytest.fixture(scope="module")

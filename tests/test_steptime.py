@@ -6,6 +6,7 @@ import pytest
 
 from deba_pipeline.engine import steptime
 from deba_pipeline.engine.loop import Trainer
+
 from helpers import tiny_spec
 
 

@@ -36,7 +36,8 @@ class Checkpointer:
     def finished(self):
         if not self.done_path.is_file():
             return None
-        return upgrade(read_json(self.done_path, f"delete it and {self.spec.name} is trained again"))
+        fix = f"delete it and {self.spec.name} is trained again"
+        return upgrade(read_json(self.done_path, fix))
 
     def save(self, epoch: int, state: dict, pending=None) -> Path:
         """Keep `state` as of the end of `epoch`; `pending` is an epoch trained after it whose

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import DebaError
 
+
 @dataclass
 class Split:
     x_train: torch.Tensor  # float32, N×C×H×W, normalised with training-split statistics
@@ -87,7 +88,8 @@ class DeviceData:
         """This epoch's permutation and this rank's share of each global batch."""
         if batch_size > self.train_size:
             raise DebaError(f"batch size {batch_size} is larger than the training set "
-                            f"({self.train_size} samples): lower train.batch_size or deba.max_batch.")
+                            f"({self.train_size} samples): lower train.batch_size or "
+                            f"deba.max_batch.")
         order = torch.randperm(self.train_size, generator=self.generator, device=self.device)
         return order, batch_size // self.world
 
@@ -105,7 +107,8 @@ class DeviceData:
     def test_batches(self, batch_size: int):
         for start in range(0, len(self.y_test), batch_size):
             x = self.x_test[start:start + batch_size].to(self.device, non_blocking=True)
-            yield self._resize(x), self.y_test[start:start + batch_size].to(self.device, non_blocking=True)
+            y = self.y_test[start:start + batch_size].to(self.device, non_blocking=True)
+            yield self._resize(x), y
 
     def _take(self, tensor, index):
         return tensor[index]

@@ -8,7 +8,8 @@ synchronized gradients and must reach the same decision (checked each epoch, one
 collective). Only rank 0 writes the record, checkpoints and W&B.
 
 The stage side, `launch(spec, ...)`, runs on this machine
-    python -m torch.distributed.run --standalone --nproc-per-node W -m deba_pipeline.engine.distributed TICKET
+    python -m torch.distributed.run --standalone --nproc-per-node W \
+        -m deba_pipeline.engine.distributed TICKET
 and returns the record rank 0 leaves in the finished-run cache. Over several machines, each one
 runs this module with torchrun's rendezvous flags (README: "One run on many GPUs").
 """

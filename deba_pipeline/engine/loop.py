@@ -14,7 +14,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,14 +39,14 @@ class EpochResult:
     steps: int                       # full batches trained (the last partial one is dropped)
     train_loss: float                # mean over the epoch's steps
     grads: list                      # what the scheduler observes (SPEC §1 gradient_source)
-    grad_norm_var: Optional[float] = None  # profile runs: Var over steps of ‖∇L‖ (SPEC §2)
-    loss_var: Optional[float] = None       # profile runs: Var over steps of L
+    grad_norm_var: float | None = None  # profile runs: Var over steps of ‖∇L‖ (SPEC §2)
+    loss_var: float | None = None       # profile runs: Var over steps of L
     epoch: int = 0
     lr: float = 0.0
     epoch_time_s: float = 0.0        # training only
     test_accuracy: float = 0.0       # percent
     eval_time_s: float = 0.0
-    peak_memory_mb: Optional[float] = None  # GPU only
+    peak_memory_mb: float | None = None  # GPU only
     accumulated: dict = field(default_factory=dict)  # the per-step sums signals asked for
 
 
@@ -349,7 +348,8 @@ class Trainer:
         for x, y in self.data.test_batches(self.spec.train.eval_batch_size):
             if self.spec.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            with torch.autocast(x.device.type, dtype=self.autocast,
+                                enabled=self.autocast is not None):
                 correct += (self.model(x).argmax(dim=1) == y).sum()
         return 100.0 * correct.item() / len(self.data.y_test)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Optional
 
 from ..config import DataConfig, DebaConfig, TrainConfig
 from ..record import RECORD_SCHEMA
@@ -33,7 +32,7 @@ def training_files() -> list:
     return files
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digest(paths: tuple) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -57,7 +56,7 @@ class RunSpec:
     variant: str              # "profile" | "baseline" | an ablation name
     train: TrainConfig
     data: DataConfig
-    deba: Optional[DebaConfig] = None  # deba runs: thresholds resolved to numbers
+    deba: DebaConfig | None = None  # deba runs: thresholds resolved to numbers
     profile: bool = False     # record per-step gradient-norm and loss variances (SPEC §2)
     plugins: list = field(default_factory=list)  # plugin files (deba.plugins): models, datasets
     extra: dict = field(default_factory=dict)  # provenance, e.g. where thresholds came from

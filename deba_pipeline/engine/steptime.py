@@ -28,7 +28,7 @@ import copy
 import os
 import statistics
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import islice
 
 import torch
@@ -78,10 +78,8 @@ def device_to_ourselves(step: int = 10):
         yield status
     finally:
         for restore in undo:
-            try:
+            with suppress(OSError):
                 restore()
-            except OSError:
-                pass
 
 
 def _realtime(threads):

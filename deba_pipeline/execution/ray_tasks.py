@@ -80,7 +80,7 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
     """Finished runs come from the cache here (no Ray started for a stage with nothing left to
     train); the rest go to Ray longest first and are written as they come back."""
     from ..engine.loop import train
-    from . import wandb_group, longest_first
+    from . import longest_first, wandb_group
     ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
     records, to_train = {}, []

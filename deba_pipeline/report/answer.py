@@ -66,8 +66,9 @@ def sentence(key, a) -> str:
         text = (f"no conclusive answer yet. The most promising is {saves}; {need}"
                 f"{' (' + others[2:] + ')' if others else ''}.")
     if a["prediction"] is not None:
-        text += (f" The profile alone predicted *{a['prediction']}* for DEBA: "
-                 f"{ {'yes': 'held', 'no': 'did not hold'}.get(a['prediction_held'], a['prediction_held'])}.")
+        held = {"yes": "held", "no": "did not hold"}.get(a["prediction_held"],
+                                                          a["prediction_held"])
+        text += f" The profile alone predicted *{a['prediction']}* for DEBA: {held}."
     return f"- **{arch} on {dataset}**: {text}"
 
 

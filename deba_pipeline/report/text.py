@@ -153,7 +153,8 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
     if paper is not None:
         lines += _paper(paper)
     bounds = dict(cfg.taxonomy)
-    lines += ["", "## Glossary", "", GLOSSARY.format(clear=CLEAR_SPEEDUP, level=f"{LEVEL:.0%}", **bounds), ""]
+    glossary = GLOSSARY.format(clear=CLEAR_SPEEDUP, level=f"{LEVEL:.0%}", **bounds)
+    lines += ["", "## Glossary", "", glossary, ""]
     lines += ["## Runs", "", "<details><summary>Every run record used</summary>", "",
               to_markdown([{"arch": r["arch"], "dataset": r["dataset"], "method": r["method"],
                             "variant": r["variant"], "seed": r["seed"],

@@ -1,20 +1,20 @@
 """The simple gradient noise scale B_simple = tr(Σ)/|G|² (McCandlish et al. 2018, App. A;
-SPEC §6), from the squared norms of an epoch's step gradients and their running sum, corrected for an
-epoch drawn without replacement from a finite training set (the finite-population correction).
+SPEC §6), from the squared norms of an epoch's step gradients and their running sum,
+corrected for an epoch drawn without replacement from a finite training set (the
+finite-population correction).
 
 The parameters move during the epoch, so the epoch's mean gradient averages over a short
 trajectory rather than one point: the same approximation as gpt-neox's estimate from
 consecutive steps. It asks the loop for two per-step accumulations (ACCUMULATORS in base.py),
 kept on the device with one host sync an epoch.
 """
-from typing import Optional
 
 from ..base import Signal
 from ..gradstats import grad_stats
 
 
 def noise_scale(mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int,
-                population: Optional[int] = None) -> Optional[float]:
+                population: int | None = None) -> float | None:
     """B_simple from s̄ (the mean of ‖gₜ‖²), ‖Ḡ‖² (the squared norm of the mean gradient), the
     batch B, the steps T (B_big = T·B) and the N samples the epoch drew them from without
     replacement (None: independent draws, N → ∞); None where T < 2 or |G|² ≤ 0 (SPEC §6).

@@ -166,7 +166,8 @@ def use_preset(name: str, params: str = "params.yaml", force: bool = False) -> s
             shutil.copyfile(target, f"{params}.bak")
             backup = f"; the previous file is {params}.bak"
     write_text(target, text)
-    return f"{params} now holds preset {Path(name).stem} ({check(params).split(': ', 1)[1]}){backup}"
+    checked = check(params).split(": ", 1)[1]
+    return f"{params} now holds preset {Path(name).stem} ({checked}){backup}"
 
 
 def _flat(tree, prefix="") -> dict:

@@ -30,7 +30,8 @@ def resolve_thresholds(deba: DebaConfig, arch: str, dataset: str, calibrated: di
         values = float(entry["theta_stab"]), float(entry["theta_conf"])
     except (KeyError, TypeError, ValueError):
         raise DebaError(f"no calibrated thresholds for {arch}/{dataset}: run the calibrate stage "
-                        f"(`dvc repro calibrate`) or set deba.thresholds to paper or fixed.") from None
+                        f"(`dvc repro calibrate`) or set deba.thresholds to paper or "
+                        f"fixed.") from None
     if not all(math.isfinite(v) and v >= 0 for v in values):
         raise DebaError(f"calibrated thresholds for {arch}/{dataset} are {values}, not finite "
                         f"numbers >= 0: run the calibrate stage again (`dvc repro calibrate`).")
