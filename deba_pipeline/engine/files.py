@@ -8,8 +8,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 from ..errors import DebaError
 
 
@@ -63,6 +61,7 @@ CHECKSUM = b"deba-checkpoint sha256:"  # the first line of a checkpoint, then to
 
 def save_torch(path, obj) -> Path:
     """torch.save's bytes after a line with their SHA-256, so a damaged file is found on load."""
+    import torch  # here, not above: the commands that train nothing never import torch
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     payload = buffer.getbuffer()
@@ -76,6 +75,7 @@ class DamagedFile(ValueError):
 
 def load_torch(path, device="cpu"):
     """What `save_torch` wrote, read with weights_only=True after its checksum is verified."""
+    import torch
     data = Path(path).read_bytes()
     header, _, payload = data.partition(b"\n")
     if not header.startswith(CHECKSUM):
