@@ -6,9 +6,8 @@ that depends on whatever else the machine was doing.
 
 Every size is timed from one saved model state, round-robin over the sizes (a noisy stretch of
 time then touches every size alike), `repeats` times after `warmup` untimed rounds. A repeat
-times `steps` steps one by one and keeps the fastest: a process beside ours only ever adds time
-to a step (measured on 2 cores with a CPU burner beside it: the mean of a repeat's steps moved
-step-time ratios by up to 5×, its fastest step by a few percent).
+times a block of `steps` steps in one call of the loop's epoch; the rounds a busy machine
+disturbed are left out by the estimate below.
 A step is what the training loop does for one batch: taking it (the gather from device-resident
 data or the streaming loader, augmentation, resizing), forward, backward and the update.
 
@@ -170,14 +169,15 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
         else (lambda: None)
 
     def timed(size) -> float:
-        """The fastest of `steps` steps, each timed alone: another process only ever adds time
-        to a step, so a repeat's fastest step is its least disturbed one. A step takes its
-        batch as the loop does (the gather or the loader, augmentation, resizing), and its share
-        of the epoch's start (the permutation and the loader's first fetch, timed once and
-        divided by the epoch's steps). On the streaming path the batches the loader read ahead
-        are taken untimed, and the steps are timed as one block: each then waits for the
-        workers as the loop's steps do (timed alone, the fastest step was one whose batch was
-        ready: 0.79 of the measured time for test_resnet on digits)."""
+        """Seconds a step, from `steps` steps run as the loop runs them, in one call: taking
+        each batch (the gather or the loader, augmentation, resizing), forward, backward and
+        the update, with the loop's per-call costs shared over the block (one step a call
+        counted them whole: 1.08-1.12 of the fixed runs' measured time on a calm machine). Each
+        step also carries its share of the epoch's start (the permutation and the loader's first
+        fetch, timed once and divided by the epoch's steps). On the streaming path the batches
+        the loader read ahead are taken untimed, so each timed step waits for the workers as
+        the loop's do (timed alone, a step whose batch was ready read 0.79 of the measured
+        time for test_resnet on digits)."""
         model.load_state_dict(saved[0])
         optimizer.load_state_dict(saved[1])
         stream, count = data.train_batches(size), data.train_size // size
@@ -190,23 +190,13 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
         start_s = (time.perf_counter() - began) / count  # paid once an epoch, shared by its steps
         for _ in range(skip - 1):
             next(stream)
-        if data.read_ahead:  # the streaming loader: its workers must keep up, as in the loop
-            took = min(steps, count - skip)
-            sync()
-            began = time.perf_counter()
-            trainer.train_epoch(size, islice(stream, took))
-            sync()
-            stream.close()
-            return (time.perf_counter() - began) / took + start_s
-        fastest = float("inf")
-        for _ in range(min(steps, count)):
-            sync()
-            began = time.perf_counter()
-            trainer.train_epoch(size, islice(stream, 1))
-            sync()
-            fastest = min(fastest, time.perf_counter() - began)
+        took = min(steps, count - skip)  # one block, as the loop runs them: its per-call
+        sync()                            # cost is shared, and on the streaming path each step
+        began = time.perf_counter()       # waits for the loader's workers as the loop's do
+        trainer.train_epoch(size, islice(stream, took))
+        sync()
         stream.close()
-        return fastest + start_s
+        return (time.perf_counter() - began) / took + start_s
 
     times = {size: [] for size in fitting}
     order, too_big = [], []
