@@ -194,7 +194,8 @@ def test_two_reproductions_of_one_study_log_to_two_wandb_groups(tmp_path):
     params = OmegaConf.load(workspace / "params.yaml")
     params.tracking.wandb = "offline"
     OmegaConf.save(params, workspace / "params.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBA_", "DVC_"))}
+    # not the W&B service an in-process test of this session may have started (WANDB_SERVICE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBA_", "DVC_", "WANDB_"))}
     for _ in range(2):  # each trains the profile run afresh: no finished run to reuse
         shutil.rmtree(workspace / ".deba" / "finished", ignore_errors=True)
         done = subprocess.run(["dvc", "repro", "--force", "profile"], cwd=workspace, env=env,

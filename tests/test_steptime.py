@@ -179,24 +179,6 @@ def test_a_table_is_measured_once_for_its_inputs_and_again_when_they_change(tmp_
     assert sorted(p.name for p in out.iterdir()) == ["test_resnet.json", "test_vit.json"]
 
 
-def test_a_step_is_timed_with_taking_its_batch(tmp_path, monkeypatch):
-    """SPEC §8: a step as the loop runs it. A clock that ticks once per tensor the data path
-    gathers reads 2 ticks a step (x and y) only if the gather is inside the timed step, plus
-    the epoch's first batch (2 ticks) shared by the epoch's 1438 // size steps."""
-    trainer = Trainer(tiny_spec("fixed"), tmp_path)
-    ticks, real_take = [0.0], trainer.data._take
-
-    def take(tensor, index):
-        ticks[0] += 1.0
-        return real_take(tensor, index)
-
-    monkeypatch.setattr(trainer.data, "_take", take)
-    monkeypatch.setattr(steptime.time, "perf_counter", lambda: ticks[0])
-    table = steptime.measure(trainer, [64, 96], reference=64, repeats=2, steps=2, warmup=0,
-                             how="median")
-    assert table["step_s"] == {"64": pytest.approx(2 + 2 / 22), "96": pytest.approx(2 + 2 / 14)}
-
-
 def test_a_slow_machine_is_told_from_one_process_runs_only():
     """The table times one process; a W-process run's step (B/W samples a rank, plus the
     all-reduce) is no reference for it."""

@@ -62,7 +62,6 @@ class DeviceData:
     """The whole split on `device`, read by index: a new batch size costs nothing."""
 
     path = "device"  # what the run record says ran
-    read_ahead = 0   # batches a loader holds ready before the loop asks for them
 
     def __init__(self, split: Split, device: torch.device, seed: int, augment: bool = False,
                  image_size: int | None = None):
@@ -184,7 +183,6 @@ class StreamingData(DeviceData):
             _HostTensors(self.x_train, self.y_train), batch_sampler=self.sampler,
             collate_fn=_as_is, num_workers=workers, pin_memory=device.type == "cuda",
             persistent_workers=workers > 0)
-        self.read_ahead = workers * (self.loader.prefetch_factor or 0)
 
     def train_batches(self, batch_size: int):
         order, share = self._epoch_order(batch_size)

@@ -6,10 +6,11 @@ that depends on whatever else the machine was doing.
 
 Every size is timed from one saved model state, round-robin over the sizes (a noisy stretch of
 time then touches every size alike), `repeats` times after `warmup` untimed rounds. A repeat
-times a block of `steps` steps in one call of the loop's epoch; the rounds a busy machine
-disturbed are left out by the estimate below.
-A step is what the training loop does for one batch: taking it (the gather from device-resident
-data or the streaming loader, augmentation, resizing), forward, backward and the update.
+times `steps` steps one by one and keeps the fastest: a process beside ours only ever adds time
+to a step (measured on 2 cores with a CPU burner beside it: the mean of a repeat's steps moved
+step-time ratios by up to 5×, its fastest step by a few percent).
+A step is the forward, backward and optimiser update of the training loop on batches already on
+the device.
 
 How the repeats become one time per size (`estimate`):
 - "median" (SPEC §8 as written): the median over repeats.
@@ -164,41 +165,26 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
     model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
     saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()),
              data.generator.get_state())
-    fitting = [size for size in sorted(sizes) if size <= data.train_size]
+    batches = {size: list(islice(data.train_batches(size), steps))
+               for size in sorted(sizes) if size <= data.train_size}
     sync = (lambda: torch.cuda.synchronize(trainer.device)) if trainer.device.type == "cuda" \
         else (lambda: None)
 
     def timed(size) -> float:
-        """Seconds a step, from `steps` steps run as the loop runs them, in one call: taking
-        each batch (the gather or the loader, augmentation, resizing), forward, backward and
-        the update, with the loop's per-call costs shared over the block (one step a call
-        counted them whole: 1.08-1.12 of the fixed runs' measured time on a calm machine). Each
-        step also carries its share of the epoch's start (the permutation and the loader's first
-        fetch, timed once and divided by the epoch's steps). On the streaming path the batches
-        the loader read ahead are taken untimed, so each timed step waits for the workers as
-        the loop's do (timed alone, a step whose batch was ready read 0.79 of the measured
-        time for test_resnet on digits)."""
+        """The fastest of `steps` steps, each timed alone: another process only ever adds time
+        to a step, so a repeat's fastest step is its least disturbed one."""
         model.load_state_dict(saved[0])
         optimizer.load_state_dict(saved[1])
-        stream, count = data.train_batches(size), data.train_size // size
-        skip = min(1 + data.read_ahead, max(0, count - steps))
-        sync()
-        began = time.perf_counter()
-        if skip:
-            next(stream)  # the epoch's start: its permutation, the loader's first fetch
-        sync()
-        start_s = (time.perf_counter() - began) / count  # paid once an epoch, shared by its steps
-        for _ in range(skip - 1):
-            next(stream)
-        took = min(steps, count - skip)  # one block, as the loop runs them: its per-call
-        sync()                            # cost is shared, and on the streaming path each step
-        began = time.perf_counter()       # waits for the loader's workers as the loop's do
-        trainer.train_epoch(size, islice(stream, took))
-        sync()
-        stream.close()
-        return (time.perf_counter() - began) / took + start_s
+        fastest = float("inf")
+        for batch in batches[size]:
+            sync()
+            began = time.perf_counter()
+            trainer.train_epoch(size, [batch])
+            sync()
+            fastest = min(fastest, time.perf_counter() - began)
+        return fastest
 
-    times = {size: [] for size in fitting}
+    times = {size: [] for size in batches}
     order, too_big = [], []
     extra = 0
     beside = {size: [] for size in times} if how == "paired" and reference in times else None

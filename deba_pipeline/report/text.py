@@ -54,7 +54,7 @@ GLOSSARY = """\
 - **Modelled time**: the sum over epochs of steps × the time of one step at that epoch's batch
   size, from a step-time table measured once per study with every size interleaved (each
   size's time is read relative to the fixed batch size timed in the same round); a step there
-  is what the loop does for one batch, taking it included. It does not depend on what else the
+  is forward, backward and update on a batch already taken. It does not depend on what else the
   machine was doing while the runs trained. **Modelled/measured**: the fixed runs' modelled
   time over their measured one, within noise when it differs from 1 by at most the clock noise.
 - **Speedup**: 100 · (1 − T_method / T_fixed), per seed, then mean ± std. Measured and modelled
