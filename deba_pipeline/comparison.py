@@ -71,19 +71,28 @@ def _mean_or_none(values):
     return None if not values or any(v is None for v in values) else statistics.fmean(values)
 
 
-def modelled_time(record, steptime) -> float | None:
-    """Σ over epochs of (steps of the epoch × step time at its batch size), or None when the
-    table lacks the run's cell or one of its sizes, or the record lacks steps (before schema 2)."""
-    table = (steptime or {}).get(record["arch"], {}).get(record["dataset"], {}).get("step_s")
-    if not table:
+def epoch_times(record, steptime) -> list | None:
+    """Each epoch's modelled seconds: its steps × the step time at its batch size, plus the
+    epoch's own start at that size where the table has it (the permutation, the loader's first
+    batch); None when the table lacks the run's cell or one of its sizes, or the record lacks
+    steps (before schema 2)."""
+    table = (steptime or {}).get(record["arch"], {}).get(record["dataset"], {})
+    steps, starts = table.get("step_s"), table.get("epoch_start_s", {})
+    if not steps:
         return None
-    total = 0.0
+    out = []
     for e in record["epochs"]:
-        step = table.get(str(e["batch_size"]))
-        if step is None or e.get("steps") is None:
+        size = str(e["batch_size"])
+        if size not in steps or e.get("steps") is None:
             return None
-        total += e["steps"] * step
-    return total
+        out.append(e["steps"] * steps[size] + starts.get(size, 0.0))
+    return out
+
+
+def modelled_time(record, steptime) -> float | None:
+    """Σ over epochs of `epoch_times`, or None where one is not known."""
+    epochs = epoch_times(record, steptime)
+    return None if epochs is None else sum(epochs)
 
 
 def clock_noise(record) -> float | None:

@@ -158,6 +158,10 @@ def test_modelled_time_is_steps_times_the_table():
     assert modelled_time(run("deba", 2, [64, 144], [1, 1], steps=[22, 9]), STEPTIME) is None
     assert modelled_time(run("deba", 2, [64], [1.0]), STEPTIME) is None  # no steps: schema 1
     assert modelled_time(r, {}) is None
+    # each epoch's own start at its size (the permutation, the loader's first batch) is added
+    started = {"a": {"d": {**STEPTIME["a"]["d"], "epoch_start_s": {"64": 0.003, "96": 0.001}}}}
+    assert modelled_time(r, started) == pytest.approx(22 * 0.010 + 0.003
+                                                      + 2 * (14 * 0.012 + 0.001))
 
 
 def test_clock_noise_is_the_spread_of_epoch_times_after_the_first():

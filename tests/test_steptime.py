@@ -1,6 +1,7 @@
 """SPEC §8's step-time table: the sizes it covers, its interleaved order, and the priority it is
 measured at."""
 import os
+import time
 
 import pytest
 
@@ -27,8 +28,12 @@ def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):
                              warmup=1, how="median")
     assert list(table["step_s"]) == ["40", "64", "96"]  # 5000 > the training set: skipped
     assert table["order"] == [40, 64, 96] * 3            # round-robin, warm-up untimed
-    assert table["step_s"] == {s: sorted(t)[1] for s, t in table["rounds_s"].items()}
-    assert all(low <= table["step_s"][s] <= high for s, (low, high) in table["spread"].items())
+    # "median" (SPEC §8 as written): the median over rounds of each round's median step
+    assert table["step_s"] == {s: sorted(t)[1] for s, t in table["typical_s"].items()}
+    assert table["data_path"] == "device" and set(table["epoch_start_s"]) == {"40", "64", "96"}
+    assert all(table["spread"][s] == [min(t), max(t)] and all(
+        fastest <= typical for fastest, typical in zip(t, table["typical_s"][s]))
+        for s, t in table["rounds_s"].items())
     assert all((v == before[k]).all() for k, v in trainer.model.state_dict().items())
     assert (trainer.data.generator.get_state() == generator).all()
 
@@ -38,6 +43,11 @@ def test_paired_estimate_is_the_median_ratio_to_the_reference_over_undisturbed_r
     # each round's median slowness over the sizes' fastest rounds: 1.1, 1.0, 2.2 (> 1.25: left out)
     step_s, used = steptime.estimate(rounds, reference=64, how="paired")
     assert used == 2 and step_s == pytest.approx({64: 0.010, 32: 0.010 * (0.6 + 0.5) / 2})
+    # the level from the typical (median) steps, the ratios from the fastest ones
+    typical = {64: [0.012, 0.014, 0.030], 32: [0.007, 0.006, 0.020]}
+    step_s, _ = steptime.estimate(rounds, 64, "paired", typical=typical)  # rounds 1 and 2
+    assert step_s == pytest.approx({64: 0.013, 32: 0.013 * (0.6 + 0.5) / 2})
+    assert steptime.estimate(rounds, 64, "median", typical=typical) == ({64: 0.014, 32: 0.007}, 3)
     assert steptime.estimate(rounds, 64, "median") == ({64: 0.010, 32: 0.006}, 3)
     # the reference timed right beside each size: its ratios, 0.6/1.2 and 0.5/1.0 -> 0.5
     beside = {64: [0.010, 0.010, 0.020], 32: [0.012, 0.010, 0.024]}
@@ -91,13 +101,15 @@ def _fake_rounds(factors):
     size/64 × 10 ms × the next factor (2.0: a machine slow throughout)."""
     calls = []
 
-    def rounds(timed, times, order, too_big, warmup, repeats, optimizer, device,
+    def rounds(timed, samples, order, too_big, warmup, repeats, optimizer, device,
                reference=None, beside=None):
         factor = factors[min(len(calls), len(factors) - 1)]
         calls.append(factor)
         for _ in range(repeats):
-            for size in times:
-                times[size].append(factor * size / 64 * 0.010)
+            for size in samples["fastest"]:
+                samples["fastest"][size].append(factor * size / 64 * 0.010)
+                samples["typical"][size].append(factor * size / 64 * 0.011)
+                samples["start"][size].append(0.0)
                 order.append(size)
                 if beside is not None:
                     beside[size].append(factor * 0.010)
@@ -113,7 +125,8 @@ def test_a_measurement_slow_throughout_measures_more_and_keeps_the_calm_rounds(t
                              calm_step_s=0.010)
     assert calls == [2.0, 1.0] and table["extra_rounds"] == 3 and not table["slow_throughout"]
     assert table["rounds_used"] == 3  # the three slow rounds are left out
-    assert table["step_s"] == pytest.approx({"32": 0.005, "64": 0.010})
+    # the level: the calm rounds' typical reference step (11 ms), the ratio from the fastest
+    assert table["step_s"] == pytest.approx({"32": 0.0055, "64": 0.011})
 
 
 def test_a_machine_slow_to_the_end_is_said_so_and_nothing_is_added_without_a_reference(
@@ -189,3 +202,27 @@ def test_a_slow_machine_is_told_from_one_process_runs_only():
                 "epochs": [{"batch_size": 64, "steps": 10, "epoch_time_s": seconds}]}
     assert calm_step([fixed(2, 0.5), fixed(1, 2.0)], "a", "d", 64) == 0.2
     assert calm_step([fixed(2, 0.5)], "a", "d", 64) is None
+
+
+def _slow(seconds, function):
+    """`function`, taking at least `seconds` longer (a sleep: a lower bound, never an upper)."""
+    def slowed(*args, **kwargs):
+        time.sleep(seconds)
+        return function(*args, **kwargs)
+    return slowed
+
+
+@pytest.mark.parametrize("placement", ["device", "stream"])
+def test_a_step_is_timed_as_the_loop_runs_it_with_its_batch_and_the_epoch_start(
+        tmp_path, monkeypatch, placement):
+    """SPEC §8: the gather (or the loader), augmentation and resize are in a step's time, and an
+    epoch's own start (its permutation) in the epoch's. Before, the table timed batches sliced
+    beforehand: a 40 ms gather left every step at a few ms."""
+    trainer = Trainer(tiny_spec("fixed", data={"placement": placement, "workers": 0}), tmp_path)
+    data = trainer.data
+    assert data.path == placement
+    monkeypatch.setattr(data, "_resize", _slow(0.040, data._resize))   # every batch, both paths
+    monkeypatch.setattr(data, "_epoch_order", _slow(0.100, data._epoch_order))  # every epoch
+    table = steptime.measure(trainer, [64], reference=64, repeats=2, steps=2, warmup=0)
+    assert min(table["rounds_s"]["64"]) >= 0.040 and table["step_s"]["64"] >= 0.040
+    assert table["epoch_start_s"]["64"] >= 0.060 and table["data_path"] == placement

@@ -62,6 +62,7 @@ class DeviceData:
     """The whole split on `device`, read by index: a new batch size costs nothing."""
 
     path = "device"  # what the run record says ran
+    prefetched = 0   # batches ready before the loop asks: none, each is gathered when asked
 
     def __init__(self, split: Split, device: torch.device, seed: int, augment: bool = False,
                  image_size: int | None = None):
@@ -183,6 +184,7 @@ class StreamingData(DeviceData):
             _HostTensors(self.x_train, self.y_train), batch_sampler=self.sampler,
             collate_fn=_as_is, num_workers=workers, pin_memory=device.type == "cuda",
             persistent_workers=workers > 0)
+        self.prefetched = workers * (self.loader.prefetch_factor or 0)  # made ahead of the loop
 
     def train_batches(self, batch_size: int):
         order, share = self._epoch_order(batch_size)

@@ -6,24 +6,18 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from ..comparison import span, t_interval
-
-
-def _step_table(record, steptime):
-    return (steptime or {}).get(record["arch"], {}).get(record["dataset"], {}).get("step_s")
+from ..comparison import epoch_times, span, t_interval
 
 
 def time_to(record, target: float, steptime=None) -> tuple:
     """(modelled s, measured s) of training until the end of the first epoch whose test accuracy
     is at least `target`; (None, None) where no epoch reaches it, and None for the modelled
     time where the table lacks a size the run used."""
-    table, modelled, measured = _step_table(record, steptime), 0.0, 0.0
-    for e in record["epochs"]:
-        step = table.get(str(e["batch_size"])) if table else None
-        modelled = None if modelled is None or step is None or e.get("steps") is None \
-            else modelled + e["steps"] * step
+    modelled_epochs, measured = epoch_times(record, steptime), 0.0
+    for index, e in enumerate(record["epochs"]):
         measured += e["epoch_time_s"]
         if e.get("test_accuracy") is not None and e["test_accuracy"] >= target:
+            modelled = None if modelled_epochs is None else sum(modelled_epochs[:index + 1])
             return modelled, measured
     return None, None
 
