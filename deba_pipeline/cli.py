@@ -17,10 +17,19 @@ def cmd_plugins(args) -> None:
     import yaml
 
     from . import plugins
+    from .errors import ConfigError
     named = []  # the project's own plugin files, as params.yaml names them
     if Path(args.params).is_file():
-        named = ((yaml.safe_load(Path(args.params).read_text()) or {}).get("deba") or {}).get(
-            "plugins") or []
+        try:
+            params = yaml.safe_load(Path(args.params).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{args.params}: not valid YAML: "
+                              f"{str(exc).splitlines()[0]}") from None
+        deba = params.get("deba") if isinstance(params, dict) else None
+        named = (deba.get("plugins") if isinstance(deba, dict) else None) or []
+        if not isinstance(named, list):
+            raise ConfigError(f"{args.params}: `deba.plugins` = {named!r} is not allowed: it "
+                              f"must be a list of plugin files in plugins/.")
     for path in list(args.plugin) + list(named):
         plugins.load_plugin_file(path)
     for kind in plugins.KINDS:

@@ -71,6 +71,31 @@ def _mean_or_none(values):
     return None if not values or any(v is None for v in values) else statistics.fmean(values)
 
 
+def _seconds(value, low_ok: bool) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (value >= 0 if low_ok else value > 0)
+
+
+def table_problem(table, needed=()) -> str | None:
+    """What makes a step-time table unusable, or None: no step times, a time that is not a
+    positive finite number of seconds, an epoch start below 0 or not finite, or a batch size in
+    `needed` (sizes the runs reached) that it lacks without having run out of memory there."""
+    if not isinstance(table, dict) or not isinstance(table.get("step_s"), dict) \
+            or not table["step_s"]:
+        return "it holds no step times"
+    for size, seconds in table["step_s"].items():
+        if not _seconds(seconds, low_ok=False):
+            return f"its step time at batch {size} is {seconds!r}, not a positive finite number"
+    for size, seconds in (table.get("epoch_start_s") or {}).items():
+        if not _seconds(seconds, low_ok=True):
+            return f"its epoch start at batch {size} is {seconds!r}, not a finite number >= 0"
+    skipped = {str(s) for s in table.get("out_of_memory") or ()}
+    missing = sorted({str(s) for s in needed} - set(table["step_s"]) - skipped, key=int)
+    if missing:
+        return f"it lacks batch sizes the runs reached: {', '.join(missing)}"
+    return None
+
+
 def epoch_times(record, steptime) -> list | None:
     """Each epoch's modelled seconds: its steps × the step time at its batch size, plus the
     epoch's own start at that size where the table has it (the permutation, the loader's first

@@ -330,6 +330,13 @@ def merge(user, source: str = "<params>", overrides: Optional[list] = None) -> D
         cfg = OmegaConf.merge(schema, user, OmegaConf.from_dotlist(overrides or []))
     except OmegaConfBaseException as exc:
         key, message = getattr(exc, "full_key", "") or "?", str(getattr(exc, "msg", exc))
+        null = re.search(r"Incompatible value 'None' for field of type '(\w+)'|is not Optional",
+                         message)
+        if null:
+            kind = {"int": "an integer", "float": "a number", "bool": "true or false",
+                    "str": "a string"}.get(null.group(1) or "", "a value")
+            fail(key, None, f"{kind} (null is not a value here; leave the key out for its "
+                 f"default)", f"{source}: ")
         wanted = re.search(r"could not be converted to (\w+)", message)
         if wanted and hasattr(exc, "value"):
             kind = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false",
@@ -345,6 +352,29 @@ def merge(user, source: str = "<params>", overrides: Optional[list] = None) -> D
     from .validation import validate  # it reads this module's schema and rules
     validate(cfg, source)
     return cfg
+
+
+NAMED_GROUPS = ("study.methods", "ablate.variants")  # name: overrides merged over `deba`
+
+
+def _check_named(entries, deba_schema, group, source) -> None:
+    """Each entry of a named group: a name (text) and a mapping of `deba` keys, checked like
+    `deba` itself; plugin files are study-wide, so `plugins` is refused in an entry."""
+    if not isinstance(entries, dict):
+        return
+    deba_schema = deba_schema or OmegaConf.structured(Params).deba
+    for name, overrides in entries.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"{source}: `{group}` key {name!r} is not allowed: it must be a "
+                              f"name (text) such as my_method.")
+        if not isinstance(overrides, dict):
+            fail(f"{group}.{name}", overrides, "a mapping of deba overrides, e.g. {rule: gns} "
+                 "(`{}` for deba as it is)", f"{source}: ")
+        if "plugins" in overrides:
+            raise ConfigError(f"{source}: `{group}.{name}.plugins` is not allowed: plugin files "
+                              f"are study-wide: list them in deba.plugins (a file in plugins/), "
+                              f"and name what they register in `{group}.{name}`.")
+        _check_keys(overrides, deba_schema, source, f"{group}.{name}.")
 
 
 def _check_keys(user, schema, source, prefix):
@@ -371,5 +401,7 @@ def _check_keys(user, schema, source, prefix):
             fail(path, value, "a mapping (`key: value` lines)", f"{source}: ")
         if isinstance(node, ListConfig) and value is not None and not isinstance(value, list):
             fail(path, value, "a list", f"{source}: ")
-        if typed:
+        if path in NAMED_GROUPS:
+            _check_named(value, None, path, source)
+        elif typed:
             _check_keys(value, node, source, f"{path}.")

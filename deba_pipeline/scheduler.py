@@ -53,6 +53,41 @@ def _grads(grads) -> list:
              allowed + " with at least one tensor (None marks a frozen parameter)")
     return grads
 
+def _accumulated(accumulated, grads, wanted) -> dict:
+    """The per-step sums a loop passes, checked like `loss` and `grads`: a mapping of the names
+    the signals asked for (base.ACCUMULATORS), Σ‖g‖² a finite number >= 0, Σg tensors holding
+    as many numbers as the gradients."""
+    if accumulated is None:
+        return {}
+    if not isinstance(accumulated, Mapping):
+        fail("accumulated", accumulated, "a mapping {name: value} of the per-step sums the "
+             "signals' `accumulate` asks for, or None")
+    for name in accumulated:
+        if name not in ACCUMULATORS:
+            raise ConfigError(f"`accumulated` key {name!r} is not allowed: it must be one of "
+                              f"{', '.join(ACCUMULATORS)}.")
+    missing = sorted(set(wanted) - set(accumulated))
+    check(not missing, "accumulated", set(accumulated), f"a mapping holding "
+          f"{', '.join(missing)} (what the signals' `accumulate` asks for), or None")
+    out = dict(accumulated)
+    if "grad_sq_norm" in out:
+        value = out["grad_sq_norm"]
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = out["grad_sq_norm"] = value.item()
+        check(isinstance(value, numbers.Real) and not isinstance(value, bool)
+              and math.isfinite(value) and value >= 0, "accumulated['grad_sq_norm']", value,
+              "a finite number >= 0 (Σ over the epoch's steps of ‖gₜ‖²)")
+    if "grad_sum" in out:
+        value, size = out["grad_sum"], sum(g.numel() for g in grads if g is not None)
+        ok = isinstance(value, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in value)
+        if not ok or sum(t.numel() for t in value) != size:
+            shown = f"<{len(value)} tensors of shapes {[tuple(t.shape) for t in value]}>" if ok \
+                else value
+            fail("accumulated['grad_sum']", shown, f"tensors holding as many numbers as the "
+                 f"gradients ({size}): Σ over the epoch's steps of gₜ")
+    return out
+
+
 @dataclass
 class StepRecord:
     epoch: int               # the epoch just observed, from 1
@@ -134,13 +169,21 @@ class DEBAScheduler:
                                        and not isinstance(dataset_size, bool) and dataset_size > 0),
               "dataset_size", dataset_size, "a positive integer (the samples an epoch draws "
               "from without replacement), or None for independent draws")
+        check(steps is None or (isinstance(steps, numbers.Integral)
+                                and not isinstance(steps, bool) and steps >= 1),
+              "steps", steps, "an integer >= 1 (the epoch's optimiser steps), or None")
+        if steps is not None and dataset_size is not None:
+            check(dataset_size >= steps * self.batch_size, "dataset_size", dataset_size,
+                  f"at least the epoch's samples (steps × batch = {steps * self.batch_size}): "
+                  f"an epoch draws each sample at most once")
+        accumulated = _accumulated(accumulated, grads, self.accumulate)
         stats = grad_stats(grads)
         variance, norm = torch.stack([stats.variance, stats.norm]).tolist()  # one host sync
         check(math.isfinite(variance) and math.isfinite(norm), "grads",
               f"<gradients with variance {variance}, norm {norm}>", "finite everywhere")
         self.epoch += 1
         obs = Observation(self.epoch, loss, grads, variance, norm, self.batch_size, steps,
-                          dict(accumulated or {}), dataset_size)
+                          accumulated, dataset_size)
         values = {name: self._compute(name, signal, obs) for name, signal in self.signals.items()}
         for name, value in values.items():
             if value is not None:

@@ -87,6 +87,7 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
         if len(s[key]) == 0:
             fail(f"study.{key}", list(s[key]), "a non-empty list", where)
+    _validate_folder_names(cfg, where)
     known = known_datasets(cfg)
     for dataset in list(s.datasets) + [cfg.ablate.dataset]:
         # a plugin file may register a dataset: preflight checks again once they are loaded
@@ -166,4 +167,31 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         raise ConfigError(f"{where}{exc}") from None
     for name, group in groups.items():
         check_deba(OmegaConf.to_container(group, resolve=True), where, f"{name}.")
+        _validate_schedule_epochs(group, t.epochs, where, f"{name}.")
+
+
+def _validate_schedule_epochs(group, epochs, where, prefix) -> None:
+    """An epoch of step_schedule's `at` changes the batch of the epoch after it: at the last
+    epoch or beyond, it would never change one."""
+    at = group.rule_options.get("at") if group.rule == "step_schedule" else None
+    if not at or not all(isinstance(e, int) for e in at):
+        return  # check_deba named a missing or malformed `at`
+    late = [e for e in at if e >= epochs]
+    if late:
+        fail(f"{prefix}rule_options.at", list(at), f"epochs before the last (train.epochs = "
+             f"{epochs}): {late} would never change a batch", where)
+
+
+def _validate_folder_names(cfg, where) -> None:
+    """An image folder's name names its record folders and must not hide a registered
+    dataset (the folder would silently replace it)."""
+    from . import plugins
+    registered = sorted(plugins.registry("dataset"))
+    for name in cfg.data.folders:
+        if not SAFE_NAME.fullmatch(str(name)):
+            fail("data.folders", name, "a name of letters, digits, '_', '-' and '.' not "
+                 "starting with '.' (it names the dataset's record folders)", where)
+        if name in registered:
+            fail("data.folders", name, f"a name other than a registered dataset's "
+                 f"({', '.join(registered)}): the folder would silently replace it", where)
 

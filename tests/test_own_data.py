@@ -65,7 +65,8 @@ def test_an_image_folder_reads_like_torchvisions_imagefolder(tmp_path):
 
 @pytest.mark.parametrize("make, message", [
     (lambda r: (r / "train").mkdir(parents=True) or (r / "test").mkdir(),
-     "image folder {r}/train is empty: put each class's PNG or JPEG images in {r}/train/<class>/."),
+     "image folder {r}/train has no class folders: put each class's PNG or JPEG images in "
+     "{r}/train/<class>/."),
     (lambda r: digits_folder(r, per_class=2, test_classes=range(9)),
      "image folder {r}: class '9' has training images but no {r}/test/9/ folder: every class "
      "needs test images."),

@@ -5,6 +5,7 @@ files' own where they agree, else train.image_size of the architecture (resized 
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -14,17 +15,59 @@ from ..errors import DebaError
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
-def _classes(root: Path, part: str) -> list:
-    folder = root / part
-    if not folder.is_dir():
-        raise DebaError(f"image folder {root} has no {part}/ folder: it needs train/<class>/ and "
-                        f"test/<class>/ with PNG or JPEG images.")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if not classes or not any(f.suffix.lower() in EXTENSIONS
-                              for c in classes for f in (folder / c).iterdir()):
-        raise DebaError(f"image folder {folder} is empty: put each class's PNG or JPEG images in "
-                        f"{folder}/<class>/.")
-    return classes
+def _images(folder: Path) -> list:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in EXTENSIONS)
+
+
+def check_folder(root) -> dict:
+    """The layout of an image folder, checked before anything is decoded: {part: {class: [image
+    files]}} for train and test, every class with images in both. One DebaError names the folder
+    and the fix for the first thing wrong."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DebaError(f"image folder {root} does not exist: fix data.folders or create it.")
+    layout = {}
+    for part in ("train", "test"):
+        folder = root / part
+        if not folder.is_dir():
+            raise DebaError(f"image folder {root} has no {part}/ folder: it needs "
+                            f"train/<class>/ and test/<class>/ with PNG or JPEG images.")
+        classes = {p.name: _images(p) for p in sorted(folder.iterdir()) if p.is_dir()}
+        if not classes:
+            raise DebaError(f"image folder {folder} has no class folders: put each class's "
+                            f"PNG or JPEG images in {folder}/<class>/.")
+        empty = [name for name, files in classes.items() if not files]
+        if empty:
+            raise DebaError(f"image folder {folder / empty[0]} has no PNG or JPEG images: add "
+                            f"some or remove the folder.")
+        layout[part] = classes
+    only_train = sorted(set(layout["train"]) - set(layout["test"]))
+    if only_train:
+        raise DebaError(f"image folder {root}: class {only_train[0]!r} has training images but "
+                        f"no {root / 'test' / only_train[0]}/ folder: every class needs test "
+                        f"images.")
+    only_test = sorted(set(layout["test"]) - set(layout["train"]))
+    if only_test:
+        raise DebaError(f"image folder {root}: class {only_test[0]!r} has test images but no "
+                        f"{root / 'train' / only_test[0]}/ folder: a class the model never "
+                        f"trains on cannot be predicted; add its training images or remove it.")
+    return layout
+
+
+def describe(root) -> tuple:
+    """(training images, classes, side, channels) of an image folder, from its layout and the
+    first image's header (nothing decoded): what `deba validate --estimate` needs."""
+    from PIL import Image
+    layout = check_folder(root)
+    first = next(iter(layout["train"].values()))[0]
+    with Image.open(first) as image:
+        side, mode = image.size[0], image.mode
+    return (sum(len(files) for files in layout["train"].values()), len(layout["train"]), side,
+            1 if mode in GREY else 3)
+
+
+GREY = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N")
+SIXTEEN_BIT = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # PNG's 16-bit greyscale, as PIL opens it
 
 
 def _decode(path: Path):
@@ -32,16 +75,32 @@ def _decode(path: Path):
     try:
         with Image.open(path) as image:
             image.load()
-            return image.copy()
+            image = image.copy()
     except (UnidentifiedImageError, OSError) as exc:
         raise DebaError(f"cannot read image {path} ({type(exc).__name__}): delete or replace "
                         f"it.") from None
+    if image.mode == "F" or (image.mode in SIXTEEN_BIT and image.getextrema()[1] > 65535):
+        raise DebaError(f"image {path} holds {'floating-point' if image.mode == 'F' else '32-bit'}"
+                        f" pixels (PIL mode {image.mode}), whose range is unknown: save it as 8- "
+                        f"or 16-bit PNG or as JPEG.")
+    return image
 
 
-def _read(root: Path, part: str, classes: list):
-    files = [(f, label) for label, c in enumerate(classes)
-             for f in sorted((root / part / c).iterdir()) if f.suffix.lower() in EXTENSIONS]
-    return [(_decode(f), label, f) for f, label in files]
+def _read(root: Path, part: str, layout: dict, classes: list):
+    return [(_decode(f), label, f) for label, c in enumerate(classes) for f in layout[part][c]]
+
+
+def _pixels(image, mode: str, side: int):
+    """One image as a C×side×side float tensor in [0, 1]: 16-bit greyscale scaled by 65535 (a
+    conversion to 8 bits would clip it to white), everything else through PIL's conversion."""
+    import numpy as np
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    if image.mode in SIXTEEN_BIT:
+        grey = np.asarray(image, dtype=np.float32) / 65535.0
+        x = TF.to_tensor(Image.fromarray(grey, mode="F").resize((side, side)))
+        return x.expand(1 if mode == "L" else 3, -1, -1).clone()
+    return TF.to_tensor(image.convert(mode).resize((side, side)))
 
 
 def _side(images, root: Path, image_size):
@@ -70,37 +129,33 @@ def _check_memory(root: Path, count: int, channels: int, side: int) -> None:
                         f"or smaller images (train.image_size), or a machine with more memory.")
 
 
+@cache
 def fingerprint(root) -> str:
-    """What the run key holds of an image folder: every file's path, size and modification
-    time, so replacing an image retrains the runs that read it."""
+    """What the run key holds of an image folder: every file's path and content (SHA-256), so an
+    image replaced by another of the same size and time retrains the runs that read it. Read once
+    per process."""
     import hashlib
     digest, root = hashlib.sha256(), Path(root)
     for path in sorted(root.rglob("*")):
         if path.is_file():
-            stat = path.stat()
-            digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            with open(path, "rb") as handle:
+                content = hashlib.file_digest(handle, "sha256").hexdigest()
+            digest.update(f"{path.relative_to(root)}:{content}\n".encode())
     return digest.hexdigest()[:16]
 
 
 def load_folder(root, image_size=None):
     """(x_train, y_train, x_test, y_test, num_classes) from an image folder."""
-    import torchvision.transforms.functional as TF
     root = Path(root)
-    if not root.is_dir():
-        raise DebaError(f"image folder {root} does not exist: fix data.folders or create it.")
-    classes = _classes(root, "train")
-    missing = sorted(set(classes) - set(_classes(root, "test")))
-    if missing:
-        raise DebaError(f"image folder {root}: class {missing[0]!r} has training images but no "
-                        f"{root / 'test' / missing[0]}/ folder: every class needs test images.")
-    train, test = _read(root, "train", classes), _read(root, "test", classes)
+    layout = check_folder(root)
+    classes = sorted(layout["train"])
+    train, test = _read(root, "train", layout, classes), _read(root, "test", layout, classes)
     side = _side(train + test, root, image_size)
-    mode = "L" if all(im.mode in ("L", "1") for im, _, _ in train + test) else "RGB"
+    mode = "L" if all(im.mode in GREY for im, _, _ in train + test) else "RGB"
     _check_memory(root, len(train) + len(test), 1 if mode == "L" else 3, side)
 
     def stack(items):
-        x = torch.stack([TF.to_tensor(im.convert(mode).resize((side, side)))
-                         for im, _, _ in items])
+        x = torch.stack([_pixels(im, mode, side) for im, _, _ in items])
         return x, torch.tensor([label for _, label, _ in items], dtype=torch.int64)
 
     return (*stack(train), *stack(test), len(classes))

@@ -4,6 +4,7 @@ over the state to keep (model, optimiser, scheduler, RNG, partial record) and ta
 A finished run leaves only its record behind."""
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from filelock import FileLock, Timeout
 
 from ..errors import DebaError
 from ..record import upgrade
-from .files import DamagedFile, load_torch, read_json, save_torch, write_json
+from .cache import keep, kept
+from .files import DamagedFile, load_torch, save_torch
 
 
 class Checkpointer:
@@ -33,11 +35,38 @@ class Checkpointer:
             raise DebaError(f"{self.spec.name} is being trained by another process right now "
                             f"(lock {self.lock_path}): wait for it to finish.") from None
 
+    def identity(self) -> dict:
+        """What a finished-run entry must have been made for."""
+        s = self.spec
+        return {"key": self.key, "arch": s.arch, "dataset": s.dataset, "method": s.method,
+                "seed": s.seed, "epochs": s.train.epochs, "profile": s.profile}
+
     def finished(self):
-        if not self.done_path.is_file():
-            return None
-        fix = f"delete it and {self.spec.name} is trained again"
-        return upgrade(read_json(self.done_path, fix))
+        """The record of this run if it finished before and its entry is intact and this run's;
+        None otherwise (a bad entry is set aside with one line, and the run trains again)."""
+        record = kept(self.done_path, self.identity(), self._record_problem)
+        return None if record is None else upgrade(record)
+
+    def _record_problem(self, record) -> str | None:
+        s = self.spec
+        if not isinstance(record, dict) or not isinstance(record.get("epochs"), list):
+            return "it holds no run record"
+        for name in ("arch", "dataset", "method", "seed"):
+            if record.get(name) != getattr(s, name):
+                return f"its {name} is {record.get(name)!r}, not {getattr(s, name)!r}"
+        epochs = record["epochs"]
+        if len(epochs) != s.train.epochs:
+            return f"it holds {len(epochs)} epochs, not train.epochs = {s.train.epochs}"
+        try:
+            if [e["epoch"] for e in epochs] != list(range(1, len(epochs) + 1)):
+                return "its epochs are not 1, 2, ... in order"
+            if any(not 0 <= e["test_accuracy"] <= 100 for e in epochs):
+                return "a test accuracy in it is not a percentage"
+            if record["final_test_accuracy"] != epochs[-1]["test_accuracy"]:
+                return "its final accuracy is not its last epoch's"
+        except (KeyError, TypeError):
+            return "an epoch in it lacks the fields a record has"
+        return None
 
     def save(self, epoch: int, state: dict, pending=None) -> Path:
         """Keep `state` as of the end of `epoch`; `pending` is an epoch trained after it whose
@@ -73,5 +102,12 @@ class Checkpointer:
         return state
 
     def finish(self, record: dict) -> None:
-        write_json(self.done_path, record)
+        """Keep the finished record for reuse. A cache that cannot be written loses nothing:
+        the record still goes to the stage, and the checkpoint stays for the next run."""
+        try:
+            keep(self.done_path, record, self.identity())
+        except DebaError as exc:
+            print(f"deba: {self.spec.name} finished; its record is kept in the stage's output, "
+                  f"but not for reuse: {exc}", file=sys.stderr, flush=True)
+            return
         self.path.unlink(missing_ok=True)

@@ -29,8 +29,9 @@ def _atomic(path, write) -> Path:
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
+        where = exc.filename if exc.filename not in (None, tmp, str(path)) else None
         raise DebaError(f"cannot write {path}: {exc.strerror or exc}"
-                        f"{f' ({exc.filename})' if exc.filename else ''}. Make sure its folder "
+                        f"{f' ({where})' if where else ''}. Make sure its folder "
                         f"is a writable folder with free space, then rerun.") from None
     except BaseException:
         _remove(tmp)

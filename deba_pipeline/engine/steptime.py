@@ -132,7 +132,7 @@ ESTIMATES = ("paired", "median")
 
 
 SLOW = 1.25  # a typical reference step this much over the runs' fastest: the machine is slow
-EXTRA = 2    # at most this many more sets of `repeats` rounds while it stays slow
+EXTRA = 1    # at most this many more sets of `repeats` rounds while it stays slow
 
 
 def _slow_throughout(reference_times, calm_step_s) -> bool:

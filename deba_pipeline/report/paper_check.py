@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..comparison import compare, summary_rows
+from ..errors import DebaError
 
 PRINTED = Path(__file__).with_name("paper_printed.yaml")
 SEEDS = (2, 7, 42, 123, 199)
@@ -16,7 +17,23 @@ Z = (-1.2649110640673518, -0.6324555320336759, 0.0, 0.6324555320336759, 1.264911
 
 
 def load(path=None) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(path or PRINTED))
+    """The printed values: ours beside this file, or `path` (`deba aggregate --compare`), which
+    must hold the same tables; anything else is one DebaError naming the file."""
+    fix = f"give --compare a file laid out like {PRINTED.name} (tables table3 and table4)"
+    try:
+        printed = OmegaConf.to_container(OmegaConf.load(path or PRINTED))
+        paper_records(printed)
+        cells(printed)
+    except FileNotFoundError:
+        raise DebaError(f"{path} does not exist: {fix}.") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise DebaError(f"{path} is not a file of the paper's printed tables ({type(exc).__name__}"
+                        f": {str(exc).splitlines()[0] if str(exc) else 'wrong layout'}): "
+                        f"{fix}.") from None
+    except Exception as exc:  # OmegaConf's YAML errors
+        raise DebaError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}): {fix}.") \
+            from None
+    return printed
 
 
 def _spread(mean, std):

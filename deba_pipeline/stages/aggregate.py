@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..analysis import calibrate
-from ..comparison import compare, summary_rows
+from ..comparison import compare, summary_rows, table_problem
 from ..engine.files import read_json, write_json, write_text
 from ..errors import DebaError
 from ..report import answer, curves, figures, paper_check, tables, time_to_accuracy
@@ -19,21 +19,39 @@ from .runs import read_records
 ABLATION_ORDER = ("universal", "cooldown2", "cooldown5", "full_history")
 
 
+STEPTIME = "results/steptime"  # the steptime stage's output, as dvc.yaml names it
+
+
 def read_steptime(folder) -> dict:
-    """{arch: {dataset: table}} from the steptime stage's files (none: no modelled times)."""
-    folder = Path(folder) if folder else None
-    if folder is None or not folder.is_dir():
+    """{arch: {dataset: table}} from the steptime stage's files (`--steptime ''`, or the default
+    folder absent: no modelled times); a table with a time that is not a positive finite number
+    is refused, naming it. A folder named on the command line must exist."""
+    if not folder or (folder == STEPTIME and not Path(folder).exists()):
         return {}
-    return {path.stem: read_json(path) for path in sorted(folder.glob("*.json"))}
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DebaError(f"the step-time folder {folder} does not exist: run the steptime stage "
+                        f"first (`dvc repro steptime`), or pass --steptime '' to report measured "
+                        f"times only.")
+    tables = {path.stem: read_json(path) for path in sorted(folder.glob("*.json"))}
+    for arch, per_dataset in tables.items():
+        for dataset, table in (per_dataset.items() if isinstance(per_dataset, dict) else ()):
+            problem = table_problem(table)
+            if problem:
+                raise DebaError(f"{folder / arch}.json ({dataset}): {problem}: measure it again "
+                                f"with `dvc repro --force steptime`.")
+    return tables
 
 
 def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None = None,
-        steptime: str | None = "results/steptime") -> dict:
+        steptime: str | None = STEPTIME) -> dict:
+    step_tables = read_steptime(steptime)
+    printed = paper_check.load(compare_file)
     records = read_records(runs)
     if not records:
         raise DebaError(f"no run records under {runs}: run the pipeline first (`dvc repro`), or "
                         f"point --runs at a folder of records.")
-    out, step_tables = Path(out), read_steptime(steptime)
+    out = Path(out)
     ablated = [r for r in records if r["variant"] not in ("profile", "baseline")]
     ablation_dataset = ablated[0]["dataset"] if ablated else None
     present = {r["variant"] for r in ablated}
@@ -58,7 +76,6 @@ def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None 
         write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
     images = figures.write_all(records, out / "figures")
     curves.write_all(records, out / "plots")
-    printed = paper_check.load(compare_file)
     paper = None
     if compare_file or paper_check.cells(printed) & set(found["baseline"]):
         paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),

@@ -25,6 +25,10 @@ SHAPES = {"cifar10": (50_000, 10, 32, 3), "cifar100": (50_000, 100, 32, 3),
 
 
 def _shape(cfg, dataset):
+    """(training images, classes, side, channels): an image folder's own, counted on disk."""
+    if dataset in cfg.data.folders:
+        from ..datasets.folders import describe
+        return describe(cfg.data.folders[dataset])
     s = cfg.data.synthetic
     return SHAPES.get(dataset, (s.train_size, s.num_classes, s.image_size, s.channels))
 

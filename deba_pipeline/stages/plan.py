@@ -74,6 +74,13 @@ def preflight(cfg, source="params.yaml") -> None:
             raise ConfigError(f"{source}: `study.datasets` = {dataset!r} is not allowed: it must "
                               f"be one of {', '.join(known)} (registered, or a name of "
                               f"data.folders).")
+    for dataset in dict.fromkeys(list(cfg.study.datasets) + [cfg.ablate.dataset]):
+        if dataset in cfg.data.folders:  # its layout now, not after the first runs trained
+            from ..datasets.folders import check_folder
+            try:
+                check_folder(cfg.data.folders[dataset])
+            except DebaError as exc:
+                raise ConfigError(f"{source}: `data.folders.{dataset}`: {exc}") from None
     if cfg.ablate.variants and cfg.ablate.dataset not in cfg.study.datasets:
         raise ConfigError(f"{source}: `ablate.dataset` = {cfg.ablate.dataset!r} is not in "
                           f"study.datasets {list(cfg.study.datasets)}: the ablations are compared "

@@ -2,9 +2,11 @@
 every batch size the study can reach (the ladder from train.batch_size) or did reach (every size
 in the run records), measured once per study with the device to itself: in this process on the
 local backend, on Ray as a task holding a whole GPU (on the CPU, a run's cores). A table
-is kept under `tracking.dir`/steptime by what it measured, so a stage rerun for another
-architecture's runs measures only the tables whose inputs changed (delete that folder to measure
-every table again). The aggregate stage models each run's time from it.
+is kept under `tracking.dir`/steptime by what it measured, with a checksum, so a stage rerun for
+another architecture's runs measures only the tables whose inputs changed (delete that folder to
+measure every table again); a kept table that was edited, is not the one asked for, or has a time
+that is not positive and finite or lacks a size the runs reached, is set aside and measured
+again. The aggregate stage models each run's time from it.
 `deba steptime` (or `deba steptime --arch resnet18` for one)"""
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from ..engine.files import read_json, write_json
+from ..comparison import table_problem
+from ..engine.cache import keep, kept
+from ..engine.files import write_json
 from ..engine.loop import Trainer
 from ..engine.steptime import device_name, ladder, measure
 from ..execution import measure_apart
@@ -63,24 +67,33 @@ def kept_path(cfg, arch, dataset, reached) -> Path:
     return Path(cfg.tracking.dir) / "steptime" / f"{digest}.json"
 
 
+def _identity(arch, dataset, path) -> dict:
+    """What a kept table must have been measured for: the digest of its inputs is its name."""
+    return {"arch": arch, "dataset": dataset, "inputs": path.stem}
+
+
 def run(cfg, archs, runs: str = "runs", out: str = "results/steptime") -> dict:
     records = read_records(runs)
     tables, jobs = {arch: {} for arch in archs}, []
     for arch in archs:
         reached = reached_sizes(records, arch)
         for dataset in cfg.study.datasets:
-            kept = kept_path(cfg, arch, dataset, reached.get(dataset, set()))
-            if kept.is_file():
-                tables[arch][dataset] = read_json(kept, "delete it to measure the table again")
+            sizes = reached.get(dataset, set())
+            path = kept_path(cfg, arch, dataset, sizes)
+            needed = sizes | {cfg.train.batch_size}
+            table_kept = kept(path, _identity(arch, dataset, path),
+                              lambda table, needed=needed: table_problem(table, needed))
+            if table_kept is not None:
+                tables[arch][dataset] = table_kept
                 continue
-            jobs.append(((arch, dataset, kept), (cfg, arch, dataset, reached.get(dataset, set()),
+            jobs.append(((arch, dataset, path), (cfg, arch, dataset, sizes,
                                                  calm_step(records, arch, dataset,
                                                            cfg.train.batch_size))))
     per_epoch = epoch_seconds(records)  # the longest table first, so none trails alone
     measured_tables = measure_apart(cfg, table, [args for _, args in jobs],
                                     [per_epoch.get(job[:2], 0.0) for job, _ in jobs])
-    for ((arch, dataset, kept), _), measured in zip(jobs, measured_tables):
-        write_json(kept, measured)
+    for ((arch, dataset, path), _), measured in zip(jobs, measured_tables):
+        keep(path, measured, _identity(arch, dataset, path))
         tables[arch][dataset] = measured
         print(f"{arch}/{dataset}: step times at {len(measured['step_s'])} batch sizes on "
               f"{measured['device']}", flush=True)
