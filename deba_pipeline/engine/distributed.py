@@ -7,18 +7,16 @@ averages the gradients in the backward pass, so every rank computes the signals 
 synchronized gradients and must reach the same decision (checked each epoch, one small
 collective). Only rank 0 writes the record, checkpoints and W&B.
 
-The stage side, `launch(spec, ...)`, runs on this machine
-    python -m torch.distributed.run --standalone --nproc-per-node W \
-        -m deba_pipeline.engine.distributed TICKET
-and returns the record rank 0 leaves in the finished-run cache. Over several machines, each one
-runs this module with torchrun's rendezvous flags (README: "One run on many GPUs").
+The stage side, `launch(spec, ...)`, starts W processes on this machine through torchrun's own
+API (`elastic_launch`, as `torchrun --standalone` does) and returns the record rank 0 leaves in
+the finished-run cache. Over several machines, each one runs `deba run NAME` under torchrun with
+its rendezvous flags (docs: "One run on many GPUs").
 """
 from __future__ import annotations
 
 import os
-import pickle
-import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,7 +24,6 @@ import torch.distributed as dist
 
 from ..errors import DebaError
 from .checkpoint import Checkpointer
-from .files import write_bytes, write_text
 
 
 def rank_and_world() -> tuple:
@@ -78,41 +75,86 @@ def check_agreement(name: str, epoch: int, decision: str, next_batch: int) -> No
 
 
 def launch(spec, state_dir, tracking: dict, experiment: str, progress: bool = True) -> dict:
-    """Train `spec` on `spec.train.processes` processes of this machine with torchrun; the
-    record rank 0 wrote. An interrupted launch resumes from the last checkpoint when rerun."""
+    """Train `spec` on `spec.train.processes` processes of this machine with PyTorch's elastic
+    launcher (torchrun's own API, `--standalone`); the record rank 0 wrote. A failed process is
+    named with its own error (the `@record` error file) or the signal that killed it, not the
+    other ranks' collective errors that follow. An interrupted launch resumes when rerun."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
     world, checkpointer = spec.train.processes, Checkpointer(Path(state_dir), spec)
-    ticket = Path(state_dir) / "launch" / f"{checkpointer.key}.pkl"
-    write_bytes(ticket, pickle.dumps((spec, str(state_dir), tracking, experiment, progress)))
-    env = dict(os.environ)  # torchrun would set 1 thread a process, with a warning
-    env.setdefault("OMP_NUM_THREADS", str(max(1, torch.get_num_threads() // world)))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={world}", "--max-restarts=0", "-m", __name__, str(ticket)]
-    done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        log = write_text(ticket.with_suffix(".log"), done.stderr)
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        ours = [line for line in lines if line.startswith("deba: error: ")]
-        theirs = [line for line in lines if "Error" in line or "No module named" in line]
-        reason = ours[0].removeprefix("deba: error: ") if ours else \
-            (theirs or lines or [f"exit status {done.returncode}"])[0]
-        raise DebaError(f"{spec.name}: its {world}-process run (torchrun) failed: {reason} "
-                        f"(the processes' output: {log}). Finished epochs are checkpointed: "
-                        f"rerun to resume.")
+    logs = Path(state_dir) / "launch" / checkpointer.key
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=world,
+                          run_id=f"deba-{checkpointer.key}", rdzv_backend="c10d",
+                          rdzv_endpoint="localhost:0", max_restarts=0, start_method="spawn",
+                          logs_specs=DefaultLogsSpecs(log_dir=str(logs), redirects=Std.ERR))
+    threads = max(1, torch.get_num_threads() // world)  # the cores, shared out
+    try:
+        with _quiet_launcher():
+            elastic_launch(config, _rank)(spec, str(state_dir), tracking, experiment, progress,
+                                          threads)
+    except ChildFailedError as exc:
+        raise DebaError(f"{spec.name}: its {world}-process run failed: {_root_cause(exc)} "
+                        f"(each process's output: {logs}). Finished epochs are checkpointed: "
+                        f"rerun to resume.") from None
     record = checkpointer.finished()
     if record is None:
-        raise DebaError(f"{spec.name}: torchrun ended without a record in "
+        raise DebaError(f"{spec.name}: the processes ended without a record in "
                         f"{checkpointer.done_path}: rerun to resume.")
     return record
 
 
-def main(ticket: str) -> int:
-    """One rank of a run `launch` started."""
-    return run_rank(*pickle.loads(Path(ticket).read_bytes()))
+def _root_cause(failed) -> str:
+    """The process that failed first in kind: killed by a signal, else ended without raising
+    (no error file: a crash or an exit), else stopped by our own error, else the launcher's
+    first failure. The others' errors (gloo's "connection closed") follow from it."""
+    failures = sorted(failed.failures.items())
+    killed = [(rank, f) for rank, f in failures if f.exitcode < 0]
+    silent = [(rank, f) for rank, f in failures if not os.path.isfile(str(f.error_file))]
+    ours = [(rank, f) for rank, f in failures if "DebaError:" in str(f.message)]
+    rank, failure = (killed or silent or ours or [failed.get_first_failure()])[0]
+    if failure.exitcode < 0:
+        return f"process {rank} was killed by {failure.signal_name()}"
+    if (rank, failure) in silent:
+        return f"process {rank} ended with exit status {failure.exitcode} without an error"
+    message = failure.message  # the error file's {"message": ..., "extraInfo": traceback}
+    message = message.get("message") if isinstance(message, dict) else message
+    message = str(message or f"exit status {failure.exitcode}").splitlines()[0]
+    return f"process {rank}: {message.removeprefix('DebaError: ')}"
 
 
-def run_rank(spec, state_dir, tracking: dict, experiment: str, progress: bool = True) -> int:
-    """This process's rank of `spec`, under torchrun; rank 0 leaves the record in the
-    finished-run cache. Returns the exit status."""
+@contextmanager
+def _quiet_launcher():
+    """The elastic agent logs its steps, each failed process's traceback and the processes it
+    stops: `launch` names the failure in one line instead (all of it with -v, and every
+    process's output is in the launch folder)."""
+    import logging
+    if os.environ.get("DEBA_VERBOSE"):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic",
+                                                    "torch.multiprocessing")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _rank(spec, state_dir, tracking, experiment, progress, threads) -> None:
+    """One process of a `launch`: an error is raised, so `@record` leaves it for the agent."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+    torch.set_num_threads(threads)
+    record(run_rank)(spec, state_dir, tracking, experiment, progress, raise_errors=True)
+
+
+def run_rank(spec, state_dir, tracking: dict, experiment: str, progress: bool = True,
+             raise_errors: bool = False) -> int:
+    """This process's rank of `spec`, under torchrun or `launch`; rank 0 leaves the record in
+    the finished-run cache. Returns the exit status (or raises, with `raise_errors`)."""
     from .loop import Trainer, resolve_device, tracker_for
     if int(os.environ.get("WORLD_SIZE", 1)) != spec.train.processes:
         print(f"deba: error: {spec.name}: torchrun started {os.environ.get('WORLD_SIZE', 1)} "
@@ -130,6 +172,8 @@ def run_rank(spec, state_dir, tracking: dict, experiment: str, progress: bool = 
             tracker = tracker_for(spec, state_dir, tracking, experiment)
         trainer.run(tracker, progress and dist.get_rank() == 0)
     except DebaError as exc:
+        if raise_errors:
+            raise
         print(f"deba: error: {exc}", file=sys.stderr, flush=True)
         return 2
     finally:
@@ -138,6 +182,3 @@ def run_rank(spec, state_dir, tracking: dict, experiment: str, progress: bool = 
         dist.destroy_process_group()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
