@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from deba_pipeline.config import Params, load_params
@@ -227,6 +228,13 @@ def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_stud
     calm, first = micro_study
     assert first.returncode == 0
     busy = copy_project(tmp_path / "busy")
+    # the same thread count as the calm study (a busy machine would otherwise choose fewer:
+    # another configuration, whose step-time ratios may differ)
+    threads = {json.loads(p.read_text()).get("threads") for p in (calm / "runs").rglob("*.json")}
+    assert len(threads) == 1
+    params = yaml.safe_load((busy / "params.yaml").read_text())
+    params["execution"]["cpus_per_run"] = threads.pop()
+    (busy / "params.yaml").write_text(yaml.safe_dump(params))
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         result = subprocess.run(["dvc", "repro"], cwd=busy, capture_output=True, text=True)

@@ -165,7 +165,7 @@ def _counting_tables(monkeypatch):
     from deba_pipeline.stages import steptime as stage
     measured = []
 
-    def fake_table(cfg, arch, dataset, reached, calm):
+    def fake_table(cfg, arch, dataset, reached, calm, threads=None):
         measured.append(arch)
         return {"device": "cpu", "step_s": {"64": 0.01 * len(measured)}}
     monkeypatch.setattr(stage, "table", fake_table)

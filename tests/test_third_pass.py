@@ -382,7 +382,7 @@ def _steptime_stage(monkeypatch, tmp_path):
     from helpers import tiny_cfg
     measured = []
 
-    def fake_table(cfg, arch, dataset, reached, calm):
+    def fake_table(cfg, arch, dataset, reached, calm, threads=None):
         measured.append(arch)
         return {"device": "cpu", "step_s": {"64": 0.01, "96": 0.012},
                 "epoch_start_s": {"64": 0.001, "96": 0.001}, "out_of_memory": []}

@@ -121,6 +121,7 @@ class Trainer:
         self.flat_grads = None  # made on the first epoch whose signals ask for per-step sums
         self.record = spec.new_record()
         self.record["data_path"] = self.data.path  # device-resident or streamed
+        self.record["threads"] = torch.get_num_threads()  # CPU results depend on it
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
 

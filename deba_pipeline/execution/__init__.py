@@ -79,10 +79,39 @@ def measure_apart(cfg, measure, arg_lists, expected_s=None) -> list:
     return [measure(*args) for args in arg_lists]
 
 
-def _set_threads(threads) -> None:
-    if threads is not None:
-        import torch
-        torch.set_num_threads(max(1, int(threads)))
+BUSY_SAMPLE_S = 0.5  # how long the machine's use is sampled before a stage trains
+
+
+def threads_here(cpus_per_run=None, sample_s: float = BUSY_SAMPLE_S) -> tuple[int, str | None]:
+    """(torch threads for a run here, a note when the machine is busy): `cpus_per_run` where set,
+    else the cores this process may use less those other processes keep busy. On 2 cores with a
+    CPU burner beside it, a step took 46 ms with 2 threads (one waits on a core the burner holds)
+    and 11 ms with 1; on the idle machine 9.9 and 10.5 ms. (OpenMP's passive wait policy was
+    measured too: 42 ms with 2 threads on the idle machine, so it is not used.)"""
+    if cpus_per_run is not None:
+        return max(1, int(cpus_per_run)), None
+    import psutil
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    busy = psutil.cpu_percent(interval=sample_s) / 100 * (psutil.cpu_count() or cores)
+    threads = max(1, min(cores, round(cores - busy)))
+    if threads == cores:
+        return threads, None
+    return threads, (f"deba: this machine is busy: other processes keep about {busy:.1f} of its "
+                     f"{cores} cores in use, so each run here uses {threads} thread"
+                     f"{'s' if threads > 1 else ''} instead of {cores} (a thread waiting on a "
+                     f"busy core slows every step several-fold). Set execution.cpus_per_run to "
+                     f"choose the count yourself.")
+
+
+def _set_threads(cpus_per_run) -> None:
+    import sys
+
+    import torch
+    threads, note = threads_here(cpus_per_run)
+    torch.set_num_threads(threads)
+    if note:
+        print(note, file=sys.stderr, flush=True)
 
 
 def run_here(cfg, specs, write, progress: bool = True) -> list:

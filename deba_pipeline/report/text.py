@@ -82,9 +82,38 @@ def _slow_tables(step_tables) -> str:
     if not slow:
         return ""
     return (f" The step-time tables of {', '.join(slow)} were measured while this machine ran "
-            f"slow throughout (every step at the fixed batch size over 1.5x the runs' own "
-            f"fastest), so their modelled times may be off: measure them again on a quieter "
+            f"slow throughout (the typical step at the fixed batch size over 1.25x the runs' "
+            f"own fastest), so their modelled times may be off: measure them again on a quieter "
             f"machine (`dvc repro --force steptime@ARCH`).")
+
+
+def mixed_threads(records) -> list:
+    """["arch/dataset seed S: fixed 2 threads, deba 1 thread", ...]: each run set beside a fixed
+    run of its seed (the same architecture and dataset) that trained under another CPU thread
+    count; on the CPU the two then differ by more than their methods (97.49% against 97.21% at
+    2 and 1 threads, same seed and configuration)."""
+    fixed = {(r["arch"], r["dataset"], r["seed"]): r for r in records
+             if r["method"] == "fixed" and r["variant"] == "baseline"}
+    out = []
+    for r in records:
+        base = fixed.get((r["arch"], r["dataset"], r["seed"]))
+        if r["method"] == "fixed" or base is None or None in (r.get("threads"),
+                                                               base.get("threads")):
+            continue
+        if r["threads"] != base["threads"]:
+            name = r["method"] if r["variant"] == "baseline" else f"{r['method']}-{r['variant']}"
+            out.append(f"{r['arch']}/{r['dataset']} seed {r['seed']}: fixed "
+                       f"{base['threads']} threads, {name} {r['threads']}")
+    return out
+
+
+def _threads(records) -> str:
+    mixed = mixed_threads(records)
+    if not mixed:
+        return ""
+    return (f" **Compared across thread counts** ({len(mixed)} pairs): {'; '.join(mixed)}. On "
+            f"the CPU a run's numbers depend on its thread count, so these differences are not "
+            f"the methods' alone: set execution.cpus_per_run and retrain them alike.")
 
 
 def _packed(records) -> str:
@@ -118,7 +147,7 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
              "Timing: verdicts use modelled speedups (SPEC §8), " + (
                  f"from step-time tables measured on {', '.join(devices)}." if devices else
                  "but this study has no step-time tables, so they fall back to measured ones.")
-             + _packed(records) + _slow_tables(step_tables), ""]
+             + _packed(records) + _slow_tables(step_tables) + _threads(records), ""]
     for name, rows in built.items():
         caption = CAPTIONS[name].format(level=f"{LEVEL:.0%}")
         lines += [f"## {caption.split('.')[0]}", "", caption, "", to_markdown(rows)]

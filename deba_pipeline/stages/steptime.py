@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
+
+import torch
 
 from ..comparison import table_problem
 from ..engine.cache import keep, kept
@@ -43,9 +45,20 @@ def calm_step(records, arch, dataset, size) -> float | None:
     return min(steps) if steps else None
 
 
-def table(cfg, arch, dataset, reached, calm) -> dict:
-    """One architecture's table on one dataset, measured where this is called."""
+def runs_threads(records, arch, dataset) -> int | None:
+    """The CPU thread count most of the fixed runs of `arch` trained with: the table times a
+    step as they took it."""
+    counts = Counter(r.get("threads") for r in records if r["arch"] == arch
+                     and r["dataset"] == dataset and r["method"] == "fixed" and r.get("threads"))
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def table(cfg, arch, dataset, reached, calm, threads=None) -> dict:
+    """One architecture's table on one dataset, measured where this is called (with the runs'
+    thread count where they recorded one)."""
     d, t = cfg.deba, cfg.timing
+    if threads:
+        torch.set_num_threads(threads)
     trainer = Trainer(run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"),
                       cfg.tracking.dir)
     high = min(d.max_batch, trainer.data.train_size)
@@ -56,13 +69,13 @@ def table(cfg, arch, dataset, reached, calm) -> dict:
                       t.warmup, t.estimate, calm)}
 
 
-def kept_path(cfg, arch, dataset, reached) -> Path:
+def kept_path(cfg, arch, dataset, reached, threads=None) -> Path:
     """Where the table of these inputs is kept: the run key of the fixed baseline (model, data,
     training config, training code) with the ladder, the sizes reached and the timing params."""
     spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
     d = cfg.deba
     inputs = [spec.key(), sorted(reached), d.growth, d.rollback, d.min_batch, d.max_batch,
-              dict(cfg.timing), cfg.execution.cpus_per_run]
+              dict(cfg.timing), cfg.execution.cpus_per_run, threads]
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cfg.tracking.dir) / "steptime" / f"{digest}.json"
 
@@ -79,7 +92,8 @@ def run(cfg, archs, runs: str = "runs", out: str = "results/steptime") -> dict:
         reached = reached_sizes(records, arch)
         for dataset in cfg.study.datasets:
             sizes = reached.get(dataset, set())
-            path = kept_path(cfg, arch, dataset, sizes)
+            threads = runs_threads(records, arch, dataset)
+            path = kept_path(cfg, arch, dataset, sizes, threads)
             needed = sizes | {cfg.train.batch_size}
             table_kept = kept(path, _identity(arch, dataset, path),
                               lambda table, needed=needed: table_problem(table, needed))
@@ -88,7 +102,8 @@ def run(cfg, archs, runs: str = "runs", out: str = "results/steptime") -> dict:
                 continue
             jobs.append(((arch, dataset, path), (cfg, arch, dataset, sizes,
                                                  calm_step(records, arch, dataset,
-                                                           cfg.train.batch_size))))
+                                                           cfg.train.batch_size),
+                                                 threads)))
     per_epoch = epoch_seconds(records)  # the longest table first, so none trails alone
     measured_tables = measure_apart(cfg, table, [args for _, args in jobs],
                                     [per_epoch.get(job[:2], 0.0) for job, _ in jobs])

@@ -1,0 +1,77 @@
+"""A researcher's first hour (issue 24): thread counts that fit a busy machine, each recorded,
+and a report that names runs compared across different ones."""
+import pytest
+import torch
+
+from deba_pipeline import execution
+from deba_pipeline.engine.loop import train
+from deba_pipeline.report.text import mixed_threads
+
+from helpers import tiny_spec
+
+
+def _machine(monkeypatch, cores, busy_percent):
+    import psutil
+    monkeypatch.setattr(execution.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: cores)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: busy_percent)
+
+
+def test_an_idle_machine_gives_a_run_every_core_without_a_word(monkeypatch):
+    _machine(monkeypatch, cores=2, busy_percent=3.0)
+    assert execution.threads_here() == (2, None)
+
+
+def test_a_busy_machine_gives_a_run_the_free_cores_and_says_so_once(monkeypatch):
+    _machine(monkeypatch, cores=2, busy_percent=50.0)   # a CPU burner holds one of two cores
+    threads, note = execution.threads_here()
+    assert threads == 1 and note == (
+        "deba: this machine is busy: other processes keep about 1.0 of its 2 cores in use, so "
+        "each run here uses 1 thread instead of 2 (a thread waiting on a busy core slows every "
+        "step several-fold). Set execution.cpus_per_run to choose the count yourself.")
+    _machine(monkeypatch, cores=8, busy_percent=100.0)  # never below one thread
+    assert execution.threads_here()[0] == 1
+    assert execution.threads_here(cpus_per_run=3) == (3, None)  # the user's choice wins
+
+
+def test_a_stage_says_once_that_the_machine_is_busy(monkeypatch, capsys):
+    _machine(monkeypatch, cores=2, busy_percent=50.0)
+    before = torch.get_num_threads()
+    try:
+        execution._set_threads(None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert capsys.readouterr().err.count("deba: this machine is busy") == 1
+
+
+def test_each_record_carries_its_thread_count(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        record = train(tiny_spec("fixed", train={"epochs": 2}), state_dir=tmp_path,
+                       progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert record["threads"] == 1
+
+
+def _record(method, seed, threads, variant="baseline"):
+    return {"arch": "a", "dataset": "d", "method": method, "variant": variant, "seed": seed,
+            "threads": threads}
+
+
+def test_the_report_names_every_run_compared_with_a_fixed_run_of_other_threads():
+    records = [_record("fixed", 2, 2), _record("deba", 2, 1), _record("gns", 2, 2),
+               _record("fixed", 42, 1), _record("deba", 42, 1),
+               _record("deba", 2, 4, variant="cooldown2")]
+    assert mixed_threads(records) == ["a/d seed 2: fixed 2 threads, deba 1",
+                                      "a/d seed 2: fixed 2 threads, deba-cooldown2 4"]
+    from deba_pipeline.report.text import _threads
+    assert _threads(records).startswith(" **Compared across thread counts** (2 pairs): ")
+    assert _threads([_record("fixed", 2, 2), _record("deba", 2, 2)]) == ""
+
+
+@pytest.mark.parametrize("old", [None])
+def test_records_without_a_thread_count_are_never_flagged(old):
+    assert mixed_threads([_record("fixed", 2, old), _record("deba", 2, 1)]) == []
