@@ -75,3 +75,23 @@ def test_the_report_names_every_run_compared_with_a_fixed_run_of_other_threads()
 @pytest.mark.parametrize("old", [None])
 def test_records_without_a_thread_count_are_never_flagged(old):
     assert mixed_threads([_record("fixed", 2, old), _record("deba", 2, 1)]) == []
+
+
+def test_the_report_flags_a_run_that_ended_at_chance():
+    from deba_pipeline.report.text import _chance, at_chance
+    runs = [{"arch": "a", "dataset": "d", "method": "fixed", "variant": "baseline", "seed": 2,
+             "num_classes": 3, "final_test_accuracy": 38.9},     # 33.3 + 6.7 = 40.0: flagged
+            {"arch": "a", "dataset": "d", "method": "deba", "variant": "baseline", "seed": 2,
+             "num_classes": 3, "final_test_accuracy": 40.1},
+            {"arch": "a", "dataset": "e", "method": "gns", "variant": "baseline", "seed": 2,
+             "num_classes": 10, "final_test_accuracy": 18.9},    # 10 + 9 = 19.0: flagged
+            {"arch": "a", "dataset": "e", "method": "gns", "variant": "baseline", "seed": 3,
+             "final_test_accuracy": 5.0}]                        # no class count: not judged
+    assert at_chance(runs) == ["a/d/fixed seed 2 (38.9%, chance 33.3%)",
+                               "a/e/gns seed 2 (18.9%, chance 10.0%)"]
+    assert _chance(runs).startswith(" **At chance** (2 runs ended less than a tenth of the way")
+
+
+def test_a_trained_record_carries_its_class_count(tmp_path):
+    record = train(tiny_spec("fixed", train={"epochs": 2}), state_dir=tmp_path, progress=False)
+    assert record["num_classes"] == 10

@@ -122,6 +122,7 @@ class Trainer:
         self.record = spec.new_record()
         self.record["data_path"] = self.data.path  # device-resident or streamed
         self.record["threads"] = torch.get_num_threads()  # CPU results depend on it
+        self.record["num_classes"] = split.num_classes    # chance is 100 / num_classes percent
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
 

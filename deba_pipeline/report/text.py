@@ -26,7 +26,7 @@ CAPTIONS = {
                         "`report.accuracy_tolerance` (per seed), modelled and measured, and the "
                         "speedup that gives against the fixed run's own time to it (paired by "
                         "seed, {level} interval); not reached where no epoch gets there.",
-    "strategies": "Strategies side by side. Each batch strategy of study.methods (SPEC §6) "
+    "strategies": "Strategies side by side. Each batch strategy of study.methods "
                   "against the same fixed runs, paired by seed: ΔAcc and both speedups with "
                   "their {level} intervals, the outcome, modelled throughput, its decisions over "
                   "all seeds and its mean final batch size.",
@@ -107,6 +107,31 @@ def mixed_threads(records) -> list:
     return out
 
 
+def at_chance(records) -> list:
+    """["arch/dataset/method seed S (38.9%, chance 33.3%)", ...]: runs whose final accuracy got
+    less than a tenth of the way from chance (100 / classes) to 100%."""
+    out = []
+    for r in records:
+        classes, accuracy = r.get("num_classes"), r.get("final_test_accuracy")
+        if not classes or accuracy is None:
+            continue
+        chance = 100.0 / classes
+        if accuracy < chance + 0.1 * (100.0 - chance):
+            name = r["method"] if r["variant"] == "baseline" else f"{r['method']}-{r['variant']}"
+            out.append(f"{r['arch']}/{r['dataset']}/{name} seed {r['seed']} ({accuracy:.1f}%, "
+                       f"chance {chance:.1f}%)")
+    return out
+
+
+def _chance(records) -> str:
+    runs = at_chance(records)
+    if not runs:
+        return ""
+    return (f" **At chance** ({len(runs)} runs ended less than a tenth of the way from chance to "
+            f"100% accuracy): {'; '.join(runs)}. A comparison with such a run says nothing about "
+            f"the methods: train longer, or check the learning rate and the data.")
+
+
 def _threads(records) -> str:
     mixed = mixed_threads(records)
     if not mixed:
@@ -144,10 +169,11 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
              "Fixed baselines: " + (f"{reused} taken from the profile runs of their seed "
                                     f"(`study.reuse_profile_runs: true`)." if reused else
                                     "trained apart from the profile runs."),
-             "Timing: verdicts use modelled speedups (SPEC §8), " + (
+             "Timing: verdicts use modelled speedups (docs/method.md, Timing), " + (
                  f"from step-time tables measured on {', '.join(devices)}." if devices else
                  "but this study has no step-time tables, so they fall back to measured ones.")
-             + _packed(records) + _slow_tables(step_tables) + _threads(records), ""]
+             + _packed(records) + _slow_tables(step_tables) + _threads(records)
+             + _chance(records), ""]
     for name, rows in built.items():
         caption = CAPTIONS[name].format(level=f"{LEVEL:.0%}")
         lines += [f"## {caption.split('.')[0]}", "", caption, "", to_markdown(rows)]
