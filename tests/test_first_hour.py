@@ -15,6 +15,7 @@ def _machine(monkeypatch, cores, busy_percent):
     monkeypatch.setattr(execution.os, "sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: cores)
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: busy_percent)
+    monkeypatch.setattr(execution, "_cpu_seconds", lambda process: 0.0)  # ours: idle
 
 
 def test_an_idle_machine_gives_a_run_every_core_without_a_word(monkeypatch):
@@ -31,6 +32,8 @@ def test_a_busy_machine_gives_a_run_the_free_cores_and_says_so_once(monkeypatch)
         "step several-fold). Set execution.cpus_per_run to choose the count yourself.")
     _machine(monkeypatch, cores=8, busy_percent=100.0)  # never below one thread
     assert execution.threads_here()[0] == 1
+    _machine(monkeypatch, cores=2, busy_percent=30.0)   # 0.6 of a core: a passing load
+    assert execution.threads_here() == (2, None)
     assert execution.threads_here(cpus_per_run=3) == (3, None)  # the user's choice wins
 
 

@@ -10,6 +10,7 @@ orders Ray's work: the longest is submitted first, so it does not trail alone at
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -79,7 +80,7 @@ def measure_apart(cfg, measure, arg_lists, expected_s=None) -> list:
     return [measure(*args) for args in arg_lists]
 
 
-BUSY_SAMPLE_S = 0.5  # how long the machine's use is sampled before a stage trains
+BUSY_SAMPLE_S = 0.5  # each of two samples of the machine's use before a stage trains
 
 
 def threads_here(cpus_per_run=None, sample_s: float = BUSY_SAMPLE_S) -> tuple[int, str | None]:
@@ -90,11 +91,10 @@ def threads_here(cpus_per_run=None, sample_s: float = BUSY_SAMPLE_S) -> tuple[in
     measured too: 42 ms with 2 threads on the idle machine, so it is not used.)"""
     if cpus_per_run is not None:
         return max(1, int(cpus_per_run)), None
-    import psutil
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         (os.cpu_count() or 1)
-    busy = psutil.cpu_percent(interval=sample_s) / 100 * (psutil.cpu_count() or cores)
-    threads = max(1, min(cores, round(cores - busy)))
+    busy = min(_others_busy(sample_s) for _ in range(2))  # a passing spike is not a neighbour
+    threads = max(1, min(cores, cores - math.floor(busy + 0.2)))
     if threads == cores:
         return threads, None
     return threads, (f"deba: this machine is busy: other processes keep about {busy:.1f} of its "
@@ -102,6 +102,26 @@ def threads_here(cpus_per_run=None, sample_s: float = BUSY_SAMPLE_S) -> tuple[in
                      f"{'s' if threads > 1 else ''} instead of {cores} (a thread waiting on a "
                      f"busy core slows every step several-fold). Set execution.cpus_per_run to "
                      f"choose the count yourself.")
+
+
+def _others_busy(seconds: float) -> float:
+    """Cores kept busy over `seconds` by processes other than this one and its children."""
+    import psutil
+    mine = psutil.Process()
+    family = [mine, *mine.children(recursive=True)]
+    before = sum(_cpu_seconds(p) for p in family)
+    total = psutil.cpu_percent(interval=seconds) / 100 * (psutil.cpu_count() or 1)
+    ours = (sum(_cpu_seconds(p) for p in family) - before) / seconds
+    return max(0.0, total - ours)
+
+
+def _cpu_seconds(process) -> float:
+    import psutil
+    try:
+        times = process.cpu_times()
+    except psutil.Error:  # a child that ended meanwhile
+        return 0.0
+    return times.user + times.system
 
 
 def _set_threads(cpus_per_run) -> None:
