@@ -18,7 +18,7 @@ def cmd_plugins(args) -> None:
 
     from . import plugins
     from .errors import ConfigError
-    named = []  # the project's own plugin files, as params.yaml names them
+    named, params = [], {}  # the project's own plugin files, as params.yaml names them
     if Path(args.params).is_file():
         try:
             params = yaml.safe_load(Path(args.params).read_text()) or {}
@@ -37,6 +37,12 @@ def cmd_plugins(args) -> None:
         print(f"{plugins.PLURAL[kind]}:")
         for name, (_, source) in sorted(found.items()):
             print(f"  {name:24s} {source}")
+    folders = (params.get("data") or {}).get("folders") if named is not None and \
+        isinstance(params, dict) and isinstance(params.get("data"), dict) else None
+    if isinstance(folders, dict):
+        print(f"image folders (data.folders of {args.params}):" + ("" if folders else " none"))
+        for name, path in sorted(folders.items()):
+            print(f"  {name:24s} {path}")
     models = plugins.project_models()
     print("models (timm, registered by plugin files):" + ("" if models else " none"))
     for name, source in sorted(models.items()):

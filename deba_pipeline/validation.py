@@ -2,6 +2,7 @@
 `config.merge` runs `validate` on every params file it loads, before any training."""
 from __future__ import annotations
 
+import difflib
 import math
 import re
 
@@ -16,6 +17,11 @@ def known_datasets(cfg) -> list:
     from . import plugins
     registered = list(plugins.registry("dataset"))
     return registered + [name for name in cfg.data.folders if name not in registered]
+def did_you_mean(name, known) -> str:
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f"; the closest is {close[0]!r}" if close else ""
+
+
 MAX_EPOCHS = 10_000  # more is a typo, not a study
 RAY_ADDRESS = re.compile(r"(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
 
@@ -93,7 +99,7 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         # a plugin file may register a dataset: preflight checks again once they are loaded
         if dataset not in known and not cfg.deba.plugins:
             fail("study.datasets", dataset, f"one of {', '.join(known)} (a name of data.folders "
-                 f"reads an image folder)", where)
+                 f"reads an image folder){did_you_mean(dataset, known)}", where)
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
         repeated = sorted({str(v) for v in s[key] if list(s[key]).count(v) > 1})
         if repeated:

@@ -98,3 +98,24 @@ def test_the_report_flags_a_run_that_ended_at_chance():
 def test_a_trained_record_carries_its_class_count(tmp_path):
     record = train(tiny_spec("fixed", train={"epochs": 2}), state_dir=tmp_path, progress=False)
     assert record["num_classes"] == 10
+
+
+def test_a_misspelt_dataset_gets_the_closest_name(tmp_path, monkeypatch, capsys):
+    from deba_pipeline.cli import main
+
+    from helpers import small_params
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params({"study": {"datasets": ["digit"]}}))
+    assert main(["validate", "params.yaml"]) == 2
+    assert "the closest is 'digits'." in capsys.readouterr().err
+
+
+def test_deba_plugins_lists_the_image_folders_of_the_params(tmp_path, monkeypatch, capsys):
+    from deba_pipeline.cli import main
+
+    from helpers import small_params
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params({"data": {"folders": {"mine": "img"}}}))
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "image folders (data.folders of params.yaml):\n  mine" in out and "img" in out

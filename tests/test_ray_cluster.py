@@ -144,7 +144,8 @@ def test_the_readme_recipe_runs_the_micro_study_on_the_token_cluster(workspace):
     result = subprocess.run(["dvc", "repro"], cwd=workspace, env=user_env(), capture_output=True,
                             text=True, timeout=400)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "finished on Ray" in result.stdout
+    assert re.search(r"test_resnet/digits/fixed/2: 5 epochs, accuracy [0-9.]+%, train [0-9.]+s, "
+                     r"batch sizes \[64\] \(on Ray, \d+ of \d+\)", result.stdout), result.stdout
     said = (result.stdout + result.stderr).splitlines()
     assert [line for line in said if RAY_LOG_LINE.search(line)] == []
     assert len(list((workspace / "runs").rglob("*.json"))) == 7

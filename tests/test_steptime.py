@@ -122,7 +122,7 @@ def test_a_measurement_slow_throughout_measures_more_and_keeps_the_calm_rounds(t
     rounds, calls = _fake_rounds([2.0, 1.0])
     monkeypatch.setattr(steptime, "_rounds", rounds)
     table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
-                             calm_step_s=0.010)
+                             runs_step_s=0.010)
     assert calls == [2.0, 1.0] and table["extra_rounds"] == 3 and not table["slow_throughout"]
     assert table["rounds_used"] == 3  # the three slow rounds are left out
     # the level: the calm rounds' typical reference step (11 ms), the ratio from the fastest
@@ -135,7 +135,7 @@ def test_a_machine_slow_to_the_end_is_said_so_and_nothing_is_added_without_a_ref
     rounds, calls = _fake_rounds([2.0])
     monkeypatch.setattr(steptime, "_rounds", rounds)
     table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
-                             calm_step_s=0.010)
+                             runs_step_s=0.010)
     assert len(calls) == 1 + steptime.EXTRA and table["slow_throughout"]
     rounds, calls = _fake_rounds([2.0])
     monkeypatch.setattr(steptime, "_rounds", rounds)
@@ -195,13 +195,14 @@ def test_a_table_is_measured_once_for_its_inputs_and_again_when_they_change(tmp_
 def test_a_slow_machine_is_told_from_one_process_runs_only():
     """The table times one process; a W-process run's step (B/W samples a rank, plus the
     all-reduce) is no reference for it."""
-    from deba_pipeline.stages.steptime import calm_step
+    from deba_pipeline.stages.steptime import runs_step
 
-    def fixed(world, seconds):
+    def fixed(world, *seconds):
         return {"arch": "a", "dataset": "d", "method": "fixed", "world_size": world,
-                "epochs": [{"batch_size": 64, "steps": 10, "epoch_time_s": seconds}]}
-    assert calm_step([fixed(2, 0.5), fixed(1, 2.0)], "a", "d", 64) == 0.2
-    assert calm_step([fixed(2, 0.5)], "a", "d", 64) is None
+                "epochs": [{"batch_size": 64, "steps": 10, "epoch_time_s": s} for s in seconds]}
+    # the median over the one-process runs' epochs: 0.1, 0.2 and 0.3 s a step
+    assert runs_step([fixed(2, 0.5), fixed(1, 1.0, 2.0, 3.0)], "a", "d", 64) == 0.2
+    assert runs_step([fixed(2, 0.5)], "a", "d", 64) is None
 
 
 def _slow(seconds, function):

@@ -165,10 +165,7 @@ class Trainer:
         self.record["train_time_s"] = sum(e["epoch_time_s"] for e in done)
         self.record["eval_time_s"] = sum(e["eval_time_s"] for e in done)
         if progress and not sys.stderr.isatty():  # logs (DVC, CI) get one line per run
-            sizes = sorted({e["batch_size"] for e in done})
-            print(f"{self.spec.name}: {len(done)} epochs, accuracy "
-                  f"{self.record['final_test_accuracy']:.2f}%, train "
-                  f"{self.record['train_time_s']:.1f}s, batch sizes {sizes}"
+            print(summary_line(self.spec.name, self.record)
                   + (f" (resumed after epoch {start})" if start else ""), flush=True)
         if self.rank == 0:
             self.checkpoints.finish(self.record)
@@ -386,6 +383,14 @@ class Trainer:
         self.lr_product = saved.get("lr_product", 1.0)
         pending = saved.get("pending")
         return saved["epoch"], EpochResult(**pending) if pending else None
+
+
+def summary_line(name: str, record: dict) -> str:
+    """One finished run in one line, the same wherever it trained."""
+    sizes = sorted({e["batch_size"] for e in record["epochs"]})
+    return (f"{name}: {len(record['epochs'])} epochs, accuracy "
+            f"{record['final_test_accuracy']:.2f}%, train {record['train_time_s']:.1f}s, batch "
+            f"sizes {sizes}")
 
 
 def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,

@@ -132,16 +132,16 @@ DISTURBED = 1.25  # a round whose typical size ran this much over its fastest ro
 ESTIMATES = ("paired", "median")
 
 
-SLOW = 1.25  # a typical reference step this much over the runs' fastest: the machine is slow
+SLOW = 1.25  # a typical reference step this much over the runs' typical: the machine is slow
 EXTRA = 1    # at most this many more sets of `repeats` rounds while it stays slow
 
 
-def _slow_throughout(reference_times, calm_step_s) -> bool:
-    """The typical reference step of the last set of rounds well over the runs' own fastest: a
+def _slow_throughout(reference_times, runs_step_s) -> bool:
+    """The typical reference step of the last set of rounds well over the runs' own: a
     host-wide slow stretch (seen on a 2-core VM: every step 1.5-2x slower for minutes, with the
     sizes' ratios changed), which would set the table's level off the runs'."""
-    return bool(reference_times and calm_step_s
-                and statistics.median(reference_times) > SLOW * calm_step_s)
+    return bool(reference_times and runs_step_s
+                and statistics.median(reference_times) > SLOW * runs_step_s)
 
 
 def estimate(rounds: dict, reference: int, how: str = "paired",
@@ -167,12 +167,12 @@ def estimate(rounds: dict, reference: int, how: str = "paired",
 
 
 def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, steps: int = 5,
-            warmup: int = 1, how: str = "paired", calm_step_s: float | None = None) -> dict:
+            warmup: int = 1, how: str = "paired", runs_step_s: float | None = None) -> dict:
     """{"step_s": {size: seconds per step}, "spread": {size: [min, max]}, "rounds_s": {size:
     [seconds per round]}, "order": [...], "out_of_memory": [sizes that did not fit],
     "measured_at": priority, "estimate": how, "rounds_used": n}; sizes above the training set
     are skipped. `reference` (the fixed batch size) is measured even when not in `sizes`.
-    `calm_step_s`, the fastest step the runs themselves took at `reference`, tells a machine
+    `runs_step_s`, the typical step the runs themselves took at `reference`, tells a machine
     slow all through the measurement: then up to EXTRA more sets of rounds are measured, and
     the disturbed-round filter keeps the calm ones if any come."""
     sizes = set(sizes) | ({reference} if reference else set())
@@ -217,7 +217,7 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
     with device_to_ourselves() as priority:
         _rounds(timed, samples, order, too_big, warmup, repeats, optimizer, trainer.device,
                 reference, beside)
-        while extra < EXTRA and _slow_throughout(latest(), calm_step_s):
+        while extra < EXTRA and _slow_throughout(latest(), runs_step_s):
             extra += 1
             _rounds(timed, samples, order, too_big, 0, repeats, optimizer, trainer.device,
                     reference, beside)
@@ -228,7 +228,7 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
         beside = {size: beside[size] for size in times}  # sizes that ran out of memory: gone
     step_s, used = estimate(times, reference, how, beside, samples["typical"]) if times \
         else ({}, 0)
-    slow = _slow_throughout(latest(), calm_step_s)
+    slow = _slow_throughout(latest(), runs_step_s)
     return {"step_s": {str(s): v for s, v in step_s.items()},
             "epoch_start_s": {str(s): statistics.median(t) for s, t in samples["start"].items()},
             "estimate": how, "rounds_used": used, "extra_rounds": extra * repeats,

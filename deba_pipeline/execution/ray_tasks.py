@@ -12,8 +12,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ..engine.cache import keep
 from ..engine.checkpoint import Checkpointer
-from ..engine.files import write_json
+from ..engine.loop import summary_line
 from ..errors import DebaError
 from .ray_session import check_fits, session
 
@@ -125,10 +126,11 @@ def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking
         world = specs[index].train.processes
         records[index]["execution"] = dict(placement, gpus=gpus * world, cpus=cpus * world)
         # the finished-run cache keeps it too, so a reused record still says how it was timed
-        write_json(Checkpointer(Path(state_dir), specs[index]).done_path, records[index])
+        checkpointer = Checkpointer(Path(state_dir), specs[index])
+        keep(checkpointer.done_path, records[index], checkpointer.identity())
         write(specs[index], records[index])
-        print(f"{specs[index].name}: finished on Ray ({len(records)} of {len(specs)})",
-              flush=True)
+        print(f"{summary_line(specs[index].name, records[index])} (on Ray, {len(records)} of "
+              f"{len(specs)})", flush=True)
     if failed:
         raise DebaError(f"{len(failed)} of {len(specs)} runs failed (the other records are "
                         f"written; rerun the stage to retry only these):\n" + "\n".join(failed))

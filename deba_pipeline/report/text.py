@@ -83,8 +83,9 @@ def _slow_tables(step_tables) -> str:
         return ""
     return (f" The step-time tables of {', '.join(slow)} were measured while this machine ran "
             f"slow throughout (the typical step at the fixed batch size over 1.25x the runs' "
-            f"own fastest), so their modelled times may be off: measure them again on a quieter "
-            f"machine (`dvc repro --force steptime@ARCH`).")
+            f"own), so their modelled times may be off: measure them again on a quieter "
+            f"machine (`rm -r .deba/steptime && dvc repro --force steptime`: a kept table is "
+            f"otherwise reused).")
 
 
 def mixed_threads(records) -> list:
@@ -202,7 +203,8 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
                                                     f"({r['Modelled/measured'].split()[0]})"
                                                     for r in outside) +
                   ". Their step-time table or their runs were disturbed: measure the table "
-                  "again (`dvc repro --force steptime`) before trusting their modelled times."]
+                  "again (`rm -r .deba/steptime && dvc repro --force steptime`; a kept table is "
+                  "otherwise reused) before trusting their modelled times."]
     lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in images]
     if paper is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -35,14 +36,17 @@ def reached_sizes(records, arch) -> dict:
     return sizes
 
 
-def calm_step(records, arch, dataset, size) -> float | None:
-    """The fastest step the fixed runs of `arch` took at `size`: what an undisturbed machine
-    does, to tell a step-time measurement made while it was slow throughout."""
+def runs_step(records, arch, dataset, size) -> float | None:
+    """The typical step the fixed runs of `arch` took at `size` (the median over their epochs
+    of each epoch's time per step), to tell a step-time measurement made while the machine ran
+    slower than it did for the runs. (Their fastest epoch was too strict a reference: on this
+    2-core VM it set off more rounds for two of three tables that the runs' own median step
+    would not have.)"""
     steps = [e["epoch_time_s"] / e["steps"] for r in records
              if r["arch"] == arch and r["dataset"] == dataset and r["method"] == "fixed"
              and r.get("world_size", 1) == 1  # the table times one process: like with like
              for e in r["epochs"] if e["batch_size"] == size and e.get("steps")]
-    return min(steps) if steps else None
+    return statistics.median(steps) if steps else None
 
 
 def runs_threads(records, arch, dataset) -> int | None:
@@ -53,7 +57,7 @@ def runs_threads(records, arch, dataset) -> int | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
-def table(cfg, arch, dataset, reached, calm, threads=None) -> dict:
+def table(cfg, arch, dataset, reached, runs_step_s, threads=None) -> dict:
     """One architecture's table on one dataset, measured where this is called (with the runs'
     thread count where they recorded one)."""
     d, t = cfg.deba, cfg.timing
@@ -66,7 +70,7 @@ def table(cfg, arch, dataset, reached, calm, threads=None) -> dict:
                        cfg.train.processes)) | reached
     return {"device": device_name(trainer.device), "repeats": t.repeats, "steps": t.steps,
             **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats, t.steps,
-                      t.warmup, t.estimate, calm)}
+                      t.warmup, t.estimate, runs_step_s)}
 
 
 def kept_path(cfg, arch, dataset, reached, threads=None) -> Path:
@@ -101,7 +105,7 @@ def run(cfg, archs, runs: str = "runs", out: str = "results/steptime") -> dict:
                 tables[arch][dataset] = table_kept
                 continue
             jobs.append(((arch, dataset, path), (cfg, arch, dataset, sizes,
-                                                 calm_step(records, arch, dataset,
+                                                 runs_step(records, arch, dataset,
                                                            cfg.train.batch_size),
                                                  threads)))
     per_epoch = epoch_seconds(records)  # the longest table first, so none trails alone
