@@ -35,6 +35,14 @@ def _plugin_files_do_not_outlive_a_test():
     new_process()
 
 
+@pytest.fixture(autouse=True)
+def _brief_busy_sampling(monkeypatch):
+    """A stage samples the machine's use before it trains (0.4 s); in-process tests sample
+    briefly (what the sample decides is tested in test_first_hour.py with a stand-in psutil)."""
+    from deba_pipeline import execution
+    monkeypatch.setattr(execution, "BUSY_SAMPLE_S", 0.02)
+
+
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -139,7 +139,8 @@ def test_on_two_gpus_two_runs_are_in_flight_while_runs_remain(ray_session, tmp_p
         in_flight += change
         most = max(most, in_flight)
     assert most == 2  # 4 CPUs but 2 GPUs: never more than two, and two at once
-    records = [json.loads(p.read_text()) for p in (tmp_path / "state" / "finished").glob("*")]
+    records = [json.loads(p.read_text())["content"]  # a kept entry: checksum, identity, record
+               for p in (tmp_path / "state" / "finished").glob("*")]
     assert len(records) == 4 and all(not r["execution"]["shared_machine"] for r in records)
 
 

@@ -72,3 +72,14 @@ def test_without_a_conclusive_benefit_the_answer_says_so_and_what_would_settle_i
     assert answer.sentence(("a", "d"), settled[("a", "d")]).startswith(
         "- **a on d**: keep the fixed batch: no strategy was faster without costing accuracy "
         "(deba degraded).")
+
+
+def test_the_headline_is_one_short_line_per_cell():
+    from deba_pipeline.stages.aggregate import headline
+    answers = {"a/d": {"use": "gns", "strategy": "gns", "speedup_pct": 25.9, "delta_acc": -0.28},
+               "b/d": {"use": "inconclusive", "strategy": "deba", "speedup_pct": -4.2,
+                       "delta_acc": 1.04},
+               "c/d": {"use": "fixed", "strategy": None, "speedup_pct": None, "delta_acc": None}}
+    assert headline(answers) == {"a on d": "use gns: -26% time -0.3pt",
+                                 "b on d": "deba? +4% time +1.0pt",
+                                 "c on d": "keep the fixed batch"}

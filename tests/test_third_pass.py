@@ -306,7 +306,7 @@ def test_a_bad_per_step_input_is_named_and_leaves_the_scheduler_as_it_was(case):
 def finished(tmp_path_factory):
     """One finished tiny run: (state folder, spec, its record)."""
     state = tmp_path_factory.mktemp("state")
-    spec = tiny_spec("fixed")
+    spec = tiny_spec("fixed", train={"epochs": 2})
     return state, spec, loop.train(spec, state_dir=state, progress=False)
 
 
@@ -331,7 +331,7 @@ TAMPERING = {
     "written by an older version": lambda p: p.write_text(json.dumps(_entry(p)["content"])),
     "another run's entry": lambda p: _forge(p, lambda e: e["identity"].update(key="0" * 16)),
     "fewer epochs, checksum redone": lambda p: _forge(
-        p, lambda e: e["content"].update(epochs=e["content"]["epochs"][:2])),
+        p, lambda e: e["content"].update(epochs=e["content"]["epochs"][:1])),
     "another architecture, checksum redone": lambda p: _forge(
         p, lambda e: e["content"].update(arch="test_vit")),
     "final accuracy off its last epoch, checksum redone": lambda p: _forge(
@@ -366,7 +366,7 @@ def test_an_intact_finished_run_is_reused_without_a_word(finished, capsys):
 
 def test_a_finished_run_whose_cache_cannot_be_written_keeps_its_record(tmp_path, capsys):
     """The record still reaches the stage; the message names the cache file, not a temp file."""
-    spec = tiny_spec("fixed")
+    spec = tiny_spec("fixed", train={"epochs": 2})
     (tmp_path / "finished").write_text("a file where the cache folder belongs")
     record = loop.train(spec, state_dir=tmp_path, progress=False)
     err = capsys.readouterr().err

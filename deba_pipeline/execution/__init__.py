@@ -80,10 +80,10 @@ def measure_apart(cfg, measure, arg_lists, expected_s=None) -> list:
     return [measure(*args) for args in arg_lists]
 
 
-BUSY_SAMPLE_S = 0.5  # each of two samples of the machine's use before a stage trains
+BUSY_SAMPLE_S = 0.2  # each of two samples of the machine's use before a stage trains
 
 
-def threads_here(cpus_per_run=None, sample_s: float = BUSY_SAMPLE_S) -> tuple[int, str | None]:
+def threads_here(cpus_per_run=None, sample_s: float | None = None) -> tuple[int, str | None]:
     """(torch threads for a run here, a note when the machine is busy): `cpus_per_run` where set,
     else the cores this process may use less those other processes keep busy. On 2 cores with a
     CPU burner beside it, a step took 46 ms with 2 threads (one waits on a core the burner holds)
@@ -93,6 +93,7 @@ def threads_here(cpus_per_run=None, sample_s: float = BUSY_SAMPLE_S) -> tuple[in
         return max(1, int(cpus_per_run)), None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         (os.cpu_count() or 1)
+    sample_s = BUSY_SAMPLE_S if sample_s is None else sample_s
     busy = min(_others_busy(sample_s) for _ in range(2))  # a passing spike is not a neighbour
     threads = max(1, min(cores, cores - math.floor(busy + 0.2)))
     if threads == cores:

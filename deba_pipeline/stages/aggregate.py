@@ -43,6 +43,21 @@ def read_steptime(folder) -> dict:
     return tables
 
 
+def headline(answers: dict) -> dict:
+    """{"arch on dataset": "gns? -26% time -0.3pt"}: the answer in one short string per cell for
+    `dvc metrics show` and `dvc exp show` ("use gns: ..." where the intervals decide it, "gns?"
+    where they do not, "keep the fixed batch"); metrics.json holds every number."""
+    out = {}
+    for cell, a in answers.items():
+        cell = cell.replace("/", " on ", 1)  # `dvc exp show --keep '.* on .*'` finds these
+        if a["use"] == "fixed" or a["speedup_pct"] is None:
+            out[cell] = "keep the fixed batch" if a["use"] == "fixed" else "no strategy yet"
+            continue
+        name = f"use {a['strategy']}:" if a["use"] == a["strategy"] else f"{a['strategy']}?"
+        out[cell] = f"{name} {-a['speedup_pct']:+.0f}% time {a['delta_acc']:+.1f}pt"
+    return out
+
+
 def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None = None,
         steptime: str | None = STEPTIME) -> dict:
     step_tables = read_steptime(steptime)
@@ -74,7 +89,7 @@ def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None 
     for name, rows in built.items():
         write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
         write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
-    images = figures.write_all(records, out / "figures")
+    images = figures.write_all(records, out / "figures", step_tables)
     curves.write_all(records, out / "plots")
     paper = None
     if compare_file or paper_check.cells(printed) & set(found["baseline"]):
@@ -83,6 +98,7 @@ def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None 
     metrics = _rounded({"answer": answer.metrics(answers),
                         **build_metrics(records, found, checked, ablation_dataset, by_method)})
     write_json(out / "metrics.json", metrics)
+    write_json(out / "answer.json", headline(metrics["answer"]))
     write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
                                          step_tables, cfg, answers))
     return metrics
