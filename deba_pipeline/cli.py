@@ -122,7 +122,9 @@ def cmd_validate(args) -> None:
         print(check(path), flush=True)
         if args.estimate:
             from .stages.estimate import estimate
-            print(estimate(load_params(resolve_preset(path))))
+            print(estimate(load_params(resolve_preset(path)),
+                           progress=lambda line: print(f"deba: {line}", file=sys.stderr,
+                                                       flush=True)))
 
 
 def cmd_preset(args) -> None:

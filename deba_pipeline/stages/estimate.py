@@ -4,7 +4,10 @@ One short epoch per architecture and input shape (a warm-up step, then `STEPS` t
 train.batch_size on synthetic data shaped like the dataset, on this machine's device) times the
 steps the study trains gives device-hours; divided by the runs `execution` keeps in flight here,
 the wall-clock. The steps are counted at the fixed batch size: DEBA's larger batches take fewer,
-so the estimate leans high. Evaluation is not counted.
+so the estimate leans high. Evaluation is not counted. On a CPU a step is timed at batch
+PROBE_BATCH and scaled linearly to train.batch_size (a CPU's step time grows about linearly
+with the batch once the batch fills its cores), so the paper's ViT-B/16 at 224 pixels takes
+seconds, not minutes; each architecture's line is printed as it is timed.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from ..engine.loop import Trainer, resolve_device
 from .runs import run_spec
 
 STEPS = 2  # timed steps per architecture and shape, after one warm-up step
+PROBE_BATCH = 16  # on a CPU, the batch a step is timed at (then scaled to train.batch_size)
 SHAPES = {"cifar10": (50_000, 10, 32, 3), "cifar100": (50_000, 100, 32, 3),
           "digits": (1_437, 10, 8, 1)}  # training images, classes, side in pixels, channels
 
@@ -33,10 +37,17 @@ def _shape(cfg, dataset):
     return SHAPES.get(dataset, (s.train_size, s.num_classes, s.image_size, s.channels))
 
 
+def probe_batch(cfg) -> int:
+    """The batch a step is timed at: train.batch_size, or PROBE_BATCH on a CPU."""
+    if resolve_device(cfg.train.device).type == "cuda":
+        return cfg.train.batch_size
+    return min(cfg.train.batch_size, PROBE_BATCH)
+
+
 def step_seconds(cfg, arch, dataset) -> float:
     """Seconds per training step of `arch` at train.batch_size on `dataset`-shaped inputs."""
     _, classes, side, channels = _shape(cfg, dataset)
-    size = cfg.train.batch_size
+    size = probe_batch(cfg)
     probe = OmegaConf.merge(cfg, {"data": {"synthetic": {
         "train_size": size * (STEPS + 1), "test_size": size, "num_classes": classes,
         "image_size": side, "channels": channels}}})
@@ -47,7 +58,7 @@ def step_seconds(cfg, arch, dataset) -> float:
         trainer.train_epoch(size, batches[:1])
         began = time.perf_counter()
         trainer.train_epoch(size, batches[1:])  # ends with the epoch's one host sync
-        return (time.perf_counter() - began) / STEPS
+        return (time.perf_counter() - began) / STEPS * cfg.train.batch_size / size
 
 
 def runs_per_cell(cfg, dataset) -> int:
@@ -68,21 +79,27 @@ def in_flight(cfg) -> int:
     return max(1, int((os.cpu_count() or 1) / (ex.cpus_per_run or 1)))
 
 
-def estimate(cfg) -> str:
+def estimate(cfg, progress=None) -> str:
+    """The estimate's text; `progress(line)` hears each architecture as it is timed."""
     lines, total, measured = [], 0.0, {}
-    for arch in cfg.study.archs:
-        for dataset in cfg.study.datasets:
-            train_size, _, side, channels = _shape(cfg, dataset)
-            key = (arch, side, channels)
-            if key not in measured:
-                measured[key] = step_seconds(cfg, arch, dataset)
-            steps = runs_per_cell(cfg, dataset) * cfg.train.epochs * \
-                (train_size // cfg.train.batch_size)
-            seconds = steps * measured[key]
-            total += seconds
-            lines.append(f"  {arch}/{dataset}: {measured[key] * 1000:.1f} ms a step at batch "
-                         f"{cfg.train.batch_size}, {runs_per_cell(cfg, dataset)} runs: "
-                         f"{_hours(seconds)} device-hours")
+    cells = [(arch, dataset) for arch in cfg.study.archs for dataset in cfg.study.datasets]
+    probe = probe_batch(cfg)
+    for done, (arch, dataset) in enumerate(cells, start=1):
+        train_size, _, side, channels = _shape(cfg, dataset)
+        key = (arch, side, channels)
+        if key not in measured:
+            if progress:
+                progress(f"timing {arch} on {side}x{side}x{channels} inputs at batch {probe} "
+                         f"({done} of {len(cells)})")
+            measured[key] = step_seconds(cfg, arch, dataset)
+        steps = runs_per_cell(cfg, dataset) * cfg.train.epochs * \
+            (train_size // cfg.train.batch_size)
+        seconds = steps * measured[key]
+        total += seconds
+        scaled = f" (scaled from batch {probe})" if probe != cfg.train.batch_size else ""
+        lines.append(f"  {arch}/{dataset}: {measured[key] * 1000:.1f} ms a step at batch "
+                     f"{cfg.train.batch_size}{scaled}, {runs_per_cell(cfg, dataset)} runs: "
+                     f"{_hours(seconds)} device-hours")
     flight = in_flight(cfg)
     device = resolve_device(cfg.train.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "this CPU"
