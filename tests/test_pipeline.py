@@ -273,8 +273,8 @@ def test_validate_estimate_counts_the_steps_of_every_run(monkeypatch):
     # per arch on digits: 2 profile + 2 seeds × (fixed + 3 strategies) + 4 ablations × 2 seeds
     # = 18 runs of 12 epochs of 1438 // 64 = 22 steps at 10 ms: 47.52 s = 0.0132 h; three
     # archs: 0.0396 h
-    assert "test_resnet/digits: 10.0 ms a step at batch 64 (scaled from batch 16), 18 runs: " \
-        "0.013 device-hours" in text  # step_seconds stands in: the scaling is inside it
+    assert "test_resnet/digits: 10.0 ms a step at batch 64 (from batches 8 and 16), 18 runs: " \
+        "0.013 device-hours" in text  # step_seconds stands in: the extension is inside it
     assert "total: 0.040 device-hours; about 0.040 hours of wall-clock with 1 run(s) in flight " \
         "(local backend)" in text
 
@@ -286,5 +286,5 @@ def test_validate_estimate_times_a_real_step_here(monkeypatch, capsys):
     out, err = capsys.readouterr()
     step_ms = float(out.split("test_resnet/digits: ")[1].split(" ms")[0])
     assert 0 < step_ms < 10_000 and out.count("estimate on ") == 1
-    # progress as each architecture is timed (on a CPU at batch 16, scaled to 64)
+    # progress as each architecture is timed (on a CPU at batches 8 and 16, extended to 64)
     assert "deba: timing test_resnet on 8x8x1 inputs at batch " in err and "(1 of 1)" in err

@@ -4,9 +4,9 @@ One short epoch per architecture and input shape (a warm-up step, then `STEPS` t
 train.batch_size on synthetic data shaped like the dataset, on this machine's device) times the
 steps the study trains gives device-hours; divided by the runs `execution` keeps in flight here,
 the wall-clock. The steps are counted at the fixed batch size: DEBA's larger batches take fewer,
-so the estimate leans high. Evaluation is not counted. On a CPU a step is timed at batch
-PROBE_BATCH and scaled linearly to train.batch_size (a CPU's step time grows about linearly
-with the batch once the batch fills its cores), so the paper's ViT-B/16 at 224 pixels takes
+so the estimate leans high. Evaluation is not counted. On a CPU a step is timed at batches
+PROBE_BATCH/2 and PROBE_BATCH and extended along the line through them to train.batch_size
+(a step's fixed cost plus a cost per sample), so the paper's ViT-B/16 at 224 pixels takes
 seconds, not minutes; each architecture's line is printed as it is timed.
 """
 from __future__ import annotations
@@ -45,10 +45,21 @@ def probe_batch(cfg) -> int:
 
 
 def step_seconds(cfg, arch, dataset) -> float:
-    """Seconds per training step of `arch` at train.batch_size on `dataset`-shaped inputs."""
+    """Seconds per training step of `arch` at train.batch_size on `dataset`-shaped inputs: timed
+    there, or (on a CPU) at half the probe batch and at the probe batch and extended along the
+    line through the two, so a step's fixed cost is not scaled with the batch."""
+    size, target = probe_batch(cfg), cfg.train.batch_size
+    if size == target:
+        return _timed_step(cfg, arch, dataset, size)
+    half = max(1, size // 2)
+    small, large = _timed_step(cfg, arch, dataset, half), _timed_step(cfg, arch, dataset, size)
+    per_sample = max(0.0, (large - small) / (size - half))
+    return large + per_sample * (target - size)
+
+
+def _timed_step(cfg, arch, dataset, size) -> float:
     _, classes, side, channels = _shape(cfg, dataset)
-    size = probe_batch(cfg)
-    probe = OmegaConf.merge(cfg, {"data": {"synthetic": {
+    probe = OmegaConf.merge(cfg, {"train": {"batch_size": size}, "data": {"synthetic": {
         "train_size": size * (STEPS + 1), "test_size": size, "num_classes": classes,
         "image_size": side, "channels": channels}}})
     spec = run_spec(probe, arch, "synthetic", cfg.study.seeds[0], "fixed", "estimate")
@@ -58,7 +69,7 @@ def step_seconds(cfg, arch, dataset) -> float:
         trainer.train_epoch(size, batches[:1])
         began = time.perf_counter()
         trainer.train_epoch(size, batches[1:])  # ends with the epoch's one host sync
-        return (time.perf_counter() - began) / STEPS * cfg.train.batch_size / size
+        return (time.perf_counter() - began) / STEPS
 
 
 def runs_per_cell(cfg, dataset) -> int:
@@ -96,7 +107,8 @@ def estimate(cfg, progress=None) -> str:
             (train_size // cfg.train.batch_size)
         seconds = steps * measured[key]
         total += seconds
-        scaled = f" (scaled from batch {probe})" if probe != cfg.train.batch_size else ""
+        scaled = f" (from batches {probe // 2} and {probe})" if probe != cfg.train.batch_size \
+            else ""
         lines.append(f"  {arch}/{dataset}: {measured[key] * 1000:.1f} ms a step at batch "
                      f"{cfg.train.batch_size}{scaled}, {runs_per_cell(cfg, dataset)} runs: "
                      f"{_hours(seconds)} device-hours")
