@@ -100,8 +100,9 @@ def estimate(cfg, progress=None) -> str:
         key = (arch, side, channels)
         if key not in measured:
             if progress:
-                progress(f"timing {arch} on {side}x{side}x{channels} inputs at batch {probe} "
-                         f"({done} of {len(cells)})")
+                trained = cfg.train.image_size.get(arch, side)  # resized on the way in
+                progress(f"timing {arch} on {trained}x{trained}x{channels} inputs at batch "
+                         f"{probe} ({done} of {len(cells)})")
             measured[key] = step_seconds(cfg, arch, dataset)
         steps = runs_per_cell(cfg, dataset) * cfg.train.epochs * \
             (train_size // cfg.train.batch_size)
