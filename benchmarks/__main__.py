@@ -54,6 +54,8 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
         out.update(quick.gpu_comparison(device))
     else:
         out.update(quick.quick_preset())
+    if not gpu:
+        out.update(cases.startup())
     out["wall_s"] = round(time.time() - began, 1)
     return out
 
@@ -62,7 +64,8 @@ GOALS = ("scheduler_share", "scheduler_share_noise_scale", "signal_overhead_rati
          "noise_scale_overhead_ratio", "profile_overhead_ratio", "loader_vs_floor_ratio",
          "loader_vs_dataloader_speedup", "batch_change_ratio", "streaming_vs_device_ratio",
          "variance_peak_memory_ratio", "variance_time_ratio", "quick_speedup_pct",
-         "quick_delta_acc", "gpu_speedup_pct", "gpu_delta_acc", "samples_per_s_vs_floor")
+         "quick_delta_acc", "gpu_speedup_pct", "gpu_delta_acc", "samples_per_s_vs_floor",
+         "help_s", "preset_diff_s", "validate_s")
 
 
 def markdown(result: dict) -> str:

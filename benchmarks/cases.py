@@ -5,6 +5,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -297,3 +298,26 @@ def epoch_time_by_batch(archs=("test_resnet", "test_efficientnet"), sizes=None, 
             row[str(batch)] = round(seconds, 4)
         table[arch] = row
     return table
+
+
+STARTUP = {"help_s": (["deba", "--help"], 0.5), "preset_diff_s": (["deba", "preset", "quick",
+                                                                  "--diff"], 0.5),
+           "validate_s": (["deba", "validate", "quick"], 3.0)}
+
+
+def startup(repeats=7):
+    """Seconds a command that trains nothing takes, from a fresh process (goals: --help and
+    `preset quick --diff` ≤ 0.5 s, `validate quick` ≤ 3 s), each the median of `repeats` runs
+    after one untimed run (which fills the timm names cache)."""
+    import time
+    root = Path(__file__).resolve().parent.parent
+    out = {}
+    for key, (command, goal) in STARTUP.items():
+        subprocess.run(command, cwd=root, capture_output=True, check=True)
+        seconds = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            subprocess.run(command, cwd=root, capture_output=True, check=True)
+            seconds.append(time.perf_counter() - began)
+        out[key] = _goal(seconds, goal)
+    return out

@@ -5,10 +5,10 @@ import copy
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from .errors import PluginError
 
@@ -117,14 +117,15 @@ class Dataset:
 # -- plugin state in a checkpoint ----------------------------------------------------------------
 # Checkpoints load with torch.load(weights_only=True), which reads tensors and plain containers
 # only; the common types a plugin keeps are tagged on the way in and rebuilt on the way out.
-_PLAIN = (type(None), bool, int, float, str, torch.Tensor)
 _KEY = (type(None), bool, int, float, str)
 
 
 def checkpointable(value, owner: str, path: str = "state"):
     """`value` in types a weights-only checkpoint holds; anything else is refused naming `owner`
     and where in its state it sits, when the state is saved (not when it is read back)."""
-    if isinstance(value, _PLAIN):
+    import numpy as np  # here: a command that trains nothing loads the plugins without them
+    import torch
+    if isinstance(value, (*_KEY, torch.Tensor)):
         return value
     if isinstance(value, (np.generic, np.ndarray)) and value.dtype != object:
         try:  # as a tensor, so the dtype (and a float32's rounding) survives

@@ -9,6 +9,7 @@ value may be; params.yaml and the library both check against it.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -322,12 +323,18 @@ def load_params(path="params.yaml", overrides: Optional[list] = None) -> DictCon
     return merge(user, source=str(path), overrides=overrides)
 
 
+@functools.cache
+def schema() -> DictConfig:
+    """The typed schema of params.yaml, built once a process (merging never changes it)."""
+    return OmegaConf.structured(Params)
+
+
 def merge(user, source: str = "<params>", overrides: Optional[list] = None) -> DictConfig:
-    schema = OmegaConf.structured(Params)
+    schema_ = schema()
     _check_keys(OmegaConf.to_container(user) if isinstance(user, (DictConfig, ListConfig))
-                else user, schema, source, "")
+                else user, schema_, source, "")
     try:
-        cfg = OmegaConf.merge(schema, user, OmegaConf.from_dotlist(overrides or []))
+        cfg = OmegaConf.merge(schema_, user, OmegaConf.from_dotlist(overrides or []))
     except OmegaConfBaseException as exc:
         key, message = getattr(exc, "full_key", "") or "?", str(getattr(exc, "msg", exc))
         null = re.search(r"Incompatible value 'None' for field of type '(\w+)'|is not Optional",
@@ -362,7 +369,7 @@ def _check_named(entries, deba_schema, group, source) -> None:
     `deba` itself; plugin files are study-wide, so `plugins` is refused in an entry."""
     if not isinstance(entries, dict):
         return
-    deba_schema = deba_schema or OmegaConf.structured(Params).deba
+    deba_schema = deba_schema or schema().deba
     for name, overrides in entries.items():
         if not isinstance(name, str):
             raise ConfigError(f"{source}: `{group}` key {name!r} is not allowed: it must be a "

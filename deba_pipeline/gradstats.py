@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 CHUNK = 1 << 16  # elements cast to float64 at a time: 512 KiB of scratch, whatever P is
 
@@ -33,6 +35,7 @@ class GradStats:
 
 def grad_stats(grads: Iterable[torch.Tensor | None]) -> GradStats:
     """σ² and ‖∇‖ of the concatenation of `grads`; None entries (frozen parameters) are skipped."""
+    import torch  # here: loading the built-in signals does not import torch
     count, mean, m2, sumsq = 0, None, None, None
     for grad in grads:
         if grad is None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ..base import Dataset
 from ..errors import DebaError
 
@@ -23,6 +21,7 @@ class Digits(Dataset):
     name = "digits"
 
     def load(self, seed, data, image_size=None):
+        import torch  # here and below: listing the datasets does not import torch
         x, y = _digits()
         gen = torch.Generator().manual_seed(seed)  # our split: fixed by the seed
         order = torch.randperm(len(y), generator=gen)
@@ -50,6 +49,7 @@ class Cifar100(Cifar10):
 
 
 def _digits():
+    import torch
     from sklearn.datasets import load_digits  # 1,797 real 8×8 images, shipped with scikit-learn
     bunch = load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
@@ -58,6 +58,7 @@ def _digits():
 
 def _synthetic(cfg, seed):
     """Learnable CIFAR-shaped data: one fixed random pattern per class, plus noise."""
+    import torch
     gen = torch.Generator().manual_seed(seed)
     shape = (cfg.channels, cfg.image_size, cfg.image_size)
     patterns = torch.randn((cfg.num_classes, *shape), generator=gen)
@@ -70,6 +71,7 @@ def _synthetic(cfg, seed):
 
 
 def _cifar(name, root: Path, download: bool):
+    import torch
     import torchvision
     cls_name, folder, archive, url = CIFAR[name]
     cls = getattr(torchvision.datasets, cls_name)

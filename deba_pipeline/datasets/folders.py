@@ -8,8 +8,6 @@ import os
 from functools import cache
 from pathlib import Path
 
-import torch
-
 from ..errors import DebaError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -146,6 +144,7 @@ def fingerprint(root) -> str:
 
 def load_folder(root, image_size=None):
     """(x_train, y_train, x_test, y_test, num_classes) from an image folder."""
+    import torch
     root = Path(root)
     layout = check_folder(root)
     classes = sorted(layout["train"])

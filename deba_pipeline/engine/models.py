@@ -1,21 +1,54 @@
-"""Any timm model by name, sized for the dataset, never pretrained (no downloads)."""
+"""Any timm model by name, sized for the dataset, never pretrained (no downloads).
+
+Importing timm takes seconds (it imports torchvision and torch's compiler), so a command that
+only checks names (`deba validate`) reads timm's own model names from a file cached per timm
+version, and imports timm only for a name the file lacks (a model a plugin file registers).
+"""
 from __future__ import annotations
 
+import contextlib
 import difflib
-
-import timm
+import os
+from importlib.metadata import version
+from pathlib import Path
 
 from ..errors import ConfigError
 
 
+def _names_file() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "deba-pipeline" / f"timm-{version('timm')}-models.txt"
+
+
+def _cached_names() -> set:
+    try:
+        return set(_names_file().read_text().split())
+    except OSError:
+        return set()
+
+
+def _cache_names(timm) -> None:
+    """timm's own model names (not those plugin files added) for the next check."""
+    from .. import plugins
+    from .files import write_text
+    names = set(timm.list_models()) - set(plugins.project_models())
+    with contextlib.suppress(Exception):  # a read-only home: the next check imports timm again
+        write_text(_names_file(), "\n".join(sorted(names)) + "\n")
+
+
 def check_arch(name: str) -> None:
+    if name in _cached_names():
+        return
+    import timm
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)  # only to suggest
         hint = f" Did you mean {', '.join(close)}?" if close else " See timm.list_models()."
         raise ConfigError(f"unknown architecture {name!r}: not a timm model name.{hint}")
+    _cache_names(timm)
 
 
 def create_model(name: str, num_classes: int, in_chans: int, image_size: int, **kwargs):
+    import timm
     check_arch(name)
     try:  # ViTs and other fixed-size models need the input side; CNNs take none
         return timm.create_model(name, pretrained=False, num_classes=num_classes,
