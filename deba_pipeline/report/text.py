@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..comparison import CLEAR_SPEEDUP, LEVEL
 from .answer import sentence
+from .curves import method_label
 from .tables import to_markdown
 
 CAPTIONS = {
@@ -89,10 +90,10 @@ def _slow_tables(step_tables) -> str:
 
 
 def mixed_threads(records) -> list:
-    """["arch/dataset seed S: fixed 2 threads, deba 1 thread", ...]: each run set beside a fixed
-    run of its seed (the same architecture and dataset) that trained under another CPU thread
-    count; on the CPU the two then differ by more than their methods (97.49% against 97.21% at
-    2 and 1 threads, same seed and configuration)."""
+    """["arch/dataset seed S: fixed 2 threads, deba 1", ...]: each run set beside a fixed run of
+    its seed (the same architecture and dataset) that trained under another CPU thread count; on
+    the CPU the two then differ by more than their methods (97.49% against 97.21% at 2 and 1
+    threads, same seed and configuration)."""
     fixed = {(r["arch"], r["dataset"], r["seed"]): r for r in records
              if r["method"] == "fixed" and r["variant"] == "baseline"}
     out = []
@@ -102,9 +103,8 @@ def mixed_threads(records) -> list:
                                                                base.get("threads")):
             continue
         if r["threads"] != base["threads"]:
-            name = r["method"] if r["variant"] == "baseline" else f"{r['method']}-{r['variant']}"
             out.append(f"{r['arch']}/{r['dataset']} seed {r['seed']}: fixed "
-                       f"{base['threads']} threads, {name} {r['threads']}")
+                       f"{base['threads']} threads, {method_label(r)} {r['threads']}")
     return out
 
 
@@ -118,28 +118,29 @@ def at_chance(records) -> list:
             continue
         chance = 100.0 / classes
         if accuracy < chance + 0.1 * (100.0 - chance):
-            name = r["method"] if r["variant"] == "baseline" else f"{r['method']}-{r['variant']}"
-            out.append(f"{r['arch']}/{r['dataset']}/{name} seed {r['seed']} ({accuracy:.1f}%, "
-                       f"chance {chance:.1f}%)")
+            out.append(f"{r['arch']}/{r['dataset']}/{method_label(r)} seed {r['seed']} "
+                       f"({accuracy:.1f}%, chance {chance:.1f}%)")
     return out
 
 
-def _chance(records) -> str:
-    runs = at_chance(records)
-    if not runs:
+def _flagged(title: str, items: list, counted: str, advice: str) -> str:
+    """A bold note listing `items`, or nothing when there are none."""
+    if not items:
         return ""
-    return (f" **At chance** ({len(runs)} runs ended less than a tenth of the way from chance to "
-            f"100% accuracy): {'; '.join(runs)}. A comparison with such a run says nothing about "
-            f"the methods: train longer, or check the learning rate and the data.")
+    return f" **{title}** ({len(items)} {counted}): {'; '.join(items)}. {advice}"
+
+
+def _chance(records) -> str:
+    return _flagged("At chance", at_chance(records), "runs ended less than a tenth of the way "
+                    "from chance to 100% accuracy", "A comparison with such a run says nothing "
+                    "about the methods: train longer, or check the learning rate and the data.")
 
 
 def _threads(records) -> str:
-    mixed = mixed_threads(records)
-    if not mixed:
-        return ""
-    return (f" **Compared across thread counts** ({len(mixed)} pairs): {'; '.join(mixed)}. On "
-            f"the CPU a run's numbers depend on its thread count, so these differences are not "
-            f"the methods' alone: set execution.cpus_per_run and retrain them alike.")
+    return _flagged("Compared across thread counts", mixed_threads(records), "pairs",
+                    "On the CPU a run's numbers depend on its thread count, so these differences "
+                    "are not the methods' alone: set execution.cpus_per_run and retrain them "
+                    "alike.")
 
 
 def _packed(records) -> str:
