@@ -364,12 +364,12 @@ def merge(user, source: str = "<params>", overrides: Optional[list] = None) -> D
 NAMED_GROUPS = ("study.methods", "ablate.variants")  # name: overrides merged over `deba`
 
 
-def _check_named(entries, deba_schema, group, source) -> None:
+def _check_named(entries, group, source) -> None:
     """Each entry of a named group: a name (text) and a mapping of `deba` keys, checked like
     `deba` itself; plugin files are study-wide, so `plugins` is refused in an entry."""
     if not isinstance(entries, dict):
         return
-    deba_schema = deba_schema or schema().deba
+    deba_schema = schema().deba
     for name, overrides in entries.items():
         if not isinstance(name, str):
             raise ConfigError(f"{source}: `{group}` key {name!r} is not allowed: it must be a "
@@ -409,6 +409,6 @@ def _check_keys(user, schema, source, prefix):
         if isinstance(node, ListConfig) and value is not None and not isinstance(value, list):
             fail(path, value, "a list", f"{source}: ")
         if path in NAMED_GROUPS:
-            _check_named(value, None, path, source)
+            _check_named(value, path, source)
         elif typed:
             _check_keys(value, node, source, f"{path}.")
