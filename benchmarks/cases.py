@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from deba_pipeline.scheduler import DEBAScheduler
+from deba_pipeline.core.scheduler import DEBAScheduler
 
 from .harness import Bench, interleaved, median_interval, paired, same_epoch, top_ops
 
@@ -211,7 +211,7 @@ def batch_change(bench, small=64, large=96, repeats=5):
 
 VARIANCE_SCRIPT = textwrap.dedent("""
     import json, resource, sys, time, timm, torch
-    from deba_pipeline.gradstats import grad_stats
+    from deba_pipeline.core.gradstats import grad_stats
     torch.manual_seed(0)
     with torch.device("meta"):
         shapes = [p.shape for p in timm.create_model("resnet50").parameters()]
@@ -272,7 +272,7 @@ def _allocations(device, rows=4):
     """Which ops allocate inside grad_stats (torch profiler, self memory), on 1M-element grads."""
     from torch.profiler import ProfilerActivity, profile
 
-    from deba_pipeline.gradstats import grad_stats
+    from deba_pipeline.core.gradstats import grad_stats
     grads = [torch.randn(250_000, device=device) for _ in range(4)]
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         grad_stats(grads)

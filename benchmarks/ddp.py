@@ -22,8 +22,8 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.config import merge
 from deba_pipeline.engine.files import write_json
-from deba_pipeline.engine.loop import train
-from deba_pipeline.stages.runs import run_spec
+from deba_pipeline.execution.local import train
+from deba_pipeline.execution.study import run_spec
 
 from .__main__ import host_kind
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.config import merge
 from deba_pipeline.engine.loop import Trainer
-from deba_pipeline.stages.runs import run_spec
+from deba_pipeline.execution.study import run_spec
 
 
 class Bench:

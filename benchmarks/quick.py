@@ -9,12 +9,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from deba_pipeline.comparison import compare
 from deba_pipeline.config import load_params, merge
-from deba_pipeline.engine.loop import train
+from deba_pipeline.execution.local import train
+from deba_pipeline.execution.study import read_records, run_spec
+from deba_pipeline.report.comparison import compare
 from deba_pipeline.stages import calibrate, profile
 from deba_pipeline.stages import train as train_stage
-from deba_pipeline.stages.runs import read_records, run_spec
 
 from . import cases
 from .harness import Bench

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from .errors import DebaError
+from deba_pipeline.core.errors import DebaError
 
 
 def cmd_plugins(args) -> None:
@@ -16,8 +16,8 @@ def cmd_plugins(args) -> None:
 
     import yaml
 
-    from . import plugins
-    from .errors import ConfigError
+    from deba_pipeline.core import plugins
+    from deba_pipeline.core.errors import ConfigError
     named, params = [], {}  # the project's own plugin files, as params.yaml names them
     if Path(args.params).is_file():
         try:
@@ -50,8 +50,8 @@ def cmd_plugins(args) -> None:
 
 
 def _params(args):
-    from .config import load_params
-    from .stages.plan import preflight
+    from deba_pipeline.config import load_params
+    from deba_pipeline.execution.plan import preflight
     cfg = load_params(args.params)
     preflight(cfg, args.params)
     return cfg
@@ -61,44 +61,44 @@ def _archs(args, cfg) -> list:
     """The architectures `--arch` names (each one of study.archs), else all of study.archs."""
     for arch in args.arch or []:
         if arch not in cfg.study.archs:
-            from .errors import fail
+            from deba_pipeline.core.errors import fail
             fail("--arch", arch, f"one of study.archs in {args.params}: "
                  f"{', '.join(cfg.study.archs)}")
     return list(dict.fromkeys(args.arch)) if args.arch else list(cfg.study.archs)
 
 
 def cmd_profile(args) -> None:
-    from .stages import profile
+    from deba_pipeline.stages import profile
     cfg = _params(args)
     profile.run(cfg, _archs(args, cfg), args.out, args.stability)
 
 
 def cmd_calibrate(args) -> None:
-    from .stages import calibrate
+    from deba_pipeline.stages import calibrate
     calibrate.run(_params(args), args.runs, args.out)
 
 
 def cmd_train(args) -> None:
-    from .stages import train
+    from deba_pipeline.stages import train
     cfg = _params(args)
     train.run(cfg, _archs(args, cfg), args.out, args.profiles, args.thresholds)
 
 
 def cmd_ablate(args) -> None:
-    from .stages import ablate
+    from deba_pipeline.stages import ablate
     cfg = _params(args)
     ablate.run(cfg, _archs(args, cfg), args.out, args.thresholds)
 
 
 def cmd_steptime(args) -> None:
-    from .stages import steptime
+    from deba_pipeline.stages import steptime
     cfg = _params(args)
     steptime.run(cfg, _archs(args, cfg), args.runs, args.out)
 
 
 def cmd_run(args) -> None:
-    from .stages import one
-    status = one.run(_params(args), args.name)
+    from deba_pipeline.execution import one
+    status = one.run(_params(args), args.name, args.thresholds)
     if status:
         raise SystemExit(status)
 
@@ -108,27 +108,29 @@ def cmd_aggregate(args) -> None:
 
     from omegaconf import OmegaConf
 
-    from .config import Params, load_params
-    from .stages import aggregate
+    from deba_pipeline.config import Params, load_params
+    from deba_pipeline.stages import aggregate
     cfg = load_params(args.params) if Path(args.params).is_file() else OmegaConf.structured(Params)
     metrics = aggregate.run(cfg, args.runs, args.out, args.compare, args.steptime)
     print(f"aggregated {metrics['runs']} run records into {args.out}/REPORT.md")
 
 
 def cmd_validate(args) -> None:
-    from .config import load_params
-    from .stages.plan import check, resolve_preset
+    from deba_pipeline.config import load_params
+    from deba_pipeline.config.presets import resolve_preset
+    from deba_pipeline.execution.plan import check
     for path in args.files or [args.params]:
         print(check(path), flush=True)
         if args.estimate:
-            from .stages.estimate import estimate
+            from deba_pipeline.execution.estimate import estimate
             print(estimate(load_params(resolve_preset(path)),
                            progress=lambda line: print(f"deba: {line}", file=sys.stderr,
                                                        flush=True)))
 
 
 def cmd_preset(args) -> None:
-    from .stages.plan import diff, use_preset
+    from deba_pipeline.config.presets import diff
+    from deba_pipeline.execution.plan import use_preset
     print(diff(args.name, args.params) if args.diff else
           use_preset(args.name, args.params, args.force))
 
@@ -161,34 +163,36 @@ def build_parser() -> argparse.ArgumentParser:
         if arch:
             p.add_argument("--arch", action="append", metavar="ARCH",
                            help="only this one of study.archs (repeatable; default: all)")
-        for option, (default, what) in paths.items():
-            p.add_argument(f"--{option}", default=default, help=f"{what} (default: %(default)s)")
+        for option, what in paths.items():  # dvc.yaml names every path: its one home
+            p.add_argument(f"--{option}", required=True, metavar="PATH", help=what)
         p.set_defaults(func=func)
         return p
 
     stage("profile", cmd_profile, "fixed-batch profile runs of the study's architectures",
-          arch=True, out=("runs/profile", "folder for the run records"),
-          stability=("results/stability", "folder for the stability summaries, ARCH.json"))
+          arch=True, out="folder for the run records",
+          stability="folder for the stability summaries, ARCH.json")
     stage("calibrate", cmd_calibrate, "thresholds from the profile runs",
-          runs=("runs/profile", "folder of profile run records"),
-          out=("results/thresholds.json", "thresholds file to write"))
+          runs="folder of profile run records", out="thresholds file to write")
     stage("train", cmd_train, "fixed and DEBA runs of the study's architectures", arch=True,
-          out=("runs/train", "folder for the run records"),
-          profiles=("runs/profile", "profile records whose fixed runs are reused"),
-          thresholds=("results/thresholds.json", "calibrated thresholds to read"))
+          out="folder for the run records",
+          profiles="profile records whose fixed runs are reused",
+          thresholds="calibrated thresholds to read")
     stage("ablate", cmd_ablate, "DEBA ablation variants of the study's architectures", arch=True,
-          out=("runs/ablate", "folder for the run records"),
-          thresholds=("results/thresholds.json", "calibrated thresholds to read"))
+          out="folder for the run records", thresholds="calibrated thresholds to read")
     stage("steptime", cmd_steptime, "the step-time tables of the study's architectures (SPEC §8)",
-          arch=True, runs=("runs", "run records whose batch sizes the tables must cover"),
-          out=("results/steptime", "folder for the tables, ARCH.json"))
+          arch=True, runs="run records whose batch sizes the tables must cover",
+          out="folder for the tables, ARCH.json")
     p = stage("run", cmd_run, "one run of the study by name (under torchrun: one rank of it)")
     p.add_argument("name", help="ARCH/DATASET/METHOD/SEED, as a stage prints it")
-    stage("aggregate", cmd_aggregate, "tables, figures and REPORT.md from run records",
-          runs=("runs", "folder searched for run records"),
-          out=("reports", "folder for tables, figures, REPORT.md and metrics.json"),
-          steptime=("results/steptime", "folder of step-time tables for the modelled times"),
-          compare=(None, "printed paper values to check instead of the paper's own tables"))
+    p.add_argument("--thresholds", metavar="PATH", help="calibrated thresholds to read, where "
+                   "deba.thresholds is calibrated (dvc.yaml's: results/thresholds.json)")
+    p = stage("aggregate", cmd_aggregate, "tables, figures and REPORT.md from run records",
+          runs="folder searched for run records",
+          out="folder for tables, figures, REPORT.md and metrics.json")
+    p.add_argument("--steptime", default="", metavar="PATH", help="folder of step-time tables "
+                   "for the modelled times (default: none, measured times only)")
+    p.add_argument("--compare", metavar="FILE",
+                   help="printed paper values to check instead of the paper's own tables")
     p = stage("validate", cmd_validate, "validate params files and count the runs they make")
     p.add_argument("files", nargs="*", help="params files or preset names (default: --params)")
     p.add_argument("--estimate", action="store_true", help="time one short epoch per "

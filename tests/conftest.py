@@ -1,7 +1,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from deba_pipeline import plugins
+from deba_pipeline.core import plugins
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 from omegaconf import OmegaConf
 
 from deba_pipeline.config import merge
-from deba_pipeline.stages.runs import run_spec
+from deba_pipeline.execution.study import run_spec
 
 # A small study for tests that write a params file: the defaults are the paper's grid.
 SMALL_STUDY = {"study": {"name": "test", "archs": ["test_resnet"], "datasets": ["digits"],
@@ -31,3 +31,13 @@ def tiny_cfg(**sections):
 def tiny_spec(method="deba", variant="baseline", seed=2, arch="test_resnet", **sections):
     return run_spec(tiny_cfg(**sections), arch, "digits", seed, method, variant,
                     profile=(variant == "profile"))
+
+
+def stage(name: str, *extra: str) -> list:
+    """`deba NAME ...` as dvc.yaml runs it (the paths are its), for main(): plus `extra`."""
+    import shlex
+    from pathlib import Path
+
+    import yaml
+    stages = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
+    return shlex.split(stages["stages"][name]["cmd"])[1:] + list(extra)

@@ -1,7 +1,9 @@
 """SPEC §2 and §4 computations pinned to values worked out by hand."""
 import pytest
 
-from deba_pipeline.analysis import (
+from deba_pipeline.config import TaxonomyConfig
+from deba_pipeline.core.errors import DebaError
+from deba_pipeline.report.analysis import (
     aggressiveness,
     calibrate,
     classify,
@@ -10,9 +12,7 @@ from deba_pipeline.analysis import (
     profile_summary,
     stability_score,
 )
-from deba_pipeline.comparison import clock_noise, compare, modelled_time, prediction_held
-from deba_pipeline.config import TaxonomyConfig
-from deba_pipeline.errors import DebaError
+from deba_pipeline.report.comparison import clock_noise, compare, modelled_time, prediction_held
 
 BOUNDS = vars(TaxonomyConfig())
 EPS = 1e-8
@@ -79,7 +79,7 @@ def test_predict(cls, convergence, expected):
 
 def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None):
     """A cell as comparison._cell makes it: every seed at `speedup` unless `speedups` says."""
-    from deba_pipeline.comparison import outcome, t_interval
+    from deba_pipeline.report.comparison import outcome, t_interval
     deltas = [b - a for a, b in zip(acc_fixed, acc_method)]
     speedups = speedups or [speedup] * len(deltas)
     c = {"acc_fixed": acc_fixed, "acc_method": acc_method, "delta_accs": deltas,
@@ -125,7 +125,7 @@ def test_prediction_check_says_why():
 
 
 def test_a_t_interval_and_the_seeds_a_verdict_needs_by_hand():
-    from deba_pipeline.comparison import seeds_needed, t_interval
+    from deba_pipeline.report.comparison import seeds_needed, t_interval
     # [1, 3]: mean 2, std √2, t(0.95, 1 dof) = 6.3138: 2 ± 6.3138·√2/√2
     low, high = t_interval([1.0, 3.0])
     assert (low, high) == (pytest.approx(2 - 6.313752), pytest.approx(2 + 6.313752))

@@ -8,13 +8,14 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.cli import main
 from deba_pipeline.config import merge
+from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine import data as data_module
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.data import Split
-from deba_pipeline.errors import DebaError
-from deba_pipeline.stages.runs import run_spec
+from deba_pipeline.execution import local
+from deba_pipeline.execution.study import run_spec
 
-from helpers import small_params
+from helpers import small_params, stage
 
 PROFILE = ("profile", "--arch", "test_resnet")
 SENTINEL = {"schema": 1, "note": "computed before the fault"}
@@ -32,7 +33,8 @@ def project(tmp_path, monkeypatch):
 
 def run_cli(project, capsys, params: dict, *argv):
     (project / "params.yaml").write_text(small_params(params))
-    code = main(list(argv) or ["train", "--arch", "test_resnet"])
+    argv = argv or ("train", "--arch", "test_resnet")
+    code = main(stage(*argv))
     err = capsys.readouterr().err
     assert json.loads((project / "runs" / "train" / "earlier.json").read_text()) == SENTINEL
     assert "Traceback" not in err
@@ -106,7 +108,7 @@ def test_plugin_file_that_does_not_import(project, capsys):
 def test_debug_flag_shows_the_traceback(project, capsys):
     (project / "params.yaml").write_text("trian: {}\n")
     with pytest.raises(DebaError, match="unknown key `trian`"):
-        main(["--debug", "train", "--arch", "test_resnet"])
+        main(["--debug", *stage("train", "--arch", "test_resnet")])
 
 
 def cifar_params(root, download):
@@ -163,7 +165,7 @@ def test_label_count_that_does_not_match_the_model(project, monkeypatch):
     cfg = merge(OmegaConf.create({"train": {"epochs": 2, "device": "cpu"}}))
     spec = run_spec(cfg, "test_resnet", "digits", 2, "fixed", "baseline")
     with pytest.raises(DebaError, match="digits has labels up to 9 but the model has 5 outputs"):
-        loop.train(spec, state_dir=project / ".deba", progress=False)
+        local.train(spec, state_dir=project / ".deba", progress=False)
     assert not (project / ".deba" / "checkpoints").exists()
 
 
@@ -176,7 +178,7 @@ def test_unknown_preset_and_missing_params(project, capsys):
     assert main(["validate", "nonexistent"]) == 2
     assert "unknown preset 'nonexistent': choose one of mine (files in pipelines/)" in \
         capsys.readouterr().err
-    assert main(["train", "--arch", "test_resnet", "--params", "absent.yaml"]) == 2
+    assert main(stage("train", "--arch", "test_resnet", "--params", "absent.yaml")) == 2
     assert "absent.yaml: no such params file" in capsys.readouterr().err
 
 
@@ -228,4 +230,4 @@ def test_an_unexpected_exception_is_one_line_too(project, capsys, monkeypatch):
     assert err == ("deba: error: unexpected KeyError: 'epochs'. This is a bug in deba-pipeline: "
                    "rerun with --debug for the traceback and report it.\n")
     with pytest.raises(KeyError):
-        main(["calibrate", "--debug"])
+        main(stage("calibrate", "--debug"))

@@ -6,10 +6,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from deba_pipeline.config import Params, load_params, merge
-from deba_pipeline.errors import ConfigError
-from deba_pipeline.stages.plan import preflight
+from deba_pipeline.core.errors import ConfigError
+from deba_pipeline.execution.plan import preflight
 
-from helpers import SMALL_STUDY
+from helpers import SMALL_STUDY, stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_preflight_names_the_problem(params, message):
 
 def test_cli_prints_one_line_and_no_traceback(tmp_path):
     (tmp_path / "params.yaml").write_text("train:\n  epohcs: 3\n")
-    result = subprocess.run(["deba", "profile", "--arch", "test_resnet"], cwd=tmp_path,
+    result = subprocess.run(["deba", *stage("profile", "--arch", "test_resnet")], cwd=tmp_path,
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == ("deba: error: params.yaml: unknown key `train.epohcs`. "

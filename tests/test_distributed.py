@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from deba_pipeline.engine.loop import train
-from deba_pipeline.errors import ConfigError, DebaError
+from deba_pipeline.core.errors import ConfigError, DebaError
+from deba_pipeline.execution.local import train
 
-from helpers import tiny_cfg, tiny_spec
+from helpers import stage, tiny_cfg, tiny_spec
 from test_faults import without_times
 
 pytestmark = pytest.mark.slow  # real processes: torchrun, Ray
@@ -130,7 +130,7 @@ def test_a_global_batch_the_processes_cannot_share_is_refused(train_cfg, message
 
 
 def test_more_processes_than_this_machine_has_is_refused(tmp_path):
-    from deba_pipeline.stages.plan import preflight
+    from deba_pipeline.execution.plan import preflight
     cores = os.cpu_count()
     cfg = tiny_cfg(train={"processes": 2 * cores, "batch_size": 4 * cores},
                    deba={"min_batch": 2 * cores})
@@ -159,7 +159,7 @@ def test_a_run_launched_by_hand_with_rendezvous_flags_is_taken_by_its_stage(tmp_
                            "run", "test_resnet/digits/fixed-profile/2"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert main(["profile"]) == 0
+    assert main(stage("profile")) == 0
     assert "test_resnet/digits/fixed-profile/2: reused the finished run" in capsys.readouterr().out
     record = json.loads(next((tmp_path / "runs").rglob("*.json")).read_text())
     assert record["world_size"] == 2
@@ -203,7 +203,7 @@ def test_sync_batchnorm_is_refused_where_pytorch_cannot_run_it(tmp_path):
     from omegaconf import OmegaConf
 
     from deba_pipeline.config import merge
-    from deba_pipeline.engine import distributed
+    from deba_pipeline.engine import ddp as distributed
     with pytest.raises(ConfigError, match=r"`train.sync_batchnorm` = True is not allowed: it "
                                           r"must be false on the CPU \(PyTorch's SyncBatchNorm "
                                           r"runs on GPUs only"):

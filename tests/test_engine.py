@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from deba_pipeline.core.record import TIMING_KEYS
 from deba_pipeline.engine import data as data_module
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.data import DeviceData, Split
 from deba_pipeline.engine.files import load_torch
-from deba_pipeline.record import TIMING_KEYS
+from deba_pipeline.execution import local
 
 from helpers import tiny_spec
 from wandb_log import read_offline_run
@@ -32,8 +33,8 @@ def without_times(record):
 
 
 def test_fixed_and_deba_records(tmp_path):
-    fixed = loop.train(tiny_spec("fixed", "profile"), state_dir=tmp_path, progress=False)
-    deba = loop.train(tiny_spec("deba", deba={"theta_conf": 10.0, "theta_stab": 10.0}),
+    fixed = local.train(tiny_spec("fixed", "profile"), state_dir=tmp_path, progress=False)
+    deba = local.train(tiny_spec("deba", deba={"theta_conf": 10.0, "theta_stab": 10.0}),
                       state_dir=tmp_path, progress=False)
     for record in (fixed, deba):
         assert record["schema"] == 2 and record["dataset"] == "digits" and record["seed"] == 2
@@ -56,10 +57,10 @@ def test_fixed_and_deba_records(tmp_path):
 
 
 def test_same_seed_same_record(tmp_path):
-    first = loop.train(tiny_spec(), state_dir=tmp_path / "a", progress=False)
-    second = loop.train(tiny_spec(), state_dir=tmp_path / "b", progress=False)
+    first = local.train(tiny_spec(), state_dir=tmp_path / "a", progress=False)
+    second = local.train(tiny_spec(), state_dir=tmp_path / "b", progress=False)
     assert without_times(first) == without_times(second)
-    other_seed = loop.train(tiny_spec(seed=3), state_dir=tmp_path / "c", progress=False)
+    other_seed = local.train(tiny_spec(seed=3), state_dir=tmp_path / "c", progress=False)
     assert other_seed["epochs"][0]["train_loss"] != first["epochs"][0]["train_loss"]
 
 
@@ -67,7 +68,7 @@ RUNNER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from helpers import tiny_spec
-    from deba_pipeline.engine.loop import train
+    from deba_pipeline.execution.local import train
     train(tiny_spec(train={{"epochs": 40}}), state_dir=sys.argv[1], progress=False)
 """)
 
@@ -91,8 +92,8 @@ def test_interrupted_run_resumes_to_the_same_record(tmp_path, signum):
     saved = load_torch(next(checkpoints.glob("*.pt")))
     assert 3 <= saved["epoch"] < 40 and len(saved["record"]["epochs"]) == saved["epoch"]
 
-    resumed = loop.train(tiny_spec(train={"epochs": 40}), state_dir=state, progress=False)
-    straight = loop.train(tiny_spec(train={"epochs": 40}), state_dir=tmp_path / "straight",
+    resumed = local.train(tiny_spec(train={"epochs": 40}), state_dir=state, progress=False)
+    straight = local.train(tiny_spec(train={"epochs": 40}), state_dir=tmp_path / "straight",
                           progress=False)
     assert without_times(resumed) == without_times(straight)
     assert not list(checkpoints.glob("*.pt"))  # a finished run keeps only its record
@@ -116,7 +117,7 @@ def test_deba_run_loads_data_once_while_batch_grows(tmp_path, monkeypatch):
     loads = []
     real = data_module.load_split
     monkeypatch.setattr(loop, "load_split", lambda *a: loads.append(a) or real(*a))
-    record = loop.train(tiny_spec(deba={"theta_conf": 10.0, "theta_stab": 10.0}),
+    record = local.train(tiny_spec(deba={"theta_conf": 10.0, "theta_stab": 10.0}),
                         state_dir=tmp_path, progress=False)
     assert len({e["batch_size"] for e in record["epochs"]}) > 1 and len(loads) == 1
 
@@ -132,7 +133,7 @@ def test_out_of_memory_caps_and_continues(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "forward_backward", limited)
     spec = tiny_spec(train={"epochs": 6}, deba={"theta_conf": 10.0, "theta_stab": 10.0,
                                                  "cooldown": 0})
-    record = loop.train(spec, state_dir=tmp_path, progress=False)
+    record = local.train(spec, state_dir=tmp_path, progress=False)
     sizes = [e["batch_size"] for e in record["epochs"]]
     assert sizes == [64, 64, 96, 96, 96, 96]  # 144 did not fit in epoch 4: back to 96, capped
     assert record["events"] == [{"epoch": 4, "event": "out_of_memory", "batch_size": 144,
@@ -142,7 +143,7 @@ def test_out_of_memory_caps_and_continues(tmp_path, monkeypatch):
 
 def test_offline_wandb_logs_every_epoch_and_disabled_writes_nothing(tmp_path):
     spec = tiny_spec()
-    loop.train(spec, state_dir=tmp_path / "on", tracking={"wandb": "offline", "project": "t"},
+    local.train(spec, state_dir=tmp_path / "on", tracking={"wandb": "offline", "project": "t"},
                progress=False)
     runs = list((tmp_path / "on" / "wandb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -153,7 +154,7 @@ def test_offline_wandb_logs_every_epoch_and_disabled_writes_nothing(tmp_path):
                for r in rows)
     assert "final_test_accuracy" in logged["summary"]
 
-    loop.train(tiny_spec(), state_dir=tmp_path / "off", tracking={"wandb": "disabled"},
+    local.train(tiny_spec(), state_dir=tmp_path / "off", tracking={"wandb": "disabled"},
                progress=False)
     assert not (tmp_path / "off" / "wandb").exists()
 
@@ -164,7 +165,7 @@ def test_online_without_key_warns_and_logs_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setattr(tracking, "_warned", False)
     with pytest.warns(UserWarning, match="no W&B API key"):
-        loop.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path,
+        local.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path,
                    tracking={"wandb": "online", "project": "t"}, progress=False)
     assert list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
 
@@ -176,17 +177,17 @@ def test_run_key_follows_the_config_and_the_training_code(tmp_path, monkeypatch)
     assert tiny_spec().key() == before
     assert tiny_spec(train={"lr": 0.02}).key() != base.key()
     assert tiny_spec(variant="cooldown2").key() == base.key()  # a label, not a result input
-    edited = tmp_path / "deba_pipeline" / "scheduler.py"
-    edited.parent.mkdir()
+    edited = tmp_path / "deba_pipeline" / "core" / "scheduler.py"
+    edited.parent.mkdir(parents=True)
     edited.write_text("# an edited copy of the training code\n")
-    monkeypatch.setattr(spec_module, "TRAINING_CODE", ("deba_pipeline/scheduler.py",))
+    monkeypatch.setattr(spec_module, "TRAINING_CODE", ("deba_pipeline/core/scheduler.py",))
     monkeypatch.setattr(spec_module, "PROJECT", tmp_path)
     assert tiny_spec().key() != before
 
 
 def test_epoch_mean_gradient_source(tmp_path):
-    last = loop.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path / "a", progress=False)
-    mean = loop.train(tiny_spec(train={"epochs": 2}, deba={"gradient_source": "epoch_mean"}),
+    last = local.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path / "a", progress=False)
+    mean = local.train(tiny_spec(train={"epochs": 2}, deba={"gradient_source": "epoch_mean"}),
                       state_dir=tmp_path / "b", progress=False)
     # same training, different gradient observed: the epoch's mean gradient is less noisy
     assert [e["train_loss"] for e in mean["epochs"]] == [e["train_loss"] for e in last["epochs"]]
@@ -209,7 +210,7 @@ def test_a_signal_named_like_a_record_field_cannot_replace_it(tmp_path, register
     register_plugin(Impostors(), "impostors")
     signals = ["grad_variance", "grad_norm_variation", "loss_variation", "lr", "decision",
                "batch_size"]
-    record = loop.train(tiny_spec(train={"epochs": 2}, deba={"signals": signals}),
+    record = local.train(tiny_spec(train={"epochs": 2}, deba={"signals": signals}),
                         state_dir=tmp_path, progress=False)
     for entry in record["epochs"]:
         assert entry["lr"] == 0.01 and entry["decision"] == "hold" and entry["batch_size"] == 64
@@ -218,8 +219,8 @@ def test_a_signal_named_like_a_record_field_cannot_replace_it(tmp_path, register
 
 
 def test_schema_1_records_are_read_in_the_current_shape(tmp_path):
-    from deba_pipeline.record import RECORD_SCHEMA, upgrade
-    from deba_pipeline.stages.runs import read_records
+    from deba_pipeline.core.record import RECORD_SCHEMA, upgrade
+    from deba_pipeline.execution.study import read_records
     old = {"schema": 1, "arch": "a", "epochs": [
         {"epoch": 1, "batch_size": 64, "lr": 0.01, "train_loss": 2.0, "decision": "hold",
          "grad_variance": 0.5, "grad_norm_variation": None, "grad_cosine": 0.9,
@@ -250,10 +251,10 @@ def test_a_resumed_run_is_one_wandb_run(tmp_path, monkeypatch):
     spec = tiny_spec()
     monkeypatch.setattr(loop.Trainer, "step_scheduler", stop_after_two)
     with pytest.raises(Stop):
-        loop.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
+        local.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
                    experiment="study 2026-12-01 10:00:00")
     monkeypatch.setattr(loop.Trainer, "step_scheduler", real)
-    loop.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
+    local.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
                experiment="study 2026-12-01 11:30:00")  # resumed by a later invocation
     pieces = [read_offline_run(p) for p in
               sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*"))]

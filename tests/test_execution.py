@@ -7,10 +7,10 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from deba_pipeline.errors import DebaError
+from deba_pipeline.core.errors import DebaError
 from deba_pipeline.execution import execute
 
-from helpers import tiny_cfg, tiny_spec
+from helpers import stage, tiny_cfg, tiny_spec
 from test_faults import without_times
 
 ray = pytest.importorskip("ray")
@@ -189,7 +189,7 @@ def test_ray_starts_the_longest_job_first(ray_session, tmp_path):
 
 
 def test_a_run_is_expected_to_cost_its_cells_fixed_epoch_times_its_epochs():
-    from deba_pipeline.stages.runs import expected_seconds
+    from deba_pipeline.execution.study import expected_seconds
 
     def record(method, arch, *times):
         return {"method": method, "arch": arch, "dataset": "digits",
@@ -223,7 +223,7 @@ def test_a_training_stage_sends_every_architecture_in_one_pool(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(small_params({
         "study": {"archs": ["test_resnet", "test_vit"]}, "deba": {"thresholds": "fixed"}}))
-    assert main(["train"]) == 0 and main(["ablate"]) == 0 and main(["train", "--arch", "test_vit"]) == 0
+    assert main(stage("train")) == 0 and main(stage("ablate")) == 0 and main(stage("train", "--arch", "test_vit")) == 0
     train, ablate, one = pools
     assert {n.split("/")[0] for n in train} == {n.split("/")[0] for n in ablate} \
         == {"test_resnet", "test_vit"}

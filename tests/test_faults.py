@@ -14,14 +14,15 @@ from omegaconf import OmegaConf
 
 from deba_pipeline import Policy, Signal, hookimpl
 from deba_pipeline.cli import main
+from deba_pipeline.core.errors import DebaError, PluginError
+from deba_pipeline.core.record import TIMING_KEYS
+from deba_pipeline.core.rules.deba import DebaRule
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch
-from deba_pipeline.errors import DebaError, PluginError
-from deba_pipeline.record import TIMING_KEYS
-from deba_pipeline.rules.deba import DebaRule
+from deba_pipeline.execution import local
 
 from conftest import copy_project
-from helpers import small_params, tiny_spec
+from helpers import small_params, stage, tiny_spec
 
 SIGNALS = ["grad_variance", "grad_norm_variation", "loss_variation", "flaky"]
 FAULT = {"mode": None}  # what the flaky plugins do at epoch 3; None = behave
@@ -95,17 +96,17 @@ def test_plugin_fault_stops_after_checkpointing_and_resumes(tmp_path, register_p
                                                             epoch, message):
     register_plugin(FlakyPlugin(), "flaky-plugin")
     FAULT["mode"] = None
-    straight = loop.train(flaky_spec(), state_dir=tmp_path / "straight", progress=False)
+    straight = local.train(flaky_spec(), state_dir=tmp_path / "straight", progress=False)
     FAULT["mode"] = mode
     with pytest.raises(PluginError) as info:
-        loop.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
+        local.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
     text = str(info.value)
     assert message in text and f"The trained epoch {epoch} is saved in" in text
     checkpoint = next((tmp_path / "state" / "checkpoints").glob("*.pt"))
     saved = load_torch(checkpoint)
     assert saved["epoch"] == epoch - 1 and saved["pending"]["epoch"] == epoch
     FAULT["mode"] = None  # the plugin is fixed: the run resumes at that epoch's scheduler step
-    resumed = loop.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
+    resumed = local.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
     assert without_times(resumed) == without_times(straight)
 
 
@@ -123,7 +124,7 @@ def test_plugin_fault_through_the_cli(tmp_path, monkeypatch, capsys):
                        "signals": SIGNALS[:3] + ["bad_signal"]},
               "ablate": {"variants": {"only": {}}}}
     (tmp_path / "params.yaml").write_text(small_params(params))
-    assert main(["ablate", "--arch", "test_resnet"]) == 2
+    assert main(stage("ablate", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
     assert "signal 'bad_signal' returned nan at epoch 2" in err and "Traceback" not in err
     assert list((tmp_path / ".deba" / "checkpoints").glob("*.pt"))
@@ -141,15 +142,15 @@ def test_nan_loss_names_the_epoch_and_the_last_good_checkpoint(tmp_path, monkeyp
     monkeypatch.setattr(loop, "forward_backward", poisoned)
     spec = tiny_spec(train={"epochs": 5})
     with pytest.raises(DebaError) as info:
-        loop.train(spec, state_dir=tmp_path, progress=False)
+        local.train(spec, state_dir=tmp_path, progress=False)
     text = str(info.value)
     assert "the training loss became nan in epoch 3" in text
     assert "The last good checkpoint is" in text and "(after epoch 2)" in text
     checkpoint = next((tmp_path / "checkpoints").glob("*.pt"))
     assert load_torch(checkpoint)["epoch"] == 2
     monkeypatch.setattr(loop, "forward_backward", real)
-    resumed = loop.train(spec, state_dir=tmp_path, progress=False)
-    straight = loop.train(spec, state_dir=tmp_path / "straight", progress=False)
+    resumed = local.train(spec, state_dir=tmp_path, progress=False)
+    straight = local.train(spec, state_dir=tmp_path / "straight", progress=False)
     assert without_times(resumed) == without_times(straight)
 
 
@@ -168,7 +169,7 @@ def _checkpoint_of(spec, state_dir, epochs_before_stop=2):
     loop.Trainer.step_scheduler = stop_after
     try:
         with pytest.raises(Stop):
-            loop.train(spec, state_dir=state_dir, progress=False)
+            local.train(spec, state_dir=state_dir, progress=False)
     finally:
         loop.Trainer.step_scheduler = real
     return next((Path(state_dir) / "checkpoints").glob("*.pt"))
@@ -179,7 +180,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     checkpoint = _checkpoint_of(spec, tmp_path)
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated by a crash
     with pytest.raises(DebaError, match=f"checkpoint {checkpoint} is damaged: .* Delete it"):
-        loop.train(spec, state_dir=tmp_path, progress=False)
+        local.train(spec, state_dir=tmp_path, progress=False)
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
@@ -189,7 +190,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     theirs = _checkpoint_of(other, tmp_path / "b")
     theirs.replace(mine)
     with pytest.raises(DebaError, match="belongs to another run \\(test_efficientnet/digits/deba/2\\)"):
-        loop.train(spec, state_dir=tmp_path / "a", progress=False)
+        local.train(spec, state_dir=tmp_path / "a", progress=False)
 
 
 def test_a_second_process_on_the_same_run_is_refused(tmp_path):
@@ -197,8 +198,8 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path):
     lock = tmp_path / "locks" / f"{spec.key()}.lock"
     lock.parent.mkdir(parents=True)
     with FileLock(lock), pytest.raises(DebaError, match="is being trained by another process"):
-        loop.train(spec, state_dir=tmp_path, progress=False)
-    assert loop.train(spec, state_dir=tmp_path, progress=False)["epochs"]  # free again
+        local.train(spec, state_dir=tmp_path, progress=False)
+    assert local.train(spec, state_dir=tmp_path, progress=False)["epochs"]  # free again
 
 
 def _wait_for(predicate, timeout=120):
@@ -266,7 +267,7 @@ def test_diverging_run_through_the_cli(tmp_path, monkeypatch, capsys):
               "train": {"epochs": 3, "lr": 1000.0, "device": "cpu"},
               "tracking": {"wandb": "disabled"}}
     (tmp_path / "params.yaml").write_text(small_params(params))
-    assert main(["profile", "--arch", "test_resnet"]) == 2
+    assert main(stage("profile", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
     assert "the training loss became nan in epoch 1. No checkpoint was written yet" in err
     assert "Lower train.lr" in err and "Traceback" not in err

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from deba_pipeline import execution
-from deba_pipeline.engine.loop import train
+from deba_pipeline.execution.local import train
 from deba_pipeline.report.text import mixed_threads
 
 from helpers import tiny_spec

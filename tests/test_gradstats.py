@@ -5,8 +5,8 @@ import textwrap
 import pytest
 import torch
 
-from deba_pipeline import gradstats
-from deba_pipeline.gradstats import grad_stats
+from deba_pipeline.core import gradstats
+from deba_pipeline.core.gradstats import grad_stats
 
 SHAPES = [(3, 5), (7,), (2, 3, 4, 5), (1,), (64, 3, 3, 3), (1000,), (11, 13)]
 
@@ -48,7 +48,7 @@ def test_all_none_is_an_error():
 
 PEAK_SCRIPT = textwrap.dedent("""
     import resource, sys, torch
-    from deba_pipeline.gradstats import grad_stats
+    from deba_pipeline.core.gradstats import grad_stats
     torch.set_num_threads(1)
     grads = [torch.randn(1_000_000) for _ in range(48)]  # P = 48M float32 = 192 MB
     grad_stats(grads[:1])                                # warm up kernels and allocator

@@ -14,9 +14,10 @@ from deba_pipeline import DEBAScheduler, PluginError, Policy, hookimpl
 from deba_pipeline.cli import main
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch
+from deba_pipeline.execution import local
 
 from conftest import new_process
-from helpers import small_params, tiny_spec
+from helpers import small_params, stage, tiny_spec
 
 
 def scaling_policy(factor):
@@ -51,7 +52,7 @@ def test_a_run_stopped_by_a_bad_factor_is_not_cached_as_finished(tmp_path, regis
     register_plugin(scaling_policy(-1.0), "scaling")
     spec = tiny_spec(deba={"policy": "scaling", "theta_conf": 100.0, "theta_stab": 100.0})
     with pytest.raises(PluginError, match="learning-rate factor -1.0"):
-        loop.train(spec, state_dir=tmp_path, progress=False)
+        local.train(spec, state_dir=tmp_path, progress=False)
     assert not (tmp_path / "finished").exists()
 
 
@@ -59,7 +60,7 @@ def test_a_run_stopped_by_a_bad_factor_is_not_cached_as_finished(tmp_path, regis
 def test_a_variant_name_that_would_be_a_path_is_refused(tmp_path, monkeypatch, capsys, name):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(small_params({"ablate": {"variants": {name: {}}}}))
-    assert main(["ablate", "--arch", "test_resnet"]) == 2
+    assert main(stage("ablate", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
     assert f"`ablate.variants.{name}` = '{name}' is not allowed: it must be a name of letters" \
         in err and "Traceback" not in err
@@ -67,8 +68,8 @@ def test_a_variant_name_that_would_be_a_path_is_refused(tmp_path, monkeypatch, c
 
 
 def test_a_record_path_outside_the_stage_folder_is_refused_whatever_let_it_in(tmp_path):
-    from deba_pipeline.errors import ConfigError
-    from deba_pipeline.stages.runs import record_path
+    from deba_pipeline.core.errors import ConfigError
+    from deba_pipeline.execution.study import record_path
     spec = tiny_spec(variant="../../../../../escape")  # "deba-.." is a folder: 5 up leave it
     with pytest.raises(ConfigError, match="outside .*: architecture, dataset and variant names "
                                           "must not be paths"):
@@ -98,13 +99,13 @@ def plugin_project(tmp_path, monkeypatch, value):
 def test_the_advice_after_a_plugin_file_fault_is_what_happens_when_followed(
         tmp_path, monkeypatch, capsys):
     plugin_project(tmp_path, monkeypatch, "float('nan') if obs.epoch == 2 else 1.0")
-    assert main(["ablate", "--arch", "test_resnet"]) == 2
+    assert main(stage("ablate", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
     assert "a fix to a file in plugins/ makes a new run (the files are part of its identity) " \
         "that starts from epoch 1" in err and "Traceback" not in err
     new_process()  # each `deba` command is one
     plugin_project(tmp_path, monkeypatch, "1.0")  # the fix the message asks for
-    assert main(["ablate", "--arch", "test_resnet"]) == 0
+    assert main(stage("ablate", "--arch", "test_resnet")) == 0
     out = capsys.readouterr().out
     assert "resumed after epoch" not in out  # it started from epoch 1, as the advice said
     record = json.loads(next((tmp_path / "runs").rglob("deba-only-seed2.json")).read_text())
@@ -113,7 +114,7 @@ def test_the_advice_after_a_plugin_file_fault_is_what_happens_when_followed(
 
 def test_a_plugin_that_calls_sys_exit_is_a_failed_run_not_exit_0(tmp_path, monkeypatch, capsys):
     plugin_project(tmp_path, monkeypatch, "__import__('sys').exit(0) if obs.epoch == 2 else 1.0")
-    assert main(["ablate", "--arch", "test_resnet"]) == 2
+    assert main(stage("ablate", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
     assert "signal 'flaky' raised at epoch 2: SystemExit: 0" in err and "Traceback" not in err
     assert not list(tmp_path.rglob("deba-only-seed2.json"))
@@ -131,7 +132,7 @@ def test_non_finite_gradients_are_not_blamed_on_a_plugin_and_not_replayed(tmp_pa
 
     monkeypatch.setattr(loop.Trainer, "train_epoch", poisoned)
     with pytest.raises(loop.DebaError) as info:
-        loop.train(tiny_spec(train={"epochs": 4}), state_dir=tmp_path, progress=False)
+        local.train(tiny_spec(train={"epochs": 4}), state_dir=tmp_path, progress=False)
     text = str(info.value)
     assert "epoch 3 ended with a non-finite loss or gradient" in text and "plugin" not in text
     assert "Rerunning unchanged repeats this epoch: lower train.lr" in text
@@ -144,7 +145,7 @@ def test_a_truncated_record_is_one_line_naming_it(tmp_path, monkeypatch, capsys)
     record = tmp_path / "runs" / "train" / "test_resnet" / "r.json"
     record.parent.mkdir(parents=True)
     record.write_text('{"schema": 2, "epochs": [')
-    assert main(["aggregate"]) == 2
+    assert main(["aggregate", "--runs", "runs", "--out", "reports"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"deba: error: {record.relative_to(tmp_path)} is unreadable (Expecting "
                           f"value): delete it and run `dvc repro`") and err.count("\n") == 1
@@ -154,7 +155,7 @@ def test_a_truncated_record_is_one_line_naming_it(tmp_path, monkeypatch, capsys)
 def test_missing_calibrated_thresholds_name_the_file_and_the_stage(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(small_params({"deba": {"thresholds": "calibrated"}}))
-    assert main(["train", "--arch", "test_resnet"]) == 2
+    assert main(stage("train", "--arch", "test_resnet")) == 2
     assert capsys.readouterr().err == (
         "deba: error: results/thresholds.json does not exist: run the calibrate stage (`dvc "
         "repro calibrate`), or set deba.thresholds to paper or fixed.\n")
@@ -164,7 +165,7 @@ def test_an_output_path_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(small_params({"timing": {"repeats": 1, "steps": 1}}))
     (tmp_path / "results").write_text("a file where a folder belongs")
-    assert main(["steptime", "--arch", "test_resnet", "--runs", "none"]) == 2
+    assert main(stage("steptime", "--arch", "test_resnet", "--runs", "none")) == 2
     err = capsys.readouterr().err
     assert err.startswith("deba: error: cannot write results/steptime/test_resnet.json: ") \
         and "Make sure its folder is a writable folder with free space" in err

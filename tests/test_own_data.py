@@ -6,9 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.data import DeviceData, StreamingData, load_split
-from deba_pipeline.engine.loop import train
-from deba_pipeline.errors import DebaError
+from deba_pipeline.execution.local import train
 
 from helpers import tiny_cfg, tiny_spec
 from test_faults import without_times
@@ -57,7 +57,7 @@ def test_a_run_forced_down_the_streaming_path_matches_the_device_path(tmp_path):
 
 def test_an_image_folder_reads_like_torchvisions_imagefolder(tmp_path):
     x_train, y_train, x_test, y_test, classes = __import__(
-        "deba_pipeline.datasets.folders", fromlist=["load_folder"]).load_folder(
+        "deba_pipeline.engine.datasets.folders", fromlist=["load_folder"]).load_folder(
         digits_folder(tmp_path / "d"))
     assert classes == 10 and x_train.shape[1:] == (1, 8, 8) and x_test.shape[1:] == (1, 8, 8)
     assert len(y_train) + len(y_test) == 1797 and set(y_test.tolist()) == set(range(10))
@@ -78,7 +78,7 @@ def test_an_image_folder_reads_like_torchvisions_imagefolder(tmp_path):
      "side for this architecture: set train.image_size.<arch> (e.g. 32)"),
 ])
 def test_a_bad_image_folder_is_one_clear_message(tmp_path, make, message):
-    from deba_pipeline.datasets.folders import load_folder
+    from deba_pipeline.engine.datasets.folders import load_folder
     root = tmp_path / "mine"
     make(root)
     with pytest.raises(DebaError) as info:
@@ -89,7 +89,7 @@ def test_a_bad_image_folder_is_one_clear_message(tmp_path, make, message):
 def test_mixed_sizes_with_an_image_size_and_a_folder_too_large(tmp_path, monkeypatch):
     from PIL import Image
 
-    from deba_pipeline.datasets import folders
+    from deba_pipeline.engine.datasets import folders
     root = digits_folder(tmp_path / "mine", per_class=2)
     Image.new("L", (16, 16)).save(root / "train" / "4" / "big.png")
     assert folders.load_folder(root, image_size=12)[0].shape[1:] == (1, 12, 12)

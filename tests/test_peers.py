@@ -5,15 +5,16 @@ import math
 import pytest
 import torch
 
-from deba_pipeline.base import Observation
-from deba_pipeline.engine.loop import Trainer, train
-from deba_pipeline.errors import ConfigError, PluginError
-from deba_pipeline.policies.multiplicative import adascale_gain
-from deba_pipeline.rules.gns import NoiseScaleRule
-from deba_pipeline.scheduler import DEBAScheduler
-from deba_pipeline.signals.gradient_noise_scale import GradientNoiseScale, noise_scale
+from deba_pipeline.core.base import Observation
+from deba_pipeline.core.errors import ConfigError, PluginError
+from deba_pipeline.core.policies.multiplicative import adascale_gain
+from deba_pipeline.core.rules.gns import NoiseScaleRule
+from deba_pipeline.core.scheduler import DEBAScheduler
+from deba_pipeline.core.signals.gradient_noise_scale import GradientNoiseScale, noise_scale
+from deba_pipeline.engine.loop import Trainer
+from deba_pipeline.execution.local import train
 
-from helpers import tiny_spec
+from helpers import stage, tiny_spec
 from test_scheduler import Plugin, Scripted  # a rule that returns scripted decisions
 
 GNS = {"rule": "gns", "signals": ["gradient_noise_scale"]}
@@ -163,7 +164,7 @@ def test_a_step_schedule_epoch_that_could_never_fire_is_refused(options, expecte
 
 
 def test_the_record_carries_the_rate_the_optimiser_used(tmp_path):
-    from deba_pipeline.stages.runs import run_spec
+    from deba_pipeline.execution.study import run_spec
 
     from helpers import tiny_cfg
     step = {"rule": "step_schedule", "rule_options": {"at": [2]}, "cooldown": 0,
@@ -250,7 +251,7 @@ def test_strategies_train_against_one_fixed_baseline_and_are_reported_side_by_si
     (tmp_path / "params.yaml").write_text(small_params({
         "study": {"methods": methods}, "deba": {"thresholds": "fixed"},
         "train": {"epochs": 3}, "ablate": {"variants": {}}}))
-    assert main(["train"]) == 0 and main(["aggregate"]) == 0
+    assert main(stage("train")) == 0 and main(["aggregate", "--runs", "runs", "--out", "reports"]) == 0
     records = sorted(p.name for p in (tmp_path / "runs" / "train").rglob("*.json"))
     assert records == ["deba-baseline-seed2.json", "fixed-baseline-seed2.json",
                        "gns-baseline-seed2.json", "step-baseline-seed2.json"]
@@ -268,7 +269,7 @@ def test_strategies_train_against_one_fixed_baseline_and_are_reported_side_by_si
 
 
 def test_a_users_methods_replace_the_default_and_fixed_is_not_a_method_name():
-    from deba_pipeline.errors import ConfigError
+    from deba_pipeline.core.errors import ConfigError
 
     from helpers import tiny_cfg
     assert list(tiny_cfg(study={"methods": {"gns": GNS}}).study.methods) == ["gns"]
@@ -300,7 +301,7 @@ LOGGED_SUMS = """
 import os
 from pathlib import Path
 from deba_pipeline import Signal, hookimpl
-from deba_pipeline.gradstats import grad_stats
+from deba_pipeline.core.gradstats import grad_stats
 class Sums(Signal):
     name = 'sums'
     accumulate = ('grad_sq_norm', 'grad_sum')

@@ -10,7 +10,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from deba_pipeline.config import Params, load_params
-from deba_pipeline.stages.plan import count_runs
+from deba_pipeline.execution.plan import count_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -267,7 +267,7 @@ def test_the_committed_report_renders_and_its_metrics_carry_both_speedups():
 
 
 def test_validate_estimate_counts_the_steps_of_every_run(monkeypatch):
-    from deba_pipeline.stages import estimate
+    from deba_pipeline.execution import estimate
     monkeypatch.setattr(estimate, "step_seconds", lambda cfg, arch, dataset: 0.01)
     monkeypatch.setattr(estimate, "probe_batch", lambda cfg: 16)  # as on any CPU
     text = estimate.estimate(load_params(ROOT / "pipelines" / "quick.yaml"))

@@ -15,9 +15,9 @@ from deba_pipeline import (
     Rule,
     Signal,
     hookimpl,
-    plugins,
 )
 from deba_pipeline.cli import main
+from deba_pipeline.core import plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 

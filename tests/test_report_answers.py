@@ -75,7 +75,7 @@ def test_without_a_conclusive_benefit_the_answer_says_so_and_what_would_settle_i
 
 
 def test_the_headline_is_one_short_line_per_cell():
-    from deba_pipeline.stages.aggregate import headline
+    from deba_pipeline.report.metrics import headline
     answers = {"a/d": {"use": "gns", "strategy": "gns", "speedup_pct": 25.9, "delta_acc": -0.28},
                "b/d": {"use": "inconclusive", "strategy": "deba", "speedup_pct": -4.2,
                        "delta_acc": 1.04},

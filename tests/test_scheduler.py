@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from deba_pipeline import ConfigError, DEBAScheduler, Policy, Rule, hookimpl
-from deba_pipeline.policies.multiplicative import Multiplicative
-from deba_pipeline.rules.deba import DebaRule, confidence_score
+from deba_pipeline.core.policies.multiplicative import Multiplicative
+from deba_pipeline.core.rules.deba import DebaRule, confidence_score
 
 EPS = 1e-8
 

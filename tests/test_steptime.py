@@ -195,7 +195,7 @@ def test_a_table_is_measured_once_for_its_inputs_and_again_when_they_change(tmp_
 def test_a_slow_machine_is_told_from_one_process_runs_only():
     """The table times one process; a W-process run's step (B/W samples a rank, plus the
     all-reduce) is no reference for it."""
-    from deba_pipeline.stages.steptime import runs_step
+    from deba_pipeline.execution.steptime import runs_step
 
     def fixed(world, *seconds):
         return {"arch": "a", "dataset": "d", "method": "fixed", "world_size": world,

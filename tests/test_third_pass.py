@@ -15,9 +15,10 @@ from PIL import Image
 
 from deba_pipeline import DEBAScheduler
 from deba_pipeline.cli import main
-from deba_pipeline.engine import cache, loop
+from deba_pipeline.core.errors import ConfigError
+from deba_pipeline.engine import cache
 from deba_pipeline.engine.checkpoint import Checkpointer
-from deba_pipeline.errors import ConfigError
+from deba_pipeline.execution import local
 
 from helpers import small_params, tiny_spec
 
@@ -112,7 +113,7 @@ def test_a_faulty_image_folder_is_refused_by_validate_before_anything_trains(
 
 def test_sixteen_bit_greyscale_images_keep_their_values(tmp_path):
     """A 16-bit PNG converted to 8 bits saturates to white; read as 16 bits it keeps its range."""
-    from deba_pipeline.datasets.folders import load_folder
+    from deba_pipeline.engine.datasets.folders import load_folder
     root = tmp_path / "img"
     for part in ("train", "test"):
         for label, level in enumerate((1000, 30000)):
@@ -126,7 +127,7 @@ def test_sixteen_bit_greyscale_images_keep_their_values(tmp_path):
 
 
 def test_an_image_replaced_by_another_of_the_same_size_and_time_changes_the_run_key(tmp_path):
-    from deba_pipeline.datasets import folders
+    from deba_pipeline.engine.datasets import folders
     root = image_folder(tmp_path / "img", value=200)
     before = folders.fingerprint(str(root))
     target = root / "train" / "a" / "0.png"
@@ -139,7 +140,7 @@ def test_an_image_replaced_by_another_of_the_same_size_and_time_changes_the_run_
 
 
 def test_the_estimate_counts_an_image_folder_by_its_real_size(tmp_path):
-    from deba_pipeline.stages.estimate import _shape
+    from deba_pipeline.execution.estimate import _shape
     root = image_folder(tmp_path / "img", classes=("a", "b", "c"), per_class=5, side=12)
     cfg = tiny_spec  # noqa: F841 (keeps the helper import honest)
     from helpers import tiny_cfg
@@ -307,7 +308,7 @@ def finished(tmp_path_factory):
     """One finished tiny run: (state folder, spec, its record)."""
     state = tmp_path_factory.mktemp("state")
     spec = tiny_spec("fixed", train={"epochs": 2})
-    return state, spec, loop.train(spec, state_dir=state, progress=False)
+    return state, spec, local.train(spec, state_dir=state, progress=False)
 
 
 def _entry(path):
@@ -348,7 +349,7 @@ def test_a_tampered_finished_run_is_set_aside_and_trained_again(finished, tmp_pa
     done = Checkpointer(mine, spec).done_path
     TAMPERING[case](done)
     capsys.readouterr()
-    again = loop.train(spec, state_dir=mine, progress=False)
+    again = local.train(spec, state_dir=mine, progress=False)
     err = capsys.readouterr().err
     assert f"deba: {done} was not used: " in err and "It is set aside as" in err, err
     assert again["final_test_accuracy"] == record["final_test_accuracy"]
@@ -360,7 +361,7 @@ def test_a_tampered_finished_run_is_set_aside_and_trained_again(finished, tmp_pa
 def test_an_intact_finished_run_is_reused_without_a_word(finished, capsys):
     state, spec, record = finished
     capsys.readouterr()
-    assert loop.train(spec, state_dir=state, progress=False)["epochs"] == record["epochs"]
+    assert local.train(spec, state_dir=state, progress=False)["epochs"] == record["epochs"]
     assert "was not used" not in capsys.readouterr().err
 
 
@@ -368,7 +369,7 @@ def test_a_finished_run_whose_cache_cannot_be_written_keeps_its_record(tmp_path,
     """The record still reaches the stage; the message names the cache file, not a temp file."""
     spec = tiny_spec("fixed", train={"epochs": 2})
     (tmp_path / "finished").write_text("a file where the cache folder belongs")
-    record = loop.train(spec, state_dir=tmp_path, progress=False)
+    record = local.train(spec, state_dir=tmp_path, progress=False)
     err = capsys.readouterr().err
     done = Checkpointer(tmp_path, spec).done_path
     assert len(record["epochs"]) == spec.train.epochs

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .files import write_json
+from deba_pipeline.engine.files import write_json
 
 
 def _digest(identity, content) -> str:

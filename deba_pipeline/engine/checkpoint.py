@@ -8,12 +8,13 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from filelock import FileLock, Timeout
 
-from ..errors import DebaError
-from ..record import upgrade
-from .cache import keep, kept
-from .files import DamagedFile, load_torch, save_torch
+from deba_pipeline.core.errors import DebaError
+from deba_pipeline.core.record import upgrade
+from deba_pipeline.engine.cache import keep, kept
+from deba_pipeline.engine.files import DamagedFile, load_torch, save_torch
 
 
 class Checkpointer:
@@ -111,3 +112,33 @@ class Checkpointer:
                   f"but not for reuse: {exc}", file=sys.stderr, flush=True)
             return
         self.path.unlink(missing_ok=True)
+
+
+def trainer_state(trainer) -> dict:
+    """What a checkpoint of `trainer` holds: everything its next epoch depends on."""
+    rng = {"torch": torch.get_rng_state(), "data": trainer.data.generator.get_state()}
+    if trainer.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(trainer.device)
+    return {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(), "rng": rng, "record": trainer.record,
+            "last_fit": trainer.last_fit, "lr_product": trainer.lr_product}
+
+
+def restore(trainer, saved: dict) -> tuple:
+    """Put `trainer_state`'s `saved` back into `trainer`: (epochs done, the pending epoch's
+    fields or None)."""
+    try:
+        trainer.model.load_state_dict(saved["model"])
+        trainer.optimizer.load_state_dict(saved["optimizer"])
+        trainer.scheduler.load_state_dict(saved["scheduler"])
+    except (RuntimeError, ValueError, KeyError, DebaError) as exc:
+        raise DebaError(f"checkpoint {trainer.checkpoints.path} does not match "
+                        f"{trainer.spec.name} ({str(exc).splitlines()[0]}): delete it to start "
+                        f"afresh.") from None
+    torch.set_rng_state(saved["rng"]["torch"].cpu())
+    trainer.data.generator.set_state(saved["rng"]["data"].cpu())
+    if "cuda" in saved["rng"]:
+        torch.cuda.set_rng_state(saved["rng"]["cuda"].cpu(), trainer.device)
+    trainer.record, trainer.last_fit = saved["record"], saved["last_fit"]
+    trainer.lr_product = saved.get("lr_product", 1.0)
+    return saved["epoch"], saved.get("pending")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import DebaError
+from deba_pipeline.core.errors import DebaError
 
 
 @dataclass
@@ -31,10 +31,10 @@ def load_split(name: str, seed: int, data_cfg, image_size: int | None = None) ->
     """The named dataset (a registered one, or an image folder of data.folders), normalised with
     its training split's statistics; the split is fixed by `seed` where it is ours."""
     if name in data_cfg.folders:
-        from ..datasets.folders import load_folder
+        from deba_pipeline.engine.datasets.folders import load_folder
         split = load_folder(data_cfg.folders[name], image_size)
     else:
-        from .. import plugins
+        from deba_pipeline.core import plugins
         split = plugins.create("dataset", name).load(seed, data_cfg, image_size)
     x_train, y_train, x_test, y_test, num_classes = split
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import DebaError
+from deba_pipeline.core.errors import DebaError
 
 
 class UnreadableFile(DebaError):

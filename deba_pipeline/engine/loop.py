@@ -1,53 +1,32 @@
 """Train one model under a fixed or a DEBA batch schedule and return its run record (SPEC §5).
 
-    from deba_pipeline.engine.loop import train
-    record = train(spec)            # spec: a RunSpec; resumes from its checkpoint if one exists
+    record = Trainer(spec, state_dir).run()   # resumes from the run's checkpoint if it has one
 
 Per step the loop does the step and nothing else; the host syncs once per epoch (loss sums and
 profile accumulators stay on the device). Signals are computed once per epoch by the scheduler.
 """
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .. import plugins
-from ..errors import ConfigError, DebaError, PluginError
-from ..scheduler import DEBAScheduler
-from . import distributed as ddp
-from .checkpoint import Checkpointer
-from .data import hold, load_split
-from .flatgrad import FlatGrads
-from .models import create_model
-from .spec import RunSpec
-from .tracking import Tracker, run_group
-
-
-@dataclass
-class EpochResult:
-    """One trained (and then evaluated) epoch, before the scheduler's step."""
-
-    batch_size: int                  # samples per step
-    steps: int                       # full batches trained (the last partial one is dropped)
-    train_loss: float                # mean over the epoch's steps
-    grads: list                      # what the scheduler observes (SPEC §1 gradient_source)
-    grad_norm_var: float | None = None  # profile runs: Var over steps of ‖∇L‖ (SPEC §2)
-    loss_var: float | None = None       # profile runs: Var over steps of L
-    epoch: int = 0
-    lr: float = 0.0
-    epoch_time_s: float = 0.0        # training only
-    test_accuracy: float = 0.0       # percent
-    eval_time_s: float = 0.0
-    peak_memory_mb: float | None = None  # GPU only
-    accumulated: dict = field(default_factory=dict)  # the per-step sums signals asked for
+from deba_pipeline.core import plugins
+from deba_pipeline.core.errors import ConfigError, DebaError, PluginError
+from deba_pipeline.core.scheduler import DEBAScheduler
+from deba_pipeline.engine import ddp
+from deba_pipeline.engine.checkpoint import Checkpointer, restore, trainer_state
+from deba_pipeline.engine.data import hold, load_split
+from deba_pipeline.engine.flatgrad import FlatGrads
+from deba_pipeline.engine.models import check_takes, create_model, create_optimizer
+from deba_pipeline.engine.spec import RunSpec
+from deba_pipeline.engine.sums import EpochResult, StepSums
+from deba_pipeline.engine.tracking import Tracker, summary_line
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,7 +73,7 @@ class Trainer:
                                   **t.model_kwargs.get(spec.arch, {})).to(self.device)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self._check_model_takes()
+        check_takes(self.model, next(self.data.test_batches(2))[0], spec)
         labels = int(max(split.y_train.max(), split.y_test.max())) + 1
         if labels > getattr(self.model, "num_classes", labels):
             raise DebaError(f"{spec.name}: {spec.dataset} has labels up to {labels - 1} but the "
@@ -108,11 +87,7 @@ class Trainer:
             self.model = ddp.sync_batchnorm(self.model, self.device, spec.name)
         self.net = ddp.wrap(self.model, self.device) if self.world > 1 else self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        if t.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(self.params, lr=t.lr, weight_decay=t.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(self.params, lr=t.lr, momentum=t.momentum,
-                                             weight_decay=t.weight_decay)
+        self.optimizer = create_optimizer(self.params, t)
         self.lr_product = 1.0  # a plugin policy's (batch, lr_factor) answers, multiplied
         self.scheduler = build_scheduler(spec, self.world)
         if self.scheduler.policy.max_batch > self.data.train_size:  # an epoch needs a full batch
@@ -125,20 +100,6 @@ class Trainer:
         self.record["num_classes"] = split.num_classes    # chance is 100 / num_classes percent
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
-
-    @torch.no_grad()
-    def _check_model_takes(self):
-        """One eval-mode forward of two samples, so a shape mismatch is a message, not a trace."""
-        self.model.eval()
-        sample = next(self.data.test_batches(2))[0]
-        try:
-            self.model(sample)
-        except (AssertionError, RuntimeError, ValueError) as exc:
-            raise DebaError(
-                f"{self.spec.name}: {self.spec.arch} cannot take {self.spec.dataset} inputs of "
-                f"shape {tuple(sample.shape[1:])} ({str(exc).splitlines()[0]}): set "
-                f"train.image_size.{self.spec.arch} (e.g. 32 or 224) or "
-                f"train.model_kwargs.{self.spec.arch} (e.g. patch_size).") from None
 
     # -- the run -----------------------------------------------------------------------------
     def run(self, tracker: Tracker | None = None, progress: bool = True) -> dict:
@@ -200,6 +161,31 @@ class Trainer:
             result.peak_memory_mb = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
         return result
 
+    def train_epoch_fitting(self, epoch: int, batch_size: int) -> EpochResult:
+        """Train one epoch; on out-of-memory fall back to the last size that fit and cap there."""
+        while True:
+            try:
+                return self.train_epoch(batch_size)
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                fallback = self.last_fit
+                if self.world > 1:  # the other ranks are in the step's all-reduce: no fallback
+                    raise DebaError(f"{self.spec.name}: out of device memory at global batch "
+                                    f"{batch_size} ({batch_size // self.world} a process) in "
+                                    f"epoch {epoch}: lower deba.max_batch.") from None
+                if fallback is None or fallback >= batch_size:
+                    raise DebaError(f"{self.spec.name}: out of device memory at batch size "
+                                    f"{batch_size} in epoch {epoch}, with no smaller size known "
+                                    f"to fit: lower train.batch_size.") from None
+                self.scheduler.cap_max_batch(fallback)
+                self.record["events"].append({"epoch": epoch, "event": "out_of_memory",
+                                              "batch_size": batch_size, "fallback": fallback})
+                tqdm.write(f"{self.spec.name}: out of memory at batch {batch_size}; "
+                           f"continuing at {fallback} and capping max_batch there")
+                batch_size = fallback
+
     def learning_rate(self) -> float:
         """The next epoch's rate from its batch size and the samples trained so far, never as a
         running product of earlier rates (SPEC §6): η₀ × the policy's lr_scale × the schedule."""
@@ -254,91 +240,29 @@ class Trainer:
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_epoch(self, batch_size: int, batches=None) -> EpochResult:
-        """One epoch at `batch_size`; `batches` replaces the held data (benchmarks feed
-        pre-sliced tensors or a DataLoader through the same loop)."""
+        """One epoch at `batch_size`; `batches` replaces the held data (the step-time table and
+        the benchmarks feed their own batches through this same loop)."""
         self.model.train()
-        zero = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
-        loss_sum, loss_sq, norm_sum, norm_sq = zero(), zero(), zero(), zero()
-        epoch_mean = self.spec.deba is not None and self.spec.deba.gradient_source == "epoch_mean"
-        flat = None  # the signals' per-step sums: one op each on one buffer behind the grads
-        if self.accumulate and not epoch_mean and self.world == 1:
-            self.flat_grads = flat = self.flat_grads or FlatGrads(self.params)
-            flat.attach()
-        grad_sum = None
-        if epoch_mean or "grad_sum" in self.accumulate:
-            grad_sum = [torch.zeros_like(g) for g in ([flat.buffer] if flat else self.params)]
-        norms = self.spec.profile or "grad_sq_norm" in self.accumulate
-        channels_last, steps = self.spec.train.channels_last, 0
-        losses = [] if self.world > 1 else None  # each step's loss, averaged over ranks below
+        sums = self.step_sums()
+        steps = 0
         for x, y in batches if batches is not None else self.data.train_batches(batch_size):
-            if channels_last:
+            if self.spec.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            if flat is not None:
-                flat.zero()
-            else:
-                self.optimizer.zero_grad(set_to_none=True)
-            loss = forward_backward(self.net, x, y, self.autocast).detach().double()
-            if losses is not None:  # one rank's share: the global loss is known at the end
-                losses.append(loss)
-            else:
-                loss_sum += loss
-                if self.spec.profile:
-                    loss_sq += loss * loss
-            if norms:  # DDP's gradients are already the global batch's
-                if flat is not None:
-                    squared = flat.squared_norm()
-                    norm_sum += squared.sqrt()
-                    norm_sq += squared
-                else:
-                    grads = [p.grad for p in self.params if p.grad is not None]
-                    norm = torch.nn.utils.get_total_norm(grads).double()
-                    norm_sum += norm
-                    norm_sq += norm * norm
-            if grad_sum is not None:
-                torch._foreach_add_(grad_sum, [flat.buffer] if flat else
-                                    [p.grad for p in self.params])
+            sums.zero_grad(self.optimizer)
+            loss = forward_backward(self.net, x, y, self.autocast)
+            sums.add(loss)  # on the device: no sync
             self.optimizer.step()
             steps += 1
-        if losses:  # SPEC §7: the mean over every sample of every rank, step by step
-            per_step = ddp.mean_over_ranks(torch.stack(losses))
-            loss_sum, loss_sq = per_step.sum(), per_step.square().sum()
-        totals = torch.stack([loss_sum, loss_sq, norm_sum, norm_sq]).tolist()  # the epoch's sync
-        mean_loss = totals[0] / steps
-        grads = [g / steps for g in grad_sum] if epoch_mean else [p.grad for p in self.params]
-        result = EpochResult(batch_size, steps, mean_loss, grads)
-        if "grad_sq_norm" in self.accumulate:
-            result.accumulated["grad_sq_norm"] = totals[3]
-        if "grad_sum" in self.accumulate:
-            result.accumulated["grad_sum"] = grad_sum
-        if self.spec.profile:  # population variances over the epoch's steps (SPEC §2)
-            result.loss_var = max(0.0, totals[1] / steps - mean_loss ** 2)
-            result.grad_norm_var = max(0.0, totals[3] / steps - (totals[2] / steps) ** 2)
-        return result
+        return sums.result(batch_size, steps)  # the epoch's one host sync
 
-    def train_epoch_fitting(self, epoch: int, batch_size: int) -> EpochResult:
-        """Train one epoch; on out-of-memory fall back to the last size that fit and cap there."""
-        while True:
-            try:
-                return self.train_epoch(batch_size)
-            except torch.OutOfMemoryError:
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                fallback = self.last_fit
-                if self.world > 1:  # the other ranks are in the step's all-reduce: no fallback
-                    raise DebaError(f"{self.spec.name}: out of device memory at global batch "
-                                    f"{batch_size} ({batch_size // self.world} a process) in "
-                                    f"epoch {epoch}: lower deba.max_batch.") from None
-                if fallback is None or fallback >= batch_size:
-                    raise DebaError(f"{self.spec.name}: out of device memory at batch size "
-                                    f"{batch_size} in epoch {epoch}, with no smaller size known "
-                                    f"to fit: lower train.batch_size.") from None
-                self.scheduler.cap_max_batch(fallback)
-                self.record["events"].append({"epoch": epoch, "event": "out_of_memory",
-                                              "batch_size": batch_size, "fallback": fallback})
-                tqdm.write(f"{self.spec.name}: out of memory at batch {batch_size}; "
-                           f"continuing at {fallback} and capping max_batch there")
-                batch_size = fallback
+    def step_sums(self) -> StepSums:
+        """The epoch's per-step sums: what the profile and the scheduler's signals ask for."""
+        epoch_mean = self.spec.deba is not None and self.spec.deba.gradient_source == "epoch_mean"
+        flat = None
+        if self.accumulate and not epoch_mean and self.world == 1:
+            self.flat_grads = flat = self.flat_grads or FlatGrads(self.params)
+        return StepSums(self.params, self.device, self.accumulate, self.spec.profile, epoch_mean,
+                        self.world, flat)
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -354,77 +278,12 @@ class Trainer:
 
     # -- what a checkpoint holds -------------------------------------------------------------
     def state(self) -> dict:
-        rng = {"torch": torch.get_rng_state(), "data": self.data.generator.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": rng, "record": self.record,
-                "last_fit": self.last_fit, "lr_product": self.lr_product}
+        return trainer_state(self)
 
     def resume(self) -> tuple:
-        """(epochs done, the trained epoch awaiting its scheduler step or None), from the
-        checkpoint if there is one."""
+        """(epochs done, the trained epoch awaiting its scheduler step or None)."""
         saved = self.checkpoints.load(self.device)
         if saved is None:
             return 0, None
-        try:
-            self.model.load_state_dict(saved["model"])
-            self.optimizer.load_state_dict(saved["optimizer"])
-            self.scheduler.load_state_dict(saved["scheduler"])
-        except (RuntimeError, ValueError, KeyError, DebaError) as exc:
-            raise DebaError(f"checkpoint {self.checkpoints.path} does not match "
-                            f"{self.spec.name} ({str(exc).splitlines()[0]}): delete it to start "
-                            f"afresh.") from None
-        torch.set_rng_state(saved["rng"]["torch"].cpu())
-        self.data.generator.set_state(saved["rng"]["data"].cpu())
-        if "cuda" in saved["rng"]:
-            torch.cuda.set_rng_state(saved["rng"]["cuda"].cpu(), self.device)
-        self.record, self.last_fit = saved["record"], saved["last_fit"]
-        self.lr_product = saved.get("lr_product", 1.0)
-        pending = saved.get("pending")
-        return saved["epoch"], EpochResult(**pending) if pending else None
-
-
-def summary_line(name: str, record: dict) -> str:
-    """One finished run in one line, the same wherever it trained."""
-    sizes = sorted({e["batch_size"] for e in record["epochs"]})
-    return (f"{name}: {len(record['epochs'])} epochs, accuracy "
-            f"{record['final_test_accuracy']:.2f}%, train {record['train_time_s']:.1f}s, batch "
-            f"sizes {sizes}")
-
-
-def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
-          experiment: str = "default", progress: bool = True) -> dict:
-    """The record of `spec`: reused if this exact run already finished, resumed if it was cut."""
-    checkpointer = Checkpointer(Path(state_dir), spec)
-    done = checkpointer.finished()
-    if done is not None:
-        if progress:
-            print(f"{spec.name}: reused the finished run {checkpointer.done_path} (same "
-                  f"configuration and training code)", flush=True)
-        record = copy.deepcopy(done)
-        record.update(variant=spec.variant, config=spec.config())
-        return record
-    with checkpointer.lock():
-        if spec.train.processes > 1 and ddp.rank_and_world()[1] == 1:
-            return ddp.launch(spec, state_dir, tracking or {"wandb": "disabled"}, experiment,
-                              progress)
-        trainer = Trainer(spec, state_dir)
-        tracker = tracker_for(spec, state_dir, tracking, experiment)
-        try:
-            return trainer.run(tracker, progress)
-        finally:
-            tracker.finish()
-
-
-def tracker_for(spec: RunSpec, state_dir, tracking: dict | None, experiment: str) -> Tracker:
-    """The run's W&B run: its id is the run key, so a resumed run continues it, in the group of
-    the invocation that started it."""
-    tracking = tracking or {"wandb": "disabled"}
-    if tracking["wandb"] != "disabled":
-        checkpointer = Checkpointer(Path(state_dir), spec)
-        experiment = run_group(Path(state_dir) / "wandb" / "groups" / f"{checkpointer.key}",
-                               experiment, resumed=checkpointer.path.is_file())
-    return Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"), experiment,
-                   spec.name, spec.config(), str(Path(state_dir) / "wandb"),
-                   tracking.get("entity"), run_id=spec.key())
+        epoch, pending = restore(self, saved)
+        return epoch, EpochResult(**pending) if pending else None

@@ -12,7 +12,7 @@ import os
 from importlib.metadata import version
 from pathlib import Path
 
-from ..errors import ConfigError
+from deba_pipeline.core.errors import ConfigError, DebaError
 
 
 def _names_file() -> Path:
@@ -29,8 +29,8 @@ def _cached_names() -> set:
 
 def _cache_names(timm) -> None:
     """timm's own model names (not those plugin files added) for the next check."""
-    from .. import plugins
-    from .files import write_text
+    from deba_pipeline.core import plugins
+    from deba_pipeline.engine.files import write_text
     names = set(timm.list_models()) - set(plugins.project_models())
     with contextlib.suppress(Exception):  # a read-only home: the next check imports timm again
         write_text(_names_file(), "\n".join(sorted(names)) + "\n")
@@ -56,3 +56,27 @@ def create_model(name: str, num_classes: int, in_chans: int, image_size: int, **
     except TypeError:
         return timm.create_model(name, pretrained=False, num_classes=num_classes,
                                  in_chans=in_chans, **kwargs)
+
+
+def create_optimizer(params, train):
+    """SGD (the paper's: momentum, weight decay) or AdamW (weight decay), from train.*."""
+    import torch
+    if train.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum,
+                           weight_decay=train.weight_decay)
+
+
+def check_takes(model, sample, spec) -> None:
+    """One eval-mode forward of `sample`, so a shape mismatch is a message, not a trace."""
+    import torch
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(sample)
+    except (AssertionError, RuntimeError, ValueError) as exc:
+        raise DebaError(
+            f"{spec.name}: {spec.arch} cannot take {spec.dataset} inputs of shape "
+            f"{tuple(sample.shape[1:])} ({str(exc).splitlines()[0]}): set "
+            f"train.image_size.{spec.arch} (e.g. 32 or 224) or "
+            f"train.model_kwargs.{spec.arch} (e.g. patch_size).") from None

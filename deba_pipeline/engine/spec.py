@@ -7,19 +7,15 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 
-from ..config import DataConfig, DebaConfig, TrainConfig
-from ..record import RECORD_SCHEMA
+from deba_pipeline.config import DataConfig, DebaConfig, TrainConfig
+from deba_pipeline.core.record import RECORD_SCHEMA
 
 PROJECT = Path(__file__).resolve().parents[2]  # the folder holding deba_pipeline/
 # The code that decides a training run's result, relative to the project root: the run key hashes
 # it, and every DVC stage that trains (profile, train, ablate) lists exactly these as deps, plus
 # plugins/ for the plugin files that params name: signals, rules and policies, and the models and
 # datasets every run may read (tests/test_dependencies.py holds dvc.yaml to it).
-TRAINING_CODE = ("deba_pipeline/engine", "deba_pipeline/signals", "deba_pipeline/rules",
-                 "deba_pipeline/policies", "deba_pipeline/scheduler.py",
-                 "deba_pipeline/gradstats.py", "deba_pipeline/base.py",
-                 "deba_pipeline/plugins.py", "deba_pipeline/record.py",
-                 "deba_pipeline/datasets")
+TRAINING_CODE = ("deba_pipeline/core", "deba_pipeline/engine")
 PLUGIN_DIR = "plugins"
 
 
@@ -82,7 +78,7 @@ class RunSpec:
         config = self.result_config()
         config["code"] = code_fingerprint(self.plugins)
         if self.dataset in self.data.folders:  # the images themselves, not only their path
-            from ..datasets.folders import fingerprint
+            from deba_pipeline.engine.datasets.folders import fingerprint
             config["images"] = fingerprint(self.data.folders[self.dataset])
         blob = json.dumps(config, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -41,8 +41,8 @@ from itertools import islice
 
 import torch
 
-from ..policies.multiplicative import floor_times
-from ..scheduler import fit_world
+from deba_pipeline.core.policies.multiplicative import floor_times
+from deba_pipeline.core.scheduler import fit_world
 
 
 def ladder(start: int, growth: float, rollback: float, low: int, high: int,

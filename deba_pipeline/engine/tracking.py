@@ -11,7 +11,9 @@ import os
 import warnings
 from pathlib import Path
 
-from .files import write_text
+from deba_pipeline.engine.checkpoint import Checkpointer
+from deba_pipeline.engine.files import write_text
+from deba_pipeline.engine.spec import RunSpec
 
 _warned = False
 INIT_TIMEOUT_S = 15  # seconds to wait for the W&B server before logging offline
@@ -98,3 +100,24 @@ class Tracker:
         if self.run is not None:
             self.run.finish()
             self.run = None
+
+
+def tracker_for(spec: RunSpec, state_dir, tracking: dict | None, experiment: str) -> Tracker:
+    """The run's W&B run: its id is the run key, so a resumed run continues it, in the group of
+    the invocation that started it."""
+    tracking = tracking or {"wandb": "disabled"}
+    if tracking["wandb"] != "disabled":
+        checkpointer = Checkpointer(Path(state_dir), spec)
+        experiment = run_group(Path(state_dir) / "wandb" / "groups" / f"{checkpointer.key}",
+                               experiment, resumed=checkpointer.path.is_file())
+    return Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"), experiment,
+                   spec.name, spec.config(), str(Path(state_dir) / "wandb"),
+                   tracking.get("entity"), run_id=spec.key())
+
+
+def summary_line(name: str, record: dict) -> str:
+    """One finished run in one line, the same wherever it trained."""
+    sizes = sorted({e["batch_size"] for e in record["epochs"]})
+    return (f"{name}: {len(record['epochs'])} epochs, accuracy "
+            f"{record['final_test_accuracy']:.2f}%, train {record['train_time_s']:.1f}s, batch "
+            f"sizes {sizes}")

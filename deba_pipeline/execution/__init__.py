@@ -52,7 +52,7 @@ def execute(cfg, specs, write, expected_s=None) -> list:
     """Train (or reuse) every spec where `execution.backend` says; returns the records in the
     order of `specs`."""
     if cfg.execution.backend == "ray":
-        from .ray_tasks import run_on_ray
+        from deba_pipeline.execution.ray_tasks import run_on_ray
         return run_on_ray(cfg, specs, write, expected_s)
     return run_here(cfg, specs, write)
 
@@ -74,7 +74,7 @@ def measure_apart(cfg, measure, arg_lists, expected_s=None) -> list:
     if not arg_lists:
         return []
     if cfg.execution.backend == "ray":
-        from .ray_tasks import measure_on_ray
+        from deba_pipeline.execution.ray_tasks import measure_on_ray
         return measure_on_ray(cfg, measure, arg_lists, expected_s)
     _set_threads(cfg.execution.cpus_per_run)
     return [measure(*args) for args in arg_lists]
@@ -137,7 +137,7 @@ def _set_threads(cpus_per_run) -> None:
 
 def run_here(cfg, specs, write, progress: bool = True) -> list:
     """The local backend: in this process, one run after another; the first failure stops."""
-    from ..engine.loop import train
+    from deba_pipeline.execution.local import train
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
     _set_threads(cfg.execution.cpus_per_run)
     records = []

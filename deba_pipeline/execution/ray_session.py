@@ -25,8 +25,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ConfigError, DebaError
-from ..validation import parse_ray_address
+from deba_pipeline.config.validation import parse_ray_address
+from deba_pipeline.core.errors import ConfigError, DebaError
 
 CONNECT_TIMEOUT_S = 5.0  # a cluster's head answers a TCP connection at once when it is up
 

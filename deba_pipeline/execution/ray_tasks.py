@@ -12,11 +12,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..engine.cache import keep
-from ..engine.checkpoint import Checkpointer
-from ..engine.loop import summary_line
-from ..errors import DebaError
-from .ray_session import check_fits, session
+from deba_pipeline.core.errors import DebaError
+from deba_pipeline.engine.cache import keep
+from deba_pipeline.engine.checkpoint import Checkpointer
+from deba_pipeline.engine.tracking import summary_line
+from deba_pipeline.execution.ray_session import check_fits, session
 
 
 def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_share):
@@ -24,7 +24,7 @@ def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_sh
     its share of the memory (so a growing batch meets a clean out-of-memory fallback)."""
     import torch
 
-    from ..engine.loop import train
+    from deba_pipeline.execution.local import train
     os.chdir(cwd)  # plugin files and data.root are relative to the project
     torch.set_num_threads(threads * spec.train.processes)  # torchrun shares them out
     if 0 < gpu_share < 1 and torch.cuda.is_available():
@@ -44,7 +44,7 @@ def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
     """Each measurement a task holding a whole GPU or, on the CPU, the cores a run is given
     (`execution.cpus_per_run`) to itself, timing steps with as many threads as a run had. CPU
     tables are then measured side by side, each on its own cores, as the runs trained."""
-    from . import longest_first
+    from deba_pipeline.execution import longest_first
     with session(cfg.execution.address) as ray:
         threads = max(1, int(cfg.execution.cpus_per_run or 1))
         whole = dict(num_cpus=threads)
@@ -80,8 +80,8 @@ def where_it_ran(ray, gpus, cpus) -> dict:
 def run_on_ray(cfg, specs, write, expected_s=None) -> list:
     """Finished runs come from the cache here (no Ray started for a stage with nothing left to
     train); the rest go to Ray longest first and are written as they come back."""
-    from ..engine.loop import train
-    from . import longest_first, wandb_group
+    from deba_pipeline.execution import longest_first, wandb_group
+    from deba_pipeline.execution.local import train
     ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
     records, to_train = {}, []
@@ -99,7 +99,7 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
 
 
 def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking) -> None:
-    from . import wandb_group
+    from deba_pipeline.execution import wandb_group
     ex = cfg.execution
     gpus, cpus = gpus_per_run(ex.gpus_per_run, ray), ex.cpus_per_run or 1
     for world in sorted({specs[index].train.processes for index in to_train}):

@@ -3,7 +3,7 @@ which strategy to use, what it saves, at what accuracy cost, how sure, and wheth
 alone predicted it. A strategy is recommended only on a conclusive benefit (comparison.outcome)."""
 from __future__ import annotations
 
-from ..comparison import LEVEL
+from deba_pipeline.report.comparison import LEVEL
 
 
 def answers(by_method: dict, checked: list) -> dict:

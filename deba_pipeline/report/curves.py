@@ -8,8 +8,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from ..engine.files import write_text
-from ..record import signal
+from deba_pipeline.core.record import signal
+from deba_pipeline.engine.files import write_text
 
 QUANTITIES = ("batch_size", "train_loss", "test_accuracy", "grad_variance")
 

@@ -14,11 +14,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
-from ..comparison import epoch_times  # noqa: E402
-from ..record import signal  # noqa: E402
-from ..rules.deba import confidence_score  # noqa: E402
-from .curves import method_label, value  # noqa: E402
-from .style import style  # noqa: E402
+from deba_pipeline.core.record import signal  # noqa: E402
+from deba_pipeline.core.rules.deba import confidence_score  # noqa: E402
+from deba_pipeline.report.comparison import epoch_times  # noqa: E402
+from deba_pipeline.report.curves import method_label, value  # noqa: E402
+from deba_pipeline.report.style import style  # noqa: E402
 
 
 def _labels(records) -> list:

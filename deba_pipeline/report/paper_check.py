@@ -7,8 +7,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..comparison import compare, summary_rows
-from ..errors import DebaError
+from deba_pipeline.core.errors import DebaError
+from deba_pipeline.report.comparison import compare, summary_rows
 
 PRINTED = Path(__file__).with_name("paper_printed.yaml")
 SEEDS = (2, 7, 42, 123, 199)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
-from ..analysis import profile_summary
-from ..comparison import prediction_held, span, summary_rows
-from ..config import PAPER_THRESHOLDS
+from deba_pipeline.config import PAPER_THRESHOLDS
+from deba_pipeline.report.analysis import profile_summary
+from deba_pipeline.report.comparison import prediction_held, span, summary_rows
 
 
 def _fmt(value, digits=2, sign=False):

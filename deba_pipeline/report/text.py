@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..comparison import CLEAR_SPEEDUP, LEVEL
-from .answer import sentence
-from .curves import method_label
-from .tables import to_markdown
+from deba_pipeline.report.answer import sentence
+from deba_pipeline.report.comparison import CLEAR_SPEEDUP, LEVEL
+from deba_pipeline.report.curves import method_label
+from deba_pipeline.report.tables import to_markdown
 
 CAPTIONS = {
     "table1": "Table 1. Thresholds calibrated from our profile runs (75th percentile of Δ‖∇‖, "

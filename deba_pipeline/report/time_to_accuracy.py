@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from ..comparison import epoch_times, span, t_interval
+from deba_pipeline.report.comparison import epoch_times, span, t_interval
 
 
 def time_to(record, target: float, steptime=None) -> tuple:

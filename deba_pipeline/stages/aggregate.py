@@ -3,30 +3,27 @@
 headline numbers in metrics.json. `deba aggregate --runs runs --out reports`"""
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..analysis import calibrate
-from ..comparison import compare, summary_rows, table_problem
-from ..engine.files import read_json, write_json, write_text
-from ..errors import DebaError
-from ..report import answer, curves, figures, paper_check, tables, time_to_accuracy
-from ..report.text import report
-from .runs import read_records
+from deba_pipeline.core.errors import DebaError
+from deba_pipeline.engine.files import read_json, write_json, write_text
+from deba_pipeline.execution.study import read_records
+from deba_pipeline.report import answer, curves, figures, paper_check, tables, time_to_accuracy
+from deba_pipeline.report.analysis import calibrate
+from deba_pipeline.report.comparison import compare, table_problem
+from deba_pipeline.report.metrics import build_metrics, headline, rounded
+from deba_pipeline.report.text import report
 
 ABLATION_ORDER = ("universal", "cooldown2", "cooldown5", "full_history")
 
 
-STEPTIME = "results/steptime"  # the steptime stage's output, as dvc.yaml names it
-
-
 def read_steptime(folder) -> dict:
-    """{arch: {dataset: table}} from the steptime stage's files (`--steptime ''`, or the default
-    folder absent: no modelled times); a table with a time that is not a positive finite number
-    is refused, naming it. A folder named on the command line must exist."""
-    if not folder or (folder == STEPTIME and not Path(folder).exists()):
+    """{arch: {dataset: table}} from the steptime stage's files (none named: no modelled times);
+    a table with a time that is not a positive finite number is refused, naming it. A folder
+    named on the command line must exist."""
+    if not folder:
         return {}
     folder = Path(folder)
     if not folder.is_dir():
@@ -43,23 +40,7 @@ def read_steptime(folder) -> dict:
     return tables
 
 
-def headline(answers: dict) -> dict:
-    """{"arch on dataset": "gns? -26% time -0.3pt"}: the answer in one short string per cell for
-    `dvc metrics show` and `dvc exp show` ("use gns: ..." where the intervals decide it, "gns?"
-    where they do not, "keep the fixed batch"); metrics.json holds every number."""
-    out = {}
-    for cell, a in answers.items():
-        cell = cell.replace("/", " on ", 1)  # `dvc exp show --keep '.* on .*'` finds these
-        if a["use"] == "fixed" or a["speedup_pct"] is None:
-            out[cell] = "keep the fixed batch" if a["use"] == "fixed" else "no strategy yet"
-            continue
-        name = f"use {a['strategy']}:" if a["use"] == a["strategy"] else f"{a['strategy']}?"
-        out[cell] = f"{name} {-a['speedup_pct']:+.0f}% time {a['delta_acc']:+.1f}pt"
-    return out
-
-
-def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None = None,
-        steptime: str | None = STEPTIME) -> dict:
+def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None) -> dict:
     step_tables = read_steptime(steptime)
     printed = paper_check.load(compare_file)
     records = read_records(runs)
@@ -95,70 +76,10 @@ def run(cfg, runs: str = "runs", out: str = "reports", compare_file: str | None 
     if compare_file or paper_check.cells(printed) & set(found["baseline"]):
         paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),
                  "beside": paper_check.beside(printed, found["baseline"])}
-    metrics = _rounded({"answer": answer.metrics(answers),
+    metrics = rounded({"answer": answer.metrics(answers),
                         **build_metrics(records, found, checked, ablation_dataset, by_method)})
     write_json(out / "metrics.json", metrics)
     write_json(out / "answer.json", headline(metrics["answer"]))
     write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
                                          step_tables, cfg, answers))
-    return metrics
-
-
-def _rounded(value, digits=4):
-    """Metrics to 4 decimals: `dvc exp show` should not print 1.4e-14 for a zero."""
-    if isinstance(value, dict):
-        return {k: _rounded(v, digits) for k, v in value.items()}
-    return round(value, digits) if isinstance(value, float) else value
-
-
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return statistics.fmean(values) if values else None
-
-
-def build_metrics(records, found, checked, ablation_dataset, by_method=None) -> dict:
-    """A few headline numbers per architecture, so `dvc metrics show` and `dvc exp show` stay
-    readable; everything else is in the tables."""
-    main = found["baseline"]
-    per = {f"{arch}/{ds}": {"delta_acc": c["delta_acc"],
-                            "speedup_modelled_pct": c["model_speedup_mean"],
-                            "speedup_measured_pct": c["speedup_mean"],
-                            "increases": c["increase"], "rollbacks": c["rollback"],
-                            "holds": c["hold"], "batch_min": c["batch_min"],
-                            "batch_max": c["batch_max"]}
-           for (arch, ds), c in main.items()}
-    verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
-    metrics = {"runs": len(records), "per_arch": per,
-               "predictions": {"held": verdicts.count("yes"), "checked": len(verdicts)}}
-    if main:
-        metrics["deba"] = {
-            "mean_delta_acc": statistics.fmean(c["delta_acc"] for c in main.values()),
-            "mean_speedup_modelled_pct": _mean(c["model_speedup_mean"] for c in main.values()),
-            "mean_speedup_measured_pct": statistics.fmean(c["speedup_mean"]
-                                                          for c in main.values()),
-            "degraded": summary_rows(c["delta_acc"] for c in main.values())["degraded"]}
-    if by_method and len(by_method) > 1:  # SPEC §6: each strategy against the same fixed runs
-        metrics["strategies"] = {
-            f"{arch}/{ds}": {m: {"delta_acc": c["delta_acc"],
-                                 "speedup_modelled_pct": c["model_speedup_mean"],
-                                 "speedup_measured_pct": c["speedup_mean"],
-                                 "throughput_modelled": c["model_throughput"],
-                                 "increases": c["increase"], "rollbacks": c["rollback"],
-                                 "holds": c["hold"], "final_batch": c["final_batch"]}
-                             for m, found_m in by_method.items()
-                             for key, c in found_m.items() if key == (arch, ds)}
-            for (arch, ds) in sorted({k for f in by_method.values() for k in f})}
-    if ablation_dataset is not None:
-        metrics["ablations"] = {}
-        for v, cells in found.items():
-            on = [c for (a, ds), c in cells.items() if ds == ablation_dataset]
-            s = summary_rows(c["delta_acc"] for c in on)
-            metrics["ablations"][v] = {
-                "mean_abs_delta_acc": s["mean_abs_delta_acc"], "degraded": s["degraded"],
-                "mean_speedup_modelled_pct": _mean(c["model_speedup_mean"] for c in on),
-                "increases": sum(c["increase"] for c in on),
-                "rollbacks": sum(c["rollback"] for c in on),
-                "holds": sum(c["hold"] for c in on),
-                "batch_min": min((c["batch_min"] for c in on), default=None),
-                "batch_max": max((c["batch_max"] for c in on), default=None)}
     return metrics

@@ -1,27 +1,20 @@
 """Profile stage: fixed-batch runs of every architecture per dataset and profile seed (SPEC §2),
 all in one pool so every device stays busy, then each architecture's stability metrics per
 dataset (S per seed, μ_S, σ_S, convergence stability, class, prediction).
-`deba profile` writes runs/profile/ARCH/ and results/stability/ARCH.json for each of
-study.archs (`--arch A` for one)."""
+`deba profile --out runs/profile --stability results/stability` (`--arch A` for one)"""
 from __future__ import annotations
 
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..analysis import profile_summary
-from ..engine.files import write_json
-from .runs import run_all, run_spec
+from deba_pipeline.engine.files import write_json
+from deba_pipeline.execution.study import profile_specs, run_all
+from deba_pipeline.report.analysis import profile_summary
 
 
-def specs(cfg, archs) -> list:
-    return [run_spec(cfg, arch, dataset, seed, "fixed", "profile", profile=True)
-            for arch in archs for dataset in cfg.study.datasets
-            for seed in cfg.study.profile_seeds]
-
-
-def run(cfg, archs, out: str = "runs/profile", stability: str = "results/stability") -> dict:
-    summaries = profile_summary(run_all(cfg, specs(cfg, archs), out),
+def run(cfg, archs, out: str, stability: str) -> dict:
+    summaries = profile_summary(run_all(cfg, profile_specs(cfg, archs), out),
                                 OmegaConf.to_container(cfg.taxonomy))
     for arch in archs:
         write_json(Path(stability) / f"{arch}.json", summaries.get(arch, {}))

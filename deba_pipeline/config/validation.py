@@ -1,0 +1,219 @@
+"""The checks of params.yaml beyond its types: ranges, names, and what the keys mean together.
+`config.merge` runs `validate` on every params file it loads, before any training."""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from deba_pipeline.config.schema import OPTIMIZER_DEFAULTS, SAFE_NAME
+from deba_pipeline.core.errors import ConfigError, fail
+from deba_pipeline.core.options import _number, check_deba
+
+
+def known_datasets(cfg) -> list:
+    """The registered datasets (built-in, installed, loaded plugin files) and data.folders."""
+    from deba_pipeline.core import plugins
+    registered = list(plugins.registry("dataset"))
+    return registered + [name for name in cfg.data.folders if name not in registered]
+def did_you_mean(name, known) -> str:
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f"; the closest is {close[0]!r}" if close else ""
+
+
+def deba_groups(cfg) -> dict:
+    """{where in params: the `deba` group it resolves to}: deba itself, each of study.methods
+    and each of ablate.variants (overrides merged over deba)."""
+    groups = {"deba": cfg.deba}
+    for where, named in (("study.methods", cfg.study.methods),
+                         ("ablate.variants", cfg.ablate.variants)):
+        for name, overrides in named.items():
+            try:
+                groups[f"{where}.{name}"] = OmegaConf.merge(cfg.deba, overrides)
+            except OmegaConfBaseException as exc:
+                raise ConfigError(f"`{where}.{name}`: {exc}".splitlines()[0]) from None
+    return groups
+
+
+MAX_EPOCHS = 10_000  # more is a typo, not a study
+RAY_ADDRESS = re.compile(r"(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
+
+
+def parse_ray_address(address, where: str = "") -> tuple[str, int]:
+    """(host, port) of `execution.address` (or RAY_ADDRESS), or one ConfigError saying the form."""
+    match = RAY_ADDRESS.fullmatch(str(address).strip())
+    if not match or not 0 < int(match["port"]) < 65536:
+        fail("execution.address", address, "HOST:PORT, as `ray start --head` prints it (e.g. "
+             "10.0.0.5:6379), or null to start Ray on this machine", where)
+    return match["host"].strip("[]"), int(match["port"])
+
+
+def _validate_data(cfg, where) -> None:
+    d, t = cfg.data, cfg.train
+    if not 0 < d.test_fraction < 1:
+        fail("data.test_fraction", d.test_fraction, "a number in (0, 1)", where)
+    least = {"train_size": 1, "test_size": 1, "num_classes": 2, "image_size": 1, "channels": 1}
+    for key, low in least.items():
+        if d.synthetic[key] < low:
+            fail(f"data.synthetic.{key}", d.synthetic[key], f"an integer >= {low}", where)
+    for arch, side in t.image_size.items():
+        if side < 1:
+            fail(f"train.image_size.{arch}", side, "an integer >= 1 (pixels)", where)
+    if d.placement not in ("auto", "device", "stream"):
+        fail("data.placement", d.placement, "auto, device or stream", where)
+    if d.workers < 0:
+        fail("data.workers", d.workers, "an integer >= 0 (0: load in the training process)",
+             where)
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device):
+        fail("train.device", t.device, "auto, cpu, mps, cuda or cuda:N", where)
+
+
+def _validate_execution(ex, where) -> None:
+    if ex.backend not in ("local", "ray"):
+        fail("execution.backend", ex.backend, "local or ray", where)
+    gpus = ex.gpus_per_run
+    if gpus != "auto" and not (_number(gpus) and gpus >= 0):
+        fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)",
+             where)
+    if ex.cpus_per_run is not None and not (ex.cpus_per_run > 0 and math.isfinite(ex.cpus_per_run)):
+        fail("execution.cpus_per_run", ex.cpus_per_run, "a number > 0, or null", where)
+    if ex.address is not None and ex.address not in ("auto", "local"):
+        parse_ray_address(ex.address, where)
+    if ex.max_retries < 0:
+        fail("execution.max_retries", ex.max_retries, "an integer >= 0", where)
+
+
+def _validate_processes(cfg, where) -> None:
+    """SPEC §7: the batch is global, B/W samples a step on each of W ranks, never below W."""
+    w, size = cfg.train.processes, cfg.train.batch_size
+    if w < 1:
+        fail("train.processes", w, "an integer >= 1 (1: one process, no DDP)", where)
+    if cfg.train.sync_batchnorm and w > 1 and cfg.train.device == "cpu":
+        fail("train.sync_batchnorm", True, "false on the CPU (PyTorch's SyncBatchNorm runs on "
+             "GPUs only; BatchNorm then keeps its statistics per rank)", where)
+    if w > 1 and (size < w or size % w):
+        fail("train.batch_size", size, f"a multiple of train.processes = {w}, at least {w} (the "
+             f"batch is global: each of the {w} processes takes batch_size/{w} samples a step)",
+             where)
+    for name, group in deba_groups(cfg).items():
+        if w > 1 and group.min_batch < w:
+            fail(f"{name}.min_batch", group.min_batch, f"at least train.processes = {w} (a "
+                 f"global batch below {w} leaves a process without a sample)", where)
+
+
+def validate(cfg: DictConfig, source: str = "<params>") -> None:
+    s, t, where = cfg.study, cfg.train, f"{source}: "
+    for key in ("archs", "datasets", "seeds", "profile_seeds"):
+        if len(s[key]) == 0:
+            fail(f"study.{key}", list(s[key]), "a non-empty list", where)
+    _validate_folder_names(cfg, where)
+    known = known_datasets(cfg)
+    for dataset in list(s.datasets) + [cfg.ablate.dataset]:
+        # a plugin file may register a dataset: preflight checks again once they are loaded
+        if dataset not in known and not cfg.deba.plugins:
+            fail("study.datasets", dataset, f"one of {', '.join(known)} (a name of data.folders "
+                 f"reads an image folder){did_you_mean(dataset, known)}", where)
+    for key in ("archs", "datasets", "seeds", "profile_seeds"):
+        repeated = sorted({str(v) for v in s[key] if list(s[key]).count(v) > 1})
+        if repeated:
+            fail(f"study.{key}", list(s[key]), f"a list without repeats ({', '.join(repeated)} "
+                 f"appears twice)", where)
+    for seed in list(s.seeds) + list(s.profile_seeds):
+        if seed < 0:
+            fail("study.seeds", seed, "an integer >= 0", where)
+    if not SAFE_NAME.fullmatch(s.name):
+        fail("study.name", s.name, "a name of letters, digits, '_', '-' and '.' (it names the "
+             "W&B group)", where)
+    if not 2 <= t.epochs <= MAX_EPOCHS:  # Δ‖∇‖ and ΔL are undefined in epoch 1
+        fail("train.epochs", t.epochs, f"an integer in [2, {MAX_EPOCHS}] (the Δ signals and the "
+             "calibration need a previous epoch)", where)
+    _validate_data(cfg, where)
+    if cfg.timing.warmup < 0:
+        fail("timing.warmup", cfg.timing.warmup, "an integer >= 0", where)
+    if not cfg.tracking.dir.strip():
+        fail("tracking.dir", cfg.tracking.dir, "a folder path (for W&B files and checkpoints)",
+             where)
+    tolerance = cfg.report.accuracy_tolerance
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        fail("report.accuracy_tolerance", tolerance, "a finite number >= 0 (points)", where)
+    for key, value in cfg.taxonomy.items():
+        if not (math.isfinite(value) and value >= 0):
+            fail(f"taxonomy.{key}", value, "a finite number >= 0", where)
+    positive = {"train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
+                "train.checkpoint_every": t.checkpoint_every, "timing.repeats": cfg.timing.repeats,
+                "timing.steps": cfg.timing.steps}
+    for key, value in positive.items():
+        if value < 1:
+            fail(key, value, "an integer >= 1", where)
+    for key in ("lr", "momentum", "weight_decay"):
+        if t[key] is not None and not (math.isfinite(t[key]) and t[key] >= 0):
+            fail(f"train.{key}", t[key], "a finite number >= 0" + (
+                "" if key == "lr" else ", or null for the optimizer's own"), where)
+    if t.optimizer in OPTIMIZER_DEFAULTS:
+        for key in ("momentum", "weight_decay"):
+            if t[key] is not None and key not in OPTIMIZER_DEFAULTS[t.optimizer]:
+                fail(f"train.{key}", t[key], f"null with train.optimizer = {t.optimizer} "
+                     f"(it has no {key} option)", where)
+    if t.precision not in ("fp32", "bf16"):
+        fail("train.precision", t.precision, "fp32 or bf16", where)
+    if cfg.timing.estimate not in ("paired", "median"):
+        fail("timing.estimate", cfg.timing.estimate, "paired or median", where)
+    _validate_execution(cfg.execution, where)
+    _validate_processes(cfg, where)
+    if cfg.tracking.wandb not in ("offline", "online", "disabled"):
+        fail("tracking.wandb", cfg.tracking.wandb, "offline, online or disabled", where)
+    for arch, kwargs in t.model_kwargs.items():
+        reserved = {"num_classes", "in_chans", "img_size", "pretrained"} & set(kwargs or {})
+        if reserved:
+            fail(f"train.model_kwargs.{arch}", sorted(reserved), "free of num_classes, in_chans, "
+                 "img_size and pretrained (set from the dataset and train.image_size)", where)
+    if t.optimizer not in ("sgd", "adamw"):
+        fail("train.optimizer", t.optimizer, "sgd or adamw", where)
+    if t.lr_schedule not in ("constant", "cosine"):
+        fail("train.lr_schedule", t.lr_schedule, "constant or cosine", where)
+    for group, reserved, what in (("ablate.variants", ("baseline", "profile"), "variant"),
+                                  ("study.methods", ("fixed",), "method")):
+        for name in OmegaConf.select(cfg, group):
+            if not SAFE_NAME.fullmatch(str(name)) or name in reserved:
+                fail(f"{group}.{name}", name, f"a name of letters, digits, '_', '-' and '.' "
+                     f"not starting with '.', other than {' and '.join(reserved)} (it names "
+                     f"the {what}'s record files)", where)
+    if len(cfg.study.methods) == 0:
+        fail("study.methods", {}, "at least one strategy, e.g. {deba: {}}", where)
+    try:
+        groups = deba_groups(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+    for name, group in groups.items():
+        check_deba(OmegaConf.to_container(group, resolve=True), where, f"{name}.")
+        _validate_schedule_epochs(group, t.epochs, where, f"{name}.")
+
+
+def _validate_schedule_epochs(group, epochs, where, prefix) -> None:
+    """An epoch of step_schedule's `at` changes the batch of the epoch after it: at the last
+    epoch or beyond, it would never change one."""
+    at = group.rule_options.get("at") if group.rule == "step_schedule" else None
+    if not at or not all(isinstance(e, int) for e in at):
+        return  # check_deba named a missing or malformed `at`
+    late = [e for e in at if e >= epochs]
+    if late:
+        fail(f"{prefix}rule_options.at", list(at), f"epochs before the last (train.epochs = "
+             f"{epochs}): {late} would never change a batch", where)
+
+
+def _validate_folder_names(cfg, where) -> None:
+    """An image folder's name names its record folders and must not hide a registered
+    dataset (the folder would silently replace it)."""
+    from deba_pipeline.core import plugins
+    registered = sorted(plugins.registry("dataset"))
+    for name in cfg.data.folders:
+        if not SAFE_NAME.fullmatch(str(name)):
+            fail("data.folders", name, "a name of letters, digits, '_', '-' and '.' not "
+                 "starting with '.' (it names the dataset's record folders)", where)
+        if name in registered:
+            fail("data.folders", name, f"a name other than a registered dataset's "
+                 f"({', '.join(registered)}): the folder would silently replace it", where)
+

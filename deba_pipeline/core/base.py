@@ -1,0 +1,166 @@
+"""What a plugin subclasses: Signal, Rule and Policy, and what each of them is handed."""
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+from deba_pipeline.core.errors import PluginError
+
+DECISIONS = ("increase", "rollback", "hold")
+EPS = 1e-8  # SPEC §1 ε: keeps the relative variations finite when the previous value is 0
+
+
+@dataclass
+class Observation:
+    """What the training loop saw in epoch `epoch` (numbered from 1)."""
+
+    epoch: int
+    loss: float                               # mean training loss of the epoch
+    grads: Sequence[torch.Tensor | None]   # the gradients SPEC §1 names (None = frozen)
+    grad_variance: float                      # σ² of the flattened gradient, population
+    grad_norm: float                          # ‖∇‖₂ of the flattened gradient
+    batch_size: int | None = None          # samples a step this epoch (global under DDP)
+    steps: int | None = None               # steps this epoch
+    accumulated: dict = field(default_factory=dict)  # what signals' `accumulate` asked for
+    dataset_size: int | None = None        # N the epoch drew from without replacement
+
+
+# What a signal may ask the loop to accumulate over an epoch's steps, on the device, with one
+# host sync an epoch (Signal.accumulate); each arrives in Observation.accumulated by its name.
+ACCUMULATORS = {
+    "grad_sq_norm": "Σₜ ‖gₜ‖², the sum over the epoch's steps of each step's squared gradient "
+                    "norm (a float, summed in float64)",
+    "grad_sum": "Σₜ gₜ, the running sum of the epoch's step gradients (a list of tensors like "
+                "the parameters: P more floats on the device while a signal asks for it)",
+}
+
+
+class Signal:
+    """A per-epoch number. Keep what the next epoch needs in `self.state` (a dict of numbers,
+    strings, lists, tuples, dicts, deques, tensors or numpy arrays) and it is checkpointed and
+    restored for you. Options (`deba.signal_options`)
+    arrive as keyword-only arguments of a subclass's __init__."""
+
+    name: ClassVar[str]
+    accumulate: ClassVar[tuple] = ()  # names from ACCUMULATORS the loop should sum every step
+
+    def __init__(self) -> None:
+        self.state: dict = {}
+
+    def compute(self, obs: Observation) -> float | None:
+        """The signal's value at this epoch, or None where it is undefined (e.g. epoch 1)."""
+        raise TypeError(f"signal {self.name!r} must define compute(obs)")
+
+    def state_dict(self) -> dict:
+        return copy.deepcopy(self.state)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = copy.deepcopy(state)
+
+
+class Rule:
+    """Turns this epoch's signals (and their windows) into "increase", "rollback" or "hold".
+    Cooldown and the first epoch are the scheduler's business: a rule is only asked outside them.
+    Before each `decide` the scheduler sets `self.epoch` (the epoch just trained, from 1),
+    `self.batch_size` (its batch size) and `self.growth`, `self.rollback` (the policy's factors).
+    Options (`deba.rule_options`) arrive as keyword-only arguments of a subclass's __init__;
+    raise ConfigError there for a value the rule cannot use."""
+
+    name: ClassVar[str]
+    requires: ClassVar[tuple] = ()  # signal names the rule reads; checked as the scheduler is made
+
+    def __init__(self, theta_stab: float, theta_conf: float) -> None:
+        self.theta_stab, self.theta_conf = float(theta_stab), float(theta_conf)
+
+    def decide(self, signals: dict, windows: dict) -> str:
+        raise TypeError(f"rule {self.name!r} must define decide(signals, windows)")
+
+
+class Policy:
+    """Maps a decision to the next batch size; may return (batch_size, lr_factor) to scale the lr.
+    Options (`deba.policy_options`) arrive as keyword-only arguments of a subclass's __init__."""
+
+    name: ClassVar[str]
+
+    def __init__(self, growth: float, rollback: float, min_batch: int, max_batch: int) -> None:
+        self.growth, self.rollback = float(growth), float(rollback)
+        self.min_batch, self.max_batch = min_batch, max_batch
+
+    def update(self, decision: str, batch_size: int):
+        raise TypeError(f"policy {self.name!r} must define update(decision, batch_size)")
+
+    requires: ClassVar[tuple] = ()  # signal names lr_scale reads; checked like a rule's
+
+    def lr_scale(self, batch_size: int, initial_batch: int, windows: dict) -> float:
+        """η/η₀ for an epoch at `batch_size`, from B directly (SPEC §6): 1.0 keeps the rate."""
+        return 1.0
+
+
+class Dataset:
+    """A named dataset. `load(seed, data, image_size)` returns (x_train, y_train, x_test,
+    y_test, num_classes): float images N×C×H×W and int64 labels; `data` is the params group
+    `data`, `image_size` the architecture's train.image_size (or None). The engine normalises
+    with the training split's statistics and holds or streams the data."""
+
+    name: ClassVar[str]
+
+    def load(self, seed: int, data, image_size: int | None = None) -> tuple:
+        raise TypeError(f"dataset {self.name!r} must define load(seed, data, image_size)")
+
+
+# -- plugin state in a checkpoint ----------------------------------------------------------------
+# Checkpoints load with torch.load(weights_only=True), which reads tensors and plain containers
+# only; the common types a plugin keeps are tagged on the way in and rebuilt on the way out.
+_KEY = (type(None), bool, int, float, str)
+
+
+def checkpointable(value, owner: str, path: str = "state"):
+    """`value` in types a weights-only checkpoint holds; anything else is refused naming `owner`
+    and where in its state it sits, when the state is saved (not when it is read back)."""
+    import numpy as np  # here: a command that trains nothing loads the plugins without them
+    import torch
+    if isinstance(value, (*_KEY, torch.Tensor)):
+        return value
+    if isinstance(value, (np.generic, np.ndarray)) and value.dtype != object:
+        try:  # as a tensor, so the dtype (and a float32's rounding) survives
+            return {"__deba_numpy__": torch.from_numpy(np.array(value)),
+                    "scalar": isinstance(value, np.generic)}
+        except TypeError:  # a dtype torch has no tensor for
+            if isinstance(value, np.generic):
+                return value.item()
+    if isinstance(value, deque):
+        return {"__deba_deque__": [checkpointable(v, owner, f"{path}[{i}]")
+                                   for i, v in enumerate(value)], "maxlen": value.maxlen}
+    if isinstance(value, tuple):
+        return {"__deba_tuple__": [checkpointable(v, owner, f"{path}[{i}]")
+                                   for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [checkpointable(v, owner, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, _KEY) for k in value):
+        return {k: checkpointable(v, owner, f"{path}[{k!r}]") for k, v in value.items()}
+    raise PluginError(f"{owner} keeps {path} = {type(value).__name__} in its state, which a "
+                      f"checkpoint cannot hold: keep numbers, strings, lists, tuples, dicts (with "
+                      f"plain keys), deques, tensors or numpy arrays there, or convert it in the "
+                      f"plugin's state_dict() and load_state_dict().")
+
+
+def restored(value):
+    """The inverse of `checkpointable`."""
+    if isinstance(value, list):
+        return [restored(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__deba_numpy__" in value:
+        array = value["__deba_numpy__"].numpy()
+        return array[()] if value["scalar"] else array
+    if "__deba_deque__" in value:
+        return deque((restored(v) for v in value["__deba_deque__"]), value["maxlen"])
+    if "__deba_tuple__" in value:
+        return tuple(restored(v) for v in value["__deba_tuple__"])
+    return {k: restored(v) for k, v in value.items()}

@@ -1,0 +1,100 @@
+"""What an epoch sums step by step, on the device, and the epoch it adds up to.
+
+One `StepSums` per epoch, built from what the run asks for: the loss (always), the profile's
+per-step variances of the loss and of ‖∇L‖ (SPEC §2), and the sums the scheduler's signals ask to
+accumulate (Σ‖gₜ‖², Σgₜ: SPEC §6) or the epoch's mean gradient (SPEC §1 gradient_source). Every
+sum stays a float64 device tensor until `result`, the epoch's one host sync.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from deba_pipeline.engine import ddp
+
+
+@dataclass
+class EpochResult:
+    """One trained (and then evaluated) epoch, before the scheduler's step."""
+
+    batch_size: int                  # samples per step
+    steps: int                       # full batches trained (the last partial one is dropped)
+    train_loss: float                # mean over the epoch's steps
+    grads: list                      # what the scheduler observes (SPEC §1 gradient_source)
+    grad_norm_var: float | None = None  # profile runs: Var over steps of ‖∇L‖ (SPEC §2)
+    loss_var: float | None = None       # profile runs: Var over steps of L
+    epoch: int = 0
+    lr: float = 0.0
+    epoch_time_s: float = 0.0        # training only
+    test_accuracy: float = 0.0       # percent
+    eval_time_s: float = 0.0
+    peak_memory_mb: float | None = None  # GPU only
+    accumulated: dict = field(default_factory=dict)  # the per-step sums signals asked for
+
+
+class StepSums:
+    def __init__(self, params, device, accumulate=(), profile=False, epoch_mean=False,
+                 world=1, flat=None):
+        """`flat`: a FlatGrads behind the gradients (one process, per-step sums asked for), so
+        each sum is one operation on one buffer instead of one per parameter tensor."""
+        self.params, self.accumulate, self.profile = params, accumulate, profile
+        self.epoch_mean, self.flat = epoch_mean, flat
+        zero = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
+        self.loss_sum, self.loss_sq, self.norm_sum, self.norm_sq = zero(), zero(), zero(), zero()
+        if flat is not None:
+            flat.attach()
+        self.grad_sum = None
+        if epoch_mean or "grad_sum" in accumulate:
+            self.grad_sum = [torch.zeros_like(g) for g in ([flat.buffer] if flat is not None
+                                                           else params)]
+        self.norms = profile or "grad_sq_norm" in accumulate
+        self.losses = [] if world > 1 else None  # one rank's losses, averaged over ranks at the end
+
+    def zero_grad(self, optimizer) -> None:
+        if self.flat is not None:
+            self.flat.zero()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+
+    def add(self, loss: torch.Tensor) -> None:
+        """This step's loss and gradient: device operations only, no sync."""
+        loss = loss.detach().double()
+        if self.losses is not None:
+            self.losses.append(loss)
+        else:
+            self.loss_sum += loss
+            if self.profile:
+                self.loss_sq += loss * loss
+        if self.norms:  # DDP's gradients are already the global batch's
+            if self.flat is not None:
+                squared = self.flat.squared_norm()
+                self.norm_sum += squared.sqrt()
+                self.norm_sq += squared
+            else:
+                grads = [p.grad for p in self.params if p.grad is not None]
+                norm = torch.nn.utils.get_total_norm(grads).double()
+                self.norm_sum += norm
+                self.norm_sq += norm * norm
+        if self.grad_sum is not None:
+            torch._foreach_add_(self.grad_sum, [self.flat.buffer] if self.flat is not None
+                                else [p.grad for p in self.params])
+
+    def result(self, batch_size: int, steps: int) -> EpochResult:
+        """The epoch in numbers: the one host sync of the epoch."""
+        if self.losses:  # SPEC §7: the mean over every sample of every rank, step by step
+            per_step = ddp.mean_over_ranks(torch.stack(self.losses))
+            self.loss_sum, self.loss_sq = per_step.sum(), per_step.square().sum()
+        totals = torch.stack([self.loss_sum, self.loss_sq, self.norm_sum, self.norm_sq]).tolist()
+        mean_loss = totals[0] / steps
+        grads = [g / steps for g in self.grad_sum] if self.epoch_mean else \
+            [p.grad for p in self.params]
+        result = EpochResult(batch_size, steps, mean_loss, grads)
+        if "grad_sq_norm" in self.accumulate:
+            result.accumulated["grad_sq_norm"] = totals[3]
+        if "grad_sum" in self.accumulate:
+            result.accumulated["grad_sum"] = self.grad_sum
+        if self.profile:  # population variances over the epoch's steps (SPEC §2)
+            result.loss_var = max(0.0, totals[1] / steps - mean_loss ** 2)
+            result.grad_norm_var = max(0.0, totals[3] / steps - (totals[2] / steps) ** 2)
+        return result

@@ -1,0 +1,52 @@
+"""One run of the study, named, trained here: `deba run resnet18/cifar10/deba/2`.
+
+Its use is a run on several machines (SPEC §7), which no stage launches by itself: on each
+machine, from the project folder on a shared filesystem,
+
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HEAD:29500 \
+        --rdzv-id resnet18-deba-2 -m deba_pipeline.cli run resnet18/cifar10/deba/2
+
+Rank 0 leaves the record in the finished-run cache (`tracking.dir`), and the stage that owns the
+run takes it from there at the next `dvc repro`. Names are ARCH/DATASET/METHOD/SEED, the method
+followed by `-VARIANT` for profile and ablation runs (`deba-cooldown2`, `fixed-profile`).
+"""
+from __future__ import annotations
+
+import os
+
+from omegaconf import OmegaConf
+
+from deba_pipeline.core.errors import DebaError
+from deba_pipeline.execution.study import (
+    ablate_specs,
+    load_thresholds,
+    profile_specs,
+    train_specs,
+)
+
+
+def find(cfg, name: str, thresholds: str | None = None):
+    archs = list(cfg.study.archs)
+    specs = profile_specs(cfg, archs)
+    if not any(spec.name == name for spec in specs):
+        calibrated = load_thresholds(cfg, thresholds)
+        specs += train_specs(cfg, archs, calibrated) + ablate_specs(cfg, archs, calibrated)
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise DebaError(f"no run named {name!r} in this study: a name is ARCH/DATASET/METHOD/SEED "
+                    f"as a stage prints it, e.g. {specs[-1].name} or {specs[0].name}.")
+
+
+def run(cfg, name: str, thresholds: str | None = None) -> int:
+    """Train run `name` here; as a rank when torchrun started this process."""
+    from deba_pipeline.execution import wandb_group
+    from deba_pipeline.execution.local import train as train_run
+    spec, tracking = find(cfg, name, thresholds), OmegaConf.to_container(cfg.tracking, resolve=True)
+    if "LOCAL_RANK" in os.environ:
+        from deba_pipeline.engine.rank import run_rank
+        return run_rank(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
+    record = train_run(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
+    print(f"{spec.name}: accuracy {record['final_test_accuracy']:.2f}%; the stage that owns it "
+          f"takes it from {cfg.tracking.dir} at the next `dvc repro`.")
+    return 0

@@ -1,0 +1,155 @@
+"""What a params file asks of this machine: the checks that need the registries (timm names,
+plugins) and the devices, the runs it makes, and a preset written out once it passes them.
+`deba validate paper`, `deba preset quick`"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from deba_pipeline.config import PAPER_THRESHOLDS, deba_groups, load_params
+from deba_pipeline.config.presets import HEADER, resolve_preset
+from deba_pipeline.core.errors import ConfigError, DebaError
+from deba_pipeline.engine.files import write_text
+from deba_pipeline.engine.spec import PLUGIN_DIR
+
+
+def _check_device(train, source, here=True) -> None:
+    """`here`: the runs train on this machine (the local backend), so its devices must do."""
+    from deba_pipeline.engine.loop import resolve_device
+    try:
+        device = resolve_device(train.device)
+    except DebaError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if here and train.processes > 1:
+        import torch
+        cuda = device.type == "cuda"
+        present = torch.cuda.device_count() if cuda else os.cpu_count()
+        if train.processes > present:
+            raise ConfigError(
+                f"{source}: `train.processes` = {train.processes} is not allowed here: this "
+                f"machine has {present} {'GPUs' if cuda else 'CPU cores'}, one per process. "
+                f"Lower it to at most {present}, or spread the run over machines (README: "
+                f"\"One run on many GPUs\").")
+    if train.precision == "bf16" and device.type == "cpu":  # measured: NaN gradients by epoch 3
+        raise ConfigError(f"{source}: `train.precision` = 'bf16' is not allowed on the CPU: "
+                          f"it must be fp32 there (bf16 autocast on the CPU is slow, and its "
+                          f"gradients turned NaN within 3 epochs of the micro study).")
+
+
+def preflight(cfg, source="params.yaml") -> None:
+    """Everything that can be known wrong before training: names, plugins, options."""
+    from deba_pipeline.core import plugins
+    from deba_pipeline.core.scheduler import DEBAScheduler
+    from deba_pipeline.engine.models import check_arch
+    plugin_dir = (Path.cwd() / PLUGIN_DIR).resolve()
+    for path in cfg.deba.plugins:
+        if not Path(path).resolve().is_relative_to(plugin_dir):
+            raise ConfigError(f"{source}: `deba.plugins`: {path!r} is not in {PLUGIN_DIR}/: the "
+                              f"stages that train depend on {PLUGIN_DIR}/, so DVC would not see "
+                              f"an edit to a file elsewhere. Move the file into {PLUGIN_DIR}/.")
+        try:
+            plugins.load_plugin_file(path)
+        except DebaError as exc:
+            raise ConfigError(f"{source}: `deba.plugins`: {exc}") from None
+    for arch in cfg.study.archs:
+        try:
+            check_arch(arch)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: `study.archs`: {exc}") from None
+    from deba_pipeline.config.validation import did_you_mean, known_datasets
+    known = known_datasets(cfg)
+    for dataset in list(cfg.study.datasets) + [cfg.ablate.dataset]:
+        if dataset not in known:
+            raise ConfigError(f"{source}: `study.datasets` = {dataset!r} is not allowed: it must "
+                              f"be one of {', '.join(known)} (registered, or a name of "
+                              f"data.folders){did_you_mean(dataset, known)}.")
+    for dataset in dict.fromkeys(list(cfg.study.datasets) + [cfg.ablate.dataset]):
+        if dataset in cfg.data.folders:  # its layout now, not after the first runs trained
+            from deba_pipeline.engine.datasets.folders import check_folder
+            try:
+                check_folder(cfg.data.folders[dataset])
+            except DebaError as exc:
+                raise ConfigError(f"{source}: `data.folders.{dataset}`: {exc}") from None
+    if cfg.ablate.variants and cfg.ablate.dataset not in cfg.study.datasets:
+        raise ConfigError(f"{source}: `ablate.dataset` = {cfg.ablate.dataset!r} is not in "
+                          f"study.datasets {list(cfg.study.datasets)}: the ablations are compared "
+                          f"against that dataset's fixed runs; add it or change ablate.dataset.")
+    _check_device(cfg.train, source, here=cfg.execution.backend == "local"
+                  and "LOCAL_RANK" not in os.environ)  # under torchrun: the machines' devices
+    for where, deba in deba_groups(cfg).items():
+        try:  # the real scheduler: plugin names, their options and the initial batch
+            DEBAScheduler(batch_size=cfg.train.batch_size, config=deba)
+        except DebaError as exc:
+            raise ConfigError(f"{source}: `{where}`: {exc}") from None
+    if cfg.deba.thresholds == "paper":
+        missing = [a for a in cfg.study.archs if a not in PAPER_THRESHOLDS]
+        if missing:
+            raise ConfigError(f"{source}: `deba.thresholds` = 'paper' but the paper has no "
+                              f"thresholds for {missing}: use calibrated or fixed.")
+
+
+def count_runs(cfg) -> dict:
+    """Runs each stage records, and how many fixed runs the train stage takes from profiling."""
+    s = cfg.study
+    archs, datasets = len(s.archs), len(s.datasets)
+    reused = archs * datasets * len(set(s.seeds) & set(s.profile_seeds)) \
+        if s.reuse_profile_runs else 0
+    counts = {"profile": archs * datasets * len(s.profile_seeds),
+              "train": archs * datasets * len(s.seeds) * (1 + len(s.methods)),
+              "ablate": archs * len(cfg.ablate.variants) * len(s.seeds),
+              "train_reused_from_profile": reused}
+    counts["steptime"] = archs * datasets
+    counts["trained"] = counts["profile"] + counts["train"] - reused + counts["ablate"]
+    return counts
+
+
+def check(name: str) -> str:
+    path = resolve_preset(name)
+    cfg = load_params(path)
+    preflight(cfg, str(path))
+    c = count_runs(cfg)
+    reuse = (f"({c['train_reused_from_profile']} fixed runs reused from profiling)"
+             if cfg.study.reuse_profile_runs else "(fixed baselines trained apart from profiling)")
+    return (f"{path}: valid. {c['profile']} profile runs, {c['train']} train records {reuse}, "
+            f"{c['ablate']} ablation runs: {c['trained']} runs to train, "
+            f"{cfg.train.epochs} epochs each; {c['steptime']} step-time tables.")
+
+
+def render(name: str) -> str:
+    """The complete params.yaml of preset `name`, validated."""
+    source = resolve_preset(name)
+    cfg = load_params(source)
+    preflight(cfg, str(source))
+    return HEADER.format(name=source.stem) + OmegaConf.to_yaml(cfg)
+
+
+def _committed(path: Path) -> bool:
+    """True when git holds `path` exactly as it is on disk."""
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--", path.name],
+                                cwd=path.parent, capture_output=True, text=True)
+    except OSError:
+        return False
+    return status.returncode == 0 and status.stdout.strip() == ""
+
+
+def use_preset(name: str, params: str = "params.yaml", force: bool = False) -> str:
+    text, target = render(name), Path(params)
+    backup = ""
+    if target.is_file() and target.read_text() != text:
+        if not force and not _committed(target):
+            raise ConfigError(f"{params} has changes git does not hold, and `deba preset {name}` "
+                              f"would overwrite them: commit them, or rerun with --force (the "
+                              f"current file is then kept as {params}.bak).")
+        if force:
+            shutil.copyfile(target, f"{params}.bak")
+            backup = f"; the previous file is {params}.bak"
+    write_text(target, text)
+    checked = check(params).split(": ", 1)[1]
+    return f"{params} now holds preset {Path(name).stem} ({checked}){backup}"
+
+

@@ -1,0 +1,77 @@
+"""What a step-time table (SPEC §8) is measured for: the batch sizes the runs reached, the
+runs' own typical step and thread count, and where a table of those inputs is kept."""
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+
+from deba_pipeline.engine.loop import Trainer
+from deba_pipeline.engine.steptime import device_name, ladder, measure
+from deba_pipeline.execution.study import run_spec
+
+
+def reached_sizes(records, arch) -> dict:
+    """{dataset: every batch size an epoch of `arch` ran at, in any of `records`}."""
+    sizes = defaultdict(set)
+    for record in records:
+        if record["arch"] == arch:
+            sizes[record["dataset"]].update(e["batch_size"] for e in record["epochs"])
+    return sizes
+
+
+def runs_step(records, arch, dataset, size) -> float | None:
+    """The typical step the fixed runs of `arch` took at `size` (the median over their epochs
+    of each epoch's time per step), to tell a step-time measurement made while the machine ran
+    slower than it did for the runs. (Their fastest epoch was too strict a reference: on this
+    2-core VM it set off more rounds for two of three tables that the runs' own median step
+    would not have.)"""
+    steps = [e["epoch_time_s"] / e["steps"] for r in records
+             if r["arch"] == arch and r["dataset"] == dataset and r["method"] == "fixed"
+             and r.get("world_size", 1) == 1  # the table times one process: like with like
+             for e in r["epochs"] if e["batch_size"] == size and e.get("steps")]
+    return statistics.median(steps) if steps else None
+
+
+def runs_threads(records, arch, dataset) -> int | None:
+    """The CPU thread count most of the fixed runs of `arch` trained with: the table times a
+    step as they took it."""
+    counts = Counter(r.get("threads") for r in records if r["arch"] == arch
+                     and r["dataset"] == dataset and r["method"] == "fixed" and r.get("threads"))
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def table(cfg, arch, dataset, reached, runs_step_s, threads=None) -> dict:
+    """One architecture's table on one dataset, measured where this is called (with the runs'
+    thread count where they recorded one)."""
+    d, t = cfg.deba, cfg.timing
+    if threads:
+        torch.set_num_threads(threads)
+    trainer = Trainer(run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"),
+                      cfg.tracking.dir)
+    high = min(d.max_batch, trainer.data.train_size)
+    sizes = set(ladder(cfg.train.batch_size, d.growth, d.rollback, d.min_batch, high,
+                       cfg.train.processes)) | reached
+    return {"device": device_name(trainer.device), "repeats": t.repeats, "steps": t.steps,
+            **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats, t.steps,
+                      t.warmup, t.estimate, runs_step_s)}
+
+
+def kept_path(cfg, arch, dataset, reached, threads=None) -> Path:
+    """Where the table of these inputs is kept: the run key of the fixed baseline (model, data,
+    training config, training code) with the ladder, the sizes reached and the timing params."""
+    spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
+    d = cfg.deba
+    inputs = [spec.key(), sorted(reached), d.growth, d.rollback, d.min_batch, d.max_batch,
+              dict(cfg.timing), cfg.execution.cpus_per_run, threads]
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cfg.tracking.dir) / "steptime" / f"{digest}.json"
+
+
+def identity(arch, dataset, path) -> dict:
+    """What a kept table must have been measured for: the digest of its inputs is its name."""
+    return {"arch": arch, "dataset": dataset, "inputs": path.stem}

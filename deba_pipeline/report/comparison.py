@@ -1,0 +1,300 @@
+"""A method against the fixed batch, per architecture and dataset (SPEC §4), with every time read
+two ways (SPEC §8): measured (the wall clock of the runs, with its noise) and modelled (each
+epoch's steps times the step-time table's time at its batch size). Verdicts use the modelled
+speedup, which does not depend on what else the machine was doing. Pure functions over records.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+
+from deba_pipeline.report.analysis import aggressiveness
+from deba_pipeline.report.analysis import sample_std as _std
+
+LEVEL = 0.90  # two-sided confidence level of every interval over seeds
+
+
+def t_interval(values, level: float = LEVEL):
+    """(low, high): the Student t interval of the mean of per-seed values (paired by seed);
+    None with fewer than two seeds, whose spread cannot be read."""
+    values = list(values)
+    if len(values) < 2 or any(v is None for v in values):
+        return None
+    mean = statistics.fmean(values)
+    half = _t(level, len(values)) * statistics.stdev(values) / math.sqrt(len(values))
+    return (mean - half, mean + half)
+
+
+def _t(level, n):
+    from scipy.stats import t
+    return float(t.ppf(0.5 + level / 2, n - 1))
+
+
+def seeds_needed(values, boundary: float, level: float = LEVEL, most: int = 1000):
+    """The seeds whose interval, at the observed mean and spread, would lie on one side of
+    `boundary`; None where that cannot be read (one seed) or no number of seeds would do."""
+    values = list(values)
+    if len(values) < 2:
+        return None
+    gap, spread = abs(statistics.fmean(values) - boundary), statistics.stdev(values)
+    if gap == 0:
+        return None
+    if spread == 0:
+        return len(values)
+    return next((n for n in range(2, most + 1)
+                 if _t(level, n) * spread / math.sqrt(n) < gap), None)
+
+
+def above(ci, x) -> bool:
+    return ci is not None and ci[0] > x
+
+
+def at_least(ci, x) -> bool:
+    return ci is not None and ci[0] >= x
+
+
+def below(ci, x) -> bool:
+    return ci is not None and ci[1] < x
+
+
+def at_most(ci, x) -> bool:
+    return ci is not None and ci[1] <= x
+
+
+def straddles(ci, x) -> bool:
+    return ci is None or ci[0] < x < ci[1]
+
+
+def _mean_or_none(values):
+    values = list(values)
+    return None if not values or any(v is None for v in values) else statistics.fmean(values)
+
+
+def _seconds(value, low_ok: bool) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (value >= 0 if low_ok else value > 0)
+
+
+def table_problem(table, needed=()) -> str | None:
+    """What makes a step-time table unusable, or None: no step times, a time that is not a
+    positive finite number of seconds, an epoch start below 0 or not finite, or a batch size in
+    `needed` (sizes the runs reached) that it lacks without having run out of memory there."""
+    if not isinstance(table, dict) or not isinstance(table.get("step_s"), dict) \
+            or not table["step_s"]:
+        return "it holds no step times"
+    for size, seconds in table["step_s"].items():
+        if not _seconds(seconds, low_ok=False):
+            return f"its step time at batch {size} is {seconds!r}, not a positive finite number"
+    for size, seconds in (table.get("epoch_start_s") or {}).items():
+        if not _seconds(seconds, low_ok=True):
+            return f"its epoch start at batch {size} is {seconds!r}, not a finite number >= 0"
+    skipped = {str(s) for s in table.get("out_of_memory") or ()}
+    missing = sorted({str(s) for s in needed} - set(table["step_s"]) - skipped, key=int)
+    if missing:
+        return f"it lacks batch sizes the runs reached: {', '.join(missing)}"
+    return None
+
+
+def epoch_times(record, steptime) -> list | None:
+    """Each epoch's modelled seconds: its steps × the step time at its batch size, plus the
+    epoch's own start at that size where the table has it (the permutation, the loader's first
+    batch); None when the table lacks the run's cell or one of its sizes, or the record lacks
+    steps (before schema 2)."""
+    table = (steptime or {}).get(record["arch"], {}).get(record["dataset"], {})
+    steps, starts = table.get("step_s"), table.get("epoch_start_s", {})
+    if not steps:
+        return None
+    out = []
+    for e in record["epochs"]:
+        size = str(e["batch_size"])
+        if size not in steps or e.get("steps") is None:
+            return None
+        out.append(e["steps"] * steps[size] + starts.get(size, 0.0))
+    return out
+
+
+def modelled_time(record, steptime) -> float | None:
+    """Σ over epochs of `epoch_times`, or None where one is not known."""
+    epochs = epoch_times(record, steptime)
+    return None if epochs is None else sum(epochs)
+
+
+def clock_noise(record) -> float | None:
+    """Coefficient of variation of a fixed run's epoch times after the first: at one batch size
+    every epoch does the same work, so this spread is the clock's, not the method's."""
+    times = [e["epoch_time_s"] for e in record["epochs"][1:]]
+    return statistics.pstdev(times) / statistics.fmean(times) if len(times) > 1 else None
+
+
+def decisions(runs) -> dict:
+    """What the scheduler did over `runs`: increases, rollbacks, holds and the sizes it used."""
+    epochs = [e for r in runs for e in r["epochs"]]
+    sizes = [e["batch_size"] for e in epochs]
+    return {"increase": sum(e["decision"] == "increase" for e in epochs),
+            "rollback": sum(e["decision"] == "rollback" for e in epochs),
+            "hold": sum(e["decision"] == "hold" for e in epochs),
+            "batch_min": min(sizes), "batch_max": max(sizes)}
+
+
+def _samples_per_s(record):
+    samples = sum(e.get("samples", 0) for e in record["epochs"])
+    return samples / record["train_time_s"] if samples and record["train_time_s"] else None
+
+
+def compare(records, variant="baseline", steptime=None, method="deba") -> dict:
+    """{(arch, dataset): the `variant` runs of `method` against the fixed baseline runs, paired
+    by seed}; `steptime` is {arch: {dataset: table}} from the steptime stage."""
+    method_name, fixed, method = method, defaultdict(dict), defaultdict(dict)
+    for r in records:
+        key = (r["arch"], r["dataset"])
+        if r["method"] == "fixed" and r["variant"] == "baseline":
+            fixed[key][r["seed"]] = r
+        elif r["method"] == method_name and r["variant"] == variant:
+            method[key][r["seed"]] = r
+    out = {}
+    for key in sorted(set(fixed) & set(method)):
+        seeds = sorted(set(fixed[key]) & set(method[key]))
+        if seeds:
+            out[key] = _cell(seeds, [fixed[key][s] for s in seeds],
+                             [method[key][s] for s in seeds], steptime)
+    return out
+
+
+def _cell(seeds, f, m, steptime) -> dict:
+    acc_f = [r["final_test_accuracy"] for r in f]
+    acc_m = [r["final_test_accuracy"] for r in m]
+    t_f = [r["train_time_s"] for r in f]
+    t_m = [r["train_time_s"] for r in m]
+    speedups = [100.0 * (a - b) / a for a, b in zip(t_f, t_m)]
+    deltas = [b - a for a, b in zip(acc_f, acc_m)]
+    c = {"seeds": seeds, "acc_fixed": acc_f, "acc_method": acc_m, "delta_accs": deltas,
+         "delta_acc_ci": t_interval(deltas), "speedups": speedups,
+         "speedup_ci": t_interval(speedups),
+         "acc_fixed_mean": statistics.fmean(acc_f), "acc_fixed_std": _std(acc_f),
+         "acc_method_mean": statistics.fmean(acc_m), "acc_method_std": _std(acc_m),
+         "delta_acc": statistics.fmean(acc_m) - statistics.fmean(acc_f),
+         "time_fixed_mean": statistics.fmean(t_f), "time_fixed_std": _std(t_f),
+         "time_method_mean": statistics.fmean(t_m), "time_method_std": _std(t_m),
+         "speedup_mean": statistics.fmean(speedups), "speedup_std": _std(speedups),
+         "throughput": statistics.fmean(t_f) / statistics.fmean(t_m),
+         "samples_per_s_fixed": _mean_or_none(_samples_per_s(r) for r in f),
+         "samples_per_s_method": _mean_or_none(_samples_per_s(r) for r in m),
+         "aggressiveness": statistics.fmean(aggressiveness(r) for r in m),
+         "rollbacks": sum(e["decision"] == "rollback" for r in m for e in r["epochs"]),
+         "final_batch": statistics.fmean(r["epochs"][-1]["batch_size"] for r in m),
+         **decisions(m)}
+    # the clock's noise: within the fixed runs, and across them where there are several seeds
+    within = [n for n in (clock_noise(r) for r in f) if n is not None]
+    spreads = ([statistics.median(within)] if within else []) + \
+        ([statistics.stdev(t_f) / statistics.fmean(t_f)] if len(t_f) > 1 else [])
+    c["noise_pct"] = 100 * max(spreads) if spreads else None
+    c["speedup_noise"] = math.sqrt(2) * c["noise_pct"] if spreads else None  # two noisy times
+    model_f = [modelled_time(r, steptime) for r in f]
+    model_m = [modelled_time(r, steptime) for r in m]
+    if None in model_f or None in model_m:
+        c.update(model_speedup_mean=None, model_speedup_std=None, model_throughput=None,
+                 model_time_fixed_mean=None, model_time_method_mean=None, disagree=None,
+                 model_speedups=None, model_speedup_ci=None, model_ratio_fixed=None,
+                 model_ratio_within_noise=None)
+    else:
+        # SPEC §8: the fixed runs' modelled time against their measured one, within the noise
+        c["model_ratio_fixed"] = statistics.fmean(m / t for m, t in zip(model_f, t_f))
+        c["model_ratio_within_noise"] = None if c["noise_pct"] is None else \
+            abs(c["model_ratio_fixed"] - 1) * 100 <= c["noise_pct"]
+        model_speedups = [100.0 * (1 - b / a) for a, b in zip(model_f, model_m)]
+        c.update(model_speedups=model_speedups, model_speedup_ci=t_interval(model_speedups),
+                 model_speedup_mean=statistics.fmean(model_speedups),
+                 model_speedup_std=_std(model_speedups),
+                 model_throughput=statistics.fmean(model_f) / statistics.fmean(model_m),
+                 model_time_fixed_mean=statistics.fmean(model_f),
+                 model_time_method_mean=statistics.fmean(model_m))
+        c["disagree"] = (c["speedup_noise"] is not None and abs(
+            c["speedup_mean"] - c["model_speedup_mean"]) > c["speedup_noise"])
+    modelled = c["model_speedup_mean"] is not None
+    basis = "model_speedup" if modelled else "speedup"
+    c["verdict_speedup"], c["verdict_speedup_ci"] = c[f"{basis}_mean"], c[f"{basis}_ci"]
+    c["verdict_speedups"] = c[f"{basis}s"]
+    c["speedup_basis"] = "modelled" if modelled else "measured"
+    c["outcome"] = outcome(c)
+    c["seeds_needed"] = None if c["outcome"] != "inconclusive" else _needed(c)
+    return c
+
+
+def _needed(c):
+    """Seeds the observed spread would need for a conclusive outcome: the most that any
+    boundary its intervals straddle asks for (ΔAcc at −1 and 0, the speedup at 0)."""
+    asks = [seeds_needed(values, x) for values, ci, x in (
+        (c["delta_accs"], c["delta_acc_ci"], -1.0), (c["delta_accs"], c["delta_acc_ci"], 0.0),
+        (c["verdict_speedups"], c["verdict_speedup_ci"], 0.0)) if straddles(ci, x)]
+    return None if not asks or None in asks else max(asks)
+
+
+def summary_rows(delta_accs) -> dict:
+    """Table 3's summary: architectures degraded by more than 1 point, and mean |ΔAcc|."""
+    values = list(delta_accs)
+    return {"degraded": sum(d < -1 for d in values), "total": len(values),
+            "mean_abs_delta_acc": statistics.fmean(abs(d) for d in values) if values else None}
+
+
+def outcome(c) -> str:
+    """What the method did, where the intervals over seeds are on one side of each boundary:
+    degraded (ΔAcc < −1), benefit (ΔAcc ≥ 0 and faster), marginal (neither); else inconclusive."""
+    acc, speed = c["delta_acc_ci"], c["verdict_speedup_ci"]
+    if below(acc, -1):
+        return "degraded"
+    if at_least(acc, 0) and above(speed, 0):
+        return "benefit"
+    if at_least(acc, -1) and (below(acc, 0) or at_most(speed, 0)):
+        return "marginal"
+    return "inconclusive"
+
+
+CLEAR_SPEEDUP = 10.0  # percent: a speedup at least this large is a benefit, not marginal
+
+
+def prediction_held(prediction: str, c, seed_spread: float = 1.0) -> tuple:
+    """("yes" | "no" | "inconclusive" | "n/a", why) for the profile's prediction against the
+    outcome, "yes" or "no" only where the intervals over seeds decide it; the criteria are
+    stated in the report's glossary."""
+    delta, speed = c["delta_acc_ci"], c["verdict_speedup_ci"]
+    per_seed = c["delta_accs"]
+    spread = _std(per_seed)
+    facts = (f"ΔAcc {c['delta_acc']:+.2f} {span(delta, 2, sign=True)}, {c['speedup_basis']} "
+             f"speedup {c['verdict_speedup']:.1f}% {span(speed)}")
+    if prediction == "benefit":
+        held = _held(c["outcome"] == "benefit", c["outcome"] in ("degraded", "marginal"))
+        return held, f"{facts}: benefit needs ΔAcc ≥ 0 and a speedup > 0"
+    if prediction == "marginal":
+        held = _held(at_least(delta, -1) and (below(delta, 0) or below(speed, CLEAR_SPEEDUP)),
+                     below(delta, -1) or (at_least(delta, 0) and at_least(speed, CLEAR_SPEEDUP)))
+        return held, (f"{facts}: marginal needs ΔAcc ≥ −1 and no clear benefit (ΔAcc ≥ 0 with "
+                      f"a speedup ≥ {CLEAR_SPEEDUP:g}%)")
+    if prediction.startswith(("benefit through rollbacks", "unreliable")):
+        if spread is None:
+            return "n/a", f"{facts}: one seed, so the seed spread cannot be checked"
+        facts += f", per-seed ΔAcc std {spread:.2f}"
+        if prediction.startswith("benefit through rollbacks"):
+            held = _held(c["outcome"] == "benefit" and c["rollbacks"] > 0
+                         and spread > seed_spread,
+                         c["outcome"] in ("degraded", "marginal") or c["rollbacks"] == 0
+                         or spread <= seed_spread)
+            return held, (f"{facts}, {c['rollbacks']} rollbacks: needs a benefit, rollbacks, "
+                          f"and a per-seed ΔAcc std > {seed_spread:g}")
+        signs = {d > 0 for d in per_seed if d != 0}
+        ok = spread > seed_spread or len(signs) > 1
+        return ("yes" if ok else "no"), (f"{facts}: seed-dependent needs a per-seed ΔAcc std > "
+                                         f"{seed_spread:g} or seeds that disagree in sign")
+    return "n/a", f"{facts}: the class makes no prediction"
+
+
+def _held(yes: bool, no: bool) -> str:
+    return "yes" if yes else "no" if no else "inconclusive"
+
+
+def span(ci, digits: int = 1, sign: bool = False) -> str:
+    """`[low, high]` of an interval, or `[n/a]` with one seed."""
+    if ci is None:
+        return "[n/a]"
+    form = f"{{:{'+' if sign else ''}.{digits}f}}"
+    return f"[{form.format(ci[0])}, {form.format(ci[1])}]"

@@ -1,0 +1,82 @@
+"""The numbers DVC shows: metrics.json (a few per architecture and dataset, per strategy and per
+ablation) and answer.json (the answer in one short string per cell)."""
+from __future__ import annotations
+
+import statistics
+
+from deba_pipeline.report.comparison import summary_rows
+
+
+def headline(answers: dict) -> dict:
+    """{"arch on dataset": "gns? -26% time -0.3pt"}: the answer in one short string per cell for
+    `dvc metrics show` and `dvc exp show` ("use gns: ..." where the intervals decide it, "gns?"
+    where they do not, "keep the fixed batch"); metrics.json holds every number."""
+    out = {}
+    for cell, a in answers.items():
+        cell = cell.replace("/", " on ", 1)  # `dvc exp show --keep '.* on .*'` finds these
+        if a["use"] == "fixed" or a["speedup_pct"] is None:
+            out[cell] = "keep the fixed batch" if a["use"] == "fixed" else "no strategy yet"
+            continue
+        name = f"use {a['strategy']}:" if a["use"] == a["strategy"] else f"{a['strategy']}?"
+        out[cell] = f"{name} {-a['speedup_pct']:+.0f}% time {a['delta_acc']:+.1f}pt"
+    return out
+
+
+def rounded(value, digits=4):
+    """Metrics to 4 decimals: `dvc exp show` should not print 1.4e-14 for a zero."""
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    return round(value, digits) if isinstance(value, float) else value
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def build_metrics(records, found, checked, ablation_dataset, by_method=None) -> dict:
+    """A few headline numbers per architecture, so `dvc metrics show` and `dvc exp show` stay
+    readable; everything else is in the tables."""
+    main = found["baseline"]
+    per = {f"{arch}/{ds}": {"delta_acc": c["delta_acc"],
+                            "speedup_modelled_pct": c["model_speedup_mean"],
+                            "speedup_measured_pct": c["speedup_mean"],
+                            "increases": c["increase"], "rollbacks": c["rollback"],
+                            "holds": c["hold"], "batch_min": c["batch_min"],
+                            "batch_max": c["batch_max"]}
+           for (arch, ds), c in main.items()}
+    verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
+    metrics = {"runs": len(records), "per_arch": per,
+               "predictions": {"held": verdicts.count("yes"), "checked": len(verdicts)}}
+    if main:
+        metrics["deba"] = {
+            "mean_delta_acc": statistics.fmean(c["delta_acc"] for c in main.values()),
+            "mean_speedup_modelled_pct": _mean(c["model_speedup_mean"] for c in main.values()),
+            "mean_speedup_measured_pct": statistics.fmean(c["speedup_mean"]
+                                                          for c in main.values()),
+            "degraded": summary_rows(c["delta_acc"] for c in main.values())["degraded"]}
+    if by_method and len(by_method) > 1:  # SPEC §6: each strategy against the same fixed runs
+        metrics["strategies"] = {
+            f"{arch}/{ds}": {m: {"delta_acc": c["delta_acc"],
+                                 "speedup_modelled_pct": c["model_speedup_mean"],
+                                 "speedup_measured_pct": c["speedup_mean"],
+                                 "throughput_modelled": c["model_throughput"],
+                                 "increases": c["increase"], "rollbacks": c["rollback"],
+                                 "holds": c["hold"], "final_batch": c["final_batch"]}
+                             for m, found_m in by_method.items()
+                             for key, c in found_m.items() if key == (arch, ds)}
+            for (arch, ds) in sorted({k for f in by_method.values() for k in f})}
+    if ablation_dataset is not None:
+        metrics["ablations"] = {}
+        for v, cells in found.items():
+            on = [c for (a, ds), c in cells.items() if ds == ablation_dataset]
+            s = summary_rows(c["delta_acc"] for c in on)
+            metrics["ablations"][v] = {
+                "mean_abs_delta_acc": s["mean_abs_delta_acc"], "degraded": s["degraded"],
+                "mean_speedup_modelled_pct": _mean(c["model_speedup_mean"] for c in on),
+                "increases": sum(c["increase"] for c in on),
+                "rollbacks": sum(c["rollback"] for c in on),
+                "holds": sum(c["hold"] for c in on),
+                "batch_min": min((c["batch_min"] for c in on), default=None),
+                "batch_max": max((c["batch_max"] for c in on), default=None)}
+    return metrics
