@@ -137,13 +137,15 @@ def cmd_preset(args) -> None:
 
 PARAMS_HELP = "the params file to read (default: %(default)s)"
 DEBUG_HELP = "show the Python traceback of an error (also DEBA_DEBUG=1)"
-VERBOSE_HELP = "show the libraries' own log lines, e.g. Ray's (also DEBA_VERBOSE=1)"
+VERBOSE_HELP = "show debug lines and the libraries' own, e.g. Ray's (also DEBA_VERBOSE=1)"
+QUIET_HELP = "show only warnings and errors, not each finished run"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deba", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("plugins", help="list the registered signals, rules, policies, datasets "
                        "and project models")
@@ -160,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                        help=VERBOSE_HELP)
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help=QUIET_HELP)
         if arch:
             p.add_argument("--arch", action="append", metavar="ARCH",
                            help="only this one of study.archs (repeatable; default: all)")
@@ -212,9 +216,14 @@ def main(argv=None) -> int:
     debug = args.debug or os.environ.get("DEBA_DEBUG") not in (None, "", "0")
     if args.verbose:
         os.environ["DEBA_VERBOSE"] = "1"  # for the processes it starts too (torchrun's ranks)
-    if os.environ.get("DEBA_VERBOSE") not in (None, "", "0"):
-        import logging
+    import logging
+
+    from deba_pipeline.execution import console
+    verbose = os.environ.get("DEBA_VERBOSE") not in (None, "", "0")
+    if verbose:  # the libraries' lines too
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    console.configure(logging.DEBUG if verbose else logging.WARNING if args.quiet else
+                      logging.INFO)
     try:
         args.func(args)
     except DebaError as exc:

@@ -46,6 +46,11 @@ def merge(user, source: str = "<params>", overrides: list | None = None) -> Dict
                     "str": "a string"}.get(null.group(1) or "", "a value")
             fail(key, None, f"{kind} (null is not a value here; leave the key out for its "
                  f"default)", f"{source}: ")
+        choices = re.search(r"Invalid value '(.*)', expected one of \[(.*)\]", message)
+        if choices:  # a Choice field of the schema
+            values = choices.group(2).split(", ")
+            fail(key, choices.group(1), ", ".join(values[:-1]) + f" or {values[-1]}",
+                 f"{source}: ")
         wanted = re.search(r"could not be converted to (\w+)", message)
         if wanted and hasattr(exc, "value"):
             kind = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -16,6 +17,41 @@ from omegaconf import DictConfig, OmegaConf
 from deba_pipeline.core.options import INITIAL_BATCH, DebaConfig
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a name that is never a path
+
+
+class Choice(str, Enum):
+    """A setting with a fixed set of values: OmegaConf refuses any other, and a value compares,
+    prints and serialises as its text ("sgd"), so records and run keys hold plain strings."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _choice(name: str, values: str):
+    return Choice(name, [(v, v) for v in values.split()])
+
+
+Placement = _choice("Placement", "auto device stream")
+Precision = _choice("Precision", "fp32 bf16")
+Optimizer = _choice("Optimizer", "sgd adamw")
+LrSchedule = _choice("LrSchedule", "constant cosine")
+Estimate = _choice("Estimate", "paired median")
+Backend = _choice("Backend", "local ray")
+WandbMode = _choice("WandbMode", "offline online disabled")
+
+
+def plain(value):
+    """`value` with every Choice replaced by its text, through dicts and lists."""
+    if isinstance(value, Choice):
+        return value.value
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
 PAPER_THRESHOLDS = {  # paper Table 1: (θ_stab, θ_conf)
     "mobilenetv3_large_100": (0.25, 0.5), "efficientnet_b0": (0.60, 0.8),
     "resnet18": (0.55, 0.6), "resnet50": (12.0, 0.8), "densenet121": (0.55, 0.6),
@@ -55,7 +91,8 @@ class DataConfig:
     test_fraction: float = 0.2  # digits only: share held out for testing, split by seed
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     folders: dict[str, str] = field(default_factory=dict)  # NAME -> PATH of train/ and test/
-    placement: str = "auto"    # auto: on the device where it fits, else streamed | device | stream
+    placement: Placement = Placement.auto  # auto: on the device where it fits, else streamed;
+                                           # device | stream
     workers: int = 2           # DataLoader worker processes of the streaming path
 
 
@@ -74,13 +111,15 @@ class TrainConfig:
     weight_decay: float | None = None  # null: likewise
     eval_batch_size: int = 1024    # samples; evaluation is timed apart from training
     device: str = "auto"           # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"        # fp32 | bf16 (autocast, GPU)
+    precision: Precision = Precision.fp32 # fp32 | bf16 (autocast, GPU)
     channels_last: bool = False
     checkpoint_every: int = 1      # epochs between checkpoints
     processes: int = 1             # data-parallel ranks a run (torchrun + DDP, SPEC §7); B global
     sync_batchnorm: bool = False   # DDP, GPUs: BatchNorm over the global batch, not per rank
-    optimizer: str = "sgd"         # sgd (the paper: momentum, weight_decay) | adamw (weight_decay)
-    lr_schedule: str = "constant"  # constant (the paper) | cosine over the run's samples
+    optimizer: Optimizer = Optimizer.sgd   # sgd (the paper: momentum, weight_decay) | adamw
+                                           # (weight_decay)
+    lr_schedule: LrSchedule = LrSchedule.constant  # constant (the paper) | cosine over the
+                                                   # run's samples
     # arch -> input side in pixels, resized on the device (SPEC §3: ViT-B/16 at 224)
     image_size: dict[str, int] = field(default_factory=lambda: {"vit_base_patch16_224": 224})
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # arch -> timm.create_model kwargs
@@ -112,7 +151,7 @@ class TimingConfig:  # SPEC §8: the step-time table behind the modelled run tim
     repeats: int = 15           # timed rounds over every batch size
     steps: int = 5              # steps timed one by one per round; the fastest is kept
     warmup: int = 1             # untimed rounds over every size first
-    estimate: str = "paired"    # paired: median ratio to train.batch_size in the same round,
+    estimate: Estimate = Estimate.paired  # paired: median ratio to train.batch_size in a round,
                                 # disturbed rounds left out (an option beyond SPEC §8);
                                 # median: the median over rounds (SPEC §8 as written)
 
@@ -124,7 +163,7 @@ class ReportConfig:  # what the aggregate stage reads beyond the records and tab
 
 @dataclass
 class ExecutionConfig:  # where runs go; results do not depend on it, so no stage declares it
-    backend: str = "local"          # local: in this process, one run after another | ray: tasks
+    backend: Backend = Backend.local # local: in this process, one run after another | ray: tasks
     address: str | None = None   # ray: null starts Ray here; "host:6379" (or RAY_ADDRESS) joins
     gpus_per_run: Any = "auto"      # auto: 1 where the cluster has GPUs, else 0; 0.25 packs four
     cpus_per_run: float | None = None  # cores (torch threads) a run; null: local all, ray 1
@@ -133,7 +172,7 @@ class ExecutionConfig:  # where runs go; results do not depend on it, so no stag
 
 @dataclass
 class TrackingConfig:
-    wandb: str = "offline"          # offline | online | disabled
+    wandb: WandbMode = WandbMode.offline # offline | online | disabled
     project: str = "deba-pipeline"
     entity: str | None = None
     dir: str = ".deba"              # W&B files and checkpoints (not DVC outputs)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
 from deba_pipeline.engine.files import write_json
+
+log = logging.getLogger(__name__)
 
 
 def _digest(identity, content) -> str:
@@ -48,8 +50,8 @@ def kept(path, identity: dict, check=None):
     if problem is None:
         return entry["content"]
     aside = set_aside(path)
-    print(f"deba: {path} was not used: {problem}. It is set aside as {aside.name} and made "
-          f"again.", file=sys.stderr, flush=True)
+    log.warning("deba: %s was not used: %s. It is set aside as %s and made again.", path,
+                problem, aside.name)
     return None
 
 

@@ -4,7 +4,7 @@ over the state to keep (model, optimiser, scheduler, RNG, partial record) and ta
 A finished run leaves only its record behind."""
 from __future__ import annotations
 
-import sys
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from deba_pipeline.core.errors import DebaError
 from deba_pipeline.core.record import upgrade
 from deba_pipeline.engine.cache import keep, kept
 from deba_pipeline.engine.files import DamagedFile, load_torch, save_torch
+
+log = logging.getLogger(__name__)
 
 
 class Checkpointer:
@@ -108,8 +110,8 @@ class Checkpointer:
         try:
             keep(self.done_path, record, self.identity())
         except DebaError as exc:
-            print(f"deba: {self.spec.name} finished; its record is kept in the stage's output, "
-                  f"but not for reuse: {exc}", file=sys.stderr, flush=True)
+            log.warning("deba: %s finished; its record is kept in the stage's output, but not "
+                        "for reuse: %s", self.spec.name, exc)
             return
         self.path.unlink(missing_ok=True)
 

@@ -7,6 +7,7 @@ profile accumulators stay on the device). Signals are computed once per epoch by
 """
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -27,6 +28,8 @@ from deba_pipeline.engine.models import check_takes, create_model, create_optimi
 from deba_pipeline.engine.spec import RunSpec
 from deba_pipeline.engine.sums import EpochResult, StepSums
 from deba_pipeline.engine.tracking import Tracker, summary_line
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -126,8 +129,8 @@ class Trainer:
         self.record["train_time_s"] = sum(e["epoch_time_s"] for e in done)
         self.record["eval_time_s"] = sum(e["eval_time_s"] for e in done)
         if progress and not sys.stderr.isatty():  # logs (DVC, CI) get one line per run
-            print(summary_line(self.spec.name, self.record)
-                  + (f" (resumed after epoch {start})" if start else ""), flush=True)
+            log.info("%s%s", summary_line(self.spec.name, self.record),
+                     f" (resumed after epoch {start})" if start else "")
         if self.rank == 0:
             self.checkpoints.finish(self.record)
         if tracker:
@@ -182,8 +185,8 @@ class Trainer:
                 self.scheduler.cap_max_batch(fallback)
                 self.record["events"].append({"epoch": epoch, "event": "out_of_memory",
                                               "batch_size": batch_size, "fallback": fallback})
-                tqdm.write(f"{self.spec.name}: out of memory at batch {batch_size}; "
-                           f"continuing at {fallback} and capping max_batch there")
+                log.warning("%s: out of memory at batch %d; continuing at %d and capping "
+                            "max_batch there", self.spec.name, batch_size, fallback)
                 batch_size = fallback
 
     def learning_rate(self) -> float:

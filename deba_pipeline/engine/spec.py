@@ -8,13 +8,15 @@ from functools import cache
 from pathlib import Path
 
 from deba_pipeline.config import DataConfig, DebaConfig, TrainConfig
+from deba_pipeline.config.schema import plain
 from deba_pipeline.core.record import RECORD_SCHEMA
 
 PROJECT = Path(__file__).resolve().parents[2]  # the folder holding deba_pipeline/
-# The code that decides a training run's result, relative to the project root: the run key hashes
-# it, and every DVC stage that trains (profile, train, ablate) lists exactly these as deps, plus
-# plugins/ for the plugin files that params name: signals, rules and policies, and the models and
-# datasets every run may read (tests/test_dependencies.py holds dvc.yaml to it).
+# The code that decides a training run's result, relative to the project root: the two lowest
+# layers that train (core: the scheduler and its plugins; engine: data, models, the loop). The run
+# key hashes it, and every DVC stage that trains (profile, train, ablate) lists exactly these as
+# deps, plus plugins/ for the plugin files that params name (tests/test_dependencies.py holds
+# dvc.yaml to it).
 TRAINING_CODE = ("deba_pipeline/core", "deba_pipeline/engine")
 PLUGIN_DIR = "plugins"
 
@@ -58,7 +60,8 @@ class RunSpec:
     extra: dict = field(default_factory=dict)  # provenance, e.g. where thresholds came from
 
     def config(self) -> dict:
-        return asdict(self)
+        """The spec as plain data (a Choice as its text): records, checkpoints, W&B, run keys."""
+        return plain(asdict(self))
 
     def result_config(self) -> dict:
         """What determines the numbers: the config less its labels (variant, provenance). A profile

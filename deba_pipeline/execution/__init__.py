@@ -10,12 +10,15 @@ orders Ray's work: the longest is submitted first, so it does not trail alone at
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
 
 
 def wandb_group(cfg) -> str:
@@ -126,19 +129,17 @@ def _cpu_seconds(process) -> float:
 
 
 def _set_threads(cpus_per_run) -> None:
-    import sys
-
     import torch
     threads, note = threads_here(cpus_per_run)
     torch.set_num_threads(threads)
     if note:
-        print(note, file=sys.stderr, flush=True)
+        log.warning(note)
 
 
 def run_here(cfg, specs, write, progress: bool = True) -> list:
     """The local backend: in this process, one run after another; the first failure stops."""
     from deba_pipeline.execution.local import train
-    tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
+    tracking = OmegaConf.to_container(cfg.tracking, resolve=True, enum_to_str=True)
     _set_threads(cfg.execution.cpus_per_run)
     records = []
     for spec in specs:

@@ -4,6 +4,7 @@ checkpoint if it was cut."""
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 from deba_pipeline.engine import ddp
@@ -11,6 +12,8 @@ from deba_pipeline.engine.checkpoint import Checkpointer
 from deba_pipeline.engine.loop import Trainer
 from deba_pipeline.engine.spec import RunSpec
 from deba_pipeline.engine.tracking import tracker_for
+
+log = logging.getLogger(__name__)
 
 
 def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
@@ -20,8 +23,8 @@ def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
     done = checkpointer.finished()
     if done is not None:
         if progress:
-            print(f"{spec.name}: reused the finished run {checkpointer.done_path} (same "
-                  f"configuration and training code)", flush=True)
+            log.info("%s: reused the finished run %s (same configuration and training code)",
+                     spec.name, checkpointer.done_path)
         record = copy.deepcopy(done)
         record.update(variant=spec.variant, config=spec.config())
         return record

@@ -12,6 +12,7 @@ followed by `-VARIANT` for profile and ablation runs (`deba-cooldown2`, `fixed-p
 """
 from __future__ import annotations
 
+import logging
 import os
 
 from omegaconf import OmegaConf
@@ -23,6 +24,8 @@ from deba_pipeline.execution.study import (
     profile_specs,
     train_specs,
 )
+
+log = logging.getLogger(__name__)
 
 
 def find(cfg, name: str, thresholds: str | None = None):
@@ -42,11 +45,12 @@ def run(cfg, name: str, thresholds: str | None = None) -> int:
     """Train run `name` here; as a rank when torchrun started this process."""
     from deba_pipeline.execution import wandb_group
     from deba_pipeline.execution.local import train as train_run
-    spec, tracking = find(cfg, name, thresholds), OmegaConf.to_container(cfg.tracking, resolve=True)
+    spec = find(cfg, name, thresholds)
+    tracking = OmegaConf.to_container(cfg.tracking, resolve=True, enum_to_str=True)
     if "LOCAL_RANK" in os.environ:
         from deba_pipeline.engine.rank import run_rank
         return run_rank(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
     record = train_run(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
-    print(f"{spec.name}: accuracy {record['final_test_accuracy']:.2f}%; the stage that owns it "
+    log.info(f"{spec.name}: accuracy {record['final_test_accuracy']:.2f}%; the stage that owns it "
           f"takes it from {cfg.tracking.dir} at the next `dvc repro`.")
     return 0

@@ -7,6 +7,7 @@ checkpoint, which lives under `tracking.dir`: on a cluster, a folder every machi
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from deba_pipeline.engine.cache import keep
 from deba_pipeline.engine.checkpoint import Checkpointer
 from deba_pipeline.engine.tracking import summary_line
 from deba_pipeline.execution.ray_session import check_fits, session
+
+log = logging.getLogger(__name__)
 
 
 def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_share):
@@ -83,7 +86,7 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
     from deba_pipeline.execution import longest_first, wandb_group
     from deba_pipeline.execution.local import train
     ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
-    tracking = OmegaConf.to_container(cfg.tracking, resolve=True)
+    tracking = OmegaConf.to_container(cfg.tracking, resolve=True, enum_to_str=True)
     records, to_train = {}, []
     for index in longest_first(len(specs), expected_s):
         if Checkpointer(Path(state_dir), specs[index]).finished() is None:
@@ -129,8 +132,8 @@ def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking
         checkpointer = Checkpointer(Path(state_dir), specs[index])
         keep(checkpointer.done_path, records[index], checkpointer.identity())
         write(specs[index], records[index])
-        print(f"{summary_line(specs[index].name, records[index])} (on Ray, {len(records)} of "
-              f"{len(specs)})", flush=True)
+        log.info("%s (on Ray, %d of %d)", summary_line(specs[index].name, records[index]),
+                 len(records), len(specs))
     if failed:
         raise DebaError(f"{len(failed)} of {len(specs)} runs failed (the other records are "
                         f"written; rerun the stage to retry only these):\n" + "\n".join(failed))

@@ -13,6 +13,7 @@ import torch
 from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.checkpoint import Checkpointer
 from deba_pipeline.engine.rank import run_rank
+from deba_pipeline.execution import console
 
 
 def launch(spec, state_dir, tracking: dict, experiment: str, progress: bool = True) -> dict:
@@ -33,7 +34,7 @@ def launch(spec, state_dir, tracking: dict, experiment: str, progress: bool = Tr
     try:
         with _quiet_launcher():
             elastic_launch(config, _rank)(spec, str(state_dir), tracking, experiment, progress,
-                                          threads)
+                                          threads, console.level())
     except ChildFailedError as exc:
         raise DebaError(f"{spec.name}: its {world}-process run failed: {_root_cause(exc)} "
                         f"(each process's output: {logs}). Finished epochs are checkpointed: "
@@ -85,9 +86,10 @@ def _quiet_launcher():
             logger.setLevel(level)
 
 
-def _rank(spec, state_dir, tracking, experiment, progress, threads) -> None:
+def _rank(spec, state_dir, tracking, experiment, progress, threads, level) -> None:
     """One process of a `launch`: an error is raised, so `@record` leaves it for the agent."""
     from torch.distributed.elastic.multiprocessing.errors import record
+    console.configure(level)
     torch.set_num_threads(threads)
     record(run_rank)(spec, state_dir, tracking, experiment, progress, raise_errors=True)
 

@@ -10,6 +10,7 @@ again. The aggregate stage models each run's time from it.
 `deba steptime` (or `deba steptime --arch resnet18` for one)"""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from deba_pipeline.engine.cache import keep, kept
@@ -25,6 +26,8 @@ from deba_pipeline.execution.steptime import (
 )
 from deba_pipeline.execution.study import epoch_seconds, read_records
 from deba_pipeline.report.comparison import table_problem
+
+log = logging.getLogger(__name__)
 
 
 def run(cfg, archs, runs: str, out: str) -> dict:
@@ -52,8 +55,8 @@ def run(cfg, archs, runs: str, out: str) -> dict:
     for ((arch, dataset, path), _), measured in zip(jobs, measured_tables):
         keep(path, measured, identity(arch, dataset, path))
         tables[arch][dataset] = measured
-        print(f"{arch}/{dataset}: step times at {len(measured['step_s'])} batch sizes on "
-              f"{measured['device']}", flush=True)
+        log.info("%s/%s: step times at %d batch sizes on %s", arch, dataset,
+                 len(measured["step_s"]), measured["device"])
     for arch in archs:
         write_json(Path(out) / f"{arch}.json", tables[arch])
     return tables
