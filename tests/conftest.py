@@ -1,7 +1,31 @@
+import os
+import subprocess
+
 import pytest
-from omegaconf import OmegaConf
 
 from deba_pipeline.core import plugins
+
+from helpers import copy_project, new_process
+
+# `pytest -n W` (pytest-xdist) runs W workers side by side: each takes its share of the cores, as
+# a stage on a busy machine would; a thread waiting on a core another worker holds slows a step
+# several-fold.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+SHARE = max(1, len(os.sched_getaffinity(0)) // WORKERS)
+if WORKERS > 1:
+    import torch
+    torch.set_num_threads(SHARE)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The fast tier, `pytest -m "not slow"`, runs on two workers (pytest-xdist) unless -n says
+    otherwise: about 80 s on 2 cores, against 110-190 s one test after another on a shared VM.
+    The whole suite (`pytest`, CI) stays serial: its end-to-end tests time and load the machine."""
+    if config.option.markexpr == "not slow" and config.pluginmanager.hasplugin("xdist") \
+            and config.getoption("numprocesses", None) is None \
+            and "PYTEST_XDIST_WORKER" not in os.environ:
+        config.option.numprocesses = 2
 
 
 @pytest.fixture
@@ -19,16 +43,6 @@ def register_plugin():
         plugins.pm.unregister(name=name)
 
 
-def new_process() -> None:
-    """Forget what a new `deba` process would not have: plugin files loaded by path, and the
-    code digest of the run keys (cached per process)."""
-    from deba_pipeline.engine import spec
-    for name, _ in plugins.pm.list_name_plugin():
-        if name.startswith("file:"):
-            plugins.pm.unregister(name=name)
-    spec._digest.cache_clear()
-
-
 @pytest.fixture(autouse=True)
 def _plugin_files_do_not_outlive_a_test():
     yield
@@ -36,45 +50,18 @@ def _plugin_files_do_not_outlive_a_test():
 
 
 @pytest.fixture(autouse=True)
-def _brief_busy_sampling(monkeypatch):
-    """A stage samples the machine's use before it trains (0.4 s); in-process tests sample
-    briefly (what the sample decides is tested in test_first_hour.py with a stand-in psutil)."""
+def _an_idle_machine(monkeypatch):
+    """A stage samples the machine's use before it trains (0.4 s) and gives its runs the free
+    cores. In-process tests see an idle machine, at once: what they assert must not depend on
+    whatever else runs beside them (another test worker of `pytest -n 2`, a neighbour of a shared
+    VM). What the sample decides is tested in test_busy_machine.py with a stand-in psutil."""
+    import psutil
+
     from deba_pipeline import execution
-    monkeypatch.setattr(execution, "BUSY_SAMPLE_S", 0.02)
-
-
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-BRIEF_TIMING = {"repeats": 3, "steps": 1}  # for tests that never read the step-time tables
-
-
-def copy_project(dest: Path, brief_timing: bool = False) -> Path:
-    """The project's tracked files in `dest`, as a fresh clone would have them, switched to the
-    micro preset with `deba preset micro`; `brief_timing` measures its step-time table in a few
-    seconds instead of about twenty (the records do not depend on it)."""
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
-    files += [str(p.relative_to(ROOT)) for p in (ROOT / ".dvc").rglob("*")
-              if p.is_file() and "tmp" not in p.parts and "cache" not in p.parts]
-    for rel in set(files):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run(["deba", "preset", "micro", "--force"], cwd=dest, check=True,
-                   capture_output=True)  # as a user switches presets
-    (dest / "params.yaml.bak").unlink(missing_ok=True)
-    if brief_timing:
-        params = OmegaConf.load(dest / "params.yaml")
-        params.timing = OmegaConf.merge(params.timing, BRIEF_TIMING)
-        OmegaConf.save(params, dest / "params.yaml")
-    return dest
+    monkeypatch.setattr(execution, "BUSY_SAMPLE_S", 0.02)  # cpu_percent below does not wait
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 0.0)
+    if WORKERS > 1:  # `pytest -n W`: each worker's runs take their share of the cores
+        monkeypatch.setattr(execution.os, "sched_getaffinity", lambda pid: set(range(SHARE)))
 
 
 @pytest.fixture(scope="session")

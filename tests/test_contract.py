@@ -1,4 +1,4 @@
-"""The library's contract (issue 11, classes 2 and 7): every bad argument to `DEBAScheduler`,
+"""The library's contract: every bad argument to `DEBAScheduler`,
 `step` and `load_state_dict` is a ConfigError naming it and leaves the scheduler as it was;
 plugin state of common types checkpoints and restores, anything else is refused when saved;
 a damaged checkpoint is refused, never resumed."""
@@ -13,8 +13,7 @@ from deba_pipeline.core.errors import ConfigError, DebaError, PluginError
 from deba_pipeline.engine.files import load_torch, save_torch
 from deba_pipeline.execution import local
 
-from helpers import tiny_spec
-from test_faults import _checkpoint_of, without_times
+from helpers import checkpoint_of, tiny_spec, without_times
 
 GRADS = [torch.ones(3), torch.zeros(2)]
 
@@ -148,7 +147,7 @@ def test_a_run_with_common_plugin_state_resumes_to_the_same_record(register_plug
     spec = lambda: tiny_spec(train={"epochs": 5}, deba={  # noqa: E731
         "signals": ["grad_variance", "grad_norm_variation", "loss_variation", "remembering"]})
     straight = local.train(spec(), state_dir=tmp_path / "a", progress=False)
-    _checkpoint_of(spec(), tmp_path / "b", 3)  # cut after epoch 3, as a kill would
+    checkpoint_of(spec(), tmp_path / "b", 3)  # cut after epoch 3, as a kill would
     resumed = local.train(spec(), state_dir=tmp_path / "b", progress=False)
     assert without_times(resumed) == without_times(straight)
 
@@ -165,7 +164,7 @@ def test_plugin_state_a_checkpoint_cannot_hold_is_refused_when_saved(register_pl
 
 def test_a_damaged_checkpoint_is_refused_not_resumed(tmp_path):
     spec = tiny_spec(train={"epochs": 4})
-    checkpoint = _checkpoint_of(spec, tmp_path)
+    checkpoint = checkpoint_of(spec, tmp_path)
     data = bytearray(checkpoint.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside the weights
     checkpoint.write_bytes(bytes(data))

@@ -9,8 +9,7 @@ import pytest
 from deba_pipeline.core.errors import ConfigError, DebaError
 from deba_pipeline.execution.local import train
 
-from helpers import stage, tiny_cfg, tiny_spec
-from test_faults import without_times
+from helpers import stage, tiny_cfg, tiny_spec, without_times
 
 pytestmark = pytest.mark.slow  # real processes: torchrun, Ray
 

@@ -16,8 +16,7 @@ from deba_pipeline.engine.data import DeviceData, Split
 from deba_pipeline.engine.files import load_torch
 from deba_pipeline.execution import local
 
-from helpers import tiny_spec
-from wandb_log import read_offline_run
+from helpers import read_offline_run, tiny_spec
 
 EPOCH_KEYS = {"epoch", "batch_size", "lr", "train_loss", "test_accuracy", "epoch_time_s",
               "signals", "decision"}

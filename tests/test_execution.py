@@ -10,8 +10,7 @@ from omegaconf import OmegaConf
 from deba_pipeline.core.errors import DebaError
 from deba_pipeline.execution import execute
 
-from helpers import stage, tiny_cfg, tiny_spec
-from test_faults import without_times
+from helpers import stage, tiny_cfg, tiny_spec, without_times
 
 ray = pytest.importorskip("ray")
 

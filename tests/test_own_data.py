@@ -10,8 +10,7 @@ from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.data import DeviceData, StreamingData, load_split
 from deba_pipeline.execution.local import train
 
-from helpers import tiny_cfg, tiny_spec
-from test_faults import without_times
+from helpers import tiny_cfg, tiny_spec, without_times
 
 
 def digits_folder(root, per_class=None, test_classes=range(10)):
@@ -104,7 +103,7 @@ def test_plugins_lists_datasets_and_the_projects_models(tmp_path, monkeypatch, c
 
     from deba_pipeline.cli import main
 
-    from conftest import ROOT
+    from helpers import ROOT
     monkeypatch.chdir(tmp_path)
     shutil.copytree(ROOT / "plugins", tmp_path / "plugins")
     (tmp_path / "params.yaml").write_text("deba:\n  plugins: [plugins/tiny_mlp.py]\n")
@@ -119,7 +118,7 @@ def test_my_images_and_my_model_on_two_processes_through_dvc_repro(tmp_path):
     """The micro preset on an image folder of the digits, with a model from a plugin file, each
     run on two processes (torchrun, gloo): one `dvc repro` for issue 15's and SPEC §7's
     end-to-end checks, to keep the suite inside its time."""
-    from conftest import copy_project
+    from helpers import copy_project
     workspace = copy_project(tmp_path / "clone", brief_timing=True)
     digits_folder(workspace / "images")
     params = OmegaConf.load(workspace / "params.yaml")

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from test_scheduler import Plugin, Scripted  # a rule that returns scripted decisions
 
 from deba_pipeline.core.base import Observation
 from deba_pipeline.core.errors import ConfigError, PluginError
@@ -15,7 +16,6 @@ from deba_pipeline.engine.loop import Trainer
 from deba_pipeline.execution.local import train
 
 from helpers import stage, tiny_spec
-from test_scheduler import Plugin, Scripted  # a rule that returns scripted decisions
 
 GNS = {"rule": "gns", "signals": ["gradient_noise_scale"]}
 

@@ -192,8 +192,7 @@ def test_wandb_group_is_the_experiment_or_study_and_when_the_invocation_began(mo
 def test_two_reproductions_of_one_study_log_to_two_wandb_groups(tmp_path):
     import os
 
-    from conftest import copy_project
-    from wandb_log import read_offline_run
+    from helpers import copy_project, read_offline_run
     workspace = copy_project(tmp_path / "w")
     params = OmegaConf.load(workspace / "params.yaml")
     params.tracking.wandb = "offline"
@@ -227,7 +226,7 @@ def test_a_deba_command_outside_dvc_is_an_invocation_of_its_own(monkeypatch):
 def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_study, tmp_path):
     """SPEC §8: the same study reproduced in a fresh clone with a CPU-burning process beside it
     gives the same modelled speedups (within 2 points) and the same prediction verdicts."""
-    from conftest import copy_project
+    from helpers import copy_project
     calm, first = micro_study
     assert first.returncode == 0
     busy = copy_project(tmp_path / "busy")

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.execution.ray_session import refused_token
 
-from conftest import copy_project
+from helpers import copy_project
 
 pytest.importorskip("ray")
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from filelock import FileLock
@@ -15,24 +14,15 @@ from omegaconf import OmegaConf
 from deba_pipeline import Policy, Signal, hookimpl
 from deba_pipeline.cli import main
 from deba_pipeline.core.errors import DebaError, PluginError
-from deba_pipeline.core.record import TIMING_KEYS
 from deba_pipeline.core.rules.deba import DebaRule
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch
 from deba_pipeline.execution import local
 
-from conftest import copy_project
-from helpers import small_params, stage, tiny_spec
+from helpers import checkpoint_of, copy_project, small_params, stage, tiny_spec, without_times
 
 SIGNALS = ["grad_variance", "grad_norm_variation", "loss_variation", "flaky"]
 FAULT = {"mode": None}  # what the flaky plugins do at epoch 3; None = behave
-
-
-def without_times(record):
-    record = {k: v for k, v in record.items() if k not in ("train_time_s", "eval_time_s")}
-    record["epochs"] = [{k: v for k, v in e.items() if k not in TIMING_KEYS}
-                        for e in record["epochs"]]
-    return record
 
 
 class Flaky(Signal):
@@ -154,30 +144,9 @@ def test_nan_loss_names_the_epoch_and_the_last_good_checkpoint(tmp_path, monkeyp
     assert without_times(resumed) == without_times(straight)
 
 
-def _checkpoint_of(spec, state_dir, epochs_before_stop=2):
-    """Leave a real mid-run checkpoint of `spec` behind, as a killed run would."""
-    class Stop(Exception):
-        pass
-
-    real = loop.Trainer.step_scheduler
-
-    def stop_after(self, result):
-        if result.epoch > epochs_before_stop:
-            raise Stop
-        return real(self, result)
-
-    loop.Trainer.step_scheduler = stop_after
-    try:
-        with pytest.raises(Stop):
-            local.train(spec, state_dir=state_dir, progress=False)
-    finally:
-        loop.Trainer.step_scheduler = real
-    return next((Path(state_dir) / "checkpoints").glob("*.pt"))
-
-
 def test_corrupt_checkpoint_is_refused(tmp_path):
     spec = tiny_spec(train={"epochs": 4})
-    checkpoint = _checkpoint_of(spec, tmp_path)
+    checkpoint = checkpoint_of(spec, tmp_path)
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated by a crash
     with pytest.raises(DebaError, match=f"checkpoint {checkpoint} is damaged: .* Delete it"):
         local.train(spec, state_dir=tmp_path, progress=False)
@@ -186,8 +155,8 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     spec = tiny_spec(train={"epochs": 4})
     other = tiny_spec(train={"epochs": 4}, arch="test_efficientnet")
-    mine = _checkpoint_of(spec, tmp_path / "a")
-    theirs = _checkpoint_of(other, tmp_path / "b")
+    mine = checkpoint_of(spec, tmp_path / "a")
+    theirs = checkpoint_of(other, tmp_path / "b")
     theirs.replace(mine)
     with pytest.raises(DebaError, match="belongs to another run \\(test_efficientnet/digits/deba/2\\)"):
         local.train(spec, state_dir=tmp_path / "a", progress=False)

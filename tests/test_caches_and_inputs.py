@@ -1,4 +1,4 @@
-"""Hardening, third pass (issue 23), as a hostile user tries it: every case through the real
+"""Caches that verify what they hold, and inputs as a hostile user tries them: every case through the real
 commands or the library, asserting the one-line message and that nothing wrong was written or
 reused. Classes: 1 caches, 2 image folders, 3 study.methods, 4 Ray settings, 5 the library's
 per-step inputs, 6 lost work, 7 wording."""

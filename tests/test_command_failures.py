@@ -1,4 +1,4 @@
-"""Hardening (issue 11) through the real commands: a plugin's learning-rate factor is checked
+"""Failures through the real commands: a plugin's learning-rate factor is checked
 before it is used; names from params never become paths; recovery advice is true when followed;
 a bad file or folder is one line naming it with nothing half-written; a plugin's sys.exit is a
 failed run. (Validation: test_bad_input.py; the library's contract: test_contract.py.)"""
@@ -16,8 +16,7 @@ from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch
 from deba_pipeline.execution import local
 
-from conftest import new_process
-from helpers import small_params, stage, tiny_spec
+from helpers import new_process, small_params, stage, tiny_spec
 
 
 def scaling_policy(factor):

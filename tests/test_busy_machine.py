@@ -1,4 +1,4 @@
-"""A researcher's first hour (issue 24): thread counts that fit a busy machine, each recorded,
+"""A busy machine: thread counts that fit a busy machine, each recorded,
 and a report that names runs compared across different ones."""
 import pytest
 import torch
