@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.execution.ray_session import refused_token
 
-from helpers import copy_project
+from helpers import copy_project, stage
 
 pytest.importorskip("ray")
 
@@ -89,7 +89,7 @@ def test_the_head_asks_for_a_token(token_cluster):
 
 
 def test_a_cluster_that_refuses_the_token_gets_one_line_naming_it(workspace, token_cluster):
-    result = deba(workspace, "profile", RAY_AUTH_TOKEN="0" * 32)
+    result = deba(workspace, *stage("profile"), RAY_AUTH_TOKEN="0" * 32)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == (f"deba: error: the Ray cluster at {token_cluster[0]} refused the "
                              f"token from the variable RAY_AUTH_TOKEN: it is not the token the "
@@ -115,7 +115,7 @@ def test_an_address_where_nothing_answers_fails_in_seconds_with_the_fix(workspac
     saved = params.read_text()
     point_at(workspace, f"127.0.0.1:{port}")
     try:
-        result = deba(workspace, "profile")
+        result = deba(workspace, *stage("profile"))
     finally:
         params.write_text(saved)
     assert result.returncode == 2 and result.stderr.startswith(
@@ -128,7 +128,7 @@ def test_a_run_larger_than_any_node_fails_before_it_is_submitted(workspace, toke
     saved = params.read_text()
     point_at(workspace, token_cluster[0], cpus_per_run=8)
     try:
-        result = deba(workspace, "profile")
+        result = deba(workspace, *stage("profile"))
     finally:
         params.write_text(saved)
     assert result.returncode == 2, result.stderr
