@@ -19,6 +19,15 @@ def known_datasets(cfg) -> list:
     from deba_pipeline.core import plugins
     registered = list(plugins.registry("dataset"))
     return registered + [name for name in cfg.data.folders if name not in registered]
+def check_dataset_names(cfg, where: str) -> None:
+    """Every dataset the study names is registered or a name of data.folders."""
+    known = known_datasets(cfg)
+    for dataset in list(cfg.study.datasets) + [cfg.ablate.dataset]:
+        if dataset not in known:
+            fail("study.datasets", dataset, f"one of {', '.join(known)} (a name of data.folders "
+                 f"reads an image folder){did_you_mean(dataset, known)}", where)
+
+
 def did_you_mean(name, known) -> str:
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
     return f"; the closest is {close[0]!r}" if close else ""
@@ -106,12 +115,8 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         if len(s[key]) == 0:
             fail(f"study.{key}", list(s[key]), "a non-empty list", where)
     _validate_folder_names(cfg, where)
-    known = known_datasets(cfg)
-    for dataset in list(s.datasets) + [cfg.ablate.dataset]:
-        # a plugin file may register a dataset: preflight checks again once they are loaded
-        if dataset not in known and not cfg.deba.plugins:
-            fail("study.datasets", dataset, f"one of {', '.join(known)} (a name of data.folders "
-                 f"reads an image folder){did_you_mean(dataset, known)}", where)
+    if not cfg.deba.plugins:  # a plugin file may register one: preflight checks once they load
+        check_dataset_names(cfg, where)
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
         repeated = sorted({str(v) for v in s[key] if list(s[key]).count(v) > 1})
         if repeated:

@@ -60,13 +60,8 @@ def preflight(cfg, source="params.yaml") -> None:
             check_arch(arch)
         except ConfigError as exc:
             raise ConfigError(f"{source}: `study.archs`: {exc}") from None
-    from deba_pipeline.config.validation import did_you_mean, known_datasets
-    known = known_datasets(cfg)
-    for dataset in list(cfg.study.datasets) + [cfg.ablate.dataset]:
-        if dataset not in known:
-            raise ConfigError(f"{source}: `study.datasets` = {dataset!r} is not allowed: it must "
-                              f"be one of {', '.join(known)} (registered, or a name of "
-                              f"data.folders){did_you_mean(dataset, known)}.")
+    from deba_pipeline.config.validation import check_dataset_names
+    check_dataset_names(cfg, f"{source}: ")  # again: the plugin files are loaded now
     for dataset in dict.fromkeys(list(cfg.study.datasets) + [cfg.ablate.dataset]):
         if dataset in cfg.data.folders:  # its layout now, not after the first runs trained
             from deba_pipeline.engine.datasets.folders import check_folder
