@@ -111,7 +111,7 @@ class Trainer:
         bar = tqdm(total=epochs, initial=start, desc=self.spec.name, leave=False, unit="epoch",
                    disable=not (progress and sys.stderr.isatty()))
         for epoch in range(start + 1, epochs + 1):
-            result = pending or self.train_and_evaluate(epoch)
+            result = pending or self.epoch(epoch)
             pending = None
             entry = self.step_scheduler(result)
             self.record["epochs"].append(entry)
@@ -138,22 +138,30 @@ class Trainer:
                              ("final_test_accuracy", "train_time_s", "eval_time_s")})
         return self.record
 
-    def train_and_evaluate(self, epoch: int) -> EpochResult:
-        """Epoch `epoch`'s training and evaluation: everything but the scheduler's step."""
+    def epoch(self, number: int) -> EpochResult:
+        """Epoch `number` from top to bottom: its learning rate, its steps at the scheduler's
+        batch size (again at the last size that fit, should the device run out of memory), the
+        loss check, the evaluation. The scheduler's step follows apart (`step_scheduler`), so a
+        plugin that fails there leaves this trained epoch in a checkpoint."""
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        began = time.perf_counter()
-        result = self.train_epoch_fitting(epoch, self.scheduler.batch_size)
+        size, began = self.scheduler.batch_size, time.perf_counter()
+        while True:
+            try:
+                result = self.train_epoch(size)
+                break
+            except torch.OutOfMemoryError:
+                size = self.fall_back(number, size)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        result.epoch, result.lr, result.epoch_time_s = epoch, lr, time.perf_counter() - began
+        result.epoch, result.lr, result.epoch_time_s = number, lr, time.perf_counter() - began
         if not math.isfinite(result.train_loss):
             raise DebaError(
                 f"{self.spec.name}: the training loss became {result.train_loss} in epoch "
-                f"{epoch}. {self.checkpoints.describe_last()} Lower train.lr or check the data: "
+                f"{number}. {self.checkpoints.describe_last()} Lower train.lr or check the data: "
                 f"a changed setting starts a new run, and rerunning unchanged (after fixing the "
                 f"data) resumes from that checkpoint.")
         self.last_fit = result.batch_size
@@ -164,30 +172,27 @@ class Trainer:
             result.peak_memory_mb = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
         return result
 
-    def train_epoch_fitting(self, epoch: int, batch_size: int) -> EpochResult:
-        """Train one epoch; on out-of-memory fall back to the last size that fit and cap there."""
-        while True:
-            try:
-                return self.train_epoch(batch_size)
-            except torch.OutOfMemoryError:
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                fallback = self.last_fit
-                if self.world > 1:  # the other ranks are in the step's all-reduce: no fallback
-                    raise DebaError(f"{self.spec.name}: out of device memory at global batch "
-                                    f"{batch_size} ({batch_size // self.world} a process) in "
-                                    f"epoch {epoch}: lower deba.max_batch.") from None
-                if fallback is None or fallback >= batch_size:
-                    raise DebaError(f"{self.spec.name}: out of device memory at batch size "
-                                    f"{batch_size} in epoch {epoch}, with no smaller size known "
-                                    f"to fit: lower train.batch_size.") from None
-                self.scheduler.cap_max_batch(fallback)
-                self.record["events"].append({"epoch": epoch, "event": "out_of_memory",
-                                              "batch_size": batch_size, "fallback": fallback})
-                log.warning("%s: out of memory at batch %d; continuing at %d and capping "
-                            "max_batch there", self.spec.name, batch_size, fallback)
-                batch_size = fallback
+    def fall_back(self, epoch: int, batch_size: int) -> int:
+        """After out-of-memory at `batch_size`: the last size that fit, capping max_batch there
+        (one process only: under DDP the other ranks wait in the step's all-reduce)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        fallback = self.last_fit
+        if self.world > 1:
+            raise DebaError(f"{self.spec.name}: out of device memory at global batch "
+                            f"{batch_size} ({batch_size // self.world} a process) in "
+                            f"epoch {epoch}: lower deba.max_batch.") from None
+        if fallback is None or fallback >= batch_size:
+            raise DebaError(f"{self.spec.name}: out of device memory at batch size "
+                            f"{batch_size} in epoch {epoch}, with no smaller size known "
+                            f"to fit: lower train.batch_size.") from None
+        self.scheduler.cap_max_batch(fallback)
+        self.record["events"].append({"epoch": epoch, "event": "out_of_memory",
+                                      "batch_size": batch_size, "fallback": fallback})
+        log.warning("%s: out of memory at batch %d; continuing at %d and capping max_batch "
+                    "there", self.spec.name, batch_size, fallback)
+        return fallback
 
     def learning_rate(self) -> float:
         """The next epoch's rate from its batch size and the samples trained so far, never as a
