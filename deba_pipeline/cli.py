@@ -235,6 +235,9 @@ def main(argv=None) -> int:
         print("deba: interrupted. Finished runs and the last checkpoint are kept: run the same "
               "command (or `dvc repro`) again to resume.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `deba plugins | head`: the reader has all it wanted
+        sys.stderr.close()  # nothing more to say, and Python's own flush would complain
+        return 0
     except OSError as exc:  # the machine's, not ours: a file, a folder, the disk
         if debug:
             raise

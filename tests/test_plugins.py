@@ -260,3 +260,10 @@ def test_plugin_options_come_from_params(register_plugin):
     register_plugin(OptionPlugin(), "options")
     spec = tiny_spec(deba={"rule": "every_nth", "rule_options": {"period": 4}})
     assert build_scheduler(spec).rule.period == 4
+
+
+def test_a_listing_cut_short_by_its_reader_ends_quietly(tmp_path):
+    listing = subprocess.run("deba plugins | head -1", shell=True, cwd=tmp_path,
+                             capture_output=True, text=True, executable="/bin/bash")
+    assert listing.stdout == "signals:\n"
+    assert listing.stderr == ""
