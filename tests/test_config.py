@@ -56,7 +56,8 @@ def test_bad_params_name_the_file_and_key(tmp_path, params, message):
     ({"ablate": {"variants": {"x": {"policy_options": {"lr_rule": "sqrt"}}}}}, "`ablate.variants.x`: policy 'multiplicative' does not take the option 'lr_rule'"),
     ({"deba": {"plugins": ["elsewhere/grad_cosine.py"]}}, "'elsewhere/grad_cosine.py' is not in plugins/: the stages that train depend on plugins/"),
     ({"train": {"batch_size": 8}}, "`deba`: `batch_size` = 8 is not allowed: it must be an integer in [min_batch, max_batch] = [16, 2048]"),
-    ({"deba": {"thresholds": "paper"}}, "the paper has no thresholds for ['test_resnet'"),
+    ({"deba": {"thresholds": "paper"}}, "`deba`: deba.thresholds is 'paper' but paper Table 1 has "
+                                        "no thresholds for 'test_resnet'"),
 ])
 def test_preflight_names_the_problem(params, message):
     cfg = merge(OmegaConf.merge(SMALL_STUDY, params), "params.yaml")

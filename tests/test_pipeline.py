@@ -39,12 +39,16 @@ def test_validate_command_on_every_preset():
     assert out.count("valid.") == 3
 
 
-@pytest.mark.slow
-def test_dvc_repro_on_the_micro_preset(micro_study):
+def _micro(micro_study):
+    """The micro study's workspace, after checking its `dvc repro` succeeded."""
     workspace, first = micro_study
-    run = lambda *cmd: subprocess.run(cmd, cwd=workspace, capture_output=True, text=True)  # noqa
     assert first.returncode == 0, first.stdout + first.stderr
-    reports = workspace / "reports"
+    return workspace
+
+
+@pytest.mark.slow
+def test_micro_repro_writes_every_table_and_figure(micro_study):
+    reports = _micro(micro_study) / "reports"
     for name in ("table1", "table2", "table3", "table4", "table5"):
         assert (reports / "tables" / f"{name}.md").read_text().startswith("| Architecture")
         assert (reports / "tables" / f"{name}.csv").stat().st_size > 0
@@ -52,11 +56,19 @@ def test_dvc_repro_on_the_micro_preset(micro_study):
     assert figures == ["accuracy_against_time.png", "batch_size_trajectories.png",
                        "figure1_time_per_epoch.png", "figure2_grad_variance_digits.png",
                        "signal_trajectories.png"]
-    report = (reports / "REPORT.md").read_text()
+
+
+@pytest.mark.slow
+def test_micro_report_renders_and_names_nothing_a_clone_lacks(micro_study):
+    report = (_micro(micro_study) / "reports" / "REPORT.md").read_text()
     assert "from 7 run records" in report and "## Table 4" in report
     assert_markdown_tables_render(report)
-    assert "## Glossary" in report and "runs/" not in report  # nothing a clone lacks
-    metrics = json.loads((reports / "metrics.json").read_text())
+    assert "## Glossary" in report and "runs/" not in report
+
+
+@pytest.mark.slow
+def test_micro_metrics_carry_a_headline_per_cell_and_every_ablation(micro_study):
+    metrics = json.loads((_micro(micro_study) / "reports" / "metrics.json").read_text())
     assert set(metrics["ablations"]) == {"baseline", "universal", "cooldown2", "cooldown5",
                                          "full_history"}
     headline = metrics["per_arch"]["test_resnet/digits"]
@@ -65,7 +77,11 @@ def test_dvc_repro_on_the_micro_preset(micro_study):
     assert headline["speedup_modelled_pct"] is not None
     assert headline["increases"] + headline["rollbacks"] + headline["holds"] == 5
     assert metrics["predictions"]["checked"] <= 1
-    # the step-time table covers every batch size a run reached, measured round-robin
+
+
+@pytest.mark.slow
+def test_micro_step_time_table_covers_every_size_reached_round_robin(micro_study):
+    workspace = _micro(micro_study)
     table = json.loads((workspace / "results/steptime/test_resnet.json").read_text())["digits"]
     reached = {e["batch_size"] for path in (workspace / "runs").rglob("*.json")
                for e in json.loads(path.read_text())["epochs"]}
@@ -74,26 +90,50 @@ def test_dvc_repro_on_the_micro_preset(micro_study):
     assert len(order) == sizes * (table["repeats"] + table["extra_rounds"])  # more when slow
     assert all(a != b for a, b in zip(order, order[1:]))  # never the same size twice in a row
     assert order[:sizes] == sorted(order[:sizes]) and order[sizes:2 * sizes] == order[:sizes]
-    # DVC's own plots: per-epoch curves of every method
-    curves = sorted(p.name for p in (reports / "plots" / "batch_size").glob("*.csv"))
+
+
+@pytest.mark.slow
+def test_micro_dvc_plots_hold_the_curves_of_every_method(micro_study):
+    workspace = _micro(micro_study)
+    curves = sorted(p.name for p in (workspace / "reports" / "plots" / "batch_size").glob("*.csv"))
     assert curves == ["test_resnet_digits_deba-cooldown2.csv", "test_resnet_digits_deba-cooldown5.csv",
                       "test_resnet_digits_deba-full_history.csv",
                       "test_resnet_digits_deba-universal.csv", "test_resnet_digits_deba.csv",
                       "test_resnet_digits_fixed.csv"]
-    stability = json.loads((workspace / "results" / "stability" / "test_resnet.json").read_text())
-    assert set(stability["digits"]) >= {"S", "mu_S", "sigma_S", "class", "prediction"}
-    # the fixed baseline is trained apart from the profile run: the same trajectory, its own time
-    fixed = json.loads((workspace / "runs/train/test_resnet/digits/fixed-baseline-seed2.json").read_text())
-    profile = json.loads((workspace / "runs/profile/test_resnet/digits/fixed-profile-seed2.json").read_text())
+    plots = subprocess.run(["dvc", "plots", "show", "--json"], cwd=workspace,
+                           capture_output=True, text=True)
+    assert plots.returncode == 0
+    assert "reports/plots/batch_size/test_resnet_digits_deba.csv" in plots.stdout
+
+
+@pytest.mark.slow
+def test_micro_stability_summary_names_the_class_and_prediction(micro_study):
+    path = _micro(micro_study) / "results" / "stability" / "test_resnet.json"
+    assert set(json.loads(path.read_text())["digits"]) >= {"S", "mu_S", "sigma_S", "class",
+                                                           "prediction"}
+
+
+@pytest.mark.slow
+def test_micro_fixed_baseline_is_trained_apart_from_the_profile_run(micro_study):
+    runs = _micro(micro_study) / "runs"
+    fixed = json.loads((runs / "train/test_resnet/digits/fixed-baseline-seed2.json").read_text())
+    profile = json.loads((runs / "profile/test_resnet/digits/fixed-profile-seed2.json").read_text())
     assert fixed["key"] != profile["key"] and "reused_from" not in fixed
+    # the same trajectory, its own time
     assert [e["train_loss"] for e in fixed["epochs"]] == [e["train_loss"] for e in profile["epochs"]]
 
-    second = run("dvc", "repro")
+
+@pytest.mark.slow
+def test_micro_second_repro_is_up_to_date(micro_study):
+    second = subprocess.run(["dvc", "repro"], cwd=_micro(micro_study), capture_output=True,
+                            text=True)
     assert second.returncode == 0 and "Data and pipelines are up to date" in second.stdout
-    plots = run("dvc", "plots", "show", "--json")
-    assert plots.returncode == 0 and "reports/plots/batch_size/test_resnet_digits_deba.csv" in \
-        plots.stdout
-    shown = run("dvc", "metrics", "show")  # the headline, one short line per cell, 120 columns
+
+
+@pytest.mark.slow
+def test_micro_dvc_metrics_show_one_line_per_cell_in_120_columns(micro_study):
+    shown = subprocess.run(["dvc", "metrics", "show"], cwd=_micro(micro_study),
+                           capture_output=True, text=True)
     lines = shown.stdout.splitlines()
     assert shown.returncode == 0 and lines[0].split() == ["Path", "test_resnet", "on", "digits"]
     assert lines[1].startswith("reports/answer.json") and max(map(len, lines)) <= 120
@@ -120,35 +160,55 @@ def assert_markdown_tables_render(text):
     assert sum(1 for t in tokens if t.type == "tr_open") == len(source_rows)  # none fell out
 
 
-def test_preset_writes_the_complete_params_and_guards_uncommitted_edits(tmp_path, monkeypatch,
-                                                                        capsys):
+@pytest.fixture
+def presets_here(tmp_path, monkeypatch):
+    """A git repository holding the presets, as the working folder: `main` of the CLI."""
     from deba_pipeline.cli import main
     shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
     monkeypatch.chdir(tmp_path)
     subprocess.run(["git", "init", "-q"], check=True)
-    assert main(["preset", "micro"]) == 0
+    return main
+
+
+def test_preset_writes_the_complete_params(presets_here, capsys):
+    assert presets_here(["preset", "micro"]) == 0
     assert "params.yaml now holds preset micro (valid. 1 profile runs" in capsys.readouterr().out
     written = OmegaConf.load("params.yaml")
     assert written == OmegaConf.structured(load_params("pipelines/micro.yaml"))  # complete
     assert written.deba.cooldown == 1 and written.train.lr == 0.01  # preset, then default
     assert Path("params.yaml").read_text().startswith("# The study `dvc repro` runs. Written by "
                                                       "`deba preset micro`")
-    # an edit git does not hold is never overwritten silently
+
+
+def test_preset_never_overwrites_an_edit_git_does_not_hold(presets_here, capsys):
+    assert presets_here(["preset", "micro"]) == 0
     Path("params.yaml").write_text(Path("params.yaml").read_text() + "# my note\n")
-    assert main(["preset", "quick"]) == 2
+    assert presets_here(["preset", "quick"]) == 2
     assert ("params.yaml has changes git does not hold, and `deba preset quick` would overwrite "
             "them: commit them, or rerun with --force") in capsys.readouterr().err
     assert Path("params.yaml").read_text().endswith("# my note\n")
-    assert main(["preset", "quick", "--force"]) == 0
+
+
+def test_preset_force_keeps_the_edited_file_as_bak(presets_here, capsys):
+    assert presets_here(["preset", "micro"]) == 0
+    Path("params.yaml").write_text(Path("params.yaml").read_text() + "# my note\n")
+    assert presets_here(["preset", "quick", "--force"]) == 0
     assert "the previous file is params.yaml.bak" in capsys.readouterr().out
     assert Path("params.yaml.bak").read_text().endswith("# my note\n")
     assert OmegaConf.load("params.yaml").study.name == "quick"
-    # a committed file may be replaced: git holds it
+
+
+def test_preset_replaces_a_file_git_holds(presets_here):
+    assert presets_here(["preset", "quick"]) == 0
     subprocess.run(["git", "add", "params.yaml"], check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p"],
                    check=True)
-    assert main(["preset", "micro"]) == 0
-    assert main(["preset", "imagenet"]) == 2
+    assert presets_here(["preset", "micro"]) == 0
+    assert OmegaConf.load("params.yaml").study.name != "quick"
+
+
+def test_an_unknown_preset_names_the_known_ones(presets_here, capsys):
+    assert presets_here(["preset", "imagenet"]) == 2
     assert "unknown preset 'imagenet': choose one of micro, paper, quick" in capsys.readouterr().err
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from deba_pipeline.config import PAPER_THRESHOLDS, deba_groups, load_params
+from deba_pipeline.config import deba_groups, load_params
 from deba_pipeline.config.presets import HEADER, resolve_preset
 from deba_pipeline.core.errors import ConfigError, DebaError
 from deba_pipeline.engine.files import write_text
 from deba_pipeline.engine.spec import PLUGIN_DIR
+from deba_pipeline.execution.study import resolve_thresholds
 
 
 def _check_device(train, source, here=True) -> None:
@@ -80,11 +81,13 @@ def preflight(cfg, source="params.yaml") -> None:
             DEBAScheduler(batch_size=cfg.train.batch_size, config=deba)
         except DebaError as exc:
             raise ConfigError(f"{source}: `{where}`: {exc}") from None
-    if cfg.deba.thresholds == "paper":
-        missing = [a for a in cfg.study.archs if a not in PAPER_THRESHOLDS]
-        if missing:
-            raise ConfigError(f"{source}: `deba.thresholds` = 'paper' but the paper has no "
-                              f"thresholds for {missing}: use calibrated or fixed.")
+    for where, deba in deba_groups(cfg).items():  # the runs' own check, before any trains
+        if deba.thresholds == "paper":
+            for arch in cfg.study.archs:
+                try:
+                    resolve_thresholds(deba, arch, None, None)
+                except ConfigError as exc:
+                    raise ConfigError(f"{source}: `{where}`: {exc}") from None
 
 
 def count_runs(cfg) -> dict:
