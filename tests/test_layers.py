@@ -1,5 +1,6 @@
 """The house's layers (pyproject.toml's import-linter contracts): each layer imports only from
 those below it, and no package's modules import each other in a circle."""
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,8 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def lint_imports(project: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["lint-imports", "--no-cache"], cwd=project, capture_output=True,
-                          text=True, env={"PATH": shutil.os.environ["PATH"],
-                                          "PYTHONPATH": str(project)})
+                          text=True, env={**os.environ, "PYTHONPATH": str(project)})
 
 
 def test_the_layer_contracts_hold():

@@ -32,7 +32,7 @@ def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
         if spec.train.processes > 1 and ddp.rank_and_world()[1] == 1:
             from deba_pipeline.execution.torchrun import launch
             return launch(spec, state_dir, tracking or {"wandb": "disabled"}, experiment,
-                              progress)
+                          progress)
         trainer = Trainer(spec, state_dir)
         tracker = tracker_for(spec, state_dir, tracking, experiment)
         try:
