@@ -19,28 +19,26 @@ def test_the_layer_contracts_hold():
     assert "Contracts: 2 kept, 0 broken." in result.stdout
 
 
-def _copy(tmp_path) -> Path:
+def lint_with_import(tmp_path, module: str) -> subprocess.CompletedProcess:
+    """`lint-imports` on a copy of the package where `module` (a path under deba_pipeline/)
+    also imports the engine's loop."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "pyproject.toml", project)
     shutil.copytree(ROOT / "deba_pipeline", project / "deba_pipeline",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    return project
+    edited = project / "deba_pipeline" / module
+    edited.write_text(edited.read_text() + "\nfrom deba_pipeline.engine import loop\n")
+    return lint_imports(project)
 
 
 def test_an_upward_import_breaks_the_layers(tmp_path):
-    project = _copy(tmp_path)
-    scheduler = project / "deba_pipeline" / "core" / "scheduler.py"
-    scheduler.write_text(scheduler.read_text() + "\nfrom deba_pipeline.engine import loop\n")
-    result = lint_imports(project)
+    result = lint_with_import(tmp_path, "core/scheduler.py")
     assert result.returncode == 1
     assert "deba_pipeline.core.scheduler -> deba_pipeline.engine.loop" in result.stdout
 
 
 def test_a_circle_inside_a_layer_is_refused(tmp_path):
-    project = _copy(tmp_path)
-    ddp = project / "deba_pipeline" / "engine" / "ddp.py"
-    ddp.write_text(ddp.read_text() + "\nfrom deba_pipeline.engine import loop\n")
-    result = lint_imports(project)
+    result = lint_with_import(tmp_path, "engine/ddp.py")
     assert result.returncode == 1
     assert "no import circles between the modules of any package BROKEN" in result.stdout
