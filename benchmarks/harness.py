@@ -36,7 +36,7 @@ class Bench:
     def restore(self):
         model, optimizer, generator = self.saved
         self.trainer.model.load_state_dict(model)
-        self.trainer.optimizer.load_state_dict(optimizer)
+        self.trainer.optimizer.load_state_dict(copy.deepcopy(optimizer))  # it keeps its tensors
         self.trainer.data.generator.set_state(generator)
 
     def sync(self):

@@ -96,7 +96,8 @@ def new_process() -> None:
 def without_times(record):
     """A record less its wall-clock times: what two runs of one spec must share exactly."""
     from deba_pipeline.core.record import TIMING_KEYS
-    record = {k: v for k, v in record.items() if k not in ("train_time_s", "eval_time_s")}
+    record = {k: v for k, v in record.items()
+              if k not in ("train_time_s", "eval_time_s", "step_probe")}
     record["epochs"] = [{k: v for k, v in e.items() if k not in TIMING_KEYS}
                         for e in record["epochs"]]
     return record

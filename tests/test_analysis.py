@@ -12,7 +12,8 @@ from deba_pipeline.report.analysis import (
     profile_summary,
     stability_score,
 )
-from deba_pipeline.report.comparison import clock_noise, compare, modelled_time, prediction_held
+from deba_pipeline.report.comparison import compare, prediction_held
+from deba_pipeline.report.modelled import clock_noise, modelled_time
 
 BOUNDS = vars(TaxonomyConfig())
 EPS = 1e-8

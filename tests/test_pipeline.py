@@ -1,5 +1,6 @@
 """The DVC pipeline end to end on the micro preset, and the presets' run counts."""
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -285,7 +286,13 @@ def test_a_deba_command_outside_dvc_is_an_invocation_of_its_own(monkeypatch):
 @pytest.mark.slow
 def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_study, tmp_path):
     """SPEC §8: the same study reproduced in a fresh clone with a CPU-burning process beside it
-    gives the same modelled speedups (within 2 points) and the same prediction verdicts."""
+    gives the same modelled speedups, up to the two tables' own noise (each table states it), and
+    the same prediction verdicts. The report's half-widths are 90% ones; the bound here is the
+    99.9% one of the difference, so a busy machine that biases the table fails, while a table's
+    ordinary noise (about 1.3 points a table on this 2-core VM, measured) fails one run in a
+    thousand."""
+    from statistics import NormalDist
+
     from helpers import copy_project
     calm, first = micro_study
     assert first.returncode == 0
@@ -304,12 +311,15 @@ def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_stud
         burner.kill()
     assert result.returncode == 0, result.stderr
     a, b = (json.loads((w / "reports" / "metrics.json").read_text()) for w in (calm, busy))
-    for cell in a["per_arch"]:
-        assert abs(a["per_arch"][cell]["speedup_modelled_pct"]
-                   - b["per_arch"][cell]["speedup_modelled_pct"]) <= 2.0, cell
-    for variant in a["ablations"]:
-        assert abs(a["ablations"][variant]["mean_speedup_modelled_pct"]
-                   - b["ablations"][variant]["mean_speedup_modelled_pct"]) <= 2.0, variant
+    widen = NormalDist().inv_cdf(0.9995) / NormalDist().inv_cdf(0.95)  # 90% to 99.9%
+    pairs = [(a["per_arch"][c], b["per_arch"][c], "") for c in a["per_arch"]] + \
+        [(a["ablations"][v], b["ablations"][v], "mean_") for v in a["ablations"]]
+    for calm_cell, busy_cell, prefix in pairs:
+        moved = abs(calm_cell[f"{prefix}speedup_modelled_pct"]
+                    - busy_cell[f"{prefix}speedup_modelled_pct"])
+        noise = [cell[f"{prefix}speedup_modelled_table_noise_pct"]
+                 for cell in (calm_cell, busy_cell)]
+        assert moved <= widen * math.hypot(*noise) + 1e-3, (calm_cell, busy_cell)  # 4 decimals
     verdicts = [(w / "reports" / "tables" / "table2.csv").read_text().splitlines()
                 for w in (calm, busy)]
     held = [[line.rsplit(",", 1)[1] for line in v] for v in verdicts]

@@ -1,14 +1,15 @@
 """SPEC §8's step-time table: the sizes it covers, its interleaved order, and the priority it is
 measured at."""
 import os
+import statistics
 import time
 
 import pytest
 
-from deba_pipeline.engine import steptime
+from deba_pipeline.engine import loop, priority, steptime
 from deba_pipeline.engine.loop import Trainer
 
-from helpers import tiny_spec
+from helpers import tiny_spec, without_times
 
 
 def test_ladder_is_spec_section_1s_growth_and_rollback_sizes():
@@ -41,24 +42,40 @@ def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):
 def test_paired_estimate_is_the_median_ratio_to_the_reference_over_undisturbed_rounds():
     rounds = {64: [0.010, 0.010, 0.020], 32: [0.006, 0.005, 0.012]}
     # each round's median slowness over the sizes' fastest rounds: 1.1, 1.0, 2.2 (> 1.25: left out)
-    step_s, used = steptime.estimate(rounds, reference=64, how="paired")
+    step_s, used, _ = steptime.estimate(rounds, reference=64, how="paired")
     assert used == 2 and step_s == pytest.approx({64: 0.010, 32: 0.010 * (0.6 + 0.5) / 2})
     # the level from the typical (median) steps, the ratios from the fastest ones
     typical = {64: [0.012, 0.014, 0.030], 32: [0.007, 0.006, 0.020]}
-    step_s, _ = steptime.estimate(rounds, 64, "paired", typical=typical)  # rounds 1 and 2
+    step_s, _, _ = steptime.estimate(rounds, 64, "paired", typical=typical)  # rounds 1 and 2
     assert step_s == pytest.approx({64: 0.013, 32: 0.013 * (0.6 + 0.5) / 2})
-    assert steptime.estimate(rounds, 64, "median", typical=typical) == ({64: 0.014, 32: 0.007}, 3)
-    assert steptime.estimate(rounds, 64, "median") == ({64: 0.010, 32: 0.006}, 3)
+    assert steptime.estimate(rounds, 64, "median", typical=typical)[:2] == (
+        {64: 0.014, 32: 0.007}, 3)
+    assert steptime.estimate(rounds, 64, "median")[:2] == ({64: 0.010, 32: 0.006}, 3)
     # the reference timed right beside each size: its ratios, 0.6/1.2 and 0.5/1.0 -> 0.5
     beside = {64: [0.010, 0.010, 0.020], 32: [0.012, 0.010, 0.024]}
     assert steptime.estimate(rounds, 64, "paired", beside)[0] == pytest.approx(
         {64: 0.010, 32: 0.005})
 
 
+def test_a_ratio_error_is_the_median_s_standard_error_from_the_rounds_spread():
+    # median 1.0, absolute deviations 0, .1, .1, .2, .2: MAD 0.1, spread 1.4826 * 0.1;
+    # the median's error sqrt(pi/2) * spread / sqrt(5) = 1.2533141 * 0.14826 / 2.2360680
+    assert steptime.relative_error([1.0, 1.1, 0.9, 1.2, 0.8]) == pytest.approx(0.0830996, rel=1e-6)
+    assert steptime.relative_error([2.0, 2.2, 1.8, 2.4, 1.6]) == pytest.approx(0.0830996, rel=1e-6)
+    assert steptime.relative_error([1.0, 5.0]) == 0.0  # two rounds say nothing of the spread
+    rounds = {64: [0.010] * 5, 32: [0.005, 0.0055, 0.0045, 0.006, 0.004]}
+    _, used, errors = steptime.estimate(rounds, 64, "paired")
+    assert used == 5 and errors == pytest.approx({64: 0.0, 32: 0.0830996}, rel=1e-6)
+    # "median": the size's own error and the reference's, in quadrature
+    typical = {64: [0.010, 0.011, 0.009, 0.012, 0.008], 32: [0.005] * 5}
+    assert steptime.estimate(rounds, 64, "median", typical=typical)[2] == pytest.approx(
+        {64: 0.0, 32: 0.0830996}, rel=1e-6)
+
+
 def test_real_time_scheduling_while_measuring_then_restored_or_a_fallback(monkeypatch):
     before = os.sched_getscheduler(0)
     try:
-        with steptime.device_to_ourselves() as how:
+        with priority.device_to_ourselves() as how:
             inside = os.sched_getscheduler(0)
     except PermissionError:
         pytest.skip("the tests may not change scheduling here")
@@ -69,29 +86,29 @@ def test_real_time_scheduling_while_measuring_then_restored_or_a_fallback(monkey
     def refused(*args):
         raise PermissionError("not permitted")
 
-    monkeypatch.setattr(steptime.os, "sched_setscheduler", refused)
-    with steptime.device_to_ourselves(step=5) as how:
+    monkeypatch.setattr(priority.os, "sched_setscheduler", refused)
+    with priority.device_to_ourselves(step=5) as how:
         pass
     assert how in ("priority raised by 5", ) or how.startswith("normal priority")
 
 
 def test_priority_is_raised_while_measuring_and_restored(monkeypatch):
-    monkeypatch.delattr(steptime.os, "sched_setscheduler")  # the fallback when real time is refused
+    monkeypatch.delattr(priority.os, "sched_setscheduler")  # the fallback when real time is refused
     me = os.getpriority(os.PRIO_PROCESS, 0)
     try:
         os.setpriority(os.PRIO_PROCESS, 0, me - 1)
         os.setpriority(os.PRIO_PROCESS, 0, me)
     except PermissionError:
         pytest.skip("this machine does not let the tests raise a priority")
-    with steptime.device_to_ourselves(step=5) as how:
+    with priority.device_to_ourselves(step=5) as how:
         assert os.getpriority(os.PRIO_PROCESS, 0) == me - 5
     assert how == "priority raised by 5" and os.getpriority(os.PRIO_PROCESS, 0) == me
 
     def refused(*args):
         raise PermissionError("not permitted")
 
-    monkeypatch.setattr(steptime.os, "setpriority", refused)
-    with steptime.device_to_ourselves() as how:
+    monkeypatch.setattr(priority.os, "setpriority", refused)
+    with priority.device_to_ourselves() as how:
         pass
     assert how.startswith("normal priority (PermissionError: raising it needs root")
 
@@ -227,3 +244,25 @@ def test_a_step_is_timed_as_the_loop_runs_it_with_its_batch_and_the_epoch_start(
     table = steptime.measure(trainer, [64], reference=64, repeats=2, steps=2, warmup=0)
     assert min(table["rounds_s"]["64"]) >= 0.040 and table["step_s"]["64"] >= 0.040
     assert table["epoch_start_s"]["64"] >= 0.060 and table["data_path"] == placement
+
+
+def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(tmp_path,
+                                                                               monkeypatch):
+    def alone():
+        raise AssertionError("the probe takes its steps as the run did, at the run's priority")
+    spec = tiny_spec("fixed")
+    plain = Trainer(spec, tmp_path / "plain")
+    monkeypatch.setattr(loop, "probe_round", lambda trainer: None)
+    unprobed = plain.run(progress=False)
+    monkeypatch.undo()
+    monkeypatch.setattr(steptime, "device_to_ourselves", alone)
+    record = Trainer(spec, tmp_path / "probed").run(progress=False)
+    probe = record["step_probe"]
+    assert probe["batch_size"] == spec.train.batch_size
+    assert len(probe["rounds_s"]) == len(probe["starts_s"]) == spec.train.epochs
+    assert probe["step_s"] == statistics.median(probe["rounds_s"]) > 0
+    # the rounds restore the model, optimizer, data order and random draws: the same run
+    assert without_times(record) == without_times(unprobed)
+    for method, variant in (("deba", "baseline"), ("fixed", "profile")):  # not baselines
+        assert "step_probe" not in Trainer(tiny_spec(method, variant), tmp_path).run(
+            progress=False)

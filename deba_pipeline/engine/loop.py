@@ -26,6 +26,7 @@ from deba_pipeline.engine.data import hold, load_split
 from deba_pipeline.engine.flatgrad import FlatGrads
 from deba_pipeline.engine.models import check_takes, create_model, create_optimizer
 from deba_pipeline.engine.spec import RunSpec
+from deba_pipeline.engine.steptime import probe_round
 from deba_pipeline.engine.sums import EpochResult, StepSums
 from deba_pipeline.engine.tracking import Tracker, summary_line
 
@@ -115,6 +116,8 @@ class Trainer:
             pending = None
             entry = self.step_scheduler(result)
             self.record["epochs"].append(entry)
+            if (self.spec.method, self.spec.variant, self.world) == ("fixed", "baseline", 1):
+                probe_round(self)  # SPEC §8: the fixed baseline's step timed beside it
             if tracker:
                 tracker.log(entry, step=epoch)
             bar.set_postfix(batch=entry["batch_size"], loss=f"{entry['train_loss']:.3f}",

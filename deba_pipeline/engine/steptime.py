@@ -33,16 +33,17 @@ How the repeats become one time per size (`estimate`):
 from __future__ import annotations
 
 import copy
-import os
+import math
 import statistics
 import time
-from contextlib import contextmanager, suppress
+from contextlib import nullcontext
 from itertools import islice
 
 import torch
 
 from deba_pipeline.core.policies.multiplicative import floor_times
 from deba_pipeline.core.scheduler import fit_world
+from deba_pipeline.engine.priority import device_to_ourselves
 
 
 def ladder(start: int, growth: float, rollback: float, low: int, high: int,
@@ -70,64 +71,6 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
 
 
-@contextmanager
-def device_to_ourselves(step: int = 10):
-    """Run every thread of this process ahead of other processes while measuring (SPEC §8: the
-    table is measured with the cores to itself): real-time scheduling (SCHED_FIFO, which the
-    kernel still caps at sched_rt_runtime_us of each second) where the OS allows it, else the
-    priority raised by `step`, else unchanged. Both need root or CAP_SYS_NICE. Yields how the
-    table was measured, for the record."""
-    task = "/proc/self/task"  # Linux: scheduling is per thread, and torch's pool already exists
-    threads = [int(t) for t in os.listdir(task)] if os.path.isdir(task) else [0]
-    undo = _realtime(threads)
-    status = "real-time scheduling"
-    if undo is None:
-        undo, status = _niced(threads, step)
-    try:
-        yield status
-    finally:
-        for restore in undo:
-            with suppress(OSError):
-                restore()
-
-
-def _realtime(threads):
-    """Switch `threads` to SCHED_FIFO; returns the calls that switch them back, or None."""
-    if not hasattr(os, "sched_setscheduler"):
-        return None
-    undo = []
-    fifo = os.sched_param(os.sched_get_priority_min(os.SCHED_FIFO))
-    for tid in threads:
-        try:
-            policy, param = os.sched_getscheduler(tid), os.sched_getparam(tid)
-            os.sched_setscheduler(tid, os.SCHED_FIFO, fifo)
-            undo.append(lambda tid=tid, policy=policy, param=param:
-                        os.sched_setscheduler(tid, policy, param))
-        except ProcessLookupError:
-            continue  # a thread that ended meanwhile
-        except OSError:
-            for restore in undo:
-                restore()
-            return None
-    return undo
-
-
-def _niced(threads, step):
-    undo, status = [], f"priority raised by {step}"
-    for tid in threads:
-        try:
-            value = os.getpriority(os.PRIO_PROCESS, tid)
-            os.setpriority(os.PRIO_PROCESS, tid, value - step)
-            undo.append(lambda tid=tid, value=value: os.setpriority(os.PRIO_PROCESS, tid, value))
-        except ProcessLookupError:
-            continue
-        except OSError as exc:
-            status = (f"normal priority ({type(exc).__name__}: raising it needs root or "
-                      f"CAP_SYS_NICE); other processes may have disturbed it")
-            break
-    return undo, status
-
-
 DISTURBED = 1.25  # a round whose typical size ran this much over its fastest round is left out
 ESTIMATES = ("paired", "median")
 
@@ -145,16 +88,23 @@ def _slow_throughout(reference_times, runs_step_s) -> bool:
 
 
 def estimate(rounds: dict, reference: int, how: str = "paired",
-             beside: dict | None = None, typical: dict | None = None) -> tuple[dict, int]:
-    """({size: seconds per step}, rounds used) from {size: [fastest seconds, one per round]};
-    `beside[size]` holds the reference's time measured right after that size in each round (a
-    disturbance of a second or so then touches both sides of a ratio), else the round's own
-    reference time is used. `typical[size]` holds each round's median step, the level:
-    "median" returns its median over rounds, and "paired" scales its ratios by the reference's
-    median over the rounds it keeps (without it, by the reference's fastest steps)."""
+             beside: dict | None = None, typical: dict | None = None) -> tuple[dict, int, dict]:
+    """({size: seconds per step}, rounds used, {size: relative standard error of its ratio to
+    the reference}) from {size: [fastest seconds, one per round]}; `beside[size]` holds the
+    reference's time measured right after that size in each round (a disturbance of a second or
+    so then touches both sides of a ratio), else the round's own reference time is used.
+    `typical[size]` holds each round's median step, the level: "median" returns its median over
+    rounds, and "paired" scales its ratios by the reference's median over the rounds it keeps
+    (without it, by the reference's fastest steps). The standard error is the table's own noise
+    (SPEC §8), what a modelled speedup can move by when the table is measured again; the
+    reference's is 0, as a speedup reads only ratios to it."""
     typical = typical or rounds
     if how == "median" or reference not in rounds:
-        return {s: statistics.median(typical[s]) for s in rounds}, len(rounds[next(iter(rounds))])
+        own = {s: relative_error(typical[s]) for s in rounds}
+        ref_error = own.get(reference) or 0.0
+        return ({s: statistics.median(typical[s]) for s in rounds},
+                len(rounds[next(iter(rounds))]),
+                {s: 0.0 if s == reference else math.hypot(e, ref_error) for s, e in own.items()})
     fastest = {s: min(t) for s, t in rounds.items()}
     count = len(rounds[reference])
     slowness = [statistics.median(t[i] / fastest[s] for s, t in rounds.items())
@@ -162,12 +112,26 @@ def estimate(rounds: dict, reference: int, how: str = "paired",
     kept = [i for i in range(count) if slowness[i] <= DISTURBED] or range(count)
     ref = statistics.median(typical[reference][i] for i in kept)
     partner = beside or {s: rounds[reference] for s in rounds}
-    return {s: ref * statistics.median(t[i] / partner[s][i] for i in kept)
-            for s, t in rounds.items()}, len(kept)
+    ratios = {s: [t[i] / partner[s][i] for i in kept] for s, t in rounds.items()}
+    return ({s: ref * statistics.median(r) for s, r in ratios.items()}, len(kept),
+            {s: 0.0 if s == reference else relative_error(r) for s, r in ratios.items()})
+
+
+def relative_error(values) -> float:
+    """The standard error of the median of `values` over the median, from their median absolute
+    deviation (1.4826 MAD estimates a normal spread, and the median's error is sqrt(pi/2) times
+    the mean's), so one wild round does not set it; 0 below three values, whose spread says
+    nothing."""
+    if len(values) < 3:
+        return 0.0
+    middle = statistics.median(values)
+    spread = 1.4826 * statistics.median(abs(v - middle) for v in values)
+    return math.sqrt(math.pi / 2) * spread / math.sqrt(len(values)) / middle
 
 
 def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, steps: int = 5,
-            warmup: int = 1, how: str = "paired", runs_step_s: float | None = None) -> dict:
+            warmup: int = 1, how: str = "paired", runs_step_s: float | None = None,
+            alone: bool = True) -> dict:
     """{"step_s": {size: seconds per step}, "spread": {size: [min, max]}, "rounds_s": {size:
     [seconds per round]}, "order": [...], "out_of_memory": [sizes that did not fit],
     "measured_at": priority, "estimate": how, "rounds_used": n}; sizes above the training set
@@ -189,7 +153,7 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
         kept. The first interval holds the epoch's start (its permutation, the loader's first
         batch); with the call's set-up and end sync, less a typical step, that is the start."""
         model.load_state_dict(saved[0])
-        optimizer.load_state_dict(saved[1])
+        optimizer.load_state_dict(copy.deepcopy(saved[1]))  # it keeps, not copies, its tensors
         stamps = []
         ahead = 1 + data.prefetched
         sync()
@@ -214,7 +178,9 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
         return samples["typical"].get(reference, [])[-repeats:]
 
     beside = {size: [] for size in times} if how == "paired" and reference in times else None
-    with device_to_ourselves() as priority:
+    cuda = [trainer.device] if trainer.device.type == "cuda" else []
+    with device_to_ourselves() if alone else nullcontext("the run's own") as priority, \
+            torch.random.fork_rng(devices=cuda):  # dropout's draws leave the run's as they were
         _rounds(timed, samples, order, too_big, warmup, repeats, optimizer, trainer.device,
                 reference, beside)
         while extra < EXTRA and _slow_throughout(latest(), runs_step_s):
@@ -222,21 +188,44 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
             _rounds(timed, samples, order, too_big, 0, repeats, optimizer, trainer.device,
                     reference, beside)
     model.load_state_dict(saved[0])
-    optimizer.load_state_dict(saved[1])
+    optimizer.load_state_dict(saved[1])  # the last use of saved: its tensors may stay
     data.generator.set_state(saved[2])
     if beside is not None:
         beside = {size: beside[size] for size in times}  # sizes that ran out of memory: gone
-    step_s, used = estimate(times, reference, how, beside, samples["typical"]) if times \
-        else ({}, 0)
+    step_s, used, errors = estimate(times, reference, how, beside, samples["typical"]) \
+        if times else ({}, 0, {})
     slow = _slow_throughout(latest(), runs_step_s)
     return {"step_s": {str(s): v for s, v in step_s.items()},
             "epoch_start_s": {str(s): statistics.median(t) for s, t in samples["start"].items()},
+            "ratio_error": {str(s): v for s, v in errors.items()},
             "estimate": how, "rounds_used": used, "extra_rounds": extra * repeats,
             "slow_throughout": slow, "data_path": data.path,
             "spread": {str(s): [min(t), max(t)] for s, t in times.items()},
             "rounds_s": {str(s): t for s, t in times.items()},
             "typical_s": {str(s): t for s, t in samples["typical"].items()},
             "order": order, "out_of_memory": too_big, "measured_at": priority}
+
+
+def probe_round(trainer, steps: int = 3) -> None:
+    """One round of the table's timing of the run's own batch size, taken by a fixed run after
+    each epoch and kept in its record (`step_probe`): the median over the run's rounds is a step
+    timed beside the run, at the run's priority and over the whole run, where a table takes the
+    cores to itself and leaves out slow rounds to get the ratios between sizes right. The
+    machine's speed moves between minutes (a 2-core VM here took the same step in 13.6 and
+    22.3 ms two runs apart, and a step timed with the cores to itself read 0.72 of the runs'),
+    so only a step timed beside a run can tell whether a table times a step as the loop runs it
+    (SPEC §8). The model, optimizer, data order and random draws are left as they were. Three
+    steps a round (timed after the first), one round an epoch: about 5% of a test model's run."""
+    size = trainer.spec.train.batch_size
+    probe = trainer.record.setdefault("step_probe", {"batch_size": size, "rounds_s": [],
+                                                     "starts_s": []})
+    # streamed, the loader's workers keep filling its queue while the prefetched batches are
+    # taken: time as many steps again, so a round reaches the steps that wait for them
+    table = measure(trainer, [size], size, repeats=1, steps=steps + trainer.data.prefetched,
+                    warmup=0, how="median", alone=False)
+    probe["rounds_s"].append(table["step_s"][str(size)])
+    probe["starts_s"].append(table["epoch_start_s"][str(size)])
+    probe["step_s"] = statistics.median(probe["rounds_s"])
 
 
 def _stamped(batches, stamps: list, sync):

@@ -11,6 +11,12 @@ from collections import defaultdict
 
 from deba_pipeline.report.analysis import aggressiveness
 from deba_pipeline.report.analysis import sample_std as _std
+from deba_pipeline.report.modelled import (
+    fixed_check,
+    fixed_noise_pct,
+    modelled_time,
+    table_noise,
+)
 
 LEVEL = 0.90  # two-sided confidence level of every interval over seeds
 
@@ -71,62 +77,6 @@ def _mean_or_none(values):
     return None if not values or any(v is None for v in values) else statistics.fmean(values)
 
 
-def _seconds(value, low_ok: bool) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) and (value >= 0 if low_ok else value > 0)
-
-
-def table_problem(table, needed=()) -> str | None:
-    """What makes a step-time table unusable, or None: no step times, a time that is not a
-    positive finite number of seconds, an epoch start below 0 or not finite, or a batch size in
-    `needed` (sizes the runs reached) that it lacks without having run out of memory there."""
-    if not isinstance(table, dict) or not isinstance(table.get("step_s"), dict) \
-            or not table["step_s"]:
-        return "it holds no step times"
-    for size, seconds in table["step_s"].items():
-        if not _seconds(seconds, low_ok=False):
-            return f"its step time at batch {size} is {seconds!r}, not a positive finite number"
-    for size, seconds in (table.get("epoch_start_s") or {}).items():
-        if not _seconds(seconds, low_ok=True):
-            return f"its epoch start at batch {size} is {seconds!r}, not a finite number >= 0"
-    skipped = {str(s) for s in table.get("out_of_memory") or ()}
-    missing = sorted({str(s) for s in needed} - set(table["step_s"]) - skipped, key=int)
-    if missing:
-        return f"it lacks batch sizes the runs reached: {', '.join(missing)}"
-    return None
-
-
-def epoch_times(record, steptime) -> list | None:
-    """Each epoch's modelled seconds: its steps × the step time at its batch size, plus the
-    epoch's own start at that size where the table has it (the permutation, the loader's first
-    batch); None when the table lacks the run's cell or one of its sizes, or the record lacks
-    steps (before schema 2)."""
-    table = (steptime or {}).get(record["arch"], {}).get(record["dataset"], {})
-    steps, starts = table.get("step_s"), table.get("epoch_start_s", {})
-    if not steps:
-        return None
-    out = []
-    for e in record["epochs"]:
-        size = str(e["batch_size"])
-        if size not in steps or e.get("steps") is None:
-            return None
-        out.append(e["steps"] * steps[size] + starts.get(size, 0.0))
-    return out
-
-
-def modelled_time(record, steptime) -> float | None:
-    """Σ over epochs of `epoch_times`, or None where one is not known."""
-    epochs = epoch_times(record, steptime)
-    return None if epochs is None else sum(epochs)
-
-
-def clock_noise(record) -> float | None:
-    """Coefficient of variation of a fixed run's epoch times after the first: at one batch size
-    every epoch does the same work, so this spread is the clock's, not the method's."""
-    times = [e["epoch_time_s"] for e in record["epochs"][1:]]
-    return statistics.pstdev(times) / statistics.fmean(times) if len(times) > 1 else None
-
-
 def decisions(runs) -> dict:
     """What the scheduler did over `runs`: increases, rollbacks, holds and the sizes it used."""
     epochs = [e for r in runs for e in r["epochs"]]
@@ -184,24 +134,20 @@ def _cell(seeds, f, m, steptime) -> dict:
          "rollbacks": sum(e["decision"] == "rollback" for r in m for e in r["epochs"]),
          "final_batch": statistics.fmean(r["epochs"][-1]["batch_size"] for r in m),
          **decisions(m)}
-    # the clock's noise: within the fixed runs, and across them where there are several seeds
-    within = [n for n in (clock_noise(r) for r in f) if n is not None]
-    spreads = ([statistics.median(within)] if within else []) + \
-        ([statistics.stdev(t_f) / statistics.fmean(t_f)] if len(t_f) > 1 else [])
-    c["noise_pct"] = 100 * max(spreads) if spreads else None
-    c["speedup_noise"] = math.sqrt(2) * c["noise_pct"] if spreads else None  # two noisy times
+    c["noise_pct"] = fixed_noise_pct(f)
+    c["speedup_noise"] = None if c["noise_pct"] is None else \
+        math.sqrt(2) * c["noise_pct"]  # two noisy times
     model_f = [modelled_time(r, steptime) for r in f]
     model_m = [modelled_time(r, steptime) for r in m]
     if None in model_f or None in model_m:
         c.update(model_speedup_mean=None, model_speedup_std=None, model_throughput=None,
                  model_time_fixed_mean=None, model_time_method_mean=None, disagree=None,
                  model_speedups=None, model_speedup_ci=None, model_ratio_fixed=None,
-                 model_ratio_within_noise=None)
+                 model_ratio_within_noise=None, model_ratio_beside=None,
+                 model_speedup_table_noise=None)
     else:
-        # SPEC §8: the fixed runs' modelled time against their measured one, within the noise
-        c["model_ratio_fixed"] = statistics.fmean(m / t for m, t in zip(model_f, t_f))
-        c["model_ratio_within_noise"] = None if c["noise_pct"] is None else \
-            abs(c["model_ratio_fixed"] - 1) * 100 <= c["noise_pct"]
+        c.update(fixed_check(f, steptime))  # SPEC §8: modelled against measured, side by side
+        c["model_speedup_table_noise"] = table_noise(f, m, steptime)
         model_speedups = [100.0 * (1 - b / a) for a, b in zip(model_f, model_m)]
         c.update(model_speedups=model_speedups, model_speedup_ci=t_interval(model_speedups),
                  model_speedup_mean=statistics.fmean(model_speedups),

@@ -16,8 +16,8 @@ from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
 from deba_pipeline.core.record import signal  # noqa: E402
 from deba_pipeline.core.rules.deba import confidence_score  # noqa: E402
-from deba_pipeline.report.comparison import epoch_times  # noqa: E402
 from deba_pipeline.report.curves import method_label, value  # noqa: E402
+from deba_pipeline.report.modelled import epoch_times  # noqa: E402
 from deba_pipeline.report.style import style  # noqa: E402
 
 

@@ -2,6 +2,7 @@
 ablation) and answer.json (the answer in one short string per cell)."""
 from __future__ import annotations
 
+import math
 import statistics
 
 from deba_pipeline.report.comparison import summary_rows
@@ -34,12 +35,22 @@ def _mean(values):
     return statistics.fmean(values) if values else None
 
 
+def _noise_of_mean(half_widths):
+    """The half-width of a mean of independent values (each architecture's own table) from
+    theirs: in quadrature, over their count; None where one is unknown."""
+    values = list(half_widths)
+    if not values or any(v is None for v in values):
+        return None
+    return math.sqrt(sum(v * v for v in values)) / len(values)
+
+
 def build_metrics(records, found, checked, ablation_dataset, by_method=None) -> dict:
     """A few headline numbers per architecture, so `dvc metrics show` and `dvc exp show` stay
     readable; everything else is in the tables."""
     main = found["baseline"]
     per = {f"{arch}/{ds}": {"delta_acc": c["delta_acc"],
                             "speedup_modelled_pct": c["model_speedup_mean"],
+                            "speedup_modelled_table_noise_pct": c["model_speedup_table_noise"],
                             "speedup_measured_pct": c["speedup_mean"],
                             "increases": c["increase"], "rollbacks": c["rollback"],
                             "holds": c["hold"], "batch_min": c["batch_min"],
@@ -74,6 +85,8 @@ def build_metrics(records, found, checked, ablation_dataset, by_method=None) -> 
             metrics["ablations"][v] = {
                 "mean_abs_delta_acc": s["mean_abs_delta_acc"], "degraded": s["degraded"],
                 "mean_speedup_modelled_pct": _mean(c["model_speedup_mean"] for c in on),
+                "mean_speedup_modelled_table_noise_pct": _noise_of_mean(
+                    c["model_speedup_table_noise"] for c in on),
                 "increases": sum(c["increase"] for c in on),
                 "rollbacks": sum(c["rollback"] for c in on),
                 "holds": sum(c["hold"] for c in on),

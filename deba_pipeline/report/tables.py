@@ -40,7 +40,12 @@ def _ratio(c) -> str:
     if c["model_ratio_fixed"] is None:
         return "–"
     flag = {True: " (within noise)", False: " (outside noise)", None: ""}
-    return f"{c['model_ratio_fixed']:.3f}{flag[c['model_ratio_within_noise']]}"
+    level = "" if c.get("model_ratio_beside") else ", at the table's level"
+    return f"{c['model_ratio_fixed']:.3f}{flag[c['model_ratio_within_noise']]}{level}"
+
+
+def _noise(half_width) -> str:
+    return "–" if half_width is None else f"±{half_width:.1f}"
 
 
 def table1(thresholds: dict) -> list:
@@ -134,7 +139,7 @@ def table4(found) -> list:
                      "Time, modelled (s)": _fmt(c["model_time_fixed_mean"], 1),
                      "Modelled/measured": _ratio(c),
                      "Speedup, measured (%)": "–", "Speedup, modelled (%)": "–",
-                     "Throughput, measured": "1.00×",
+                     "Table noise (pts)": "–", "Throughput, measured": "1.00×",
                      "Throughput, modelled": "–" if c["model_throughput"] is None else "1.00×",
                      "Samples/s": _fmt(c["samples_per_s_fixed"], 0),
                      "Measured agrees?": "–", "Seeds": len(c["seeds"])})
@@ -148,6 +153,7 @@ def table4(found) -> list:
                      "Speedup, measured (%)": _ci(c["speedup_mean"], c["speedup_ci"], 1),
                      "Speedup, modelled (%)": _ci(c["model_speedup_mean"],
                                                   c["model_speedup_ci"], 1),
+                     "Table noise (pts)": _noise(c["model_speedup_table_noise"]),
                      "Throughput, measured": f"{c['throughput']:.2f}×",
                      "Throughput, modelled": _fmt(c["model_throughput"]) + (
                          "×" if c["model_throughput"] is not None else ""),

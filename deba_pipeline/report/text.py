@@ -55,9 +55,15 @@ GLOSSARY = """\
 - **Modelled time**: the sum over epochs of steps × the time of one step at that epoch's batch
   size, from a step-time table measured once per study with every size interleaved (each
   size's time is read relative to the fixed batch size timed in the same round); a step there
-  is forward, backward and update on a batch already taken. It does not depend on what else the
-  machine was doing while the runs trained. **Modelled/measured**: the fixed runs' modelled
-  time over their measured one, within noise when it differs from 1 by at most the clock noise.
+  is timed as the loop runs it (taking the batch, forward, backward, update). Its shape (the
+  ratios between sizes, all a modelled speedup reads) does not depend on what else the machine
+  was doing while the runs trained. Its level is the runs' own: every fixed run times its
+  batch size's step the table's way right after its epochs, and the table is scaled by the
+  median of those steps over its own. **Modelled/measured**: each fixed run's modelled time,
+  at the step timed beside it, over its measured time (averaged over seeds), within noise when
+  it differs from 1 by at most the clock noise. **Table noise**: the {level} half-width of a
+  modelled speedup from the table's own noise (each size's standard error over its rounds):
+  what measuring the table again can move it by.
 - **Speedup**: 100 · (1 − T_method / T_fixed), per seed, then mean ± std. Measured and modelled
   *disagree* when they differ by more than √2 × the clock noise (both times carry it).
 - **Throughput**: mean T_fixed / mean T_method. **Samples/s**: samples trained per second of
@@ -203,9 +209,9 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
                   "measured time for: " + ", ".join(f"{r['Architecture']}/{r['Dataset']} "
                                                     f"({r['Modelled/measured'].split()[0]})"
                                                     for r in outside) +
-                  ". Their step-time table or their runs were disturbed: measure the table "
-                  "again (`rm -r .deba/steptime && dvc repro --force steptime`; a kept table is "
-                  "otherwise reused) before trusting their modelled times."]
+                  ". The table's way of timing a step misses part of what those runs' steps "
+                  "did (a data path, a resize), or the runs were disturbed between their epochs "
+                  "and the steps timed beside them: read their modelled times with care."]
     lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in images]
     if paper is not None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from deba_pipeline.report.comparison import epoch_times, span, t_interval
+from deba_pipeline.report.comparison import span, t_interval
+from deba_pipeline.report.modelled import epoch_times
 
 
 def time_to(record, target: float, steptime=None) -> tuple:

@@ -12,8 +12,9 @@ from deba_pipeline.engine.files import read_json, write_json, write_text
 from deba_pipeline.execution.study import read_records
 from deba_pipeline.report import answer, curves, figures, paper_check, tables, time_to_accuracy
 from deba_pipeline.report.analysis import calibrate
-from deba_pipeline.report.comparison import compare, table_problem
+from deba_pipeline.report.comparison import compare
 from deba_pipeline.report.metrics import build_metrics, headline, rounded
+from deba_pipeline.report.modelled import at_runs_level, table_problem
 from deba_pipeline.report.text import report
 
 ABLATION_ORDER = ("universal", "cooldown2", "cooldown5", "full_history")
@@ -47,6 +48,7 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
     if not records:
         raise DebaError(f"no run records under {runs}: run the pipeline first (`dvc repro`), or "
                         f"point --runs at a folder of records.")
+    step_tables = at_runs_level(step_tables, records)  # the level of the runs' own moment
     out = Path(out)
     ablated = [r for r in records if r["variant"] not in ("profile", "baseline")]
     ablation_dataset = ablated[0]["dataset"] if ablated else None

@@ -25,7 +25,7 @@ from deba_pipeline.execution.steptime import (
     table,
 )
 from deba_pipeline.execution.study import epoch_seconds, read_records
-from deba_pipeline.report.comparison import table_problem
+from deba_pipeline.report.modelled import table_problem
 
 log = logging.getLogger(__name__)
 
