@@ -60,7 +60,8 @@ GLOSSARY = """\
   was doing while the runs trained. Its level is the runs' own: every fixed run times its
   batch size's step the table's way right after its epochs, and the table is scaled by the
   median of those steps over its own. **Modelled/measured**: each fixed run's modelled time,
-  at the step timed beside it, over its measured time (averaged over seeds), within noise when
+  at the step timed beside it, over its measured time (from the second epoch, past the warm-up,
+  as the clock noise; averaged over seeds), within noise when
   it differs from 1 by at most the clock noise. **Table noise**: the {level} half-width of a
   modelled speedup from the table's own noise (each size's standard error over its rounds):
   what measuring the table again can move it by.
