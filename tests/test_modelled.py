@@ -33,6 +33,8 @@ def test_table_noise_is_each_size_s_error_times_how_far_the_speedup_moves_with_i
     assert table_noise([FIXED], [FIXED], TABLE) == 0.0  # the same sizes: nothing to move
     assert table_noise([FIXED], [DEBA], {"a": {"d": {"step_s": TABLE["a"]["d"]["step_s"]}}}) \
         is None  # a table without errors (measured before they were kept) says nothing
+    unknown = {"a": {"d": {**TABLE["a"]["d"], "ratio_error": {"64": 0.0, "96": None}}}}
+    assert table_noise([FIXED], [DEBA], unknown) is None  # too few rounds to tell: not known
 
 
 def test_the_level_is_the_median_of_the_fixed_runs_steps_timed_beside_them():

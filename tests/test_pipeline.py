@@ -320,6 +320,7 @@ def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_stud
                     - busy_cell[f"{prefix}speedup_modelled_pct"])
         noise = [cell[f"{prefix}speedup_modelled_table_noise_pct"]
                  for cell in (calm_cell, busy_cell)]
+        assert None not in noise, (calm_cell, busy_cell)  # each table tells its own noise
         assert moved <= widen * math.hypot(*noise) + 1e-3, (calm_cell, busy_cell)  # 4 decimals
     verdicts = [(w / "reports" / "tables" / "table2.csv").read_text().splitlines()
                 for w in (calm, busy)]

@@ -62,7 +62,7 @@ def test_a_ratio_error_is_the_median_s_standard_error_from_the_rounds_spread():
     # the median's error sqrt(pi/2) * spread / sqrt(5) = 1.2533141 * 0.14826 / 2.2360680
     assert steptime.relative_error([1.0, 1.1, 0.9, 1.2, 0.8]) == pytest.approx(0.0830996, rel=1e-6)
     assert steptime.relative_error([2.0, 2.2, 1.8, 2.4, 1.6]) == pytest.approx(0.0830996, rel=1e-6)
-    assert steptime.relative_error([1.0, 5.0]) == 0.0  # two rounds say nothing of the spread
+    assert steptime.relative_error([1.0, 5.0]) is None  # two rounds say nothing of the spread
     rounds = {64: [0.010] * 5, 32: [0.005, 0.0055, 0.0045, 0.006, 0.004]}
     _, used, errors = steptime.estimate(rounds, 64, "paired")
     assert used == 5 and errors == pytest.approx({64: 0.0, 32: 0.0830996}, rel=1e-6)
@@ -70,6 +70,23 @@ def test_a_ratio_error_is_the_median_s_standard_error_from_the_rounds_spread():
     typical = {64: [0.010, 0.011, 0.009, 0.012, 0.008], 32: [0.005] * 5}
     assert steptime.estimate(rounds, 64, "median", typical=typical)[2] == pytest.approx(
         {64: 0.0, 32: 0.0830996}, rel=1e-6)
+    two = {64: [0.010, 0.011], 32: [0.005, 0.006]}
+    assert steptime.estimate(two, 64, "paired")[2] == {64: 0.0, 32: None}
+    assert steptime.estimate(two, 64, "median")[2] == {64: 0.0, 32: None}
+
+
+def test_a_machine_busy_all_through_keeps_the_calmest_half_of_the_rounds():
+    # reference 10 ms throughout; the other size's fastest round 5 ms, the rest 8-10 ms: every
+    # round but the first runs over DISTURBED, and two rounds would state no noise at all
+    ref = [0.010] * 6
+    other = [0.005, 0.010, 0.0085, 0.008, 0.0095, 0.009]
+    # slowness per round, the median of (1.0, other/0.005): 1.0, 1.5, 1.35, 1.3, 1.45, 1.4
+    assert steptime.calm_rounds([1.0, 1.5, 1.35, 1.3, 1.45, 1.4]) == [0, 2, 3]
+    assert steptime.calm_rounds([1.0, 1.2, 1.5, 1.1]) == [0, 1, 3]  # enough calm ones: those
+    step_s, used, errors = steptime.estimate({64: ref, 32: other}, 64, "paired")
+    # rounds 0, 2, 3: ratios 0.5, 0.85, 0.8 -> median 0.8; deviations 0.3, 0.05, 0 -> MAD 0.05
+    assert used == 3 and step_s == pytest.approx({64: 0.010, 32: 0.008})
+    assert errors[32] == pytest.approx(1.2533141 * 1.4826 * 0.05 / 3 ** 0.5 / 0.8, rel=1e-6)
 
 
 def test_real_time_scheduling_while_measuring_then_restored_or_a_fallback(monkeypatch):
@@ -266,3 +283,32 @@ def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(t
     for method, variant in (("deba", "baseline"), ("fixed", "profile")):  # not baselines
         assert "step_probe" not in Trainer(tiny_spec(method, variant), tmp_path).run(
             progress=False)
+
+
+@pytest.mark.parametrize("sizes, expected", [
+    ("ladder", [16, 20, 25, 32, 40, 51, 64, 96, 144, 216, 324, 486, 729, 1093, 1438]),
+    ("reached", [51, 64, 76])])  # 76: reached off the ladder (a DDP fit or a plugin's policy)
+def test_a_table_covers_the_ladder_or_only_the_sizes_the_runs_reached(tmp_path, monkeypatch,
+                                                                      sizes, expected):
+    from deba_pipeline.execution import steptime as execution
+
+    from helpers import tiny_cfg
+    cfg = tiny_cfg(timing={"sizes": sizes})
+    cfg.tracking.dir = str(tmp_path)
+    asked = {}
+
+    def measure(trainer, sizes, reference, *args):
+        asked.update(sizes=sorted(set(sizes) | {reference}), reference=reference)
+        return {"step_s": {}}
+    monkeypatch.setattr(execution, "measure", measure)
+    execution.table(cfg, "test_resnet", "digits", {51, 76}, None)
+    assert asked == {"sizes": sorted(set(expected) | {76}), "reference": 64}
+
+
+def test_a_table_size_option_outside_its_choices_is_refused_with_them():
+    from omegaconf import OmegaConf
+
+    from deba_pipeline.config import merge
+    from deba_pipeline.core.errors import DebaError
+    with pytest.raises(DebaError, match="ladder.*reached|reached.*ladder"):
+        merge(OmegaConf.create({"timing": {"sizes": "all"}}))

@@ -39,6 +39,7 @@ Precision = _choice("Precision", "fp32 bf16")
 Optimizer = _choice("Optimizer", "sgd adamw")
 LrSchedule = _choice("LrSchedule", "constant cosine")
 Estimate = _choice("Estimate", "paired median")
+TableSizes = _choice("TableSizes", "ladder reached")
 Backend = _choice("Backend", "local ray")
 WandbMode = _choice("WandbMode", "offline online disabled")
 
@@ -154,6 +155,9 @@ class TimingConfig:  # SPEC §8: the step-time table behind the modelled run tim
     estimate: Estimate = Estimate.paired  # paired: median ratio to train.batch_size in a round,
                                 # disturbed rounds left out (an option beyond SPEC §8);
                                 # median: the median over rounds (SPEC §8 as written)
+    sizes: TableSizes = TableSizes.ladder  # ladder: every size the study can reach (SPEC §8);
+                                # reached: only those its runs reached, all a modelled time reads
+                                # (an option beyond SPEC §8: the same numbers, a shorter stage)
 
 
 @dataclass

@@ -19,16 +19,16 @@ How the repeats become one time per size (`estimate`):
 - "paired" (the default, an option beyond the SPEC): the shape across sizes from the fastest
   steps, the level from the reference's median step. Each round's fastest step over the same
   round's fastest at the reference size (the fixed batch every speedup is taken against, timed
-  right beside it), the median of those ratios times the reference's median step; rounds that
-  ran slow across the board (their median size over its fastest round above DISTURBED) are
-  left out. A process beside ours only ever adds time to a step, so a repeat's fastest step is
-  its least disturbed one (measured on 2 cores with a CPU burner beside it: the mean of a
-  repeat's steps moved step-time ratios by up to 5×, its fastest step by a few percent), and a
-  modelled speedup only reads these ratios. The level is the typical step, as the runs take
-  it, over the rounds kept: the fastest alone read 0.79-0.87 of the fixed runs' measured time
-  on this machine. The level is the machine's at the time of measuring: a 2-core VM here ran
-  the same step at 7.5 ms and at 12 ms minutes apart, which the report's modelled/measured
-  column shows against the runs' clock noise.
+  right beside it), the median of those ratios times the reference's median step; rounds that ran
+  slow across the board (their median size over its fastest round above DISTURBED) are left out,
+  though never more than half of them (`calm_rounds`). A process beside ours only ever adds time
+  to a step, so a repeat's fastest step is its least disturbed one (measured on 2 cores with a CPU
+  burner beside it: the mean of a repeat's steps moved step-time ratios by up to 5×, its fastest
+  step by a few percent), and a modelled speedup only reads these ratios. The level is the typical
+  step, as the runs take it, over the rounds kept: the fastest alone read 0.79-0.87 of the fixed
+  runs' measured time on this machine. The level is the machine's at the time of measuring: a
+  2-core VM here ran the same step at 7.5 ms and at 12 ms minutes apart, which the report's
+  modelled/measured column shows against the runs' clock noise.
 """
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ def device_name(device: torch.device) -> str:
 
 
 DISTURBED = 1.25  # a round whose typical size ran this much over its fastest round is left out
+KEPT_AT_LEAST = 0.5  # of the rounds, the calmest: a few rounds' spread says little of the noise
 ESTIMATES = ("paired", "median")
 
 
@@ -96,20 +97,21 @@ def estimate(rounds: dict, reference: int, how: str = "paired",
     `typical[size]` holds each round's median step, the level: "median" returns its median over
     rounds, and "paired" scales its ratios by the reference's median over the rounds it keeps
     (without it, by the reference's fastest steps). The standard error is the table's own noise
-    (SPEC §8), what a modelled speedup can move by when the table is measured again; the
-    reference's is 0, as a speedup reads only ratios to it."""
+    (SPEC §8), what a modelled speedup can move by when the table is measured again (None where
+    too few rounds tell it); the reference's is 0, as a speedup reads only ratios to it."""
     typical = typical or rounds
     if how == "median" or reference not in rounds:
         own = {s: relative_error(typical[s]) for s in rounds}
-        ref_error = own.get(reference) or 0.0
+        ref_error = own.get(reference, 0.0)
         return ({s: statistics.median(typical[s]) for s in rounds},
                 len(rounds[next(iter(rounds))]),
-                {s: 0.0 if s == reference else math.hypot(e, ref_error) for s, e in own.items()})
+                {s: 0.0 if s == reference else None if e is None or ref_error is None
+                 else math.hypot(e, ref_error) for s, e in own.items()})
     fastest = {s: min(t) for s, t in rounds.items()}
     count = len(rounds[reference])
     slowness = [statistics.median(t[i] / fastest[s] for s, t in rounds.items())
                 for i in range(count)]
-    kept = [i for i in range(count) if slowness[i] <= DISTURBED] or range(count)
+    kept = calm_rounds(slowness)
     ref = statistics.median(typical[reference][i] for i in kept)
     partner = beside or {s: rounds[reference] for s in rounds}
     ratios = {s: [t[i] / partner[s][i] for i in kept] for s, t in rounds.items()}
@@ -117,13 +119,27 @@ def estimate(rounds: dict, reference: int, how: str = "paired",
             {s: 0.0 if s == reference else relative_error(r) for s, r in ratios.items()})
 
 
-def relative_error(values) -> float:
+def calm_rounds(slowness) -> list:
+    """The indices of the rounds to keep: those not over DISTURBED, or, where fewer than
+    KEPT_AT_LEAST of them are, that many of the calmest. A machine that drifts or stays busy
+    leaves few rounds under the line (a 2-core VM here: 7 of 15 calm, 4 of 15 beside a CPU
+    burner, 2 in one CI run), and a median and spread of two rounds are no estimate: that table
+    stated no noise at all for a speedup its rerun moved by 3.2 points."""
+    count = len(slowness)
+    calm = [i for i in range(count) if slowness[i] <= DISTURBED]
+    least = math.ceil(KEPT_AT_LEAST * count)
+    if len(calm) >= least:
+        return calm
+    return sorted(sorted(range(count), key=lambda i: slowness[i])[:least])
+
+
+def relative_error(values) -> float | None:
     """The standard error of the median of `values` over the median, from their median absolute
     deviation (1.4826 MAD estimates a normal spread, and the median's error is sqrt(pi/2) times
-    the mean's), so one wild round does not set it; 0 below three values, whose spread says
-    nothing."""
+    the mean's), so one wild round does not set it; None (not known) below three values, whose
+    spread says nothing."""
     if len(values) < 3:
-        return 0.0
+        return None
     middle = statistics.median(values)
     spread = 1.4826 * statistics.median(abs(v - middle) for v in values)
     return math.sqrt(math.pi / 2) * spread / math.sqrt(len(values)) / middle

@@ -54,8 +54,10 @@ def table(cfg, arch, dataset, reached, runs_step_s, threads=None) -> dict:
     trainer = Trainer(run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"),
                       cfg.tracking.dir)
     high = min(d.max_batch, trainer.data.train_size)
-    sizes = set(ladder(cfg.train.batch_size, d.growth, d.rollback, d.min_batch, high,
-                       cfg.train.processes)) | reached
+    sizes = set(reached)
+    if t.sizes == "ladder":  # SPEC §8; "reached" leaves out sizes no modelled time reads
+        sizes |= set(ladder(cfg.train.batch_size, d.growth, d.rollback, d.min_batch, high,
+                            cfg.train.processes))
     return {"device": device_name(trainer.device), "repeats": t.repeats, "steps": t.steps,
             **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats, t.steps,
                       t.warmup, t.estimate, runs_step_s)}

@@ -162,7 +162,8 @@ def table_noise(fixed, method, steptime, level: float = TABLE_LEVEL) -> float | 
     table's own noise: each size's relative standard error (`ratio_error`) times how much the
     speedup moves per relative change of that size's step time,
     d speedup / d ln(step_b) = -100 (n_m,b - n_f,b T_m / T_f) step_b / T_f, averaged over seeds,
-    added in quadrature over sizes (their rounds are timed apart). None without errors."""
+    added in quadrature over sizes (their rounds are timed apart). None where a size the runs
+    took has no error (a table from before errors, or from too few rounds to tell one)."""
     arch, dataset = fixed[0]["arch"], fixed[0]["dataset"]
     table = steptime.get(arch, {}).get(dataset, {})
     errors, steps = table.get("ratio_error"), table.get("step_s")
@@ -177,7 +178,7 @@ def table_noise(fixed, method, steptime, level: float = TABLE_LEVEL) -> float | 
             for e in record["epochs"]:
                 size = str(e["batch_size"])
                 moves[size] += weight * e["steps"] * steps[size] / t_f / len(fixed)
-    if any(size not in errors for size in moves):
+    if any(errors.get(size) is None for size in moves):  # too few rounds to tell: not known
         return None
     z = NormalDist().inv_cdf(0.5 + level / 2)
     return z * 100 * math.sqrt(sum((moves[s] * errors[s]) ** 2 for s in moves))
