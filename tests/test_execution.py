@@ -154,7 +154,7 @@ def test_a_run_of_two_processes_asks_ray_for_two_devices(ray_session, tmp_path):
 def _placement():
     import torch
     return (ray.get_runtime_context().get_assigned_resources(), torch.get_num_threads(),
-            os.getcwd())
+            os.getcwd(), os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"))
 
 
 def test_a_step_time_table_is_measured_with_a_whole_device(ray_session, tmp_path):
@@ -162,10 +162,27 @@ def test_a_step_time_table_is_measured_with_a_whole_device(ray_session, tmp_path
 
     from deba_pipeline.execution import measure_apart
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not on a worker's path
-    [(cpu, threads, cwd)] = measure_apart(ray_cfg(tmp_path), _placement, [()])
+    [(cpu, threads, cwd, cache)] = measure_apart(ray_cfg(tmp_path), _placement, [()])
     assert cpu == {"CPU": 1.0} and threads == 1 and cwd == os.getcwd()  # a run's cores
+    assert cache == "16384"  # oneDNN holds every size's kernels, set in a fresh worker
     both = measure_apart(ray_cfg(tmp_path, gpus_per_run=0.5), _placement, [(), ()])
     assert [b[0] for b in both] == [{"GPU": 1.0, "CPU": 1.0}] * 2  # a whole GPU, not a share
+
+
+def test_a_local_step_time_table_holds_every_size_s_onednn_kernels(monkeypatch, tmp_path):
+    """oneDNN's default cache (1,024 primitives) held 8 of test_efficientnet's sizes, not 17:
+    an evicted size compiled its kernels again on its first step, ~25 ms the table took for its
+    epoch start. The stage sets a larger cache before anything runs, and leaves a user's own."""
+    import torch
+
+    from deba_pipeline.execution import measure_apart
+    cfg = tiny_cfg(execution={"cpus_per_run": torch.get_num_threads()})  # as this process has
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    seen = measure_apart(cfg, lambda: os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"), [()])
+    assert seen == ["16384"]
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4096")
+    assert measure_apart(cfg, lambda: os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"], [()]) == \
+        ["4096"]
 
 
 def _started(label):

@@ -223,6 +223,10 @@ def test_a_table_is_measured_once_for_its_inputs_and_again_when_they_change(tmp_
     cfg.timing.repeats = 3  # a timing param changes every table
     stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
     assert measured[3:] == ["test_resnet", "test_vit"]
+    from deba_pipeline.execution import steptime as measuring
+    monkeypatch.setattr(measuring, "measuring_code", lambda: "changed")  # so does its code
+    stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
+    assert measured[5:] == ["test_resnet", "test_vit"]
     assert sorted(p.name for p in out.iterdir()) == ["test_resnet.json", "test_vit.json"]
 
 

@@ -70,6 +70,14 @@ def longest_first(count: int, expected_s=None) -> list:
     return sorted(range(count), key=lambda i: -expected_s[i])
 
 
+# oneDNN, PyTorch's CPU kernels, keeps 1,024 compiled primitives by default, and a table's sizes
+# together need more (test_efficientnet's 17 ladder sizes did not fit, its 8 reached ones did): a
+# size whose primitives were evicted compiled them again on its first step, 23-31 ms the table
+# counted as that size's epoch start, where a run, at one size for epochs, pays it once. Read by
+# oneDNN at its first primitive: set before a table process computes anything.
+TABLE_ENV = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16384"}
+
+
 def measure_apart(cfg, measure, arg_lists, expected_s=None) -> list:
     """`measure(*args)` for each of `arg_lists`, each with the device to itself (SPEC §8's
     step-time tables): here, one after another, on the local backend; on Ray, each a task that
@@ -79,6 +87,8 @@ def measure_apart(cfg, measure, arg_lists, expected_s=None) -> list:
     if cfg.execution.backend == "ray":
         from deba_pipeline.execution.ray_tasks import measure_on_ray
         return measure_on_ray(cfg, measure, arg_lists, expected_s)
+    for name, value in TABLE_ENV.items():
+        os.environ.setdefault(name, value)
     _set_threads(cfg.execution.cpus_per_run)
     return [measure(*args) for args in arg_lists]
 

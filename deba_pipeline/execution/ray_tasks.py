@@ -47,15 +47,16 @@ def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
     """Each measurement a task holding a whole GPU or, on the CPU, the cores a run is given
     (`execution.cpus_per_run`) to itself, timing steps with as many threads as a run had. CPU
     tables are then measured side by side, each on its own cores, as the runs trained."""
-    from deba_pipeline.execution import longest_first
+    from deba_pipeline.execution import TABLE_ENV, longest_first
     with session(cfg.execution.address) as ray:
         threads = max(1, int(cfg.execution.cpus_per_run or 1))
         whole = dict(num_cpus=threads)
         if gpus_per_run(cfg.execution.gpus_per_run, ray) > 0:
             whole["num_gpus"] = 1
         check_fits(ray, whole["num_cpus"], whole.get("num_gpus", 0), "a step-time table")
-        task = ray.remote(_measure_in_worker).options(max_retries=cfg.execution.max_retries,
-                                                      retry_exceptions=False, **whole)
+        task = ray.remote(_measure_in_worker).options(  # fresh workers: set before oneDNN's start
+            max_retries=cfg.execution.max_retries, retry_exceptions=False,
+            runtime_env={"env_vars": TABLE_ENV}, **whole)
         order = longest_first(len(arg_lists), expected_s)
         refs = {i: task.remote(measure, arg_lists[i], os.getcwd(), threads) for i in order}
         try:

@@ -63,13 +63,24 @@ def table(cfg, arch, dataset, reached, runs_step_s, threads=None) -> dict:
                       t.warmup, t.estimate, runs_step_s)}
 
 
+def measuring_code() -> str:
+    """The code that measures a table beyond the engine's, whose hash the run key holds (the
+    stage's threads and oneDNN settings, the ladder, Ray's task): a change measures again."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in ("__init__.py", "steptime.py", "ray_tasks.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def kept_path(cfg, arch, dataset, reached, threads=None) -> Path:
     """Where the table of these inputs is kept: the run key of the fixed baseline (model, data,
-    training config, training code) with the ladder, the sizes reached and the timing params."""
+    training config, training code) with the ladder, the sizes reached, the timing params and
+    the measuring code."""
     spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
     d = cfg.deba
     inputs = [spec.key(), sorted(reached), d.growth, d.rollback, d.min_batch, d.max_batch,
-              dict(cfg.timing), cfg.execution.cpus_per_run, threads]
+              dict(cfg.timing), cfg.execution.cpus_per_run, threads, measuring_code()]
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cfg.tracking.dir) / "steptime" / f"{digest}.json"
 
