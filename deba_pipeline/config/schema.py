@@ -157,7 +157,8 @@ class TimingConfig:  # SPEC §8: the step-time table behind the modelled run tim
                                 # median: the median over rounds (SPEC §8 as written)
     sizes: TableSizes = TableSizes.ladder  # ladder: every size the study can reach (SPEC §8);
                                 # reached: only those its runs reached, all a modelled time reads
-                                # (an option beyond SPEC §8: the same numbers, a shorter stage)
+                                # (an option beyond SPEC §8: the same numbers up to the
+                                # table's noise, a shorter stage)
 
 
 @dataclass
