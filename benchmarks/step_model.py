@@ -16,9 +16,9 @@ from pathlib import Path
 from deba_pipeline.config import load_params
 from deba_pipeline.engine.files import write_json
 from deba_pipeline.engine.loop import Trainer
-from deba_pipeline.engine.steptime import measure
 from deba_pipeline.execution.study import run_spec
 from deba_pipeline.report.modelled import at_runs_level, fixed_check, fixed_noise_pct
+from deba_pipeline.timing.steptime import measure
 
 PRESET = Path(__file__).resolve().parents[1] / "pipelines" / "quick.yaml"
 RESULTS = Path(__file__).parent / "results"

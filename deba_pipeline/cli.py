@@ -213,17 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get("DEBA_DEBUG") not in (None, "", "0")
-    if args.verbose:
-        os.environ["DEBA_VERBOSE"] = "1"  # for the processes it starts too (torchrun's ranks)
     import logging
 
-    from deba_pipeline.execution import console
-    verbose = os.environ.get("DEBA_VERBOSE") not in (None, "", "0")
-    if verbose:  # the libraries' lines too
-        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    console.configure(logging.DEBUG if verbose else logging.WARNING if args.quiet else
-                      logging.INFO)
+    from deba_pipeline.execution.process import flag, prepare
+    try:
+        debug, verbose = args.debug or flag("DEBA_DEBUG"), args.verbose or flag("DEBA_VERBOSE")
+    except DebaError as exc:
+        print(f"deba: error: {exc}", file=sys.stderr)
+        return 2
+    if verbose:
+        os.environ["DEBA_VERBOSE"] = "1"  # for the processes it starts too (torchrun's ranks)
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # libraries'
+    # the process as every worker sets up its own; a stage's runs set their threads from params
+    prepare(None, logging.DEBUG if verbose else logging.WARNING if args.quiet else logging.INFO)
     try:
         args.func(args)
     except DebaError as exc:

@@ -94,13 +94,20 @@ def new_process() -> None:
 
 
 def without_times(record):
-    """A record less its wall-clock times: what two runs of one spec must share exactly."""
+    """A record less its wall-clock times and placement: what two runs of one spec share."""
     from deba_pipeline.core.record import TIMING_KEYS
     record = {k: v for k, v in record.items()
-              if k not in ("train_time_s", "eval_time_s", "step_probe")}
+              if k not in ("train_time_s", "eval_time_s", "step_probe", "execution")}
     record["epochs"] = [{k: v for k, v in e.items() if k not in TIMING_KEYS}
                         for e in record["epochs"]]
     return record
+
+
+def study_records(root) -> dict:
+    """{path under runs/: record less its times} of a workspace: what two reproductions share."""
+    import json
+    return {str(p.relative_to(root)): without_times(json.loads(p.read_text()))
+            for p in sorted((Path(root) / "runs").rglob("*.json")) if "schema" in p.read_text()}
 
 
 def checkpoint_of(spec, state_dir, epochs_before_stop=2):

@@ -81,6 +81,14 @@ def test_editing_any_run_key_file_makes_dvc_status_name_the_training_stages(micr
         assert stale == _expected(relative), relative
         if relative in edited[:-2]:
             assert set(TRAINING_STAGES) <= stale, relative
+    for relative in ("deba_pipeline/engine/tracking.py", "deba_pipeline/timing/steptime.py"):
+        path = workspace / relative  # W&B's module and the step-time estimator decide nothing
+        original = path.read_text()
+        path.write_text(original + "# a comment is enough\n")
+        stale = _stale(workspace)
+        path.write_text(original)
+        assert not stale & set(TRAINING_STAGES), relative
+    assert _expected("deba_pipeline/timing/steptime.py") == {"steptime"}
     assert _expected(f"{PLUGIN_DIR}/grad_cosine.py") == {"profile", "train", "ablate", "steptime"}
     assert _expected("deba_pipeline/report/tables.py") == {"aggregate"}
     assert _stale(workspace) == set()

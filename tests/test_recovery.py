@@ -1,6 +1,5 @@
 """Faults lose nothing: a NaN loss, a misbehaving plugin, a corrupt checkpoint, a second process,
 a killed `dvc repro` — each stops with a clear message and resumes to the same results."""
-import json
 import math
 import os
 import signal
@@ -19,7 +18,15 @@ from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch
 from deba_pipeline.execution import local
 
-from helpers import checkpoint_of, copy_project, small_params, stage, tiny_spec, without_times
+from helpers import (
+    checkpoint_of,
+    copy_project,
+    small_params,
+    stage,
+    study_records,
+    tiny_spec,
+    without_times,
+)
 
 SIGNALS = ["grad_variance", "grad_norm_variation", "loss_variation", "flaky"]
 FAULT = {"mode": None}  # what the flaky plugins do at epoch 3; None = behave
@@ -219,12 +226,7 @@ def test_killed_dvc_repro_resumes_to_the_same_results(tmp_path, micro_study):
     assert trained_before and not trained_before & trained_again  # no finished run retrained
     assert any("(resumed after epoch" in line for line in second.stdout.splitlines())
     assert done_before < {p.name for p in finished.glob("*.json")}
-
-    def records(root):
-        return {str(p.relative_to(root)): without_times(json.loads(p.read_text()))
-                for p in sorted((root / "runs").rglob("*.json")) if "schema" in p.read_text()}
-
-    assert records(workspace) == records(reference)
+    assert study_records(workspace) == study_records(reference)
 
 
 def test_diverging_run_through_the_cli(tmp_path, monkeypatch, capsys):

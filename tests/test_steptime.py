@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from deba_pipeline.engine import loop, priority, steptime
 from deba_pipeline.engine.loop import Trainer
+from deba_pipeline.timing import priority, steptime
 
 from helpers import tiny_spec, without_times
 
@@ -269,15 +269,15 @@ def test_a_step_is_timed_as_the_loop_runs_it_with_its_batch_and_the_epoch_start(
 
 def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(tmp_path,
                                                                                monkeypatch):
+    from deba_pipeline.execution.local import train
+
     def alone():
         raise AssertionError("the probe takes its steps as the run did, at the run's priority")
     spec = tiny_spec("fixed")
-    plain = Trainer(spec, tmp_path / "plain")
-    monkeypatch.setattr(loop, "probe_round", lambda trainer: None)
-    unprobed = plain.run(progress=False)
-    monkeypatch.undo()
+    unprobed = Trainer(spec, tmp_path / "plain").run(progress=False)  # a library caller's loop
+    assert "step_probe" not in unprobed
     monkeypatch.setattr(steptime, "device_to_ourselves", alone)
-    record = Trainer(spec, tmp_path / "probed").run(progress=False)
+    record = train(spec, state_dir=tmp_path / "probed", progress=False)
     probe = record["step_probe"]
     assert probe["batch_size"] == spec.train.batch_size
     assert len(probe["rounds_s"]) == len(probe["starts_s"]) == spec.train.epochs
@@ -285,8 +285,8 @@ def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(t
     # the rounds restore the model, optimizer, data order and random draws: the same run
     assert without_times(record) == without_times(unprobed)
     for method, variant in (("deba", "baseline"), ("fixed", "profile")):  # not baselines
-        assert "step_probe" not in Trainer(tiny_spec(method, variant), tmp_path).run(
-            progress=False)
+        assert "step_probe" not in train(tiny_spec(method, variant), state_dir=tmp_path,
+                                         progress=False)
 
 
 @pytest.mark.parametrize("sizes, expected", [

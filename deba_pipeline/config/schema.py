@@ -168,10 +168,10 @@ class ReportConfig:  # what the aggregate stage reads beyond the records and tab
 
 @dataclass
 class ExecutionConfig:  # where runs go; results do not depend on it, so no stage declares it
-    backend: Backend = Backend.local # local: in this process, one run after another | ray: tasks
+    backend: Backend = Backend.local # local: a process pool on this machine | ray: Ray tasks
     address: str | None = None   # ray: null starts Ray here; "host:6379" (or RAY_ADDRESS) joins
     gpus_per_run: Any = "auto"      # auto: 1 where the cluster has GPUs, else 0; 0.25 packs four
-    cpus_per_run: float | None = None  # cores (torch threads) a run; null: local all, ray 1
+    cpus_per_run: float = 1.0       # cores a run: its torch threads (rounded down, part of its key)
     max_retries: int = 1            # ray: restarts of a run whose worker died (it resumes)
 
 

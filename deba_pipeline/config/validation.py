@@ -83,8 +83,9 @@ def _validate_execution(ex, where) -> None:
     if gpus != "auto" and not (_number(gpus) and gpus >= 0):
         fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)",
              where)
-    if ex.cpus_per_run is not None and not (ex.cpus_per_run > 0 and math.isfinite(ex.cpus_per_run)):
-        fail("execution.cpus_per_run", ex.cpus_per_run, "a number > 0, or null", where)
+    if not (_number(ex.cpus_per_run) and ex.cpus_per_run > 0 and math.isfinite(ex.cpus_per_run)):
+        fail("execution.cpus_per_run", ex.cpus_per_run, "a number > 0 (the threads of a run; 1 "
+             "keeps every core busy with a run of its own)", where)
     if ex.address is not None and ex.address not in ("auto", "local"):
         parse_ray_address(ex.address, where)
     if ex.max_retries < 0:

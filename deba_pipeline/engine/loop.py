@@ -26,7 +26,6 @@ from deba_pipeline.engine.data import hold, load_split
 from deba_pipeline.engine.flatgrad import FlatGrads
 from deba_pipeline.engine.models import check_takes, create_model, create_optimizer
 from deba_pipeline.engine.spec import RunSpec
-from deba_pipeline.engine.steptime import probe_round
 from deba_pipeline.engine.sums import EpochResult, StepSums
 from deba_pipeline.engine.tracking import Tracker, summary_line
 
@@ -63,8 +62,6 @@ class Trainer:
         self.spec, t = spec, spec.train
         self.rank, self.world = ddp.rank_and_world()  # (0, 1) unless launched by torchrun
         self.device = ddp.local_device(resolve_device(t.device))
-        if self.device.type == "cpu":  # denormal weights late in training halve CPU speed
-            torch.set_flush_denormal(True)
         self.autocast = torch.bfloat16 if t.precision == "bf16" else None
         torch.manual_seed(spec.seed)
         for path in spec.plugins:  # a model or a dataset may come from a plugin file
@@ -106,18 +103,23 @@ class Trainer:
         self.last_fit = None  # the last batch size that completed an epoch
 
     # -- the run -----------------------------------------------------------------------------
-    def run(self, tracker: Tracker | None = None, progress: bool = True) -> dict:
+    def run(self, tracker: Tracker | None = None, progress: bool | str = True,
+            after_epoch=None) -> dict:
+        """Train to the last epoch (resuming where a checkpoint left off); `after_epoch(self)`,
+        where given, runs after each epoch's record entry (the execution layer's step probe)."""
         start, pending = self.resume()
         epochs = self.spec.train.epochs
+        # a bar on a terminal, else one line a run; "line": a line wherever (runs side by side)
+        bar_shown = progress is True and sys.stderr.isatty()
         bar = tqdm(total=epochs, initial=start, desc=self.spec.name, leave=False, unit="epoch",
-                   disable=not (progress and sys.stderr.isatty()))
+                   disable=not bar_shown)
         for epoch in range(start + 1, epochs + 1):
             result = pending or self.epoch(epoch)
             pending = None
             entry = self.step_scheduler(result)
             self.record["epochs"].append(entry)
-            if (self.spec.method, self.spec.variant, self.world) == ("fixed", "baseline", 1):
-                probe_round(self)  # SPEC §8: the fixed baseline's step timed beside it
+            if after_epoch is not None:
+                after_epoch(self)
             if tracker:
                 tracker.log(entry, step=epoch)
             bar.set_postfix(batch=entry["batch_size"], loss=f"{entry['train_loss']:.3f}",
@@ -131,7 +133,7 @@ class Trainer:
         self.record["final_test_accuracy"] = done[-1]["test_accuracy"]
         self.record["train_time_s"] = sum(e["epoch_time_s"] for e in done)
         self.record["eval_time_s"] = sum(e["eval_time_s"] for e in done)
-        if progress and not sys.stderr.isatty():  # logs (DVC, CI) get one line per run
+        if progress and not bar_shown:  # logs (DVC, CI) get one line per run
             log.info("%s%s", summary_line(self.spec.name, self.record),
                      f" (resumed after epoch {start})" if start else "")
         if self.rank == 0:

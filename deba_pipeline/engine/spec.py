@@ -12,12 +12,33 @@ from deba_pipeline.config.schema import plain
 from deba_pipeline.core.record import RECORD_SCHEMA
 
 PROJECT = Path(__file__).resolve().parents[2]  # the folder holding deba_pipeline/
-# The code that decides a training run's result, relative to the project root: the two lowest
-# layers that train (core: the scheduler and its plugins; engine: data, models, the loop). The run
-# key hashes it, and every DVC stage that trains (profile, train, ablate) lists exactly these as
-# deps, plus plugins/ for the plugin files that params name (tests/test_dependencies.py holds
-# dvc.yaml to it).
-TRAINING_CODE = ("deba_pipeline/core", "deba_pipeline/engine")
+# The code that decides a training run's numbers, relative to the project root, and nothing else:
+# the scheduler and its built-in plugins (core), then the loop, its per-step sums, the data and
+# datasets, the models, the flat gradient, DDP's collectives and this spec (engine). The run key
+# hashes it, so a change here retrains; a change elsewhere (tracking, checkpoints and the
+# finished-run cache, locks, file writing, step-time timing, messages) reuses every finished run.
+# Every DVC stage that trains (profile, train, ablate) lists exactly these first, then plugins/
+# for the plugin files that params name (tests/test_dependencies.py holds dvc.yaml to it).
+TRAINING_CODE = (
+    "deba_pipeline/core/base.py",
+    "deba_pipeline/core/gradstats.py",
+    "deba_pipeline/core/hookspecs.py",
+    "deba_pipeline/core/inputs.py",
+    "deba_pipeline/core/options.py",
+    "deba_pipeline/core/plugins.py",
+    "deba_pipeline/core/scheduler.py",
+    "deba_pipeline/core/policies",
+    "deba_pipeline/core/rules",
+    "deba_pipeline/core/signals",
+    "deba_pipeline/engine/data.py",
+    "deba_pipeline/engine/datasets",
+    "deba_pipeline/engine/ddp.py",
+    "deba_pipeline/engine/flatgrad.py",
+    "deba_pipeline/engine/loop.py",
+    "deba_pipeline/engine/models.py",
+    "deba_pipeline/engine/spec.py",
+    "deba_pipeline/engine/sums.py",
+)
 PLUGIN_DIR = "plugins"
 
 
@@ -58,6 +79,7 @@ class RunSpec:
     profile: bool = False     # record per-step gradient-norm and loss variances (SPEC §2)
     plugins: list = field(default_factory=list)  # plugin files (deba.plugins): models, datasets
     extra: dict = field(default_factory=dict)  # provenance, e.g. where thresholds came from
+    threads: int = 1          # torch threads a process (execution.cpus_per_run): CPU sums follow
 
     def config(self) -> dict:
         """The spec as plain data (a Choice as its text): records, checkpoints, W&B, run keys."""

@@ -27,13 +27,14 @@ from pathlib import Path
 
 from deba_pipeline.config.validation import parse_ray_address
 from deba_pipeline.core.errors import ConfigError, DebaError
+from deba_pipeline.execution.process import flag
 
 CONNECT_TIMEOUT_S = 5.0  # a cluster's head answers a TCP connection at once when it is up
 
 
 def verbose() -> bool:
     """`deba -v` (which sets it) or DEBA_VERBOSE=1: show the libraries' own log lines."""
-    return os.environ.get("DEBA_VERBOSE", "") not in ("", "0")
+    return flag("DEBA_VERBOSE")
 
 
 def token_source() -> str | None:

@@ -14,22 +14,23 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from deba_pipeline.core.errors import DebaError
-from deba_pipeline.engine.cache import keep
-from deba_pipeline.engine.checkpoint import Checkpointer
 from deba_pipeline.engine.tracking import summary_line
+from deba_pipeline.execution.local import note_placement
+from deba_pipeline.execution.process import ENVIRONMENT, prepare, threads_per_run
 from deba_pipeline.execution.ray_session import check_fits, session
 
 log = logging.getLogger(__name__)
 
 
-def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_share):
-    """One run inside a Ray worker: the project folder, the run's threads and, on a shared GPU,
-    its share of the memory (so a growing batch meets a clean out-of-memory fallback)."""
+def _train_in_worker(spec, state_dir, tracking, experiment, cwd, gpu_share):
+    """One run inside a Ray worker: the project folder, the process set up as the CLI sets up
+    its own (the run's threads) and, on a shared GPU, its share of the memory (so a growing batch
+    meets a clean out-of-memory fallback)."""
     import torch
 
     from deba_pipeline.execution.local import train
     os.chdir(cwd)  # plugin files and data.root are relative to the project
-    torch.set_num_threads(threads * spec.train.processes)  # torchrun shares them out
+    prepare(spec.threads)
     if 0 < gpu_share < 1 and torch.cuda.is_available():
         torch.cuda.set_per_process_memory_fraction(gpu_share)
     return train(spec, state_dir=state_dir, tracking=tracking, experiment=experiment,
@@ -37,9 +38,8 @@ def _train_in_worker(spec, state_dir, tracking, experiment, cwd, threads, gpu_sh
 
 
 def _measure_in_worker(measure, args, cwd, threads):
-    import torch
     os.chdir(cwd)
-    torch.set_num_threads(threads)
+    prepare(threads)
     return measure(*args)
 
 
@@ -47,16 +47,16 @@ def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
     """Each measurement a task holding a whole GPU or, on the CPU, the cores a run is given
     (`execution.cpus_per_run`) to itself, timing steps with as many threads as a run had. CPU
     tables are then measured side by side, each on its own cores, as the runs trained."""
-    from deba_pipeline.execution import TABLE_ENV, longest_first
+    from deba_pipeline.execution import longest_first
     with session(cfg.execution.address) as ray:
-        threads = max(1, int(cfg.execution.cpus_per_run or 1))
+        threads = threads_per_run(cfg.execution.cpus_per_run)
         whole = dict(num_cpus=threads)
         if gpus_per_run(cfg.execution.gpus_per_run, ray) > 0:
             whole["num_gpus"] = 1
         check_fits(ray, whole["num_cpus"], whole.get("num_gpus", 0), "a step-time table")
         task = ray.remote(_measure_in_worker).options(  # fresh workers: set before oneDNN's start
             max_retries=cfg.execution.max_retries, retry_exceptions=False,
-            runtime_env={"env_vars": TABLE_ENV}, **whole)
+            runtime_env={"env_vars": ENVIRONMENT}, **whole)
         order = longest_first(len(arg_lists), expected_s)
         refs = {i: task.remote(measure, arg_lists[i], os.getcwd(), threads) for i in order}
         try:
@@ -84,18 +84,12 @@ def where_it_ran(ray, gpus, cpus) -> dict:
 def run_on_ray(cfg, specs, write, expected_s=None) -> list:
     """Finished runs come from the cache here (no Ray started for a stage with nothing left to
     train); the rest go to Ray longest first and are written as they come back."""
-    from deba_pipeline.execution import longest_first, wandb_group
-    from deba_pipeline.execution.local import train
+    from deba_pipeline.execution import longest_first
+    from deba_pipeline.execution.local import reuse_finished
     ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True, enum_to_str=True)
-    records, to_train = {}, []
-    for index in longest_first(len(specs), expected_s):
-        if Checkpointer(Path(state_dir), specs[index]).finished() is None:
-            to_train.append(index)
-            continue
-        records[index] = train(specs[index], state_dir=state_dir, tracking=tracking,
-                               experiment=wandb_group(cfg))
-        write(specs[index], records[index])
+    records, to_train = reuse_finished(cfg, specs, write, longest_first(len(specs), expected_s),
+                                       tracking)
     if to_train:
         with session(ex.address) as ray:
             _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking)
@@ -105,18 +99,17 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
 def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking) -> None:
     from deba_pipeline.execution import wandb_group
     ex = cfg.execution
-    gpus, cpus = gpus_per_run(ex.gpus_per_run, ray), ex.cpus_per_run or 1
+    gpus, cpus = gpus_per_run(ex.gpus_per_run, ray), ex.cpus_per_run
     for world in sorted({specs[index].train.processes for index in to_train}):
         check_fits(ray, cpus * world, gpus * world,
                    f"a run of {world} process{'es' if world > 1 else ''}")
-    task = ray.remote(_train_in_worker)
+    task = ray.remote(_train_in_worker).options(runtime_env={"env_vars": ENVIRONMENT})
     pending = {}
     for index in to_train:
         world = specs[index].train.processes  # a torchrun run (SPEC §7): a device per process
         ref = task.options(num_cpus=cpus * world, num_gpus=gpus * world,
                            max_retries=ex.max_retries, retry_exceptions=False).remote(
-            specs[index], state_dir, tracking, wandb_group(cfg), os.getcwd(),
-            max(1, int(cpus)), gpus)
+            specs[index], state_dir, tracking, wandb_group(cfg), os.getcwd(), gpus)
         pending[ref] = index
     failed, placement = [], where_it_ran(ray, gpus, cpus)
     while pending:
@@ -128,10 +121,8 @@ def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking
             failed.append(f"  {specs[index].name}: {_reason(exc)}")
             continue
         world = specs[index].train.processes
-        records[index]["execution"] = dict(placement, gpus=gpus * world, cpus=cpus * world)
-        # the finished-run cache keeps it too, so a reused record still says how it was timed
-        checkpointer = Checkpointer(Path(state_dir), specs[index])
-        keep(checkpointer.done_path, records[index], checkpointer.identity())
+        note_placement(state_dir, specs[index], records[index],
+                       dict(placement, gpus=gpus * world, cpus=cpus * world))
         write(specs[index], records[index])
         log.info("%s (on Ray, %d of %d)", summary_line(specs[index].name, records[index]),
                  len(records), len(specs))

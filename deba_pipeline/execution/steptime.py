@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
-import torch
-
 from deba_pipeline.engine.loop import Trainer
-from deba_pipeline.engine.steptime import device_name, ladder, measure
 from deba_pipeline.execution.study import run_spec
+from deba_pipeline.timing.steptime import device_name, ladder, measure
 
 
 def reached_sizes(records, arch) -> dict:
@@ -37,20 +35,10 @@ def runs_step(records, arch, dataset, size) -> float | None:
     return statistics.median(steps) if steps else None
 
 
-def runs_threads(records, arch, dataset) -> int | None:
-    """The CPU thread count most of the fixed runs of `arch` trained with: the table times a
-    step as they took it."""
-    counts = Counter(r.get("threads") for r in records if r["arch"] == arch
-                     and r["dataset"] == dataset and r["method"] == "fixed" and r.get("threads"))
-    return counts.most_common(1)[0][0] if counts else None
-
-
-def table(cfg, arch, dataset, reached, runs_step_s, threads=None) -> dict:
-    """One architecture's table on one dataset, measured where this is called (with the runs'
-    thread count where they recorded one)."""
+def table(cfg, arch, dataset, reached, runs_step_s) -> dict:
+    """One architecture's table on one dataset, measured where this is called, in a process set
+    up with the runs' threads (`execution.cpus_per_run`)."""
     d, t = cfg.deba, cfg.timing
-    if threads:
-        torch.set_num_threads(threads)
     trainer = Trainer(run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"),
                       cfg.tracking.dir)
     high = min(d.max_batch, trainer.data.train_size)
@@ -68,19 +56,19 @@ def measuring_code() -> str:
     stage's threads and oneDNN settings, the ladder, Ray's task): a change measures again."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in ("__init__.py", "steptime.py", "ray_tasks.py"):
+    for name in ("__init__.py", "process.py", "steptime.py", "ray_tasks.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
-def kept_path(cfg, arch, dataset, reached, threads=None) -> Path:
+def kept_path(cfg, arch, dataset, reached) -> Path:
     """Where the table of these inputs is kept: the run key of the fixed baseline (model, data,
     training config, training code) with the ladder, the sizes reached, the timing params and
     the measuring code."""
     spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
     d = cfg.deba
     inputs = [spec.key(), sorted(reached), d.growth, d.rollback, d.min_batch, d.max_batch,
-              dict(cfg.timing), cfg.execution.cpus_per_run, threads, measuring_code()]
+              dict(cfg.timing), measuring_code()]  # the key holds the runs' threads
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cfg.tracking.dir) / "steptime" / f"{digest}.json"
 

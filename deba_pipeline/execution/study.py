@@ -15,6 +15,7 @@ from deba_pipeline.core.errors import ConfigError, DebaError
 from deba_pipeline.core.record import is_record, upgrade
 from deba_pipeline.engine.files import read_json, write_json
 from deba_pipeline.engine.spec import RunSpec
+from deba_pipeline.execution.process import threads_per_run
 
 
 def resolve_thresholds(deba: DebaConfig, arch: str, dataset: str, calibrated: dict | None):
@@ -53,7 +54,8 @@ def run_spec(cfg, arch, dataset, seed, method, variant, deba_overrides=None, cal
         if getattr(train, key) is None:  # the record shows what the optimizer used
             setattr(train, key, value)
     return RunSpec(arch, dataset, int(seed), method, variant, train,
-                   OmegaConf.to_object(cfg.data), deba, profile, list(cfg.deba.plugins))
+                   OmegaConf.to_object(cfg.data), deba, profile, list(cfg.deba.plugins),
+                   threads=threads_per_run(cfg.execution.cpus_per_run))
 
 
 def record_path(stage_dir, spec: RunSpec) -> Path:

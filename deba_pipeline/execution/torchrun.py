@@ -8,12 +8,11 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.checkpoint import Checkpointer
 from deba_pipeline.engine.rank import run_rank
 from deba_pipeline.execution import console
+from deba_pipeline.execution.process import flag, prepare
 
 
 def launch(spec, state_dir, tracking: dict, experiment: str, progress: bool = True) -> dict:
@@ -30,11 +29,10 @@ def launch(spec, state_dir, tracking: dict, experiment: str, progress: bool = Tr
                           run_id=f"deba-{checkpointer.key}", rdzv_backend="c10d",
                           rdzv_endpoint="localhost:0", max_restarts=0, start_method="spawn",
                           logs_specs=DefaultLogsSpecs(log_dir=str(logs), redirects=Std.ERR))
-    threads = max(1, torch.get_num_threads() // world)  # the cores, shared out
     try:
         with _quiet_launcher():
             elastic_launch(config, _rank)(spec, str(state_dir), tracking, experiment, progress,
-                                          threads, console.level())
+                                          console.level())
     except ChildFailedError as exc:
         raise DebaError(f"{spec.name}: its {world}-process run failed: {_root_cause(exc)} "
                         f"(each process's output: {logs}). Finished epochs are checkpointed: "
@@ -71,7 +69,7 @@ def _quiet_launcher():
     stops: `launch` names the failure in one line instead (all of it with -v, and every
     process's output is in the launch folder)."""
     import logging
-    if os.environ.get("DEBA_VERBOSE"):
+    if flag("DEBA_VERBOSE"):
         yield
         return
     loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic",
@@ -86,11 +84,11 @@ def _quiet_launcher():
             logger.setLevel(level)
 
 
-def _rank(spec, state_dir, tracking, experiment, progress, threads, level) -> None:
-    """One process of a `launch`: an error is raised, so `@record` leaves it for the agent."""
+def _rank(spec, state_dir, tracking, experiment, progress, level) -> None:
+    """One process of a `launch`, set up as the CLI sets up its own (the run's threads): an
+    error is raised, so `@record` leaves it for the agent."""
     from torch.distributed.elastic.multiprocessing.errors import record
-    console.configure(level)
-    torch.set_num_threads(threads)
+    prepare(spec.threads, level)
     record(run_rank)(spec, state_dir, tracking, experiment, progress, raise_errors=True)
 
 

@@ -96,25 +96,6 @@ def _slow_tables(step_tables) -> str:
             f"otherwise reused).")
 
 
-def mixed_threads(records) -> list:
-    """["arch/dataset seed S: fixed 2 threads, deba 1", ...]: each run set beside a fixed run of
-    its seed (the same architecture and dataset) that trained under another CPU thread count; on
-    the CPU the two then differ by more than their methods (97.49% against 97.21% at 2 and 1
-    threads, same seed and configuration)."""
-    fixed = {(r["arch"], r["dataset"], r["seed"]): r for r in records
-             if r["method"] == "fixed" and r["variant"] == "baseline"}
-    out = []
-    for r in records:
-        base = fixed.get((r["arch"], r["dataset"], r["seed"]))
-        if r["method"] == "fixed" or base is None or None in (r.get("threads"),
-                                                               base.get("threads")):
-            continue
-        if r["threads"] != base["threads"]:
-            out.append(f"{r['arch']}/{r['dataset']} seed {r['seed']}: fixed "
-                       f"{base['threads']} threads, {method_label(r)} {r['threads']}")
-    return out
-
-
 def at_chance(records) -> list:
     """["arch/dataset/method seed S (38.9%, chance 33.3%)", ...]: runs whose final accuracy got
     less than a tenth of the way from chance (100 / classes) to 100%."""
@@ -143,20 +124,13 @@ def _chance(records) -> str:
                     "about the methods: train longer, or check the learning rate and the data.")
 
 
-def _threads(records) -> str:
-    return _flagged("Compared across thread counts", mixed_threads(records), "pairs",
-                    "On the CPU a run's numbers depend on its thread count, so these differences "
-                    "are not the methods' alone: set execution.cpus_per_run and retrain them "
-                    "alike.")
-
-
 def _packed(records) -> str:
     """A note on measured times taken while runs shared a machine (Ray packs them)."""
     packed = [r for r in records if (r.get("execution") or {}).get("shared_machine")]
     if not packed:
         return ""
     return (f" The measured times of {len(packed)} of {len(records)} runs come from runs that "
-            f"shared a machine with others (`execution.backend: ray`, several runs a node or a "
+            f"shared a machine with others (several runs side by side on one machine or "
             f"device); the modelled times do not depend on it.")
 
 
@@ -181,7 +155,7 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
              "Timing: verdicts use modelled speedups (docs/method.md, Timing), " + (
                  f"from step-time tables measured on {', '.join(devices)}." if devices else
                  "but this study has no step-time tables, so they fall back to measured ones.")
-             + _packed(records) + _slow_tables(step_tables) + _threads(records)
+             + _packed(records) + _slow_tables(step_tables)
              + _chance(records), ""]
     for name, rows in built.items():
         caption = CAPTIONS[name].format(level=f"{LEVEL:.0%}")

@@ -1,5 +1,5 @@
-"""Step-time stage (SPEC §8): per architecture and dataset, the time of one training step at
-every batch size the study can reach (the ladder from train.batch_size) or did reach (every size
+"""Step-time stage (docs/method.md): per architecture and dataset, the time of one training step
+at every batch size the study can reach (the ladder from train.batch_size) or did reach (every size
 in the run records), measured once per study with the device to itself: in this process on the
 local backend, on Ray as a task holding a whole GPU (on the CPU, a run's cores). A table
 is kept under `tracking.dir`/steptime by what it measured, with a checksum, so a stage rerun for
@@ -21,7 +21,6 @@ from deba_pipeline.execution.steptime import (
     kept_path,
     reached_sizes,
     runs_step,
-    runs_threads,
     table,
 )
 from deba_pipeline.execution.study import epoch_seconds, read_records
@@ -37,8 +36,7 @@ def run(cfg, archs, runs: str, out: str) -> dict:
         reached = reached_sizes(records, arch)
         for dataset in cfg.study.datasets:
             sizes = reached.get(dataset, set())
-            threads = runs_threads(records, arch, dataset)
-            path = kept_path(cfg, arch, dataset, sizes, threads)
+            path = kept_path(cfg, arch, dataset, sizes)
             needed = sizes | {cfg.train.batch_size}
             table_kept = kept(path, identity(arch, dataset, path),
                               lambda table, needed=needed: table_problem(table, needed))
@@ -47,8 +45,7 @@ def run(cfg, archs, runs: str, out: str) -> dict:
                 continue
             jobs.append(((arch, dataset, path), (cfg, arch, dataset, sizes,
                                                  runs_step(records, arch, dataset,
-                                                           cfg.train.batch_size),
-                                                 threads)))
+                                                           cfg.train.batch_size))))
     per_epoch = epoch_seconds(records)  # the longest table first, so none trails alone
     measured_tables = measure_apart(cfg, table, [args for _, args in jobs],
                                     [per_epoch.get(job[:2], 0.0) for job, _ in jobs])

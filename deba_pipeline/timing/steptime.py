@@ -43,7 +43,7 @@ import torch
 
 from deba_pipeline.core.policies.multiplicative import floor_times
 from deba_pipeline.core.scheduler import fit_world
-from deba_pipeline.engine.priority import device_to_ourselves
+from deba_pipeline.timing.priority import device_to_ourselves
 
 
 def ladder(start: int, growth: float, rollback: float, low: int, high: int,
