@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
           thresholds="calibrated thresholds to read")
     stage("ablate", cmd_ablate, "DEBA ablation variants of the study's architectures", arch=True,
           out="folder for the run records", thresholds="calibrated thresholds to read")
-    stage("steptime", cmd_steptime, "the step-time tables of the study's architectures (SPEC §8)",
+    stage("steptime", cmd_steptime, "the step-time tables of the study's architectures",
           arch=True, runs="run records whose batch sizes the tables must cover",
           out="folder for the tables, ARCH.json")
     p = stage("run", cmd_run, "one run of the study by name (under torchrun: one rank of it)")

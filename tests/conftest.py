@@ -46,3 +46,23 @@ def micro_study(tmp_path_factory):
     workspace = copy_project(tmp_path_factory.mktemp("micro"))
     result = subprocess.run(["dvc", "repro"], cwd=workspace, capture_output=True, text=True)
     return workspace, result
+
+
+# a CPU burner that ends by itself should a test not stop it
+BURNER = "import time\nend = time.monotonic() + 900\nwhile time.monotonic() < end: pass\n"
+
+
+@pytest.fixture(scope="session")
+def busy_micro_study(tmp_path_factory):
+    """The micro preset's `dvc repro` in a fresh copy beside one CPU-burning process:
+    (workspace, completed process)."""
+    import sys
+    workspace = copy_project(tmp_path_factory.mktemp("busy"))
+    burner = subprocess.Popen([sys.executable, "-c", BURNER])
+    try:
+        result = subprocess.run(["dvc", "repro"], cwd=workspace, capture_output=True, text=True)
+    finally:
+        burner.kill()
+        burner.wait()
+    return workspace, result
+

@@ -251,6 +251,6 @@ def test_the_report_names_measured_times_from_packed_runs():
     records = [{"execution": {"shared_machine": True}}, {"execution": {"shared_machine": False}},
                {}]
     assert _packed(records) == (" The measured times of 1 of 3 runs come from runs that shared a "
-                                "machine with others (`execution.backend: ray`, several runs a "
-                                "node or a device); the modelled times do not depend on it.")
+                                "machine with others (several runs side by side on one machine "
+                                "or device); the modelled times do not depend on it.")
     assert _packed(records[1:]) == ""

@@ -1,4 +1,4 @@
-"""The structured schema of params.yaml: the one source of defaults (SPEC §3, the paper's).
+"""The structured schema of params.yaml: the one source of defaults (docs/pipeline.md, the paper's).
 
 The presets in pipelines/ are overlays that say only what they change; `config.load_params`
 merges a file over this schema. DEBA's own group is `DebaConfig` of the core, so the library and
@@ -63,7 +63,7 @@ PAPER_THRESHOLDS = {  # paper Table 1: (θ_stab, θ_conf)
 @dataclass
 class StudyConfig:
     name: str = "paper"                    # experiment name; W&B group (DVC_EXP_NAME wins)
-    archs: list[str] = field(default_factory=lambda: [  # timm names (SPEC §3)
+    archs: list[str] = field(default_factory=lambda: [  # timm names (docs/pipeline.md)
         "resnet18", "resnet50", "densenet121", "efficientnet_b0", "mobilenetv3_large_100",
         "vit_base_patch16_224"])
     datasets: list[str] = field(default_factory=lambda: ["cifar10", "cifar100"])
@@ -71,7 +71,7 @@ class StudyConfig:
     profile_seeds: list[int] = field(default_factory=lambda: [2, 42, 199])  # fixed-batch profiles
     reuse_profile_runs: bool = False  # take a fixed baseline from the profile run of its seed
     # batch strategies trained against the same fixed baseline: name -> overrides of `deba`
-    # (SPEC §6 peers: e.g. gns: {rule: gns, signals: [gradient_noise_scale]})
+    # (docs/peers.md: e.g. gns: {rule: gns, signals: [gradient_noise_scale]})
     methods: dict[str, Any] = field(default_factory=lambda: {"deba": {}})
 
 
@@ -97,8 +97,8 @@ class DataConfig:
     workers: int = 2           # DataLoader worker processes of the streaming path
 
 
-# Each optimizer's defaults for what params.yaml leaves null: SGD the paper's (SPEC §3), AdamW
-# PyTorch's own weight decay. AdamW has no momentum option (its betas stay PyTorch's).
+# Each optimizer's defaults for what params.yaml leaves null: SGD the paper's (docs/pipeline.md),
+# AdamW PyTorch's own weight decay. AdamW has no momentum option (its betas stay PyTorch's).
 OPTIMIZER_DEFAULTS = {"sgd": {"momentum": 0.9, "weight_decay": 5.0e-4},
                       "adamw": {"weight_decay": 0.01}}
 
@@ -115,19 +115,20 @@ class TrainConfig:
     precision: Precision = Precision.fp32 # fp32 | bf16 (autocast, GPU)
     channels_last: bool = False
     checkpoint_every: int = 1      # epochs between checkpoints
-    processes: int = 1             # data-parallel ranks a run (torchrun + DDP, SPEC §7); B global
+    # data-parallel ranks a run (torchrun + DDP, docs/cluster.md); B global
+    processes: int = 1
     sync_batchnorm: bool = False   # DDP, GPUs: BatchNorm over the global batch, not per rank
     optimizer: Optimizer = Optimizer.sgd   # sgd (the paper: momentum, weight_decay) | adamw
                                            # (weight_decay)
     lr_schedule: LrSchedule = LrSchedule.constant  # constant (the paper) | cosine over the
                                                    # run's samples
-    # arch -> input side in pixels, resized on the device (SPEC §3: ViT-B/16 at 224)
+    # arch -> input side in pixels, resized on the device (docs/pipeline.md: ViT-B/16 at 224)
     image_size: dict[str, int] = field(default_factory=lambda: {"vit_base_patch16_224": 224})
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # arch -> timm.create_model kwargs
 
 
 @dataclass
-class TaxonomyConfig:  # SPEC §2 bounds; the defaults reproduce paper Table 2
+class TaxonomyConfig:  # docs/method.md bounds; the defaults reproduce paper Table 2
     dynamic_sigma: float = 0.15
     unstable_mu: float = 0.26
     overly_mu: float = 0.54
@@ -148,16 +149,17 @@ class AblateConfig:
 
 
 @dataclass
-class TimingConfig:  # SPEC §8: the step-time table behind the modelled run times
+class TimingConfig:  # docs/method.md: the step-time table behind the modelled run times
     repeats: int = 15           # timed rounds over every batch size
     steps: int = 5              # steps timed one by one per round; the fastest is kept
     warmup: int = 1             # untimed rounds over every size first
     estimate: Estimate = Estimate.paired  # paired: median ratio to train.batch_size in a round,
-                                # disturbed rounds left out (an option beyond SPEC §8);
-                                # median: the median over rounds (SPEC §8 as written)
-    sizes: TableSizes = TableSizes.ladder  # ladder: every size the study can reach (SPEC §8);
+                                # disturbed rounds left out (an option: docs/method.md);
+                                # median: the median over rounds (the reference method)
+    # ladder: every size the study can reach (docs/method.md);
+    sizes: TableSizes = TableSizes.ladder
                                 # reached: only those its runs reached, all a modelled time reads
-                                # (an option beyond SPEC §8: the same numbers up to the
+                                # (an option, docs/method.md: the same numbers up to the
                                 # table's noise, a shorter stage)
 
 

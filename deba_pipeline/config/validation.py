@@ -93,7 +93,8 @@ def _validate_execution(ex, where) -> None:
 
 
 def _validate_processes(cfg, where) -> None:
-    """SPEC §7: the batch is global, B/W samples a step on each of W ranks, never below W."""
+    """docs/cluster.md: the batch is global, B/W samples a step on each of W ranks, never below
+    W."""
     w, size = cfg.train.processes, cfg.train.batch_size
     if w < 1:
         fail("train.processes", w, "an integer >= 1 (1: one process, no DDP)", where)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 from deba_pipeline.core.errors import PluginError
 
 DECISIONS = ("increase", "rollback", "hold")
-EPS = 1e-8  # SPEC §1 ε: keeps the relative variations finite when the previous value is 0
+EPS = 1e-8  # docs/method.md ε: keeps the relative variations finite when the previous value is 0
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Observation:
 
     epoch: int
     loss: float                               # mean training loss of the epoch
-    grads: Sequence[torch.Tensor | None]   # the gradients SPEC §1 names (None = frozen)
+    grads: Sequence[torch.Tensor | None]   # the gradients docs/method.md names (None = frozen)
     grad_variance: float                      # σ² of the flattened gradient, population
     grad_norm: float                          # ‖∇‖₂ of the flattened gradient
     batch_size: int | None = None          # samples a step this epoch (global under DDP)
@@ -98,7 +98,8 @@ class Policy:
     requires: ClassVar[tuple] = ()  # signal names lr_scale reads; checked like a rule's
 
     def lr_scale(self, batch_size: int, initial_batch: int, windows: dict) -> float:
-        """η/η₀ for an epoch at `batch_size`, from B directly (SPEC §6): 1.0 keeps the rate."""
+        """η/η₀ for an epoch at `batch_size`, from B directly (docs/peers.md): 1.0 keeps the
+        rate."""
         return 1.0
 
 

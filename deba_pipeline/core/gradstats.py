@@ -25,7 +25,7 @@ class GradStats:
 
     @property
     def variance(self) -> torch.Tensor:
-        """Population variance (1/P normalisation), SPEC §1 σ²."""
+        """Population variance (1/P normalisation), docs/method.md σ²."""
         return self.m2 / self.count
 
     @property

@@ -1,5 +1,5 @@
-"""DEBA's options: `DebaConfig` (the paper's defaults, SPEC §3) and the one table of what each
-value may be. params.yaml's `deba` group and `DEBAScheduler(...)` both check against it."""
+"""DEBA's options: `DebaConfig` (the paper's defaults, docs/pipeline.md) and the one table of what
+each value may be. params.yaml's `deba` group and `DEBAScheduler(...)` both check against it."""
 from __future__ import annotations
 
 import difflib
@@ -35,7 +35,7 @@ class DebaConfig:
     rule_options: dict[str, Any] = field(default_factory=dict)    # keywords of the rule's class
     policy_options: dict[str, Any] = field(default_factory=dict)  # keywords of the policy's class
     signal_options: dict[str, Any] = field(default_factory=dict)  # signal name -> its keywords
-    gradient_source: str = "last_batch"  # last_batch | epoch_mean (SPEC §1)
+    gradient_source: str = "last_batch"  # last_batch | epoch_mean (docs/method.md)
     plugins: list[str] = field(default_factory=list)  # files in plugins/, e.g. grad_cosine.py
 
 
@@ -101,7 +101,8 @@ def check_deba(values: dict, where: str = "", prefix: str = "") -> None:
 def _check_schedule(at, cooldown, where, prefix) -> None:
     """The step schedule's epochs must each be able to fire: epoch 1 always holds, and a
     cooldown of C epochs holds the C epochs after every change, and epochs 1..C at the start
-    (SPEC §1). Without this, at = [5, 12, 14] with the paper's cooldown 10 fires only at 12."""
+    (docs/method.md). Without this, at = [5, 12, 14] with the paper's cooldown 10 fires only at
+    12."""
     if not at:
         fail(f"{prefix}rule_options.at", at, "a non-empty list of epochs at whose end "
              "step_schedule increases the batch, e.g. [30, 60, 80]", where)

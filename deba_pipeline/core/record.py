@@ -1,4 +1,5 @@
-"""The run record (SPEC §5): the interchange format between stages, and reading older schemas.
+"""The run record (docs/records.md): the interchange format between stages, and reading older
+schemas.
 
 Schema 2 nests each epoch's signal values under `signals`, so a plugin's signal can never replace
 one of the record's own fields (a signal named `lr` used to overwrite the learning rate).

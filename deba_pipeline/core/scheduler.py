@@ -33,7 +33,8 @@ class StepRecord:
     signals: dict            # name -> value, None where undefined
     reason: str              # "first epoch" | "cooldown" | the rule's name
     lr_factor: float = 1.0   # learning-rate multiplier the policy asks for (1.0: unchanged)
-    lr_scale: float = 1.0    # η/η₀ for the next epoch, from its batch size (SPEC §6 lr_scaling)
+    # η/η₀ for the next epoch, from its batch size (docs/peers.md lr_scaling)
+    lr_scale: float = 1.0
     extra: dict = field(default_factory=dict)
 
 
@@ -42,7 +43,7 @@ class DEBAScheduler:
     (config.py), whose defaults are the paper's: theta_stab, theta_conf, cooldown, window, growth,
     rollback, min_batch, max_batch, signals, rule, policy, rule_options, policy_options,
     signal_options, plugins (files to load). `config=` takes a whole DebaConfig or mapping.
-    `world_size` W > 1 (SPEC §7): the batch is global, rounded down to a multiple of W after
+    `world_size` W > 1 (docs/cluster.md): the batch is global, rounded down to a multiple of W after
     every update, or up to the next one where rounding down would fall below min_batch."""
 
     def __init__(self, batch_size: int = INITIAL_BATCH, config=None, *,
@@ -274,8 +275,8 @@ class DEBAScheduler:
 
 
 def fit_world(size: int, world: int, low: int) -> int:
-    """A global batch of a W-process run (SPEC §7): `size` rounded down to a multiple of W, or
-    up to the next one where rounding down would fall below `low` (min_batch): with W = 3 and
+    """A global batch of a W-process run (docs/cluster.md): `size` rounded down to a multiple of W,
+    or up to the next one where rounding down would fall below `low` (min_batch): with W = 3 and
     min_batch 16, a rollback from 18 to 15 would leave the bounds, so 18 stays."""
     fitted = size - size % world
     return fitted + world if fitted < low else fitted

@@ -74,7 +74,7 @@ class DeviceData:
         self.device, self.augment, self.num_classes = device, augment, split.num_classes
         self.image_size = image_size if image_size and image_size != split.shape[-1] else None
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.rank, self.world = 0, 1  # SPEC §7: a rank's share of every global batch
+        self.rank, self.world = 0, 1  # docs/cluster.md: a rank's share of every global batch
 
     def shard(self, rank: int, world: int) -> None:
         """Take rank `rank`'s B/world samples of each global batch of B from now on; every rank

@@ -1,5 +1,5 @@
-"""One run on W processes (SPEC §7), inside a rank: DistributedDataParallel (NCCL on CUDA, gloo
-on the CPU) and the few collectives the loop needs.
+"""One run on W processes (docs/cluster.md), inside a rank: DistributedDataParallel (NCCL on CUDA,
+gloo on the CPU) and the few collectives the loop needs.
 
 The batch size is global: each rank takes B/W samples a step from its share of the same
 permutation of the device-resident data, so every sample is seen once an epoch across ranks. DDP
@@ -57,7 +57,7 @@ def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def check_agreement(name: str, epoch: int, decision: str, next_batch: int) -> None:
-    """SPEC §7: every rank must reach the same decision; a mismatch stops the run."""
+    """docs/cluster.md: every rank must reach the same decision; a mismatch stops the run."""
     everyone = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, (decision, next_batch))
     if any(theirs != (decision, next_batch) for theirs in everyone):

@@ -1,4 +1,5 @@
-"""Train one model under a fixed or a DEBA batch schedule and return its run record (SPEC §5).
+"""Train one model under a fixed or a DEBA batch schedule and return its run record
+(docs/records.md).
 
     record = Trainer(spec, state_dir).run()   # resumes from the run's checkpoint if it has one
 
@@ -201,7 +202,8 @@ class Trainer:
 
     def learning_rate(self) -> float:
         """The next epoch's rate from its batch size and the samples trained so far, never as a
-        running product of earlier rates (SPEC §6): η₀ × the policy's lr_scale × the schedule."""
+        running product of earlier rates (docs/peers.md): η₀ × the policy's lr_scale × the
+        schedule."""
         t = self.spec.train
         rate = t.lr * self.scheduler.lr_scale() * self.lr_product
         if t.lr_schedule == "cosine":  # over samples, so a larger batch does not stretch it

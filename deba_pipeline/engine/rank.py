@@ -1,5 +1,5 @@
-"""One process of a run on W processes (SPEC §7), as torchrun starts it: join the process group,
-train this rank's share, and (rank 0) leave the record in the finished-run cache."""
+"""One process of a run on W processes (docs/cluster.md), as torchrun starts it: join the process
+group, train this rank's share, and (rank 0) leave the record in the finished-run cache."""
 from __future__ import annotations
 
 import os

@@ -76,7 +76,7 @@ class RunSpec:
     train: TrainConfig
     data: DataConfig
     deba: DebaConfig | None = None  # deba runs: thresholds resolved to numbers
-    profile: bool = False     # record per-step gradient-norm and loss variances (SPEC §2)
+    profile: bool = False     # record per-step gradient-norm and loss variances (docs/method.md)
     plugins: list = field(default_factory=list)  # plugin files (deba.plugins): models, datasets
     extra: dict = field(default_factory=dict)  # provenance, e.g. where thresholds came from
     threads: int = 1          # torch threads a process (execution.cpus_per_run): CPU sums follow
@@ -88,7 +88,8 @@ class RunSpec:
     def result_config(self) -> dict:
         """What determines the numbers: the config less its labels (variant, provenance). A profile
         run keeps its own key: a fixed baseline is trained apart from it unless the study asks
-        to reuse profile runs (SPEC §8: a baseline timed in another stage is not comparable)."""
+        to reuse profile runs (docs/method.md: a baseline timed in another stage is not
+        comparable)."""
         config = self.config()
         for label in ("variant", "extra"):
             config.pop(label)

@@ -1,9 +1,9 @@
 """What an epoch sums step by step, on the device, and the epoch it adds up to.
 
 One `StepSums` per epoch, built from what the run asks for: the loss (always), the profile's
-per-step variances of the loss and of ‖∇L‖ (SPEC §2), and the sums the scheduler's signals ask to
-accumulate (Σ‖gₜ‖², Σgₜ: SPEC §6) or the epoch's mean gradient (SPEC §1 gradient_source). Every
-sum stays a float64 device tensor until `result`, the epoch's one host sync.
+per-step variances of the loss and of ‖∇L‖ (docs/method.md), and the sums the scheduler's signals
+ask to accumulate (Σ‖gₜ‖², Σgₜ: docs/peers.md) or the epoch's mean gradient (docs/method.md
+gradient_source). Every sum stays a float64 device tensor until `result`, the epoch's one host sync.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ class EpochResult:
     batch_size: int                  # samples per step
     steps: int                       # full batches trained (the last partial one is dropped)
     train_loss: float                # mean over the epoch's steps
-    grads: list                      # what the scheduler observes (SPEC §1 gradient_source)
-    grad_norm_var: float | None = None  # profile runs: Var over steps of ‖∇L‖ (SPEC §2)
+    grads: list                      # what the scheduler observes (docs/method.md gradient_source)
+    grad_norm_var: float | None = None  # profile runs: Var over steps of ‖∇L‖ (docs/method.md)
     loss_var: float | None = None       # profile runs: Var over steps of L
     epoch: int = 0
     lr: float = 0.0
@@ -82,7 +82,7 @@ class StepSums:
 
     def result(self, batch_size: int, steps: int) -> EpochResult:
         """The epoch in numbers: the one host sync of the epoch."""
-        if self.losses:  # SPEC §7: the mean over every sample of every rank, step by step
+        if self.losses:  # docs/cluster.md: the mean over every sample of every rank, step by step
             per_step = ddp.mean_over_ranks(torch.stack(self.losses))
             self.loss_sum, self.loss_sq = per_step.sum(), per_step.square().sum()
         totals = torch.stack([self.loss_sum, self.loss_sq, self.norm_sum, self.norm_sq]).tolist()
@@ -94,7 +94,7 @@ class StepSums:
             result.accumulated["grad_sq_norm"] = totals[3]
         if "grad_sum" in self.accumulate:
             result.accumulated["grad_sum"] = self.grad_sum
-        if self.profile:  # population variances over the epoch's steps (SPEC §2)
+        if self.profile:  # population variances over the epoch's steps (docs/method.md)
             result.loss_var = max(0.0, totals[1] / steps - mean_loss ** 2)
             result.grad_norm_var = max(0.0, totals[3] / steps - (totals[2] / steps) ** 2)
         return result

@@ -1,6 +1,6 @@
 """One run of the study, named, trained here: `deba run resnet18/cifar10/deba/2`.
 
-Its use is a run on several machines (SPEC §7), which no stage launches by itself: on each
+Its use is a run on several machines (docs/cluster.md), which no stage launches by itself: on each
 machine, from the project folder on a shared filesystem,
 
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HEAD:29500 \

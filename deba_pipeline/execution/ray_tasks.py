@@ -106,7 +106,8 @@ def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking
     task = ray.remote(_train_in_worker).options(runtime_env={"env_vars": ENVIRONMENT})
     pending = {}
     for index in to_train:
-        world = specs[index].train.processes  # a torchrun run (SPEC §7): a device per process
+        # a torchrun run (docs/cluster.md): a device per process
+        world = specs[index].train.processes
         ref = task.options(num_cpus=cpus * world, num_gpus=gpus * world,
                            max_retries=ex.max_retries, retry_exceptions=False).remote(
             specs[index], state_dir, tracking, wandb_group(cfg), os.getcwd(), gpus)

@@ -1,4 +1,4 @@
-"""What a step-time table (SPEC §8) is measured for: the batch sizes the runs reached, the
+"""What a step-time table (docs/method.md) is measured for: the batch sizes the runs reached, the
 runs' own typical step and thread count, and where a table of those inputs is kept."""
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def table(cfg, arch, dataset, reached, runs_step_s) -> dict:
                       cfg.tracking.dir)
     high = min(d.max_batch, trainer.data.train_size)
     sizes = set(reached)
-    if t.sizes == "ladder":  # SPEC §8; "reached" leaves out sizes no modelled time reads
+    if t.sizes == "ladder":  # docs/method.md; "reached" leaves out sizes no modelled time reads
         sizes |= set(ladder(cfg.train.batch_size, d.growth, d.rollback, d.min_batch, high,
                             cfg.train.processes))
     return {"device": device_name(trainer.device), "repeats": t.repeats, "steps": t.steps,

@@ -108,7 +108,7 @@ def read_records(root) -> list:
 
 
 def profile_specs(cfg, archs) -> list:
-    """The fixed-batch profile runs (SPEC §2): per architecture, dataset and profile seed."""
+    """The fixed-batch profile runs (docs/method.md): per architecture, dataset and profile seed."""
     return [run_spec(cfg, arch, dataset, seed, "fixed", "profile", profile=True)
             for arch in archs for dataset in cfg.study.datasets
             for seed in cfg.study.profile_seeds]

@@ -1,4 +1,4 @@
-"""A run on W processes of this machine (SPEC §7), started through torchrun's own API
+"""A run on W processes of this machine (docs/cluster.md), started through torchrun's own API
 (`elastic_launch`, as `torchrun --standalone` does); the record comes back from the finished-run
 cache, where rank 0 leaves it. Over several machines, each one runs `deba run NAME` under torchrun
 with its rendezvous flags (docs: "One run on many GPUs")."""

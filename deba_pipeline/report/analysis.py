@@ -1,5 +1,5 @@
-"""What the paper computes from profile runs (SPEC §2): stability, taxonomy and calibration, and
-a run's decision aggressiveness. Pure functions over records; no I/O. The fixed-versus-method
+"""What the paper computes from profile runs (docs/method.md): stability, taxonomy and calibration,
+and a run's decision aggressiveness. Pure functions over records; no I/O. The fixed-versus-method
 comparisons are in comparison.py."""
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def sample_std(values):
     return statistics.stdev(values) if len(values) > 1 else None
 
 
-# -- SPEC §2: profiling ------------------------------------------------------------------------
+# -- docs/method.md: profiling
+# ------------------------------------------------------------------------
 def stability_score(record) -> float:
     """S = 1 / (1 + CV(σ²_g) + mean Var(‖∇L‖) + mean Var(L)), over the run's epochs."""
     variances = [signal(e, "grad_variance") for e in record["epochs"]]
@@ -39,7 +40,7 @@ def aggressiveness(record) -> float:
 
 
 def classify(mu, sigma, bounds) -> str:
-    """SPEC §2 taxonomy, tested in this order."""
+    """docs/method.md taxonomy, tested in this order."""
     if sigma is not None and sigma > bounds["dynamic_sigma"]:
         return "dynamically stable"
     if mu < bounds["unstable_mu"]:

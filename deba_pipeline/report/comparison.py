@@ -1,7 +1,8 @@
-"""A method against the fixed batch, per architecture and dataset (SPEC §4), with every time read
-two ways (SPEC §8): measured (the wall clock of the runs, with its noise) and modelled (each
-epoch's steps times the step-time table's time at its batch size). Verdicts use the modelled
-speedup, which does not depend on what else the machine was doing. Pure functions over records.
+"""A method against the fixed batch, per architecture and dataset (docs/pipeline.md), with every
+time read two ways (docs/method.md): measured (the wall clock of the runs, with its noise) and
+modelled (each epoch's steps times the step-time table's time at its batch size). Verdicts use the
+modelled speedup, which does not depend on what else the machine was doing. Pure functions over
+records.
 """
 from __future__ import annotations
 
@@ -146,7 +147,8 @@ def _cell(seeds, f, m, steptime) -> dict:
                  model_ratio_within_noise=None, model_ratio_beside=None,
                  model_speedup_table_noise=None)
     else:
-        c.update(fixed_check(f, steptime))  # SPEC §8: modelled against measured, side by side
+        # docs/method.md: modelled against measured, side by side
+        c.update(fixed_check(f, steptime))
         c["model_speedup_table_noise"] = table_noise(f, m, steptime)
         model_speedups = [100.0 * (1 - b / a) for a, b in zip(model_f, model_m)]
         c.update(model_speedups=model_speedups, model_speedup_ci=t_interval(model_speedups),

@@ -66,7 +66,7 @@ def build_metrics(records, found, checked, ablation_dataset, by_method=None) -> 
             "mean_speedup_measured_pct": statistics.fmean(c["speedup_mean"]
                                                           for c in main.values()),
             "degraded": summary_rows(c["delta_acc"] for c in main.values())["degraded"]}
-    if by_method and len(by_method) > 1:  # SPEC §6: each strategy against the same fixed runs
+    if by_method and len(by_method) > 1:  # docs/peers.md: each strategy against the same fixed runs
         metrics["strategies"] = {
             f"{arch}/{ds}": {m: {"delta_acc": c["delta_acc"],
                                  "speedup_modelled_pct": c["model_speedup_mean"],

@@ -1,5 +1,5 @@
-"""Modelled times (SPEC §8): a run's time from its batch sizes and a step-time table, the level
-the runs' own moment sets, and how far the table's own noise can move a modelled speedup.
+"""Modelled times (docs/method.md): a run's time from its batch sizes and a step-time table, the
+level the runs' own moment sets, and how far the table's own noise can move a modelled speedup.
 Pure functions over records and tables."""
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def at_runs_level(steptime, records) -> dict:
 
 def own_level(record, steptime, first: int = 0) -> float | None:
     """A fixed run's modelled time at the step timed beside it: the check that a table times a
-    step as the loop runs it (SPEC §8), measured side by side rather than minutes apart. Its
+    step as the loop runs it (docs/method.md), measured side by side rather than minutes apart. Its
     epochs at the probed size take the probe's step and the probe's own epoch start (on the
     streaming path the loader's start is much of an epoch); any other size (after running out
     of memory) takes the table's, scaled by the probe over the table. From epoch `first` + 1."""
@@ -137,10 +137,10 @@ def fixed_noise_pct(fixed) -> float | None:
 
 
 def fixed_check(fixed, steptime) -> dict:
-    """SPEC §8's check that a table times a step as the loop runs it: the fixed runs' modelled
-    time over their measured one, averaged over seeds, each at the step timed beside it where it
-    has one (else at the table's level), and whether it is within the clock's noise of 1. Both
-    from the second epoch on, as the clock noise is read: the first carries one-time costs (the
+    """The check (docs/method.md) that a table times a step as the loop runs it: the fixed runs'
+    modelled time over their measured one, averaged over seeds, each at the step timed beside it
+    where it has one (else at the table's level), and whether it is within the clock's noise of 1.
+    Both from the second epoch on, as the clock noise is read: the first carries one-time costs (the
     kernels' and the allocator's warm-up: 0.39 s against 0.25 s for test_efficientnet's next
     epochs) that no step time holds, and it set one quick-study cell 4% under."""
     first = [1 if len(r["epochs"]) > 1 else 0 for r in fixed]  # past the warm-up, as the noise

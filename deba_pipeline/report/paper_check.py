@@ -137,7 +137,7 @@ def beside(printed, main) -> list:
         if c is None:
             continue
         ours = c["model_speedup_mean"]
-        mean, std = row["speedup"]  # like ours (SPEC §4): the mean of per-seed speedups
+        mean, std = row["speedup"]  # like ours (docs/pipeline.md): the mean of per-seed speedups
         rows.append({"Architecture": row["arch"], "Dataset": row["dataset"],
                      "ΔAcc, ours": f"{c['delta_acc']:+.2f}", "ΔAcc, paper": row["delta_acc"],
                      "Speedup, ours modelled (%)": "–" if ours is None else f"{ours:.1f}",

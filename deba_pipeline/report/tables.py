@@ -1,5 +1,6 @@
-"""Tables 1-5 (SPEC §4, §8) as lists of rows, from run records and the comparisons computed from
-them; written as CSV and Markdown. `found` is {variant: {(arch, dataset): comparison}}."""
+"""Tables 1-5 (docs/pipeline.md) as lists of rows, from run records and the comparisons
+computed from them; written as CSV and Markdown. `found` is {variant: {(arch, dataset):
+comparison}}."""
 from __future__ import annotations
 
 import csv
@@ -176,7 +177,7 @@ def table5(found) -> list:
 
 
 def strategies(by_method) -> list:
-    """Strategies side by side (SPEC §6): each method of study.methods against the same fixed
+    """Strategies side by side (docs/peers.md): each method of study.methods against the same fixed
     runs, per architecture and dataset."""
     rows = []
     cells = sorted((key, name, c) for name, found in by_method.items()

@@ -1,5 +1,5 @@
 """Calibrate stage: θ_stab and θ_conf per architecture and dataset from the profile runs
-(SPEC §2). `deba calibrate --runs runs/profile --out results/thresholds.json`"""
+(docs/method.md). `deba calibrate --runs runs/profile --out results/thresholds.json`"""
 from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.files import write_json
 from deba_pipeline.execution.study import read_records

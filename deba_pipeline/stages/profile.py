@@ -1,6 +1,6 @@
-"""Profile stage: fixed-batch runs of every architecture per dataset and profile seed (SPEC §2),
-all in one pool so every device stays busy, then each architecture's stability metrics per
-dataset (S per seed, μ_S, σ_S, convergence stability, class, prediction).
+"""Profile stage: fixed-batch runs of every architecture per dataset and profile seed
+(docs/method.md), all in one pool so every device stays busy, then each architecture's stability
+metrics per dataset (S per seed, μ_S, σ_S, convergence stability, class, prediction).
 `deba profile --out runs/profile --stability results/stability` (`--arch A` for one)"""
 from __future__ import annotations
 

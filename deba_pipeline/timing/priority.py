@@ -1,4 +1,4 @@
-"""The cores to ourselves while timing steps (SPEC §8): real-time scheduling for every thread
+"""The cores to ourselves while timing steps (docs/method.md): real-time scheduling for every thread
 of this process where the OS allows it, else a raised priority, restored afterwards."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from contextlib import contextmanager, suppress
 
 @contextmanager
 def device_to_ourselves(step: int = 10):
-    """Run every thread of this process ahead of other processes while measuring (SPEC §8: the
-    table is measured with the cores to itself): real-time scheduling (SCHED_FIFO, which the
+    """Run every thread of this process ahead of other processes while measuring (docs/method.md:
+    the table is measured with the cores to itself): real-time scheduling (SCHED_FIFO, which the
     kernel still caps at sched_rt_runtime_us of each second) where the OS allows it, else the
     priority raised by `step`, else unchanged. Both need root or CAP_SYS_NICE. Yields how the
     table was measured, for the record."""

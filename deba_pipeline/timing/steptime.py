@@ -1,13 +1,13 @@
-"""The step-time table of SPEC §8: the time of one training step at each batch size a study can
-reach, so run times can be modelled from a run's batch sizes instead of read off a wall clock
+"""The step-time table of docs/method.md: the time of one training step at each batch size a study
+can reach, so run times can be modelled from a run's batch sizes instead of read off a wall clock
 that depends on whatever else the machine was doing.
 
     table = measure(trainer, sizes=[16, 40, 64, 96], reference=64, repeats=15, steps=5)
 
 Every size is timed from one saved model state, round-robin over the sizes (a noisy stretch of
 time then touches every size alike), `repeats` times after `warmup` untimed rounds. A step is
-timed as the loop runs it (SPEC §8): a repeat is one call of the loop's own epoch over batches
-drawn as the run draws them (the gather from device-resident data or the loader's wait,
+timed as the loop runs it (docs/method.md): a repeat is one call of the loop's own epoch over
+batches drawn as the run draws them (the gather from device-resident data or the loader's wait,
 augmentation, resize, then forward, backward, update and the loop's per-step sums), noting the
 time whenever the loop asks for the next batch. Of the `steps` steps after the first (and after
 the loader's prefetched batches, which no step waits for), a repeat keeps the fastest and the
@@ -15,8 +15,8 @@ median; the epoch's own start (its permutation, the loader's first batch, the ca
 end sync) is kept per size as `epoch_start_s`, and a modelled epoch is steps × step + start.
 
 How the repeats become one time per size (`estimate`):
-- "median" (SPEC §8 as written): the median over repeats of each repeat's median step.
-- "paired" (the default, an option beyond the SPEC): the shape across sizes from the fastest
+- "median" (the reference method): the median over repeats of each repeat's median step.
+- "paired" (the default, an option: docs/method.md): the shape across sizes from the fastest
   steps, the level from the reference's median step. Each round's fastest step over the same
   round's fastest at the reference size (the fixed batch every speedup is taken against, timed
   right beside it), the median of those ratios times the reference's median step; rounds that ran
@@ -49,8 +49,9 @@ from deba_pipeline.timing.priority import device_to_ourselves
 def ladder(start: int, growth: float, rollback: float, low: int, high: int,
            multiple: int = 1) -> list:
     """The sizes the multiplicative policy reaches from `start` by growing only or rolling back
-    only, clamped to [low, high] (SPEC §1: 64, 96, 144, ... and 64, 51, 40, ...), each rounded
-    to a multiple of `multiple`, the processes of a data-parallel run, as the scheduler does."""
+    only, clamped to [low, high] (docs/method.md: 64, 96, 144, ... and 64, 51, 40, ...), each
+    rounded to a multiple of `multiple`, the processes of a data-parallel run, as the scheduler
+    does."""
     def fit(size):
         return fit_world(size, multiple, low)
     sizes, size = {start}, start
@@ -97,8 +98,8 @@ def estimate(rounds: dict, reference: int, how: str = "paired",
     `typical[size]` holds each round's median step, the level: "median" returns its median over
     rounds, and "paired" scales its ratios by the reference's median over the rounds it keeps
     (without it, by the reference's fastest steps). The standard error is the table's own noise
-    (SPEC §8), what a modelled speedup can move by when the table is measured again (None where
-    too few rounds tell it); the reference's is 0, as a speedup reads only ratios to it."""
+    (docs/method.md), what a modelled speedup can move by when the table is measured again (None
+    where too few rounds tell it); the reference's is 0, as a speedup reads only ratios to it."""
     typical = typical or rounds
     if how == "median" or reference not in rounds:
         own = {s: relative_error(typical[s]) for s in rounds}
@@ -230,7 +231,7 @@ def probe_round(trainer, steps: int = 3) -> None:
     machine's speed moves between minutes (a 2-core VM here took the same step in 13.6 and
     22.3 ms two runs apart, and a step timed with the cores to itself read 0.72 of the runs'),
     so only a step timed beside a run can tell whether a table times a step as the loop runs it
-    (SPEC §8). The model, optimizer, data order and random draws are left as they were. Three
+    (docs/method.md). The model, optimizer, data order and random draws are left as they were. Three
     steps a round (timed after the first), one round an epoch: about 5% of a test model's run."""
     size = trainer.spec.train.batch_size
     probe = trainer.record.setdefault("step_probe", {"batch_size": size, "rounds_s": [],

@@ -1,5 +1,5 @@
 """The paper's update (§3.4): grow by ⌊α_grow·B⌋, roll back by ⌊α_roll·B⌋, clamped to bounds;
-with the option `lr_scaling`, the learning rate follows the batch (SPEC §6)."""
+with the option `lr_scaling`, the learning rate follows the batch (docs/peers.md)."""
 import math
 import statistics
 from fractions import Fraction
@@ -44,7 +44,7 @@ class Multiplicative(Policy):
 
 
 def adascale_gain(noise: float, batch_size: int, initial_batch: int) -> float:
-    """r = (1 + N/B₀)/(1 + N/B): between 1 and B/B₀ for N ≥ 0 and B ≥ B₀ (SPEC §6)."""
+    """r = (1 + N/B₀)/(1 + N/B): between 1 and B/B₀ for N ≥ 0 and B ≥ B₀ (docs/peers.md)."""
     return (1 + noise / initial_batch) / (1 + noise / batch_size)
 
 

@@ -1,4 +1,4 @@
-"""The paper's rule (§3.3, SPEC §1 steps 3-5)."""
+"""The paper's rule (§3.3, docs/method.md steps 3-5)."""
 import statistics
 
 from deba_pipeline.core.base import EPS, Rule

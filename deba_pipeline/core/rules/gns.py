@@ -1,4 +1,4 @@
-"""Rules beside DEBA's (SPEC §6): the gradient noise scale's and a step schedule's."""
+"""Rules beside DEBA's (docs/peers.md): the gradient noise scale's and a step schedule's."""
 import statistics
 
 from deba_pipeline.core.base import Rule

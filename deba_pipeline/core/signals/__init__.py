@@ -1,4 +1,4 @@
-"""Built-in signals (SPEC §1), registered through the `deba` entry point like any plugin."""
+"""Built-in signals (docs/method.md), registered through the `deba` entry point like any plugin."""
 from deba_pipeline.core.hookspecs import hookimpl
 from deba_pipeline.core.signals.grad_norm_variation import GradNormVariation
 from deba_pipeline.core.signals.grad_variance import GradVariance

@@ -1,5 +1,5 @@
 """The simple gradient noise scale B_simple = tr(Σ)/|G|² (McCandlish et al. 2018, App. A;
-SPEC §6), from the squared norms of an epoch's step gradients and their running sum,
+docs/peers.md), from the squared norms of an epoch's step gradients and their running sum,
 corrected for an epoch drawn without replacement from a finite training set (the
 finite-population correction).
 
@@ -17,7 +17,7 @@ def noise_scale(mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int
                 population: int | None = None) -> float | None:
     """B_simple from s̄ (the mean of ‖gₜ‖²), ‖Ḡ‖² (the squared norm of the mean gradient), the
     batch B, the steps T (B_big = T·B) and the N samples the epoch drew them from without
-    replacement (None: independent draws, N → ∞); None where T < 2 or |G|² ≤ 0 (SPEC §6).
+    replacement (None: independent draws, N → ∞); None where T < 2 or |G|² ≤ 0 (docs/peers.md).
 
     Without replacement a batch of b samples has E‖g_b‖² = |G|² + (1/b − 1/N)·tr(Σ), so an epoch
     that reads most of the data has a mean gradient close to the full one; the formula for
