@@ -103,13 +103,14 @@ def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking
     for world in sorted({specs[index].train.processes for index in to_train}):
         check_fits(ray, cpus * world, gpus * world,
                    f"a run of {world} process{'es' if world > 1 else ''}")
-    task = ray.remote(_train_in_worker).options(runtime_env={"env_vars": ENVIRONMENT})
+    task = ray.remote(_train_in_worker)
     pending = {}
     for index in to_train:
         # a torchrun run (docs/cluster.md): a device per process
         world = specs[index].train.processes
         ref = task.options(num_cpus=cpus * world, num_gpus=gpus * world,
-                           max_retries=ex.max_retries, retry_exceptions=False).remote(
+                           max_retries=ex.max_retries, retry_exceptions=False,
+                           runtime_env={"env_vars": ENVIRONMENT}).remote(
             specs[index], state_dir, tracking, wandb_group(cfg), os.getcwd(), gpus)
         pending[ref] = index
     failed, placement = [], where_it_ran(ray, gpus, cpus)
