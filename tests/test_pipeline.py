@@ -344,3 +344,17 @@ def test_validate_estimate_times_a_real_step_here(monkeypatch, capsys):
     assert 0 < step_ms < 10_000 and out.count("estimate on ") == 1
     # progress as each architecture is timed (on a CPU at batches 8 and 16, extended to 64)
     assert "deba: timing test_resnet on 8x8x1 inputs at batch " in err and "(1 of 1)" in err
+
+
+@pytest.mark.slow
+def test_the_committed_report_recomputes_from_the_committed_records(tmp_path, monkeypatch):
+    """The run records and step-time tables are committed (DVC outputs with cache: false), so
+    `deba aggregate` in a clone gives the committed report without training."""
+    from deba_pipeline.cli import main
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    out = tmp_path / "reports"
+    assert main(["aggregate", "--runs", "runs", "--out", str(out), "--steptime",
+                 "results/steptime"]) == 0
+    for name in ("REPORT.md", "metrics.json", "answer.json"):
+        assert (out / name).read_text() == (root / "reports" / name).read_text(), name
