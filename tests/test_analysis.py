@@ -83,7 +83,8 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None):
     from deba_pipeline.report.comparison import outcome, t_interval
     deltas = [b - a for a, b in zip(acc_fixed, acc_method)]
     speedups = speedups or [speedup] * len(deltas)
-    c = {"acc_fixed": acc_fixed, "acc_method": acc_method, "delta_accs": deltas,
+    c = {"seeds": list(range(len(deltas))), "acc_fixed": acc_fixed, "acc_method": acc_method,
+         "delta_accs": deltas,
          "delta_acc": sum(deltas) / len(deltas), "delta_acc_ci": t_interval(deltas),
          "verdict_speedup": sum(speedups) / len(speedups), "verdict_speedups": speedups,
          "verdict_speedup_ci": t_interval(speedups), "speedup_basis": "modelled",
@@ -92,26 +93,30 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None):
 
 
 @pytest.mark.parametrize("prediction, c, expected", [
-    ("benefit", comparison([80, 80], [81, 81], 10.0), "yes"),            # ΔAcc ≥ 0, faster
-    ("benefit", comparison([80, 80], [79.5, 79.5], 10.0), "no"),          # ΔAcc < 0
-    ("benefit", comparison([80, 80], [81, 81], -1.0), "no"),             # slower
-    ("marginal", comparison([80, 80], [79.5, 79.5], 30.0), "yes"),       # within a point
-    ("marginal", comparison([80, 80], [78, 78], 30.0), "no"),            # fell by 2 points
-    ("marginal", comparison([80, 80], [81, 81], 9.9), "yes"),            # a small benefit
-    ("marginal", comparison([80, 80], [81, 81], 10.0), "no"),            # a clear benefit
-    ("benefit through rollbacks, seed-sensitive", comparison([80, 80, 80], [82, 83.5, 85], 5.0, 2),
+    ("benefit", comparison([80] * 3, [81] * 3, 10.0), "yes"),                 # ΔAcc ≥ 0, faster
+    ("benefit", comparison([80] * 3, [79.5] * 3, 10.0), "no"),                # ΔAcc < 0
+    ("benefit", comparison([80] * 3, [81] * 3, -1.0), "no"),                  # slower
+    ("benefit", comparison([80] * 2, [81] * 2, 10.0), "n/a"),                 # two seeds: no call
+    ("marginal", comparison([80] * 3, [79.5] * 3, 30.0), "yes"),              # within a point
+    ("marginal", comparison([80] * 3, [78] * 3, 30.0), "no"),                 # fell by 2 points
+    ("marginal", comparison([80] * 3, [81] * 3, 9.9), "yes"),                 # a small benefit
+    ("marginal", comparison([80] * 3, [81] * 3, 10.0), "no"),                 # a clear benefit
+    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [82, 83.5, 85], 5.0, 2),
      "yes"),
-    # ΔAcc +1 with seeds at −1 and +3: its interval [−11.6, +13.6] decides nothing
-    ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [79, 83], 5.0, 2),
+    # ΔAcc +1 with seeds at −1, +3, +1: its interval [−2.4, +4.4] decides nothing
+    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [79, 83, 81], 5.0, 2),
      "inconclusive"),
-    ("benefit", comparison([80, 80], [80.5, 80.5], 1.9, speedups=[-21.4, 25.2]), "inconclusive"),
-    ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [79, 83], 5.0, 0), "no"),
-    ("benefit through rollbacks, seed-sensitive", comparison([80, 80], [81, 81.2], 5.0, 2), "no"),
+    ("benefit", comparison([80] * 3, [80.5] * 3, 1.9, speedups=[-21.4, 25.2, 1.9]),
+     "inconclusive"),
+    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [79, 83, 81], 5.0, 0),
+     "no"),
+    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [81, 81.2, 81.1], 5.0, 2),
+     "no"),
     ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 2), "n/a"),
-    ("unreliable, seed-dependent", comparison([80, 80], [79, 82], 5.0), "yes"),   # std 2.12
-    ("unreliable, seed-dependent", comparison([80, 80], [79.8, 80.5], 5.0), "yes"),  # signs
-    ("unreliable, seed-dependent", comparison([80, 80], [80.5, 80.6], 5.0), "no"),
-    ("no prediction (intermediate)", comparison([80], [81], 5.0), "n/a"),
+    ("unreliable, seed-dependent", comparison([80] * 3, [79, 82, 80.5], 5.0), "yes"),  # std 1.5
+    ("unreliable, seed-dependent", comparison([80] * 3, [79.8, 80.5, 80.2], 5.0), "yes"),  # signs
+    ("unreliable, seed-dependent", comparison([80] * 3, [80.5, 80.6, 80.55], 5.0), "no"),
+    ("no prediction (intermediate)", comparison([80] * 3, [81] * 3, 5.0), "n/a"),
 ])
 def test_prediction_check(prediction, c, expected):
     held, why = prediction_held(prediction, c, seed_spread=1.0)
@@ -120,7 +125,7 @@ def test_prediction_check(prediction, c, expected):
 
 
 def test_prediction_check_says_why():
-    assert prediction_held("marginal", comparison([80, 80], [78, 78], 30.0)) == (
+    assert prediction_held("marginal", comparison([80] * 3, [78] * 3, 30.0)) == (
         "no", "ΔAcc -2.00 [-2.00, -2.00], modelled speedup 30.0% [30.0, 30.0]: marginal needs "
               "ΔAcc ≥ −1 and no clear benefit (ΔAcc ≥ 0 with a speedup ≥ 10%)")
 
@@ -136,8 +141,8 @@ def test_a_t_interval_and_the_seeds_a_verdict_needs_by_hand():
     assert seeds_needed([1.0], 0.0) is None and seeds_needed([2.0, 2.0], 2.0) is None
 
 
-def test_a_modelled_speedup_of_1_9_plus_minus_33_on_two_seeds_is_inconclusive():
-    c = comparison([80, 80], [80.5, 80.5], 1.9, speedups=[-21.4, 25.2])
+def test_a_modelled_speedup_of_1_9_plus_minus_23_on_three_seeds_is_inconclusive():
+    c = comparison([80] * 3, [80.5] * 3, 1.9, speedups=[-21.4, 25.2, 1.9])
     assert c["outcome"] == "inconclusive"  # once called "marginal"
 
 

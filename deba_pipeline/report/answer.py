@@ -3,7 +3,7 @@ which strategy to use, what it saves, at what accuracy cost, how sure, and wheth
 alone predicted it. A strategy is recommended only on a conclusive benefit (comparison.outcome)."""
 from __future__ import annotations
 
-from deba_pipeline.report.comparison import LEVEL
+from deba_pipeline.report.comparison import LEVEL, MIN_SEEDS, OPEN
 
 
 def answers(by_method: dict, checked: list) -> dict:
@@ -21,7 +21,7 @@ def answers(by_method: dict, checked: list) -> dict:
         else:
             use = None
         # shown: the recommendation; else the fastest that a verdict may still favour
-        open_ = {n: c for n, c in cells.items() if c["outcome"] == "inconclusive"}
+        open_ = {n: c for n, c in cells.items() if c["outcome"] in OPEN}
         hopeful = open_ or {n: c for n, c in cells.items() if c["outcome"] != "degraded"} \
             or cells
         shown = use if use not in (None, "fixed") else max(
@@ -62,6 +62,8 @@ def sentence(key, a) -> str:
         need = (f"about {a['seeds_needed']} seeds would settle it" if a["seeds_needed"]
                 else "more seeds are needed to read the spread" if a["seeds"] < 2
                 else "no number of seeds would settle it at this spread")
+        if a["seeds"] < MIN_SEEDS:
+            need = f"an outcome needs at least {MIN_SEEDS} seeds; {need}"
         others = "".join(f"; {n}: {o}" for n, o in sorted(a["others"].items()))
         text = (f"no conclusive answer yet. The most promising is {saves}; {need}"
                 f"{' (' + others[2:] + ')' if others else ''}.")

@@ -20,6 +20,11 @@ from deba_pipeline.report.modelled import (
 )
 
 LEVEL = 0.90  # two-sided confidence level of every interval over seeds
+# An outcome, or whether a prediction held, needs this many seeds: two seeds that tie give an
+# interval of zero width, and a spread read from one degree of freedom is known only within a
+# factor of 0.5-16, so two seeds decide nothing however their interval falls.
+MIN_SEEDS = 3
+OPEN = ("inconclusive", "too few seeds")  # outcomes that more seeds may still settle
 
 
 def t_interval(values, level: float = LEVEL):
@@ -157,6 +162,9 @@ def _cell(seeds, f, m, steptime) -> dict:
                  model_throughput=statistics.fmean(model_f) / statistics.fmean(model_m),
                  model_time_fixed_mean=statistics.fmean(model_f),
                  model_time_method_mean=statistics.fmean(model_m))
+        # the table's own noise holds for every seed alike: it widens the interval over seeds
+        c["model_speedup_ci"] = widened(c["model_speedup_ci"], c["model_speedup_mean"],
+                                        c["model_speedup_table_noise"])
         c["disagree"] = (c["speedup_noise"] is not None and abs(
             c["speedup_mean"] - c["model_speedup_mean"]) > c["speedup_noise"])
     modelled = c["model_speedup_mean"] is not None
@@ -165,17 +173,30 @@ def _cell(seeds, f, m, steptime) -> dict:
     c["verdict_speedups"] = c[f"{basis}s"]
     c["speedup_basis"] = "modelled" if modelled else "measured"
     c["outcome"] = outcome(c)
-    c["seeds_needed"] = None if c["outcome"] != "inconclusive" else _needed(c)
+    c["seeds_needed"] = None if c["outcome"] not in OPEN else _needed(c)
     return c
+
+
+def widened(ci, mean, half: float | None):
+    """`ci` with `half` (another noise's half-width at the same level, independent of the seeds'
+    spread) added in quadrature; `ci` as it is where `half` is not known."""
+    if ci is None or half is None:
+        return ci
+    own = (ci[1] - ci[0]) / 2
+    total = math.hypot(own, half)
+    return (mean - total, mean + total)
 
 
 def _needed(c):
     """Seeds the observed spread would need for a conclusive outcome: the most that any
-    boundary its intervals straddle asks for (ΔAcc at −1 and 0, the speedup at 0)."""
+    boundary its intervals straddle asks for (ΔAcc at −1 and 0, the speedup at 0), and never
+    fewer than MIN_SEEDS."""
     asks = [seeds_needed(values, x) for values, ci, x in (
         (c["delta_accs"], c["delta_acc_ci"], -1.0), (c["delta_accs"], c["delta_acc_ci"], 0.0),
         (c["verdict_speedups"], c["verdict_speedup_ci"], 0.0)) if straddles(ci, x)]
-    return None if not asks or None in asks else max(asks)
+    if None in asks:
+        return None
+    return max([MIN_SEEDS, *asks])
 
 
 def summary_rows(delta_accs) -> dict:
@@ -187,7 +208,10 @@ def summary_rows(delta_accs) -> dict:
 
 def outcome(c) -> str:
     """What the method did, where the intervals over seeds are on one side of each boundary:
-    degraded (ΔAcc < −1), benefit (ΔAcc ≥ 0 and faster), marginal (neither); else inconclusive."""
+    degraded (ΔAcc < −1), benefit (ΔAcc ≥ 0 and faster), marginal (neither); else inconclusive.
+    Below MIN_SEEDS seeds: "too few seeds", whatever the intervals say."""
+    if len(c["seeds"]) < MIN_SEEDS:
+        return "too few seeds"
     acc, speed = c["delta_acc_ci"], c["verdict_speedup_ci"]
     if below(acc, -1):
         return "degraded"
@@ -210,6 +234,9 @@ def prediction_held(prediction: str, c, seed_spread: float = 1.0) -> tuple:
     spread = _std(per_seed)
     facts = (f"ΔAcc {c['delta_acc']:+.2f} {span(delta, 2, sign=True)}, {c['speedup_basis']} "
              f"speedup {c['verdict_speedup']:.1f}% {span(speed)}")
+    if len(c["seeds"]) < MIN_SEEDS:
+        return "n/a", (f"{facts}: {len(c['seeds'])} seed{'s' if len(c['seeds']) != 1 else ''}: "
+                       f"an outcome needs at least {MIN_SEEDS}")
     if prediction == "benefit":
         held = _held(c["outcome"] == "benefit", c["outcome"] in ("degraded", "marginal"))
         return held, f"{facts}: benefit needs ΔAcc ≥ 0 and a speedup > 0"

@@ -8,7 +8,7 @@ import io
 
 from deba_pipeline.config import PAPER_THRESHOLDS
 from deba_pipeline.report.analysis import profile_summary
-from deba_pipeline.report.comparison import prediction_held, span, summary_rows
+from deba_pipeline.report.comparison import OPEN, prediction_held, span, summary_rows
 
 
 def _fmt(value, digits=2, sign=False):
@@ -30,10 +30,10 @@ def _ci(mean, ci, digits=2, sign=False):
 def _outcome(c) -> str:
     if c is None:
         return "–"
-    if c["outcome"] != "inconclusive":
+    if c["outcome"] not in OPEN:
         return c["outcome"]
     n = c["seeds_needed"]
-    return "inconclusive" + ("" if n is None else f" (≈{n} seeds)")
+    return c["outcome"] + ("" if n is None else f" (≈{n} seeds)")
 
 
 def _ratio(c) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deba_pipeline.report.answer import sentence
-from deba_pipeline.report.comparison import CLEAR_SPEEDUP, LEVEL
+from deba_pipeline.report.comparison import CLEAR_SPEEDUP, LEVEL, MIN_SEEDS
 from deba_pipeline.report.curves import method_label
 from deba_pipeline.report.tables import to_markdown
 
@@ -70,17 +70,21 @@ GLOSSARY = """\
 - **Throughput**: mean T_fixed / mean T_method. **Samples/s**: samples trained per second of
   measured training time (the last partial batch of an epoch is not trained).
 - **Interval** `[low, high]`: the {level} Student t interval of the mean of the per-seed values
-  (ΔAcc and speedups are paired by seed); `[n/a]` with one seed, whose spread cannot be read.
+  (ΔAcc and speedups are paired by seed); `[n/a]` with one seed, whose spread cannot be read. A
+  modelled speedup's interval also carries the table noise, added in quadrature, so a cell whose
+  seeds took one schedule is still as wide as the table's own noise.
 - **Outcome**: degraded when ΔAcc < −1; benefit when ΔAcc ≥ 0 and the modelled speedup is
   positive; marginal otherwise. Each is stated only where the intervals lie on one side of
   every boundary it depends on; otherwise the cell is *inconclusive*, with the seeds that the
   observed spread would need for a verdict (≈N seeds; none shown where one seed cannot tell).
+  Below {min_seeds} seeds no outcome is stated (*too few seeds*), whatever the intervals say:
+  two seeds that tie give an interval of zero width.
 - **Prediction held**: *benefit* holds on a benefit outcome; *marginal* holds when ΔAcc ≥ −1
   and there is no clear benefit (ΔAcc ≥ 0 with a speedup ≥ {clear:g}%); *benefit through
   rollbacks, seed-sensitive* holds on a benefit with rollbacks and a per-seed ΔAcc standard
   deviation above {seed_spread:g} point(s); *unreliable, seed-dependent* holds when that
   standard deviation is above {seed_spread:g} or the seeds disagree in sign. Yes or no only where
-  the intervals decide it, else inconclusive; with one seed the spread cannot be checked (n/a)."""
+  the intervals decide it, else inconclusive; below {min_seeds} seeds, n/a."""
 
 
 def _slow_tables(step_tables) -> str:
@@ -192,7 +196,8 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
     if paper is not None:
         lines += _paper(paper)
     bounds = dict(cfg.taxonomy)
-    glossary = GLOSSARY.format(clear=CLEAR_SPEEDUP, level=f"{LEVEL:.0%}", **bounds)
+    glossary = GLOSSARY.format(clear=CLEAR_SPEEDUP, level=f"{LEVEL:.0%}", min_seeds=MIN_SEEDS,
+                               **bounds)
     lines += ["", "## Glossary", "", glossary, ""]
     lines += ["## Runs", "", "<details><summary>Every run record used</summary>", "",
               to_markdown([{"arch": r["arch"], "dataset": r["dataset"], "method": r["method"],

@@ -1,0 +1,103 @@
+"""Verdicts that chance cannot make: no outcome below three seeds, outcomes where the intervals
+decide them, and modelled-speedup intervals that carry the step-time table's own noise."""
+import pytest
+
+from deba_pipeline.report.comparison import MIN_SEEDS, compare, prediction_held
+
+TRAIN_SIZE = 1000
+
+
+def _record(method, seed, accuracy, sizes, seconds_a_step=0.01):
+    epochs = [{"epoch": i + 1, "batch_size": b, "decision": "hold", "steps": TRAIN_SIZE // b,
+               "epoch_time_s": TRAIN_SIZE // b * seconds_a_step, "samples": TRAIN_SIZE // b * b}
+              for i, b in enumerate(sizes)]
+    for before, after in zip(epochs, epochs[1:]):
+        if after["batch_size"] > before["batch_size"]:
+            before["decision"] = "increase"
+    return {"arch": "a", "dataset": "d", "method": method, "variant": "baseline", "seed": seed,
+            "final_test_accuracy": accuracy, "train_time_s": sum(e["epoch_time_s"]
+                                                                 for e in epochs),
+            "epochs": epochs}
+
+
+def _cell(fixed_acc, method_acc, method_sizes=(64, 96, 96, 96), steptime=None):
+    seeds = range(len(fixed_acc))
+    records = [_record("fixed", s, a, (64,) * 4) for s, a in zip(seeds, fixed_acc)] + \
+        [_record("deba", s, a, method_sizes) for s, a in zip(seeds, method_acc)]
+    return compare(records, steptime=steptime)[("a", "d")]
+
+
+def test_two_seeds_that_tie_give_no_outcome():
+    # both seeds lost exactly one point: an interval of zero width, decided by a tie
+    cell = _cell([98.0, 97.0], [97.0, 96.0])
+    assert cell["delta_acc_ci"] == (-1.0, -1.0)
+    assert MIN_SEEDS == 3
+    assert cell["outcome"] == "too few seeds"
+    held, why = prediction_held("benefit", cell)
+    assert held == "n/a" and "2 seeds: an outcome needs at least 3" in why
+
+
+def test_five_seeds_beyond_doubt_give_an_outcome():
+    fixed = [98.0, 97.5, 98.2, 97.8, 98.1]
+    cell = _cell(fixed, [a - 5.0 + 0.1 * i for i, a in enumerate(fixed)])
+    assert cell["outcome"] == "degraded"
+    faster = _cell(fixed, [a + 0.5 + 0.1 * i for i, a in enumerate(fixed)])
+    assert faster["outcome"] == "benefit"  # 96 a step: fewer steps, each no slower here
+
+
+def test_a_cell_whose_seeds_took_one_schedule_is_as_wide_as_its_table_noise():
+    table = {"step_s": {"64": 0.010, "96": 0.012}, "epoch_start_s": {"64": 0.0, "96": 0.0},
+             "ratio_error": {"64": 0.0, "96": 0.05}}
+    cell = _cell([98.0, 97.5, 98.2], [98.1, 97.6, 98.3], steptime={"a": {"d": table}})
+    assert len(set(cell["model_speedups"])) == 1  # one schedule: no spread over seeds
+    noise = cell["model_speedup_table_noise"]
+    low, high = cell["model_speedup_ci"]
+    assert noise > 0 and high - low == pytest.approx(2 * noise)
+    # by hand: the method's 96-epochs are 3 × 10 steps × 0.012 s of a fixed run's 4 × 15 × 0.01;
+    # d speedup / d ln(step_96) = -100 × 0.36 / 0.6 = -60 points, times its 5% error, at 90%
+    assert noise == pytest.approx(1.6448536 * 60 * 0.05, rel=1e-6)
+
+
+SEEN = """
+from pathlib import Path
+from deba_pipeline import Signal, hookimpl
+class Seen(Signal):
+    name = 'seen'
+    def compute(self, obs):
+        with Path({log!r}).open('a') as f:
+            f.write(f"{{obs.epoch}} {{obs.dataset_size}}\\n")
+        return 1.0
+@hookimpl
+def register_signals(register):
+    register(Seen)
+"""
+
+
+def _seen_spec(tmp_path, processes):
+    from helpers import tiny_spec
+    plugin = tmp_path / "seen.py"
+    plugin.write_text(SEEN.format(log=str(tmp_path / f"seen-{processes}.txt")))
+    return tiny_spec(train={"epochs": 2, "processes": processes}, deba={
+        "plugins": [str(plugin)], "signals": ["grad_variance", "grad_norm_variation",
+                                              "loss_variation", "seen"]})
+
+
+def _sizes_seen(tmp_path, processes):
+    lines = (tmp_path / f"seen-{processes}.txt").read_text().split("\n")
+    return [tuple(int(v) for v in line.split()) for line in lines if line]
+
+
+def test_the_loop_hands_the_signals_its_training_set_size(tmp_path):
+    from deba_pipeline.engine.loop import Trainer
+    trainer = Trainer(_seen_spec(tmp_path, 1), tmp_path / "state")
+    trainer.run(progress=False)
+    assert trainer.data.train_size == 1438  # digits: 1,797 images less 359 for testing
+    assert _sizes_seen(tmp_path, 1) == [(1, 1438), (2, 1438)]
+
+
+@pytest.mark.slow
+def test_two_processes_hand_the_signals_the_whole_training_set_not_a_share(tmp_path):
+    from deba_pipeline.execution.local import train
+    train(_seen_spec(tmp_path, 2), state_dir=tmp_path / "state", progress=False)
+    # every rank steps the scheduler alike, each with the whole set's size, never its share
+    assert sorted(set(_sizes_seen(tmp_path, 2))) == [(1, 1438), (2, 1438)]
