@@ -15,15 +15,17 @@ def record(method, seed, accuracies, sizes=(64, 64, 96), final=None):
             "epochs": epochs}
 
 
-def test_time_to_accuracy_is_the_end_of_the_first_epoch_that_reaches_the_target():
+def test_time_to_accuracy_is_interpolated_in_the_first_epoch_that_reaches_the_target():
     run = record("deba", 2, [90.0, 95.0, 97.0])
-    # epoch 2 reaches 94.5: modelled 10·0.01 + 10·0.01 = 0.2 s, measured 1.0 + 1.1 = 2.1 s
-    assert time_to_accuracy.time_to(run, 94.5, TABLE) == (pytest.approx(0.2),
-                                                         pytest.approx(2.1))
+    # epoch 2 (90 → 95) reaches 94.5 nine tenths of the way through: modelled 10·0.01 + 0.9 ×
+    # 10·0.01 = 0.19 s, measured 1.0 + 0.9 × 1.1 = 1.99 s
+    assert time_to_accuracy.time_to(run, 94.5, TABLE) == (pytest.approx(0.19),
+                                                         pytest.approx(1.99))
     assert time_to_accuracy.time_to(run, 99.0, TABLE) == (None, None)
-    # a size the table lacks: no modelled time, the measured one still
+    # a size the table lacks: no modelled time, the measured one still (91 → 97 crosses 96 at
+    # five sixths of epoch 3: 1.0 + 1.1 + 5/6 × 1.2)
     assert time_to_accuracy.time_to(record("deba", 2, [90.0, 91.0, 97.0], (64, 128, 96)),
-                                    96.0, TABLE) == (None, pytest.approx(3.3))
+                                    96.0, TABLE) == (None, pytest.approx(3.1))
 
 
 def test_time_to_accuracy_rows_pair_each_seed_with_its_fixed_run():
@@ -31,12 +33,13 @@ def test_time_to_accuracy_rows_pair_each_seed_with_its_fixed_run():
                record("deba", 2, [95.0, 96.0, 97.0]),
                record("gns", 2, [80.0, 85.0, 90.0])]
     rows = time_to_accuracy.rows(records, TABLE, tolerance=0.5)
-    # target 97.0 − 0.5 = 96.5: the fixed run reaches it at epoch 3 (modelled 0.3 s, measured
-    # 3.3 s), deba at epoch 3 (0.2 + 5·0.015 = 0.275 s), gns never
+    # target 97.0 − 0.5 = 96.5, half way through epoch 3 for both: the fixed run at 0.2 + 0.5 ×
+    # 0.1 = 0.25 s modelled, deba at 0.2 + 0.5 × 5·0.015 = 0.2375 s; gns never
     assert [(r["Strategy"], r["Reached"], r["Time to accuracy, modelled (s)"]) for r in rows] \
-        == [("fixed", "1 of 1 seeds", "0.3"), ("deba", "1 of 1 seeds", "0.3"),
+        == [("fixed", "1 of 1 seeds", "0.2"), ("deba", "1 of 1 seeds", "0.2"),
             ("gns", "0 of 1 seeds", "not reached")]
-    assert rows[1]["Speedup to accuracy, modelled (%)"] == "8.3 [n/a]"  # 100·(1 − 0.275/0.3)
+    assert rows[1]["Speedup to accuracy, modelled (%)"] == "5.0 [n/a]"  # 100·(1 − 0.2375/0.25)
+    assert rows[2]["Censored"] == "seed 2 (not reached in 3.3 s)"
 
 
 def cell(outcome, speedup, delta, seeds=(2, 42), needed=None, ci=(1.0, 2.0)):

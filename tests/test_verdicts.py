@@ -101,3 +101,31 @@ def test_two_processes_hand_the_signals_the_whole_training_set_not_a_share(tmp_p
     train(_seen_spec(tmp_path, 2), state_dir=tmp_path / "state", progress=False)
     # every rank steps the scheduler alike, each with the whole set's size, never its share
     assert sorted(set(_sizes_seen(tmp_path, 2))) == [(1, 1438), (2, 1438)]
+
+
+def _curve(method, seed, accuracies, seconds=1.0, classes=10):
+    return {"arch": "a", "dataset": "d", "method": method, "variant": "baseline", "seed": seed,
+            "num_classes": classes, "final_test_accuracy": accuracies[-1],
+            "epochs": [{"epoch": i + 1, "batch_size": 64, "test_accuracy": a,
+                        "epoch_time_s": seconds} for i, a in enumerate(accuracies)]}
+
+
+def test_time_to_accuracy_is_interpolated_within_the_epoch_that_crosses_the_target():
+    from deba_pipeline.report.time_to_accuracy import time_to
+    run = _curve("deba", 2, [50.0, 80.0, 90.0], seconds=2.0)
+    # 70% lies two thirds of the way from 50 to 80 in the second epoch: 2 + 2 × 2/3 seconds
+    assert time_to(run, 70.0)[1] == pytest.approx(2 + 4 / 3)
+    # in the first epoch, from chance (10%) at time 0: 20% is a quarter of the way to 50
+    assert time_to(run, 20.0)[1] == pytest.approx(0.5)
+    assert time_to(run, 95.0) == (None, None)
+
+
+def test_a_seed_that_never_reaches_its_target_is_censored_and_named():
+    from deba_pipeline.report.time_to_accuracy import rows
+    records = [_curve("fixed", 2, [80.0, 90.0]), _curve("fixed", 42, [80.0, 92.0]),
+               _curve("deba", 2, [85.0, 91.0]), _curve("deba", 42, [70.0, 80.0])]
+    fixed, deba = rows(records, None, tolerance=0.5)
+    assert deba["Reached"] == "1 of 2 seeds"
+    assert deba["Censored"] == "seed 42 (not reached in 2.0 s)"
+    assert deba["Targets (%)"] == "seed 2: 89.50, seed 42: 91.50"
+    assert fixed["Censored"] == "none"

@@ -26,7 +26,11 @@ CAPTIONS = {
                         "accuracy first reaches the fixed run's final accuracy minus "
                         "`report.accuracy_tolerance` (per seed), modelled and measured, and the "
                         "speedup that gives against the fixed run's own time to it (paired by "
-                        "seed, {level} interval); not reached where no epoch gets there.",
+                        "seed, {level} interval). Accuracy is read at epoch ends, so the time "
+                        "is interpolated within the epoch that crosses the target (linearly from "
+                        "the previous epoch's accuracy; from chance at time 0 for the first). "
+                        "A seed that never gets there is censored: named, with the time it "
+                        "trained without reaching it, and left out of the mean.",
     "strategies": "Strategies side by side. Each batch strategy of study.methods "
                   "against the same fixed runs, paired by seed: ΔAcc and both speedups with "
                   "their {level} intervals, the outcome, modelled throughput, its decisions over "
