@@ -94,7 +94,8 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None):
 
 @pytest.mark.parametrize("prediction, c, expected", [
     ("benefit", comparison([80] * 3, [81] * 3, 10.0), "yes"),                 # ΔAcc ≥ 0, faster
-    ("benefit", comparison([80] * 3, [79.5] * 3, 10.0), "no"),                # ΔAcc < 0
+    ("benefit", comparison([80] * 3, [79.5] * 3, 10.0), "yes"),               # within δ = 1
+    ("benefit", comparison([80] * 3, [78.5] * 3, 10.0), "no"),                # ΔAcc < −δ
     ("benefit", comparison([80] * 3, [81] * 3, -1.0), "no"),                  # slower
     ("benefit", comparison([80] * 2, [81] * 2, 10.0), "n/a"),                 # two seeds: no call
     ("marginal", comparison([80] * 3, [79.5] * 3, 30.0), "yes"),              # within a point

@@ -129,3 +129,13 @@ def test_a_seed_that_never_reaches_its_target_is_censored_and_named():
     assert deba["Censored"] == "seed 42 (not reached in 2.0 s)"
     assert deba["Targets (%)"] == "seed 2: 89.50, seed 42: 91.50"
     assert fixed["Censored"] == "none"
+
+
+def test_a_faster_method_of_equal_accuracy_is_a_benefit_within_the_margin():
+    fixed = [98.0, 97.5, 98.2, 97.8, 98.1]
+    method = [a + d for a, d in zip(fixed, (0.3, -0.3, 0.0, 0.2, -0.2))]  # ΔAcc 0 ± 0.25
+    records = [_record("fixed", s, a, (64,) * 4) for s, a in enumerate(fixed)] + \
+        [_record("deba", s, a, (64, 96, 96, 96)) for s, a in enumerate(method)]
+    assert compare(records)[("a", "d")]["outcome"] == "benefit"  # δ = 1 point by default
+    strict = compare(records, margin=0.0)[("a", "d")]  # "ΔAcc ≥ 0": equal can never be shown
+    assert strict["outcome"] == "inconclusive" and strict["seeds_needed"] is None

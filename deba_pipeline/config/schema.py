@@ -166,6 +166,7 @@ class TimingConfig:  # docs/method.md: the step-time table behind the modelled r
 @dataclass
 class ReportConfig:  # what the aggregate stage reads beyond the records and tables
     accuracy_tolerance: float = 0.5  # points: time to accuracy is to the fixed run's final - this
+    non_inferiority: float = 1.0     # points: a benefit's ΔAcc interval stays above -this
 
 
 @dataclass

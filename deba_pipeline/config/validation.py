@@ -142,6 +142,9 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     tolerance = cfg.report.accuracy_tolerance
     if not (math.isfinite(tolerance) and tolerance >= 0):
         fail("report.accuracy_tolerance", tolerance, "a finite number >= 0 (points)", where)
+    margin = cfg.report.non_inferiority
+    if not (math.isfinite(margin) and 0 <= margin <= 100):
+        fail("report.non_inferiority", margin, "a number of points in [0, 100]", where)
     for key, value in cfg.taxonomy.items():
         if not (math.isfinite(value) and value >= 0):
             fail(f"taxonomy.{key}", value, "a finite number >= 0", where)

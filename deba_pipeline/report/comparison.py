@@ -25,6 +25,7 @@ LEVEL = 0.90  # two-sided confidence level of every interval over seeds
 # factor of 0.5-16, so two seeds decide nothing however their interval falls.
 MIN_SEEDS = 3
 OPEN = ("inconclusive", "too few seeds")  # outcomes that more seeds may still settle
+MARGIN = 1.0  # points: report.non_inferiority's default, the ΔAcc a benefit may lose at most
 
 
 def t_interval(values, level: float = LEVEL):
@@ -98,9 +99,11 @@ def _samples_per_s(record):
     return samples / record["train_time_s"] if samples and record["train_time_s"] else None
 
 
-def compare(records, variant="baseline", steptime=None, method="deba") -> dict:
+def compare(records, variant="baseline", steptime=None, method="deba",
+            margin: float = MARGIN) -> dict:
     """{(arch, dataset): the `variant` runs of `method` against the fixed baseline runs, paired
-    by seed}; `steptime` is {arch: {dataset: table}} from the steptime stage."""
+    by seed}; `steptime` is {arch: {dataset: table}} from the steptime stage; `margin`, the
+    non-inferiority margin of an outcome (points of ΔAcc)."""
     method_name, fixed, method = method, defaultdict(dict), defaultdict(dict)
     for r in records:
         key = (r["arch"], r["dataset"])
@@ -113,19 +116,19 @@ def compare(records, variant="baseline", steptime=None, method="deba") -> dict:
         seeds = sorted(set(fixed[key]) & set(method[key]))
         if seeds:
             out[key] = _cell(seeds, [fixed[key][s] for s in seeds],
-                             [method[key][s] for s in seeds], steptime)
+                             [method[key][s] for s in seeds], steptime, margin)
     return out
 
 
-def _cell(seeds, f, m, steptime) -> dict:
+def _cell(seeds, f, m, steptime, margin: float = MARGIN) -> dict:
     acc_f = [r["final_test_accuracy"] for r in f]
     acc_m = [r["final_test_accuracy"] for r in m]
     t_f = [r["train_time_s"] for r in f]
     t_m = [r["train_time_s"] for r in m]
     speedups = [100.0 * (a - b) / a for a, b in zip(t_f, t_m)]
     deltas = [b - a for a, b in zip(acc_f, acc_m)]
-    c = {"seeds": seeds, "acc_fixed": acc_f, "acc_method": acc_m, "delta_accs": deltas,
-         "delta_acc_ci": t_interval(deltas), "speedups": speedups,
+    c = {"seeds": seeds, "margin": margin, "acc_fixed": acc_f, "acc_method": acc_m,
+         "delta_accs": deltas, "delta_acc_ci": t_interval(deltas), "speedups": speedups,
          "speedup_ci": t_interval(speedups),
          "acc_fixed_mean": statistics.fmean(acc_f), "acc_fixed_std": _std(acc_f),
          "acc_method_mean": statistics.fmean(acc_m), "acc_method_std": _std(acc_m),
@@ -189,10 +192,11 @@ def widened(ci, mean, half: float | None):
 
 def _needed(c):
     """Seeds the observed spread would need for a conclusive outcome: the most that any
-    boundary its intervals straddle asks for (ΔAcc at −1 and 0, the speedup at 0), and never
+    boundary its intervals straddle asks for (ΔAcc at −margin, the speedup at 0), and never
     fewer than MIN_SEEDS."""
+    margin = c.get("margin", MARGIN)
     asks = [seeds_needed(values, x) for values, ci, x in (
-        (c["delta_accs"], c["delta_acc_ci"], -1.0), (c["delta_accs"], c["delta_acc_ci"], 0.0),
+        (c["delta_accs"], c["delta_acc_ci"], -margin),
         (c["verdict_speedups"], c["verdict_speedup_ci"], 0.0)) if straddles(ci, x)]
     if None in asks:
         return None
@@ -207,17 +211,20 @@ def summary_rows(delta_accs) -> dict:
 
 
 def outcome(c) -> str:
-    """What the method did, where the intervals over seeds are on one side of each boundary:
-    degraded (ΔAcc < −1), benefit (ΔAcc ≥ 0 and faster), marginal (neither); else inconclusive.
-    Below MIN_SEEDS seeds: "too few seeds", whatever the intervals say."""
+    """What the method did, as a non-inferiority verdict with margin δ (`report.non_inferiority`,
+    points), stated only where the intervals over seeds lie on one side of each boundary:
+    degraded (ΔAcc below −δ), benefit (ΔAcc no worse than −δ, and faster), marginal (no worse
+    than −δ, and not faster); else inconclusive. A method of truly equal accuracy can then be a
+    benefit; with "ΔAcc ≥ 0" it never could, and the seeds it needed grew without bound. Below
+    MIN_SEEDS seeds: "too few seeds", whatever the intervals say."""
     if len(c["seeds"]) < MIN_SEEDS:
         return "too few seeds"
-    acc, speed = c["delta_acc_ci"], c["verdict_speedup_ci"]
-    if below(acc, -1):
+    acc, speed, margin = c["delta_acc_ci"], c["verdict_speedup_ci"], c.get("margin", MARGIN)
+    if below(acc, -margin):
         return "degraded"
-    if at_least(acc, 0) and above(speed, 0):
+    if at_least(acc, -margin) and above(speed, 0):
         return "benefit"
-    if at_least(acc, -1) and (below(acc, 0) or at_most(speed, 0)):
+    if at_least(acc, -margin) and at_most(speed, 0):
         return "marginal"
     return "inconclusive"
 
@@ -239,7 +246,8 @@ def prediction_held(prediction: str, c, seed_spread: float = 1.0) -> tuple:
                        f"an outcome needs at least {MIN_SEEDS}")
     if prediction == "benefit":
         held = _held(c["outcome"] == "benefit", c["outcome"] in ("degraded", "marginal"))
-        return held, f"{facts}: benefit needs ΔAcc ≥ 0 and a speedup > 0"
+        return held, (f"{facts}: benefit needs ΔAcc ≥ −{c.get('margin', MARGIN):g} and a "
+                      f"speedup > 0")
     if prediction == "marginal":
         held = _held(at_least(delta, -1) and (below(delta, 0) or below(speed, CLEAR_SPEEDUP)),
                      below(delta, -1) or (at_least(delta, 0) and at_least(speed, CLEAR_SPEEDUP)))

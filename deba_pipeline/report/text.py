@@ -77,12 +77,13 @@ GLOSSARY = """\
   (ΔAcc and speedups are paired by seed); `[n/a]` with one seed, whose spread cannot be read. A
   modelled speedup's interval also carries the table noise, added in quadrature, so a cell whose
   seeds took one schedule is still as wide as the table's own noise.
-- **Outcome**: degraded when ΔAcc < −1; benefit when ΔAcc ≥ 0 and the modelled speedup is
-  positive; marginal otherwise. Each is stated only where the intervals lie on one side of
-  every boundary it depends on; otherwise the cell is *inconclusive*, with the seeds that the
-  observed spread would need for a verdict (≈N seeds; none shown where one seed cannot tell).
-  Below {min_seeds} seeds no outcome is stated (*too few seeds*), whatever the intervals say:
-  two seeds that tie give an interval of zero width.
+- **Outcome**, a non-inferiority verdict with margin δ = {margin:g} point(s)
+  (`report.non_inferiority`): degraded when ΔAcc < −δ; benefit when ΔAcc ≥ −δ and the
+  modelled speedup is positive; marginal when ΔAcc ≥ −δ and it is not. Each is stated only where
+  the intervals lie on one side of every boundary it depends on; otherwise the cell is
+  *inconclusive*, with the seeds that the observed spread would need for a verdict (≈N seeds;
+  none shown where one seed cannot tell). Below {min_seeds} seeds no outcome is stated (*too few
+  seeds*), whatever the intervals say: two seeds that tie give an interval of zero width.
 - **Prediction held**: *benefit* holds on a benefit outcome; *marginal* holds when ΔAcc ≥ −1
   and there is no clear benefit (ΔAcc ≥ 0 with a speedup ≥ {clear:g}%); *benefit through
   rollbacks, seed-sensitive* holds on a benefit with rollbacks and a per-seed ΔAcc standard
@@ -201,7 +202,7 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
         lines += _paper(paper)
     bounds = dict(cfg.taxonomy)
     glossary = GLOSSARY.format(clear=CLEAR_SPEEDUP, level=f"{LEVEL:.0%}", min_seeds=MIN_SEEDS,
-                               **bounds)
+                               margin=cfg.report.non_inferiority, **bounds)
     lines += ["", "## Glossary", "", glossary, ""]
     lines += ["## Runs", "", "<details><summary>Every run record used</summary>", "",
               to_markdown([{"arch": r["arch"], "dataset": r["dataset"], "method": r["method"],

@@ -55,9 +55,11 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
     present = {r["variant"] for r in ablated}
     variants = ["baseline"] + [v for v in ABLATION_ORDER if v in present] + \
         sorted(present - set(ABLATION_ORDER))
-    found = {v: compare(records, v, step_tables) for v in variants}
+    margin = cfg.report.non_inferiority
+    found = {v: compare(records, v, step_tables, margin=margin) for v in variants}
     methods = sorted({r["method"] for r in records if r["variant"] == "baseline"} - {"fixed"})
-    by_method = {m: compare(records, "baseline", step_tables, method=m) for m in methods}
+    by_method = {m: compare(records, "baseline", step_tables, method=m, margin=margin)
+                 for m in methods}
     bounds = OmegaConf.to_container(cfg.taxonomy)
     checked = tables.predictions(records, found, bounds)
     profiles = [r for r in records if r["variant"] == "profile"]
