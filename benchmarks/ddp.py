@@ -1,4 +1,4 @@
-"""One run on 1 process and on W (torchrun + DDP, SPEC §7), side by side in one call: the
+"""One run on 1 process and on W (torchrun + DDP, docs/cluster.md), side by side in one call: the
 steady-state epoch time of the same fixed-batch run, alternating 1 and W, and their ratio.
 
     python -m benchmarks.ddp           # CPU: 1 against 2 gloo processes, about 2 minutes on 2 cores

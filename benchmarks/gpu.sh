@@ -16,5 +16,5 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -m benchmarks --gpu --out "${OUT:-benchmarks/results}"
-# SPEC §7: the same run on 1, 2, 4, ... GPUs (torchrun + DDP, NCCL), up to the GPUs present
+# docs/cluster.md: the same run on 1, 2, 4, ... GPUs (torchrun + DDP, NCCL), up to the GPUs present
 python3 -m benchmarks.ddp --gpu --out "${OUT:-benchmarks/results}"

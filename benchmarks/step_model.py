@@ -1,9 +1,9 @@
-"""Modelled against measured, side by side, on both data paths (SPEC §8). For each architecture
-of the quick preset: its fixed runs (every seed, all epochs) trained on the device-resident path
-and again streamed through the DataLoader with its workers, each timing its step beside its
-epochs as every fixed run does; then the fixed size's step time measured the way the steptime
-stage measures it; then the report's own check (`report.modelled.fixed_check`): the fixed runs'
-modelled time over their measured time, against their clock noise.
+"""Modelled against measured, side by side, on both data paths (docs/method.md). For each
+architecture of the quick preset: its fixed runs (every seed, all epochs) trained on the device-
+resident path and again streamed through the DataLoader with its workers, each timing its step
+beside its epochs as every fixed run does; then the fixed size's step time measured the way the
+steptime stage measures it; then the report's own check (`report.modelled.fixed_check`): the
+fixed runs' modelled time over their measured time, against their clock noise.
 
     python -m benchmarks.step_model          # about 3 minutes on 2 cores
 """

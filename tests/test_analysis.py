@@ -1,4 +1,4 @@
-"""SPEC §2 and §4 computations pinned to values worked out by hand."""
+"""The report's computations (docs/method.md, docs/pipeline.md) pinned to values worked out by hand."""
 import pytest
 
 from deba_pipeline.config import TaxonomyConfig

@@ -1,4 +1,4 @@
-"""SPEC §7: one run on W processes with torchrun and DDP (gloo on the CPU). Each test launches
+"""docs/cluster.md: one run on W processes with torchrun and DDP (gloo on the CPU). Each test launches
 real torchrun processes, so each costs a few seconds. The micro preset with two processes a run
 goes through `dvc repro` in test_own_data.py, on an image folder with a model of one's own."""
 import json
@@ -69,7 +69,7 @@ def test_every_rank_decides_alike_and_the_ladder_is_rounded_to_the_processes(tmp
     lines = [line.split() for line in (tmp_path / "log.txt").read_text().splitlines()]
     by_rank = {rank: [line[1:] for line in lines if line[0] == rank] for rank in ("0", "1")}
     assert by_rank["0"] == by_rank["1"] and len(by_rank["0"]) == 4  # same values, same decisions
-    # SPEC §7, rounded down to a multiple of 2 after each update: after epoch 2 ⌊0.8·64⌋ = 51
+    # docs/cluster.md, rounded down to a multiple of 2 after each update: after epoch 2 ⌊0.8·64⌋ = 51
     # → 50, after epoch 3 ⌊1.5·50⌋ = 75 → 74, after epoch 4 ⌊0.8·74⌋ = 59 → 58
     assert [e["batch_size"] for e in record["epochs"]] == [64, 64, 50, 74, 58]
     assert record["world_size"] == 2

@@ -1,5 +1,5 @@
 """Modelled times at the runs' own level, and how far a table's own noise moves a speedup
-(SPEC §8), by hand."""
+(docs/method.md), by hand."""
 from __future__ import annotations
 
 import pytest

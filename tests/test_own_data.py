@@ -116,7 +116,7 @@ def test_plugins_lists_datasets_and_the_projects_models(tmp_path, monkeypatch, c
 @pytest.mark.slow
 def test_my_images_and_my_model_on_two_processes_through_dvc_repro(tmp_path):
     """The micro preset on an image folder of the digits, with a model from a plugin file, each
-    run on two processes (torchrun, gloo): one `dvc repro` for issue 15's and SPEC §7's
+    run on two processes (torchrun, gloo): one `dvc repro` for issue 15's and docs/cluster.md's
     end-to-end checks, to keep the suite inside its time."""
     from helpers import copy_project
     workspace = copy_project(tmp_path / "clone", brief_timing=True)

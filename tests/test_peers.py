@@ -1,4 +1,4 @@
-"""SPEC §6: DEBA's peers. The noise scale, AdaScale's gain and the lr scalings pinned to their
+"""docs/peers.md: DEBA's peers. The noise scale, AdaScale's gain and the lr scalings pinned to their
 formulas; the gns and step-schedule rules; strategies trained side by side."""
 import math
 
@@ -33,7 +33,7 @@ def test_noise_scale_is_spec_section_6_by_hand():
 
 
 def test_an_epoch_drawn_without_replacement_gives_the_per_sample_truth():
-    """SPEC §6: per-sample gradients gᵢ = G + noiseᵢ of a set of N = 4000, read the way the loop
+    """docs/peers.md: per-sample gradients gᵢ = G + noiseᵢ of a set of N = 4000, read the way the loop
     reads them: each epoch one permutation in steps of B = 16, so B_big = N. The truth
     tr(Σ)/|G|² ≈ 1300 (Σ with the 1/(N−1) of a finite population); the formula for independent
     draws reads about 1/(1 − 1300/4000) ≈ 1.48× as much."""
@@ -320,7 +320,7 @@ def register_signals(register):
 @pytest.mark.slow
 def test_under_ddp_the_per_step_sums_are_the_global_batchs(tmp_path):
     """Two processes at half the batch each sum the same Σ‖gₜ‖² and ‖Σgₜ‖² as one process:
-    each step's gradient is the all-reduced one of the global batch (SPEC §6, §7)."""
+    each step's gradient is the all-reduced one of the global batch (docs/peers.md, docs/cluster.md)."""
     logged = {}
     for world in (1, 2):
         plugin = tmp_path / f"sums{world}.py"

@@ -322,16 +322,17 @@ def test_the_committed_report_renders_and_its_metrics_carry_both_speedups():
 
 
 def test_validate_estimate_counts_the_steps_of_every_run(monkeypatch):
-    from deba_pipeline.execution import estimate
+    from deba_pipeline.execution import estimate, pool
     monkeypatch.setattr(estimate, "step_seconds", lambda cfg, arch, dataset: 0.01)
     monkeypatch.setattr(estimate, "probe_batch", lambda cfg: 16)  # as on any CPU
+    monkeypatch.setattr(pool, "usable_cores", lambda: 2)
     text = estimate.estimate(load_params(ROOT / "pipelines" / "quick.yaml"))
-    # per arch on digits: 2 profile + 2 seeds × (fixed + 3 strategies) + 4 ablations × 2 seeds
-    # = 18 runs of 12 epochs of 1438 // 64 = 22 steps at 10 ms: 47.52 s = 0.0132 h; three
-    # archs: 0.0396 h
-    assert "test_resnet/digits: 10.0 ms a step at batch 64 (from batches 8 and 16), 18 runs: " \
-        "0.013 device-hours" in text  # step_seconds stands in: the extension is inside it
-    assert "total: 0.040 device-hours; about 0.040 hours of wall-clock with 1 run(s) in flight " \
+    # per arch on digits: 2 profile + 3 seeds × (fixed + 3 strategies) + 4 ablations × 3 seeds
+    # = 26 runs of 12 epochs of 1438 // 64 = 22 steps at 10 ms: 68.64 s = 0.0191 h; three
+    # archs: 0.0572 h, two at a time on 2 cores (one thread a run): 0.0286 h of wall-clock
+    assert "test_resnet/digits: 10.0 ms a step at batch 64 (from batches 8 and 16), 26 runs: " \
+        "0.019 device-hours" in text  # step_seconds stands in: the extension is inside it
+    assert "total: 0.057 device-hours; about 0.029 hours of wall-clock with 2 run(s) in flight " \
         "(local backend)" in text
 
 

@@ -240,7 +240,7 @@ def test_a_failing_plugin_leaves_the_scheduler_as_it_was(register_plugin):
 
 
 def test_under_three_processes_every_size_is_a_multiple_of_three_inside_the_bounds():
-    """SPEC §7 with min_batch 16: rolling back from 18 gives 14, clamped to 16, and rounding
+    """docs/cluster.md with min_batch 16: rolling back from 18 gives 14, clamped to 16, and rounding
     down to 15 would leave the bounds, so the size stays at 18, the smallest multiple inside."""
     sched = DEBAScheduler(batch_size=21, rule="step_schedule", cooldown=0, world_size=3,
                           rule_options={"at": [2]}, min_batch=16)

@@ -1,4 +1,4 @@
-"""SPEC §8's step-time table: the sizes it covers, its interleaved order, and the priority it is
+"""docs/method.md's step-time table: the sizes it covers, its interleaved order, and the priority it is
 measured at."""
 import os
 import statistics
@@ -29,7 +29,7 @@ def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):
                              warmup=1, how="median")
     assert list(table["step_s"]) == ["40", "64", "96"]  # 5000 > the training set: skipped
     assert table["order"] == [40, 64, 96] * 3            # round-robin, warm-up untimed
-    # "median" (SPEC §8 as written): the median over rounds of each round's median step
+    # "median" (the reference method): the median over rounds of each round's median step
     assert table["step_s"] == {s: sorted(t)[1] for s, t in table["typical_s"].items()}
     assert table["data_path"] == "device" and set(table["epoch_start_s"]) == {"40", "64", "96"}
     assert all(table["spread"][s] == [min(t), max(t)] and all(
@@ -254,7 +254,7 @@ def _slow(seconds, function):
 @pytest.mark.parametrize("placement", ["device", "stream"])
 def test_a_step_is_timed_as_the_loop_runs_it_with_its_batch_and_the_epoch_start(
         tmp_path, monkeypatch, placement):
-    """SPEC §8: the gather (or the loader), augmentation and resize are in a step's time, and an
+    """docs/method.md: the gather (or the loader), augmentation and resize are in a step's time, and an
     epoch's own start (its permutation) in the epoch's. Before, the table timed batches sliced
     beforehand: a 40 ms gather left every step at a few ms."""
     trainer = Trainer(tiny_spec("fixed", data={"placement": placement, "workers": 0}), tmp_path)

@@ -82,8 +82,9 @@ def runs_per_cell(cfg, dataset) -> int:
 def in_flight(cfg) -> int:
     """Runs `execution` trains at once on this machine."""
     ex = cfg.execution
-    if ex.backend == "local":
-        return 1
+    if ex.backend == "local":  # the process pool: the usable cores (or GPUs) it fills
+        from deba_pipeline.execution.pool import slots
+        return slots(cfg, cfg.train.processes)[0]
     if resolve_device(cfg.train.device).type == "cuda":
         share = 1.0 if ex.gpus_per_run == "auto" else float(ex.gpus_per_run) or 1.0
         return max(1, int(torch.cuda.device_count() / share))

@@ -13,6 +13,7 @@ from deba_pipeline.engine.checkpoint import Checkpointer
 from deba_pipeline.engine.loop import Trainer
 from deba_pipeline.engine.spec import RunSpec
 from deba_pipeline.engine.tracking import tracker_for
+from deba_pipeline.execution.process import prepare
 from deba_pipeline.timing.steptime import probe_round
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
             from deba_pipeline.execution.torchrun import launch
             return launch(spec, state_dir, tracking or {"wandb": "disabled"}, experiment,
                           progress)
+        prepare(spec.threads)  # wherever it is called from, a run computes with its own threads
         trainer = Trainer(spec, state_dir)
         tracker = tracker_for(spec, state_dir, tracking, experiment)
         # a fixed baseline's step is timed beside it, an epoch at a time (docs/method.md)

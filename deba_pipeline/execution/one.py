@@ -47,8 +47,10 @@ def run(cfg, name: str, thresholds: str | None = None) -> int:
     from deba_pipeline.execution.local import train as train_run
     spec = find(cfg, name, thresholds)
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True, enum_to_str=True)
-    if "LOCAL_RANK" in os.environ:
+    if "LOCAL_RANK" in os.environ:  # a rank torchrun started: set up as every rank is
         from deba_pipeline.engine.rank import run_rank
+        from deba_pipeline.execution.process import prepare
+        prepare(spec.threads)
         return run_rank(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
     record = train_run(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
     log.info(f"{spec.name}: accuracy {record['final_test_accuracy']:.2f}%; the stage that owns it "
