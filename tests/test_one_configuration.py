@@ -41,8 +41,8 @@ def test_on_gpus_each_slot_holds_its_own_devices(monkeypatch):
 
 
 def test_side_by_side_runs_give_the_records_of_runs_one_after_another(tmp_path, monkeypatch):
-    specs = [tiny_spec(seed=s, train={"epochs": 3}) for s in (2, 42)] + \
-        [tiny_spec("fixed", seed=2, train={"epochs": 3})]
+    specs = [tiny_spec(seed=s, train={"epochs": 2}) for s in (2, 42)] + \
+        [tiny_spec("fixed", seed=2, train={"epochs": 2})]
     monkeypatch.setattr(pool, "usable_cores", lambda: 1)
     alone = execute(tiny_cfg(tracking={"dir": str(tmp_path / "a")}), specs, lambda *a: None)
     monkeypatch.setattr(pool, "usable_cores", lambda: 2)
@@ -55,6 +55,7 @@ def test_side_by_side_runs_give_the_records_of_runs_one_after_another(tmp_path, 
     assert sorted(written) == sorted(s.name for s in specs)
 
 
+@pytest.mark.slow  # a pool of spawned processes: seconds of start-up each
 def test_a_failed_run_fails_the_stage_after_the_runs_in_flight_are_written(tmp_path,
                                                                           monkeypatch):
     good = [tiny_spec(seed=s, train={"epochs": 2}) for s in (2, 42)]
@@ -149,6 +150,7 @@ def register_signals(register):
 """
 
 
+@pytest.mark.slow  # a pool of spawned processes: seconds of start-up each
 def test_a_run_whose_process_dies_is_named_and_the_others_are_kept(tmp_path, monkeypatch):
     plugin = tmp_path / "dies.py"
     plugin.write_text(DIES)
