@@ -96,6 +96,13 @@ def cmd_steptime(args) -> None:
     steptime.run(cfg, _archs(args, cfg), args.runs, args.out)
 
 
+def cmd_predict(args) -> None:
+    from deba_pipeline.stages import predict
+    cfg = _params(args)
+    predict.run(cfg, _archs(args, cfg), args.runs, args.steptime, args.out)
+    print(f"predicted each strategy of study.methods into {args.out}")
+
+
 def cmd_run(args) -> None:
     from deba_pipeline.execution import one
     status = one.run(_params(args), args.name, args.thresholds)
@@ -111,7 +118,8 @@ def cmd_aggregate(args) -> None:
     from deba_pipeline.config import Params, load_params
     from deba_pipeline.stages import aggregate
     cfg = load_params(args.params) if Path(args.params).is_file() else OmegaConf.structured(Params)
-    metrics = aggregate.run(cfg, args.runs, args.out, args.compare, args.steptime)
+    metrics = aggregate.run(cfg, args.runs, args.out, args.compare, args.steptime,
+                            args.prediction)
     print(f"aggregated {metrics['runs']} run records into {args.out}/REPORT.md")
 
 
@@ -186,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     stage("steptime", cmd_steptime, "the step-time tables of the study's architectures",
           arch=True, runs="run records whose batch sizes the tables must cover",
           out="folder for the tables, ARCH.json")
+    stage("predict", cmd_predict, "what each strategy will save, from the profile runs alone",
+          arch=True, runs="folder of profile run records",
+          steptime="folder for the step-time tables over the sizes a strategy may reach",
+          out="prediction file to write")
     p = stage("run", cmd_run, "one run of the study by name (under torchrun: one rank of it)")
     p.add_argument("name", help="ARCH/DATASET/METHOD/SEED, as a stage prints it")
     p.add_argument("--thresholds", metavar="PATH", help="calibrated thresholds to read, where "
@@ -195,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
           out="folder for tables, figures, REPORT.md and metrics.json")
     p.add_argument("--steptime", default="", metavar="PATH", help="folder of step-time tables "
                    "for the modelled times (default: none, measured times only)")
+    p.add_argument("--prediction", default="", metavar="FILE", help="the predict stage's "
+                   "file, set beside the outcomes (default: none)")
     p.add_argument("--compare", metavar="FILE",
                    help="printed paper values to check instead of the paper's own tables")
     p = stage("validate", cmd_validate, "validate params files and count the runs they make")

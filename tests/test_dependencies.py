@@ -88,7 +88,8 @@ def test_editing_any_run_key_file_makes_dvc_status_name_the_training_stages(micr
         stale = _stale(workspace)
         path.write_text(original)
         assert not stale & set(TRAINING_STAGES), relative
-    assert _expected("deba_pipeline/timing/steptime.py") == {"steptime"}
-    assert _expected(f"{PLUGIN_DIR}/grad_cosine.py") == {"profile", "train", "ablate", "steptime"}
+    assert _expected("deba_pipeline/timing/steptime.py") == {"steptime", "predict"}
+    assert _expected(f"{PLUGIN_DIR}/grad_cosine.py") == {"profile", "train", "ablate", "steptime",
+                                                          "predict"}
     assert _expected("deba_pipeline/report/tables.py") == {"aggregate"}
     assert _stale(workspace) == set()

@@ -27,7 +27,7 @@ from deba_pipeline.engine.data import hold, load_split
 from deba_pipeline.engine.flatgrad import FlatGrads
 from deba_pipeline.engine.models import check_takes, create_model, create_optimizer
 from deba_pipeline.engine.spec import RunSpec
-from deba_pipeline.engine.sums import EpochResult, StepSums
+from deba_pipeline.engine.sums import NOISE_SUMS, EpochResult, StepSums, gradient_parts
 from deba_pipeline.engine.tracking import Tracker, summary_line
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class Trainer:
         self.record["data_path"] = self.data.path  # device-resident or streamed
         self.record["threads"] = torch.get_num_threads()  # CPU results depend on it
         self.record["num_classes"] = split.num_classes    # chance is 100 / num_classes percent
+        self.record["train_size"] = self.data.train_size  # an epoch's steps: train_size // B
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
 
@@ -251,6 +252,8 @@ class Trainer:
                  "peak_memory_mb": result.peak_memory_mb}
         if self.spec.profile:
             entry["grad_norm_var"], entry["loss_var"] = result.grad_norm_var, result.loss_var
+            entry["gradient"] = gradient_parts(result.noise_sums, result.batch_size,
+                                               self.data.train_size)
         return entry
 
     # -- one epoch ---------------------------------------------------------------------------
@@ -258,7 +261,7 @@ class Trainer:
         """One epoch at `batch_size`; `batches` replaces the held data (the step-time table and
         the benchmarks feed their own batches through this same loop)."""
         self.model.train()
-        sums = self.step_sums()
+        sums = self.step_sums(batch_size)
         steps = 0
         for x, y in batches if batches is not None else self.data.train_batches(batch_size):
             if self.spec.train.channels_last:
@@ -270,14 +273,20 @@ class Trainer:
             steps += 1
         return sums.result(batch_size, steps)  # the epoch's one host sync
 
-    def step_sums(self) -> StepSums:
-        """The epoch's per-step sums: what the profile and the scheduler's signals ask for."""
+    def step_sums(self, batch_size: int) -> StepSums:
+        """The epoch's per-step sums: what the profile and the scheduler's signals ask for. A
+        profile run also sums what the noise scale's two parts need (docs/method.md
+        "prediction"), for the epoch and for each of its halves."""
         epoch_mean = self.spec.deba is not None and self.spec.deba.gradient_source == "epoch_mean"
+        accumulate, half = self.accumulate, None
+        if self.spec.profile:
+            accumulate = tuple(dict.fromkeys((*accumulate, *NOISE_SUMS)))
+            half = self.data.train_size // batch_size // 2 or None
         flat = None
-        if self.accumulate and not epoch_mean and self.world == 1:
+        if accumulate and not epoch_mean and self.world == 1:
             self.flat_grads = flat = self.flat_grads or FlatGrads(self.params)
-        return StepSums(self.params, self.device, self.accumulate, self.spec.profile, epoch_mean,
-                        self.world, flat)
+        return StepSums(self.params, self.device, accumulate, self.spec.profile, epoch_mean,
+                        self.world, flat, half)
 
     @torch.no_grad()
     def evaluate(self) -> float:

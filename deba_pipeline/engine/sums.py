@@ -11,7 +11,23 @@ from dataclasses import dataclass, field
 
 import torch
 
+from deba_pipeline.core.signals.gradient_noise_scale import noise_parts
 from deba_pipeline.engine import ddp
+
+NOISE_SUMS = ("grad_sq_norm", "grad_sum")  # what a profile run sums for the noise scale's parts
+
+
+def gradient_parts(sums: dict | None, batch_size: int, train_size: int) -> dict | None:
+    """A profile epoch's |G|² and tr(Σ) (docs/method.md "prediction"), for the epoch and for
+    each half of it (their spread is the estimate's error); None where an epoch has too few
+    steps for them."""
+    if not sums:
+        return None
+    parts = [noise_parts(mean_sq_norm, mean_sq, batch_size, steps, train_size)
+             for steps, mean_sq_norm, mean_sq in (sums["whole"], *sums["halves"])]
+    if None in parts:
+        return None
+    return {"sqr": parts[0][0], "trace": parts[0][1], "halves": [list(p) for p in parts[1:]]}
 
 
 @dataclass
@@ -31,13 +47,16 @@ class EpochResult:
     eval_time_s: float = 0.0
     peak_memory_mb: float | None = None  # GPU only
     accumulated: dict = field(default_factory=dict)  # the per-step sums signals asked for
+    noise_sums: dict | None = None   # profile runs: [T, s̄, ‖Ḡ‖²] of the epoch and of its halves
 
 
 class StepSums:
     def __init__(self, params, device, accumulate=(), profile=False, epoch_mean=False,
-                 world=1, flat=None):
+                 world=1, flat=None, half=None):
         """`flat`: a FlatGrads behind the gradients (one process, per-step sums asked for), so
-        each sum is one operation on one buffer instead of one per parameter tensor."""
+        each sum is one operation on one buffer instead of one per parameter tensor. `half`: the
+        step after which the sums are copied once (profile runs), so the noise scale's parts
+        are known for each half of the epoch as well, their difference its error."""
         self.params, self.accumulate, self.profile = params, accumulate, profile
         self.epoch_mean, self.flat = epoch_mean, flat
         zero = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
@@ -50,6 +69,7 @@ class StepSums:
                                                            else params)]
         self.norms = profile or "grad_sq_norm" in accumulate
         self.losses = [] if world > 1 else None  # one rank's losses, averaged over ranks at the end
+        self.half, self.count, self.first_half = half, 0, None
 
     def zero_grad(self, optimizer) -> None:
         if self.flat is not None:
@@ -79,6 +99,9 @@ class StepSums:
         if self.grad_sum is not None:
             torch._foreach_add_(self.grad_sum, [self.flat.buffer] if self.flat is not None
                                 else [p.grad for p in self.params])
+        self.count += 1
+        if self.count == self.half:  # once an epoch: a copy of the sums so far, on the device
+            self.first_half = (self.norm_sq.clone(), [g.clone() for g in self.grad_sum])
 
     def result(self, batch_size: int, steps: int) -> EpochResult:
         """The epoch in numbers: the one host sync of the epoch."""
@@ -97,4 +120,20 @@ class StepSums:
         if self.profile:  # population variances over the epoch's steps (docs/method.md)
             result.loss_var = max(0.0, totals[1] / steps - mean_loss ** 2)
             result.grad_norm_var = max(0.0, totals[3] / steps - (totals[2] / steps) ** 2)
+        if self.first_half is not None and self.grad_sum is not None:
+            result.noise_sums = self.noise_sums(totals[3], steps)
         return result
+
+    def noise_sums(self, sq_norm: float, steps: int) -> dict:
+        """[T, s̄ = mean ‖gₜ‖², ‖Ḡ‖² = ‖Σgₜ/T‖²] for the epoch and each of its halves: what the
+        noise scale's two parts are computed from (docs/method.md "prediction")."""
+        whole = sum(float(g.double().square().sum()) for g in self.grad_sum)
+        first_norm, first_sum = self.first_half
+        first = sum(float(g.double().square().sum()) for g in first_sum)
+        second = sum(float((g - h).double().square().sum())
+                     for g, h in zip(self.grad_sum, first_sum))
+        a, b = self.half, steps - self.half
+        first_sq = float(first_norm)
+        return {"whole": [steps, sq_norm / steps, whole / steps ** 2],
+                "halves": [[a, first_sq / a, first / a ** 2],
+                           [b, (sq_norm - first_sq) / b, second / b ** 2]]}

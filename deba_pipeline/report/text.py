@@ -22,6 +22,13 @@ CAPTIONS = {
               "samples per second.",
     "table5": "Table 5. What each scheduler did: its decisions over all seeds and the batch "
               "sizes it used.",
+    "prediction": "Before you spend: predicted beside observed. Per strategy, the saving in time "
+                  "to accuracy the predict stage gave from the profile runs before any strategy "
+                  "trained (per trajectory it considered, with its 80% band: docs/method.md, "
+                  "prediction), the modelled speedup to accuracy predicted again from the runs' "
+                  "own batch trajectories and rates, the one the runs had (time to accuracy, "
+                  "below), and the band a right prediction leaves the observed mean in (its "
+                  "spread over profile runs and the observed spread over seeds).",
     "time_to_accuracy": "Time to accuracy. How long each strategy trains until its test "
                         "accuracy first reaches the fixed run's final accuracy minus "
                         "`report.accuracy_tolerance` (per seed), modelled and measured, and the "
@@ -144,7 +151,7 @@ def _packed(records) -> str:
 
 
 def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
-           answers=None) -> str:
+           answers=None, headroom=()) -> str:
     archs = sorted({r["arch"] for r in records})
     datasets = sorted({r["dataset"] for r in records})
     seeds = sorted({r["seed"] for r in records})
@@ -169,6 +176,8 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
     for name, rows in built.items():
         caption = CAPTIONS[name].format(level=f"{LEVEL:.0%}")
         lines += [f"## {caption.split('.')[0]}", "", caption, "", to_markdown(rows)]
+        if name == "prediction" and headroom:
+            lines += ["Headroom on this hardware, from the profile alone:", "", *headroom, ""]
     verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
     undecided = sum(row["held"] == "inconclusive" for row in checked)
     lines += ["## Did the profile predict the outcome?", "",

@@ -10,7 +10,15 @@ from omegaconf import OmegaConf
 from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.files import read_json, write_json, write_text
 from deba_pipeline.execution.study import read_records
-from deba_pipeline.report import answer, curves, figures, paper_check, tables, time_to_accuracy
+from deba_pipeline.report import (
+    answer,
+    curves,
+    figures,
+    forecast,
+    paper_check,
+    tables,
+    time_to_accuracy,
+)
 from deba_pipeline.report.analysis import calibrate
 from deba_pipeline.report.comparison import compare
 from deba_pipeline.report.metrics import build_metrics, headline, rounded
@@ -41,8 +49,11 @@ def read_steptime(folder) -> dict:
     return tables
 
 
-def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None) -> dict:
+def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None,
+        prediction: str | None = None) -> dict:
     step_tables = read_steptime(steptime)
+    predicted = read_json(prediction, "run the predict stage again (`dvc repro predict`)") \
+        if prediction else None
     printed = paper_check.load(compare_file)
     records = read_records(runs)
     if not records:
@@ -70,6 +81,9 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
         built["strategies"] = tables.strategies(by_method)
     built["time_to_accuracy"] = time_to_accuracy.rows(records, step_tables,
                                                       cfg.report.accuracy_tolerance)
+    beside = forecast.rows(records, step_tables, cfg.report.accuracy_tolerance, predicted)
+    if beside:
+        built["prediction"] = beside
     answers = answer.answers(by_method, checked)
     for name, rows in built.items():
         write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
@@ -85,5 +99,6 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
     write_json(out / "metrics.json", metrics)
     write_json(out / "answer.json", headline(metrics["answer"]))
     write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
-                                         step_tables, cfg, answers))
+                                         step_tables, cfg, answers,
+                                         forecast.headroom_lines(predicted)))
     return metrics

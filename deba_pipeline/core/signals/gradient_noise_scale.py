@@ -13,11 +13,12 @@ from deba_pipeline.core.base import Signal
 from deba_pipeline.core.gradstats import grad_stats
 
 
-def noise_scale(mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int,
-                population: int | None = None) -> float | None:
-    """B_simple from s̄ (the mean of ‖gₜ‖²), ‖Ḡ‖² (the squared norm of the mean gradient), the
+def noise_parts(mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int,
+                population: int | None = None) -> tuple | None:
+    """(|G|², tr(Σ)): the squared norm of the true gradient and the per-sample gradient
+    variance, from s̄ (the mean of ‖gₜ‖²), ‖Ḡ‖² (the squared norm of the mean gradient), the
     batch B, the steps T (B_big = T·B) and the N samples the epoch drew them from without
-    replacement (None: independent draws, N → ∞); None where T < 2 or |G|² ≤ 0 (docs/peers.md).
+    replacement (None: independent draws, N → ∞); None where T < 2 (docs/peers.md).
 
     Without replacement a batch of b samples has E‖g_b‖² = |G|² + (1/b − 1/N)·tr(Σ), so an epoch
     that reads most of the data has a mean gradient close to the full one; the formula for
@@ -27,10 +28,16 @@ def noise_scale(mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int
     big = steps * batch
     inverse_n = 0.0 if population is None else 1 / population
     trace = (mean_sq_norm - mean_grad_sq) / (1 / batch - 1 / big)        # tr(Σ)
-    true_sq = mean_grad_sq - trace * (1 / big - inverse_n)              # |G|²
-    if true_sq <= 0:
+    return mean_grad_sq - trace * (1 / big - inverse_n), trace           # |G|², tr(Σ)
+
+
+def noise_scale(mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int,
+                population: int | None = None) -> float | None:
+    """B_simple = tr(Σ)/|G|² (`noise_parts`); None where T < 2 or |G|² ≤ 0."""
+    parts = noise_parts(mean_sq_norm, mean_grad_sq, batch, steps, population)
+    if parts is None or parts[0] <= 0:
         return None
-    return trace / true_sq
+    return parts[1] / parts[0]
 
 
 class GradientNoiseScale(Signal):
