@@ -356,6 +356,6 @@ def test_the_committed_report_recomputes_from_the_committed_records(tmp_path, mo
     monkeypatch.chdir(root)
     out = tmp_path / "reports"
     assert main(["aggregate", "--runs", "runs", "--out", str(out), "--steptime",
-                 "results/steptime"]) == 0
+                 "results/steptime", "--prediction", "results/prediction.json"]) == 0
     for name in ("REPORT.md", "metrics.json", "answer.json"):
         assert (out / name).read_text() == (root / "reports" / name).read_text(), name

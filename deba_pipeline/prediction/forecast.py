@@ -43,7 +43,7 @@ def cell(profiles, table: dict, train_size: int, methods: dict, epochs: int, run
                            "report.accuracy_tolerance"}
     noise = _mean([e for e in _ratio_errors(table)]) or 0.0
     room = [headroom(c, table, train_size, aim, epochs, transfer) for c, aim in aims]
-    ratio = _mean([r["ratio"] for r in room])
+    ratio = _mean([r["ratio"] for r in room if r["ratio"] > 0])  # 0: the best never gets there
     gain_pct = 100 * (1 - 1 / ratio) if ratio else None
     out = {"profile_runs": len(profiles), "target_progress": [aim for _, aim in aims],
            "noise_scale": noise_over_training(profiles),

@@ -73,6 +73,10 @@ def headroom_lines(prediction) -> list:
                 lines.append(f"- {arch}/{dataset}: no prediction: {p['problem']}.")
                 continue
             room = p["headroom"]
+            if room["saving_pct"] is None:
+                lines.append(f"- {arch}/{dataset}: no schedule this model knows reaches the "
+                             f"target: {room['verdict']}.")
+                continue
             lines.append(f"- {arch}/{dataset}: the best schedule this model knows saves "
                          f"{room['saving_pct']:.1f}% of the fixed batch's time to accuracy "
                          f"(table noise ±{room['table_noise_pct']:.1f}%): "
