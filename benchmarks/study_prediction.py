@@ -29,7 +29,7 @@ def gns_finals(records, cfg) -> list:
             continue
         deba = strategies[r["method"]]
         predicted = [simulate(curve, deba, len(r["epochs"]), r["train_size"],
-                              gns_rule(deba))[-1].batch
+                              gns_rule(deba), world=r.get("world_size", 1))[-1].batch
                      for curve, _ in profiles[(r["arch"], r["dataset"])]]
         final = r["epochs"][-1]["batch_size"]
         step = math.log(deba.growth)

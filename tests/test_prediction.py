@@ -13,7 +13,12 @@ from deba_pipeline.engine.loop import Trainer
 from deba_pipeline.engine.sums import StepSums
 from deba_pipeline.prediction.check import band, beside
 from deba_pipeline.prediction.model import NoiseCurve, progress_after, step_gain, steps_between
-from deba_pipeline.prediction.replay import Epoch, progress_at_accuracy, time_to_progress
+from deba_pipeline.prediction.replay import (
+    Epoch,
+    epoch_seconds,
+    progress_at_accuracy,
+    time_to_progress,
+)
 from deba_pipeline.prediction.strategies import gns_rule, simulate
 from deba_pipeline.prediction.traces import noise_curve, read_trace, read_workload
 from deba_pipeline.stages import predict
@@ -55,6 +60,13 @@ def test_a_trajectory_replayed_on_a_table_reaches_its_target_progress_when_worke
     assert time_to_progress(CURVE, [Epoch(20, 1.0)], table, 200, 50.0, 0.0) == pytest.approx(60)
 
 
+def test_a_size_between_two_measured_ones_takes_the_line_between_them():
+    table = {"step_s": {"64": 1.0, "96": 2.0}, "epoch_start_s": {"64": 0.0, "96": 0.4}}
+    assert epoch_seconds(table, 76, 10) == pytest.approx(10 * (1 + 12 / 32) + 0.4 * 12 / 32)
+    with pytest.raises(KeyError, match="no batch size 144 \\(it holds 64..96\\)"):
+        epoch_seconds(table, 144, 10)
+
+
 def test_the_target_progress_is_interpolated_within_the_epoch_that_crosses_it():
     record = {"num_classes": 10, "epochs": [{"test_accuracy": 50.0, "steps": 20},
                                              {"test_accuracy": 90.0, "steps": 20}]}
@@ -72,6 +84,19 @@ def test_the_gns_rule_is_simulated_under_the_schedulers_cooldown():
     low = NoiseCurve(64, (22.0 * 64,), (10.0,))
     assert [e.batch for e in simulate(low, deba, 6, 1438, gns_rule(deba), 0.0)] \
         == [64] * 4 + [51] * 2
+    # two processes: every batch a multiple of 2, as the scheduler fits it (51 → 50)
+    assert [e.batch for e in simulate(low, deba, 6, 1438, gns_rule(deba), 0.0, world=2)] \
+        == [64] * 4 + [50] * 2
+
+
+def test_the_predict_stage_measures_only_the_sizes_a_strategy_can_reach():
+    from helpers import tiny_cfg
+    cfg = tiny_cfg(train={"epochs": 12}, deba={"cooldown": 3},
+                   study={"methods": {"deba": {}, "slow": {"cooldown": 5}}})
+    # cooldown 3 over 12 epochs: changes at epochs 2, 6 and 10 at the most: three steps
+    assert predict.reachable(cfg).deba.min_batch == 32
+    assert predict.reachable(cfg).deba.max_batch == 216
+    assert predict.reachable(cfg).timing.sizes == "ladder"
 
 
 def test_bands_are_worked_by_hand():

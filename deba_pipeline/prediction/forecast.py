@@ -35,8 +35,9 @@ def noise_over_training(profiles) -> list:
 
 
 def cell(profiles, table: dict, train_size: int, methods: dict, epochs: int, runs: int,
-         tolerance: float, transfer: float = TRANSFER) -> dict:
-    """`profiles`: [(noise curve, profile record)]; `methods`: {name: resolved deba config}."""
+         tolerance: float, transfer: float = TRANSFER, world: int = 1) -> dict:
+    """`profiles`: [(noise curve, profile record)]; `methods`: {name: resolved deba config};
+    `world`: the processes of a run, whose multiple every batch is."""
     aims = targets(profiles, tolerance)
     if not aims:
         return {"problem": "no profile run reached its own final accuracy minus "
@@ -58,9 +59,14 @@ def cell(profiles, table: dict, train_size: int, methods: dict, epochs: int, run
     for name, deba in methods.items():
         labelled = {}
         for curve, aim in aims:
-            for label, path in trajectories(curve, deba, epochs, train_size, transfer).items():
-                labelled.setdefault(label, []).append(
-                    outcome(curve, path, table, train_size, aim, transfer))
+            for label, path in trajectories(curve, deba, epochs, train_size, transfer,
+                                            world).items():
+                try:
+                    found = outcome(curve, path, table, train_size, aim, transfer)
+                except KeyError as exc:  # a strategy whose own growth leaves the ladder
+                    return {"problem": f"strategy {name!r}: {exc.args[0]}, which it reaches: "
+                                       f"give it deba's growth and rollback"}
+                labelled.setdefault(label, []).append(found)
         out["strategies"][name] = {label: _summary(found, runs)
                                    for label, found in labelled.items()}
     return out

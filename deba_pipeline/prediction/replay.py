@@ -60,10 +60,23 @@ class Epoch:
 
 
 def epoch_seconds(table: dict, batch: int, steps: int) -> float:
-    size = str(batch)
-    if size not in table["step_s"]:
-        raise KeyError(f"the step-time table has no batch size {batch}")
-    return steps * table["step_s"][size] + (table.get("epoch_start_s") or {}).get(size, 0.0)
+    """An epoch's seconds on `table`: steps × the step time at `batch` plus its epoch start; a
+    size between two measured ones takes the straight line between them (a rollback after a
+    growth lands off the ladder: 96 × 0.8 = 76)."""
+    times = {int(s): v for s, v in table["step_s"].items()}
+    starts = {int(s): v for s, v in (table.get("epoch_start_s") or {}).items()}
+    if batch in times:
+        return steps * times[batch] + starts.get(batch, 0.0)
+    below = [s for s in times if s < batch]
+    above = [s for s in times if s > batch]
+    if not below or not above:
+        raise KeyError(f"the step-time table has no batch size {batch} (it holds "
+                       f"{min(times)}..{max(times)})")
+    low, high = max(below), min(above)
+    share = (batch - low) / (high - low)
+    step = times[low] + share * (times[high] - times[low])
+    start = starts.get(low, 0.0) + share * (starts.get(high, 0.0) - starts.get(low, 0.0))
+    return steps * step + start
 
 
 def time_to_progress(curve: NoiseCurve, epochs: list, table: dict, train_size: int,

@@ -9,6 +9,7 @@ import math
 import statistics
 
 from deba_pipeline.core.policies.multiplicative import floor_times
+from deba_pipeline.core.scheduler import fit_world
 from deba_pipeline.prediction.model import TRANSFER, NoiseCurve, progress_after, step_gain
 from deba_pipeline.prediction.replay import Epoch, epoch_seconds, time_to_progress
 
@@ -19,17 +20,26 @@ def lr_factor(scaling: str, batch: int, base: int) -> float | None:
     return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}.get(scaling)
 
 
-def _next(batch, decision, deba, train_size):
+def _next(batch, decision, deba, train_size, world=1):
+    """The policy's next batch, clamped and fitted to a multiple of the processes as the
+    scheduler does."""
     high = min(deba.max_batch, train_size)
     if decision == "increase":
-        return min(high, floor_times(deba.growth, batch))
+        return fit_world(min(high, floor_times(deba.growth, batch)), world, deba.min_batch)
     if decision == "rollback":
-        return max(deba.min_batch, floor_times(deba.rollback, batch))
+        return fit_world(max(deba.min_batch, floor_times(deba.rollback, batch)), world,
+                         deba.min_batch)
     return batch
 
 
+def adaptations(deba, epochs: int) -> int:
+    """The most batch changes the scheduler's cadence allows in `epochs` (epoch 1 holds; after
+    a change, `cooldown` epochs hold)."""
+    return 0 if epochs < 2 else (epochs - 2) // (deba.cooldown + 1) + 1
+
+
 def simulate(curve: NoiseCurve, deba, epochs: int, train_size: int, decide,
-             transfer: float = TRANSFER) -> list:
+             transfer: float = TRANSFER, world: int = 1) -> list:
     """The epochs a rule takes under the scheduler's cadence (epoch 1 holds; after a change it
     holds `cooldown` epochs), `decide(batch, window of noise scales)` its rule, each epoch's
     noise scale the model's at its batch and progress."""
@@ -46,7 +56,7 @@ def simulate(curve: NoiseCurve, deba, epochs: int, train_size: int, decide,
         recent = window if deba.window == "full" else window[-deba.window:]
         decision = decide(batch, recent)
         if decision != "hold":
-            batch, last = _next(batch, decision, deba, train_size), number
+            batch, last = _next(batch, decision, deba, train_size, world), number
     return out
 
 
@@ -59,13 +69,14 @@ def gns_rule(deba):
 
 
 def trajectories(curve: NoiseCurve, deba, epochs: int, train_size: int,
-                 transfer: float = TRANSFER) -> dict:
+                 transfer: float = TRANSFER, world: int = 1) -> dict:
     """{label: epochs} the strategy may take: one for rules the model decides, three for those
     it cannot (DEBA's signals): never adapting, growing at every chance, rolling back at every
     chance."""
     rule = deba.rule
     if rule == "gns":
-        return {"simulated": simulate(curve, deba, epochs, train_size, gns_rule(deba), transfer)}
+        return {"simulated": simulate(curve, deba, epochs, train_size, gns_rule(deba), transfer,
+                                      world)}
     if rule == "step_schedule":
         at = set((deba.rule_options or {}).get("at", ()))
         scaling = (deba.policy_options or {}).get("lr_scaling", "none")
@@ -73,10 +84,10 @@ def trajectories(curve: NoiseCurve, deba, epochs: int, train_size: int,
         for number in range(1, epochs + 1):
             out.append(Epoch(batch, lr_factor(scaling, batch, curve.base)))
             if number in at and number > 1:
-                batch = _next(batch, "increase", deba, train_size)
+                batch = _next(batch, "increase", deba, train_size, world)
         return {"schedule": out}
     return {name: simulate(curve, deba, epochs, train_size, lambda b, w, d=decision: d,
-                           transfer)
+                           transfer, world)
             for name, decision in (("never adapts", "hold"), ("grows at every chance",
                                                              "increase"),
                                    ("rolls back at every chance", "rollback"))}
