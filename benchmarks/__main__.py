@@ -42,6 +42,7 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
     out["signal_overhead_ratio"] = cases.signal_overhead(bench, repeats=repeats)
     out["noise_scale_overhead_ratio"] = cases.noise_scale_overhead(bench, repeats=repeats)
     out["profile_overhead_ratio"] = cases.profile_overhead(bench, repeats=repeats)
+    out["profile_share"] = cases.profile_share(bench, repeats=repeats)
     out["loader_vs_floor_ratio"], out["loader_vs_dataloader_speedup"] = cases.loaders(
         bench, repeats=3 * repeats)  # a 2 % goal: three times the repeats to decide it
     out["batch_change_ratio"] = cases.batch_change(bench, repeats=repeats)
@@ -61,7 +62,8 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
 
 
 GOALS = ("scheduler_share", "scheduler_share_noise_scale", "signal_overhead_ratio",
-         "noise_scale_overhead_ratio", "profile_overhead_ratio", "loader_vs_floor_ratio",
+         "noise_scale_overhead_ratio", "profile_overhead_ratio", "profile_share",
+         "loader_vs_floor_ratio",
          "loader_vs_dataloader_speedup", "batch_change_ratio", "streaming_vs_device_ratio",
          "variance_peak_memory_ratio", "variance_time_ratio", "quick_speedup_pct",
          "quick_delta_acc", "gpu_speedup_pct", "gpu_delta_acc", "samples_per_s_vs_floor",

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from deba_pipeline.core.scheduler import DEBAScheduler
+from deba_pipeline.engine.sums import NOISE_SUMS, StepSums
 
 from .harness import Bench, interleaved, median_interval, paired, same_epoch, top_ops
 
@@ -148,6 +149,33 @@ def scheduler_share(bench, batch_size=64, repeats=5):
         signals.append(step_s / seconds)
         noise.append((sums_s + gns_s) / seconds)
     return _goal(signals, 0.005), _goal(noise, 0.03)
+
+
+def profile_share(bench, batch_size=64, repeats=5):
+    """What a profile epoch adds to a plain one, timed directly as a share of it (goal ≤ 3 %,
+    docs/method.md "prediction"): the loop's per-step profile sums (the loss's and ‖gₜ‖'s
+    moments, Σ‖gₜ‖² and Σgₜ on the flat buffer, the half-epoch copy) and their one sync."""
+    trainer = bench.trainer
+    trainer.accumulate = NOISE_SUMS
+    try:
+        warm = _epoch(bench, batch_size)["result"]  # makes the flat buffer, warms every path
+    finally:
+        trainer.accumulate = ()
+    shares = []
+    for _ in range(repeats):
+        seconds, _ = bench.timed(plain, batch_size)
+        sums_s, _ = bench.timed_here(_profile_sums, trainer, warm.steps, batch_size)
+        shares.append(sums_s / seconds)
+    return _goal(shares, 0.03)
+
+
+def _profile_sums(bench, trainer, steps, batch_size):
+    sums = StepSums(trainer.params, trainer.device, NOISE_SUMS, profile=True,
+                    flat=trainer.flat_grads, half=steps // 2)
+    loss = torch.ones((), device=trainer.device)
+    for _ in range(steps):
+        sums.add(loss)
+    return sums.result(batch_size, steps)
 
 
 def _deba_step(bench, scheduler, epoch):
