@@ -11,7 +11,7 @@ from deba_pipeline.core.errors import DebaError
 from deba_pipeline.core.signals.gradient_noise_scale import noise_parts
 from deba_pipeline.engine.loop import Trainer
 from deba_pipeline.engine.sums import StepSums
-from deba_pipeline.prediction.check import band, beside
+from deba_pipeline.prediction.check import band, beside, own_curve, what_broke
 from deba_pipeline.prediction.model import NoiseCurve, progress_after, step_gain, steps_between
 from deba_pipeline.prediction.replay import (
     Epoch,
@@ -97,6 +97,28 @@ def test_the_predict_stage_measures_only_the_sizes_a_strategy_can_reach():
     assert predict.reachable(cfg).deba.min_batch == 32
     assert predict.reachable(cfg).deba.max_batch == 216
     assert predict.reachable(cfg).timing.sizes == "ladder"
+
+
+def test_a_runs_own_noise_scale_becomes_a_curve_over_its_own_progress():
+    run = {"config": {"train": {"lr": 0.1}},
+           "epochs": [{"batch_size": 20, "lr": 0.1, "steps": 10,
+                       "signals": {"gradient_noise_scale": 20.0}}]}
+    # r = (1 + 20/10)/(1 + 20/20) = 1.5; the rate kept: 2 − 1/1.5 a step, 10 steps
+    curve = own_curve(run, 10, transfer=0.0)
+    assert curve.ends == pytest.approx((10 * (2 - 1 / 1.5),)) and curve.noise == (20.0,)
+    assert own_curve(run, 10, transfer=1.0).noise == (10.0,)  # 20 measured at 2·B₀
+    run["epochs"][0]["signals"] = {"gradient_noise_scale": None}
+    assert own_curve(run, 10) is None
+
+
+def test_a_miss_names_the_replay_that_halves_the_gap():
+    row = {"predicted": 0.0, "with_own_noise_scale": 9.0, "at_adascale_rate": 3.0}
+    assert what_broke(row, 10.0) == ("the transfer from the profile's batch: the runs' own "
+                                     "noise scale gives 9.0")
+    row = {"predicted": 0.0, "with_own_noise_scale": None, "at_adascale_rate": 6.0}
+    assert what_broke(row, 10.0).startswith("the learning-rate regime")
+    row = {"predicted": 0.0, "with_own_noise_scale": 4.0, "at_adascale_rate": 4.0}
+    assert what_broke(row, 10.0).startswith("accuracy against progress")
 
 
 def test_bands_are_worked_by_hand():

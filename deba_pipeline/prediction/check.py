@@ -9,8 +9,9 @@ from collections import defaultdict
 
 from scipy.stats import t as student
 
-from deba_pipeline.prediction.model import TRANSFER
+from deba_pipeline.prediction.model import TRANSFER, NoiseCurve, step_gain
 from deba_pipeline.prediction.replay import (
+    Epoch,
     profile_curve,
     progress_at_accuracy,
     speedup,
@@ -69,6 +70,35 @@ def beside(per_profile: list, per_seed: list, level: float = BAND) -> tuple | No
     return (mean - half, mean + half)
 
 
+def own_curve(run: dict, base: int, transfer: float = TRANSFER) -> NoiseCurve | None:
+    """The noise scale a run measured itself (its gradient_noise_scale signal at its own batch),
+    as a curve over its own progress, stated at the base batch so that replaying the run through
+    it gives each epoch the noise its batch measured; None where an epoch measured none."""
+    ends, noise, done = [], [], 0.0
+    for e, step in zip(run["epochs"], trajectory(run)):
+        measured = (e.get("signals") or {}).get("gradient_noise_scale")
+        if measured is None or measured < 0:
+            return None
+        done += e["steps"] * step_gain(measured, step.batch, base, step.lr_factor, 0.0)
+        ends.append(done)
+        noise.append(measured / (step.batch / base) ** transfer)
+    return NoiseCurve(base, tuple(ends), tuple(noise)) if ends else None
+
+
+def _replayed(runs, aims, table, transfer, curve_of=None, rates=True):
+    """Mean speedup over runs and profile targets; `curve_of(run, profile curve)` the curve to
+    replay through (default the profile's), `rates` False for AdaScale's rate every epoch."""
+    values = []
+    for curve, aim in aims:
+        for r in runs:
+            mine = curve if curve_of is None else curve_of(r, curve)
+            if mine is None:
+                return None
+            path = trajectory(r) if rates else [Epoch(e.batch, None) for e in trajectory(r)]
+            values.append(speedup(mine, path, table, r["train_size"], aim, transfer))
+    return statistics.fmean(values)
+
+
 def given_trajectories(records, steptime, tolerance: float,
                        transfer: float = TRANSFER) -> list:
     """One row per architecture, dataset and adaptive strategy: the modelled speedup to accuracy
@@ -90,7 +120,25 @@ def given_trajectories(records, steptime, tolerance: float,
                 for r in runs) for curve, aim in aims]
         except KeyError:  # a size the table lacks
             continue
+        own = _replayed(runs, aims, table, transfer,
+                        lambda r, curve: own_curve(r, curve.base, transfer))
         rows.append({"arch": arch, "dataset": dataset, "method": method, "seeds": len(runs),
                      "predicted": statistics.fmean(per_profile), "per_profile": per_profile,
-                     "band": band(per_profile, len(runs))})
+                     "band": band(per_profile, len(runs)), "with_own_noise_scale": own,
+                     "at_adascale_rate": _replayed(runs, aims, table, transfer, rates=False)})
     return rows
+
+
+def what_broke(row: dict, observed: float) -> str:
+    """Which assumption a miss points at: the replay that comes closest to the observed mean,
+    where it halves the gap (docs/method.md "prediction")."""
+    gap = abs(row["predicted"] - observed)
+    tries = [("the transfer from the profile's batch: the runs' own noise scale gives "
+              "{:.1f}", row["with_own_noise_scale"]),
+             ("the learning-rate regime: at AdaScale's rate it gives {:.1f}",
+              row["at_adascale_rate"])]
+    found = [(abs(v - observed), text.format(v)) for text, v in tries
+             if v is not None and math.isfinite(v) and abs(v - observed) <= gap / 2]
+    if found:
+        return min(found)[1]
+    return "accuracy against progress (neither the runs' own noise scale nor the rate closes it)"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-from deba_pipeline.prediction.check import BAND, beside, given_trajectories
+from deba_pipeline.prediction.check import BAND, beside, given_trajectories, what_broke
 from deba_pipeline.report.time_to_accuracy import time_to
 
 
@@ -55,13 +55,15 @@ def rows(records, steptime, tolerance: float, prediction=None) -> list:
         seen = statistics.fmean(per_seed) if per_seed else None
         inside = "–" if band is None or seen is None else \
             "yes" if band[0] <= seen <= band[1] else "no"
+        missed = seen is not None and (inside == "no" or abs(seen - row["predicted"]) > 10)
         out.append({"Architecture": row["arch"], "Dataset": row["dataset"],
                     "Strategy": row["method"],
                     "Predicted before training (%)": _in_advance(prediction, *cell),
                     "Predicted from its trajectories (%)": f"{row['predicted']:.1f}",
                     "Observed (%)": "–" if seen is None else f"{seen:.1f}",
                     f"{BAND:.0%} band beside observed": _interval(band) or "–",
-                    "Inside?": inside})
+                    "Inside?": inside,
+                    "Where it missed": what_broke(row, seen) if missed else "–"})
     return out
 
 
