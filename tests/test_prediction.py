@@ -15,8 +15,10 @@ from deba_pipeline.prediction.check import band, beside, own_curve, what_broke
 from deba_pipeline.prediction.model import NoiseCurve, progress_after, step_gain, steps_between
 from deba_pipeline.prediction.replay import (
     Epoch,
+    accuracy_at,
     epoch_seconds,
     progress_at_accuracy,
+    progress_at_end,
     time_to_progress,
 )
 from deba_pipeline.prediction.strategies import gns_rule, simulate
@@ -73,6 +75,16 @@ def test_the_target_progress_is_interpolated_within_the_epoch_that_crosses_it():
     assert progress_at_accuracy(record, 30.0) == pytest.approx(20 * (30 - 10) / (50 - 10))
     assert progress_at_accuracy(record, 70.0) == pytest.approx(30.0)
     assert progress_at_accuracy(record, 95.0) is None
+
+
+def test_the_accuracy_risk_reads_the_profiles_accuracy_where_a_trajectory_ends():
+    record = {"num_classes": 10, "epochs": [{"test_accuracy": 50.0, "steps": 20},
+                                             {"test_accuracy": 90.0, "steps": 20}]}
+    assert accuracy_at(record, 10.0) == pytest.approx(30.0)   # half way from chance to 50
+    assert accuracy_at(record, 30.0) == pytest.approx(70.0)
+    assert accuracy_at(record, 99.0) == 90.0                  # beyond its end: its last
+    # batch 20 at the rate kept over 200 samples: 10 steps of 1.25 an epoch (CURVE, r = 4/3)
+    assert progress_at_end(CURVE, [Epoch(20, 1.0)] * 2, 200, 0.0) == pytest.approx(25.0)
 
 
 def test_the_gns_rule_is_simulated_under_the_schedulers_cooldown():

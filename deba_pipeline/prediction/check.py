@@ -12,8 +12,10 @@ from scipy.stats import t as student
 from deba_pipeline.prediction.model import TRANSFER, NoiseCurve, step_gain
 from deba_pipeline.prediction.replay import (
     Epoch,
+    accuracy_at,
     profile_curve,
     progress_at_accuracy,
+    progress_at_end,
     speedup,
     trajectory,
 )
@@ -120,11 +122,18 @@ def given_trajectories(records, steptime, tolerance: float,
                 for r in runs) for curve, aim in aims]
         except KeyError:  # a size the table lacks
             continue
+        profiled = profiles[(arch, dataset)]
+        delta_acc = statistics.fmean(  # the accuracy risk: where each run's progress ends
+            accuracy_at(record, progress_at_end(curve, trajectory(r), r["train_size"], transfer))
+            - accuracy_at(record, progress_at_end(curve, [Epoch(curve.base, 1.0)]
+                                                  * len(r["epochs"]), r["train_size"], transfer))
+            for curve, record in profiled for r in runs)
         own = _replayed(runs, aims, table, transfer,
                         lambda r, curve: own_curve(r, curve.base, transfer))
         rows.append({"arch": arch, "dataset": dataset, "method": method, "seeds": len(runs),
                      "predicted": statistics.fmean(per_profile), "per_profile": per_profile,
                      "band": band(per_profile, len(runs)), "with_own_noise_scale": own,
+                     "delta_acc_predicted": delta_acc,
                      "at_adascale_rate": _replayed(runs, aims, table, transfer, rates=False)})
     return rows
 

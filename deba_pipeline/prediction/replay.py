@@ -106,6 +106,28 @@ def speedup(curve, epochs, table, train_size, target, transfer) -> float:
     return 100 * (1 - mine / base) if math.isfinite(mine) else -math.inf
 
 
+def progress_at_end(curve: NoiseCurve, epochs: list, train_size: int,
+                    transfer: float) -> float:
+    """Base steps `epochs` cover by their end."""
+    done = 0.0
+    for e in epochs:
+        done = progress_after(curve, e.batch, done, train_size // e.batch, e.lr_factor, transfer)
+    return done
+
+
+def accuracy_at(record: dict, progress: float) -> float:
+    """A fixed-batch run's test accuracy at `progress` base steps, read off its epoch ends
+    (linearly between them, from chance at 0; its last epoch's beyond its end)."""
+    classes = record.get("num_classes")
+    before, done = (100.0 / classes if classes else 0.0), 0.0
+    for e in record["epochs"]:
+        if progress <= done + e["steps"]:
+            share = (progress - done) / e["steps"]
+            return before + share * (e["test_accuracy"] - before)
+        done, before = done + e["steps"], e["test_accuracy"]
+    return before
+
+
 def trajectory(record: dict) -> list:
     """A run's own epochs: its batch sizes and the learning-rate factor it trained each at."""
     lr = record["config"]["train"]["lr"]

@@ -28,6 +28,29 @@ def observed(records, steptime, cell, tolerance) -> list:
     return speedups
 
 
+def delta_acc(records, cell) -> float | None:
+    """A cell's mean final accuracy over the fixed run's of the same seed, in points."""
+    arch, dataset, method = cell
+    fixed = {r["seed"]: r["final_test_accuracy"] for r in records if r["variant"] == "baseline"
+             and r["method"] == "fixed" and (r["arch"], r["dataset"]) == (arch, dataset)}
+    deltas = [r["final_test_accuracy"] - fixed[r["seed"]] for r in records
+              if r["variant"] == "baseline" and (r["arch"], r["dataset"], r["method"]) == cell
+              and r["seed"] in fixed]
+    return statistics.fmean(deltas) if deltas else None
+
+
+def _finals(records, prediction, cell) -> str:
+    """The gns rule's final batch, simulated before training beside the runs' own."""
+    arch, dataset, method = cell
+    found = (((prediction or {}).get(arch, {}).get(dataset, {}).get("strategies") or {})
+             .get(method) or {}).get("simulated")
+    if not found:
+        return "–"
+    runs = sorted(r["epochs"][-1]["batch_size"] for r in records if r["variant"] == "baseline"
+                  and (r["arch"], r["dataset"], r["method"]) == cell)
+    return f"{found['batches'][-1]} / {', '.join(map(str, runs))}"
+
+
 def _interval(low_high) -> str:
     """`[low, high]`; nothing for a band of no width (a trajectory that is the fixed batch's)."""
     if not low_high or low_high[0] == low_high[1]:
@@ -44,6 +67,10 @@ def _in_advance(prediction, arch, dataset, method) -> str:
         saving = "no target reached" if p["saving_pct"] is None else f"{p['saving_pct']:.1f}"
         parts.append(f"{label}: {saving} {_interval(p['band'])}".strip())
     return "; ".join(parts)
+
+
+def _pair(predicted, observed) -> str:
+    return f"{predicted:+.2f} / " + ("–" if observed is None else f"{observed:+.2f}")
 
 
 def rows(records, steptime, tolerance: float, prediction=None) -> list:
@@ -63,6 +90,9 @@ def rows(records, steptime, tolerance: float, prediction=None) -> list:
                     "Observed (%)": "–" if seen is None else f"{seen:.1f}",
                     f"{BAND:.0%} band beside observed": _interval(band) or "–",
                     "Inside?": inside,
+                    "ΔAcc predicted / observed (pt)": _pair(row["delta_acc_predicted"],
+                                                            delta_acc(records, cell)),
+                    "Final batch predicted / runs": _finals(records, prediction, cell),
                     "Where it missed": what_broke(row, seen) if missed else "–"})
     return out
 

@@ -28,7 +28,11 @@ CAPTIONS = {
                   "prediction), the modelled speedup to accuracy predicted again from the runs' "
                   "own batch trajectories and rates, the one the runs had (time to accuracy, "
                   "below), and the band a right prediction leaves the observed mean in (its "
-                  "spread over profile runs and the observed spread over seeds).",
+                  "spread over profile runs and the observed spread over seeds); where it "
+                  "missed, the assumption the miss points at; the ΔAcc predicted (the profile's "
+                  "accuracy where the runs' progress ends, against where the fixed batch's "
+                  "does) beside the observed; and the gns rule's final batch simulated before "
+                  "training beside each run's.",
     "time_to_accuracy": "Time to accuracy. How long each strategy trains until its test "
                         "accuracy first reaches the fixed run's final accuracy minus "
                         "`report.accuracy_tolerance` (per seed), modelled and measured, and the "
