@@ -54,7 +54,8 @@ def fit(workloads: dict, names) -> float:
 def summary(rows: list) -> dict:
     errors = [abs(r["error_pct"]) for r in rows]
     return {"within_15pct": sum(e <= 15 for e in errors), "of": len(errors),
-            "median_abs_error_pct": round(statistics.median(errors), 2)}
+            "median_abs_error_pct": round(statistics.median(errors), 2),
+            "p80_abs_error_pct": round(statistics.quantiles(errors, n=10)[7], 1)}
 
 
 def rows(workload: dict, name: str, alpha: float) -> list:

@@ -213,3 +213,34 @@ def test_the_predict_stage_needs_profile_runs(tmp_path):
     with pytest.raises(DebaError, match=r"no profile run records under .*dvc repro profile"):
         predict.run(cfg, ["test_resnet"], str(tmp_path), str(tmp_path / "t"),
                     str(tmp_path / "p.json"))
+
+
+def test_the_shipped_transfer_and_model_error_are_those_the_pollux_traces_give():
+    from benchmarks.prediction import pollux
+
+    from deba_pipeline.prediction.model import MODEL_ERROR, TRANSFER
+    result = pollux()
+    assert TRANSFER == result["in_sample"]["alpha"]
+    assert MODEL_ERROR == pytest.approx(result["p80_abs_error_pct"] / 100)
+    assert (result["within_15pct"], result["of"]) == (27, 28)  # the bar: 26 of 28
+    assert result["median_abs_error_pct"] <= 3
+
+
+def test_a_savings_band_adds_every_noise_in_quadrature():
+    from deba_pipeline.prediction.forecast import _summary
+
+    def found(saving):
+        return {"saving_pct": saving, "batches": [64, 96], "progress_vs_fixed": 1.0,
+                "stalls": False}
+    # two profile runs at 10 and 20; each moves ±2 when its noise scale moves by its error
+    out = _summary([[found(10), found(12), found(8)], [found(20), found(22), found(18)]],
+                   runs=3, table_error=0.01)
+    z = 1.2815515655446004  # the normal's 0.90 quantile: an 80% band
+    parts = {"profile_runs": 3.0776835371752536 * math.sqrt(50) * math.sqrt(1 / 2 + 1 / 3),
+             "noise_scale": z * 2, "step_time_table": z * math.sqrt(2) * 0.01 * 85,
+             "model": 0.064 * 85}
+    assert out["band_parts"] == pytest.approx(parts)
+    half = math.sqrt(sum(v * v for v in parts.values()))
+    assert out["band"] == pytest.approx([15 - half, 15 + half])
+    fixed = {"saving_pct": 0.0, "batches": [64, 64], "progress_vs_fixed": 1.0, "stalls": False}
+    assert _summary([[fixed] * 3, [fixed] * 3], runs=3, table_error=0.01)["band"] is None

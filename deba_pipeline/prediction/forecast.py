@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from statistics import NormalDist
 
 from deba_pipeline.prediction.check import BAND, band, targets
-from deba_pipeline.prediction.model import TRANSFER
+from deba_pipeline.prediction.model import MODEL_ERROR, TRANSFER, NoiseCurve
 from deba_pipeline.prediction.replay import noise_error
 from deba_pipeline.prediction.strategies import headroom, outcome, phases, trajectories
 
@@ -42,7 +43,8 @@ def cell(profiles, table: dict, train_size: int, methods: dict, epochs: int, run
     if not aims:
         return {"problem": "no profile run reached its own final accuracy minus "
                            "report.accuracy_tolerance"}
-    noise = _mean([e for e in _ratio_errors(table)]) or 0.0
+    table_error = _mean(_ratio_errors(table)) or 0.0  # a step time's relative error
+    noise_err = _mean([noise_error(record) for _, record in profiles]) or 0.0
     room = [headroom(c, table, train_size, aim, epochs, transfer) for c, aim in aims]
     ratio = _mean([r["ratio"] for r in room if r["ratio"] > 0])  # 0: the best never gets there
     gain_pct = 100 * (1 - 1 / ratio) if ratio else None
@@ -51,35 +53,58 @@ def cell(profiles, table: dict, train_size: int, methods: dict, epochs: int, run
            "phases": phases(aims[0][0], table, train_size, transfer),
            "headroom": {"ratio": ratio, "saving_pct": gain_pct,
                         "best_batches": room[0]["best_batches"],
-                        "table_noise_pct": 100 * 1.645 * math.sqrt(2) * noise,
+                        "table_noise_pct": 100 * 1.645 * math.sqrt(2) * table_error,
                         "verdict": ("nothing to gain on this hardware"
                                     if gain_pct is None or gain_pct <= 100 * 1.645
-                                    * math.sqrt(2) * noise else "room to gain")},
+                                    * math.sqrt(2) * table_error else "room to gain")},
            "strategies": {}}
     for name, deba in methods.items():
         labelled = {}
-        for curve, aim in aims:
-            for label, path in trajectories(curve, deba, epochs, train_size, transfer,
-                                            world).items():
+        for curve, aim in aims:  # each profile run's curve, and it with its noise ± its error
+            scaled = [curve] + [scale(curve, 1 + sign * noise_err) for sign in (1, -1)]
+            paths = [trajectories(c, deba, epochs, train_size, transfer, world) for c in scaled]
+            for label in paths[0]:
                 try:
-                    found = outcome(curve, path, table, train_size, aim, transfer)
+                    found = [outcome(c, p[label], table, train_size, aim, transfer)
+                             for c, p in zip(scaled, paths)]
                 except KeyError as exc:  # a strategy whose own growth leaves the ladder
                     return {"problem": f"strategy {name!r}: {exc.args[0]}, which it reaches: "
                                        f"give it deba's growth and rollback"}
                 labelled.setdefault(label, []).append(found)
-        out["strategies"][name] = {label: _summary(found, runs)
+        out["strategies"][name] = {label: _summary(found, runs, table_error)
                                    for label, found in labelled.items()}
     return out
 
 
-def _summary(found: list, runs: int) -> dict:
-    savings = [f["saving_pct"] for f in found]
-    known = None not in savings
-    return {"batches": found[0]["batches"],
-            "saving_pct": _mean(savings) if known else None,
-            "band": band(savings, runs) if known else None, "band_level": BAND,
-            "progress_vs_fixed": _mean([f["progress_vs_fixed"] for f in found]),
-            "stalls": any(f["stalls"] for f in found)}
+def scale(curve: NoiseCurve, factor: float) -> NoiseCurve:
+    return NoiseCurve(curve.base, curve.ends, tuple(max(0.0, n * factor) for n in curve.noise))
+
+
+def _summary(found: list, runs: int, table_error: float) -> dict:
+    """A trajectory's saving over profile runs and its band: the prediction interval over
+    profile runs (`band`), the noise scale's own error (half the saving's move between the
+    noise ± its error), the step-time table's (each time's relative error on both times) and
+    the model's (MODEL_ERROR, its 80% error on Pollux's runs), added in quadrature."""
+    savings = [f[0]["saving_pct"] for f in found]
+    known = None not in savings and all(f[1]["saving_pct"] is not None
+                                        and f[2]["saving_pct"] is not None for f in found)
+    out = {"batches": found[0][0]["batches"], "saving_pct": _mean(savings) if known else None,
+           "band": None, "band_level": BAND, "band_parts": None,
+           "progress_vs_fixed": _mean([f[0]["progress_vs_fixed"] for f in found]),
+           "stalls": any(f[0]["stalls"] for f in found)}
+    seeds = band(savings, runs) if known else None
+    if seeds is None or all(len(set(f[0]["batches"])) == 1 and f[0]["saving_pct"] == 0
+                            for f in found):  # the fixed batch's own trajectory: 0 by making
+        return out
+    z, left = NormalDist().inv_cdf(0.5 + BAND / 2), 100 - out["saving_pct"]  # of T_fixed
+    parts = {"profile_runs": (seeds[1] - seeds[0]) / 2,
+             "noise_scale": z * _mean([abs(f[1]["saving_pct"] - f[2]["saving_pct"]) / 2
+                                       for f in found]),
+             "step_time_table": z * math.sqrt(2) * table_error * left,
+             "model": MODEL_ERROR * left}
+    half = math.sqrt(sum(v * v for v in parts.values()))
+    out.update(band=[out["saving_pct"] - half, out["saving_pct"] + half], band_parts=parts)
+    return out
 
 
 def _ratio_errors(table: dict) -> list:
