@@ -61,8 +61,44 @@ def test_the_answer_recommends_only_a_conclusive_benefit():
         "interval +1.00 to +2.00), over 2 seeds; a conclusive benefit. The profile alone "
         "predicted *benefit* for DEBA: held.")
     assert answer.metrics(found) == {"a/d": {"use": "deba", "strategy": "deba",
-                                             "speedup_pct": 12.0, "delta_acc": 0.5,
+                                             "speedup_pct": 12.0, "speedup_ci": (1.0, 2.0),
+                                             "delta_acc": 0.5, "delta_acc_ci": (1.0, 2.0),
+                                             "tied": [], "took": None,
                                              "seeds_needed": None, "prediction_held": "yes"}}
+
+
+def test_benefits_rank_by_what_their_intervals_guarantee_and_overlapping_ones_are_named():
+    found = answer.answers({"deba": {("a", "d"): cell("benefit", 20.0, 0.0, ci=(1.0, 39.0))},
+                            "gns": {("a", "d"): cell("benefit", 12.0, 0.0, ci=(8.0, 16.0))},
+                            "step": {("a", "d"): cell("benefit", 30.0, 0.0, ci=(17.0, 43.0))}},
+                           [])[("a", "d")]
+    # the largest mean (step, 30) guarantees 17: it leads; deba's [1, 39] overlaps it, gns's
+    # [8, 16] does not
+    assert (found["use"], found["tied"]) == ("step", ["deba"])
+    assert "(**deba**, also a benefit, cannot be told apart from it by the intervals)." in \
+        answer.sentence(("a", "d"), found)
+
+
+def test_a_rule_that_grew_at_every_chance_is_named_a_fixed_schedule():
+    from deba_pipeline.report.comparison import took
+
+    def run(decisions):
+        return {"config": {"deba": {"cooldown": 3}},
+                "epochs": [{"epoch": i + 1, "decision": d} for i, d in enumerate(decisions)]}
+    # cooldown 3: consulted at epochs 2, 3, 4 until a change, then 4 epochs later; the last
+    # epoch's decision changes nothing and is left out
+    grew = run(["hold", "increase", "hold", "hold", "hold", "increase", "hold", "hold", "hold",
+                "rollback"])
+    assert took([grew, grew]) == "grew at every chance"
+    held_once = run(["hold", "hold", "increase"] + ["hold"] * 7)
+    assert took([grew, held_once]) is None
+    assert took([run(["hold"] * 6)]) == "never adapted"
+    assert took([{"epochs": []}]) is None  # a fixed run: no cooldown
+    c = cell("inconclusive", 5.0, 0.1, needed=9)
+    c["took"] = "grew at every chance"
+    found = answer.answers({"gns": {("a", "d"): c}}, [])[("a", "d")]
+    assert "Its rule grew at every chance in every seed: what was tested is a fixed " \
+        "schedule, not a rule that chooses." in answer.sentence(("a", "d"), found)
 
 
 def test_without_a_conclusive_benefit_the_answer_says_so_and_what_would_settle_it():

@@ -14,8 +14,11 @@ def answers(by_method: dict, checked: list) -> dict:
         cells = {name: cells[key] for name, cells in by_method.items() if key in cells}
         benefits = {n: c for n, c in cells.items() if c["outcome"] == "benefit"}
         settled = all(c["outcome"] in ("degraded", "marginal") for c in cells.values())
-        if benefits:
-            use = max(benefits, key=lambda n: benefits[n]["verdict_speedup"])
+        tied = []
+        if benefits:  # by what the interval guarantees: its lower bound
+            use = max(benefits, key=lambda n: guaranteed(benefits[n]))
+            tied = sorted(n for n in benefits if n != use and overlap(
+                benefits[n]["verdict_speedup_ci"], benefits[use]["verdict_speedup_ci"]))
         elif settled:
             use = "fixed"
         else:
@@ -33,9 +36,21 @@ def answers(by_method: dict, checked: list) -> dict:
                     "delta_acc_ci": c["delta_acc_ci"], "seeds": len(c["seeds"]),
                     "seeds_needed": c["seeds_needed"],
                     "others": {n: o["outcome"] for n, o in cells.items() if n != shown},
+                    "tied": tied, "took": c.get("took"),
                     "prediction": row["profile"]["prediction"] if row else None,
                     "prediction_held": row["held"] if row else None}
     return out
+
+
+def guaranteed(c) -> float:
+    """The speedup a benefit's interval guarantees: its lower bound (the mean without one)."""
+    ci = c["verdict_speedup_ci"]
+    return ci[0] if ci else c["verdict_speedup"]
+
+
+def overlap(a, b) -> bool:
+    """Two intervals that share a point: the strategies cannot be told apart by them."""
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
 def _range(ci, digits, unit=""):
@@ -57,7 +72,10 @@ def sentence(key, a) -> str:
             {a["strategy"]: a["outcome"], **a["others"]}.items()))
         text = f"keep the fixed batch: no strategy was faster without costing accuracy ({others})."
     elif a["use"] is not None:
-        text = f"use {saves}; a conclusive benefit."
+        together = " and ".join(f"**{n}**" for n in a.get("tied") or ())
+        text = f"use {saves}; a conclusive benefit" + (
+            f" ({together}, also a benefit, cannot be told apart from it by the intervals)."
+            if together else ".")
     else:
         need = (f"about {a['seeds_needed']} seeds would settle it" if a["seeds_needed"]
                 else "more seeds are needed to read the spread" if a["seeds"] < 2
@@ -67,6 +85,9 @@ def sentence(key, a) -> str:
         others = "".join(f"; {n}: {o}" for n, o in sorted(a["others"].items()))
         text = (f"no conclusive answer yet. The most promising is {saves}; {need}"
                 f"{' (' + others[2:] + ')' if others else ''}.")
+    if a.get("took"):
+        text += (f" Its rule {a['took']} in every seed: what was tested is a fixed schedule, "
+                 f"not a rule that chooses.")
     if a["prediction"] is not None:
         held = {"yes": "held", "no": "did not hold"}.get(a["prediction_held"],
                                                           a["prediction_held"])
@@ -77,7 +98,9 @@ def sentence(key, a) -> str:
 def metrics(found: dict) -> dict:
     """The same answer, flat enough for `dvc metrics show`."""
     return {f"{arch}/{ds}": {"use": a["use"] or "inconclusive", "strategy": a["strategy"],
-                             "speedup_pct": a["speedup_pct"], "delta_acc": a["delta_acc"],
+                             "speedup_pct": a["speedup_pct"], "speedup_ci": a["speedup_ci"],
+                             "delta_acc": a["delta_acc"], "delta_acc_ci": a["delta_acc_ci"],
+                             "tied": a["tied"], "took": a["took"],
                              "seeds_needed": a["seeds_needed"],
                              "prediction_held": a["prediction_held"]}
             for (arch, ds), a in found.items()}

@@ -94,6 +94,28 @@ def decisions(runs) -> dict:
             "batch_min": min(sizes), "batch_max": max(sizes)}
 
 
+def took(runs) -> str | None:
+    """"grew at every chance" where, in every run, the rule chose to grow at every epoch the
+    scheduler consulted it (after epoch 1 and outside the cooldown) and never held or rolled
+    back, "never adapted" where it never changed the batch: either way it took a fixed schedule
+    and what was tested is that schedule, not a rule that chooses. A decision at the last epoch
+    changes nothing and is left out. None otherwise, or for runs without a cooldown."""
+    kinds = set()
+    for r in runs:
+        cooldown = ((r.get("config") or {}).get("deba") or {}).get("cooldown")
+        if cooldown is None:
+            return None
+        last, consulted = 0, []
+        for e in r["epochs"][:-1]:
+            if e["epoch"] > 1 and e["epoch"] > last + cooldown:
+                consulted.append(e["decision"])
+            if e["decision"] != "hold":
+                last = e["epoch"]
+        kinds.add("grew at every chance" if consulted and set(consulted) == {"increase"}
+                  else "never adapted" if set(consulted) <= {"hold"} else None)
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def _samples_per_s(record):
     samples = sum(e.get("samples", 0) for e in record["epochs"])
     return samples / record["train_time_s"] if samples and record["train_time_s"] else None
@@ -142,6 +164,7 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN) -> dict:
          "aggressiveness": statistics.fmean(aggressiveness(r) for r in m),
          "rollbacks": sum(e["decision"] == "rollback" for r in m for e in r["epochs"]),
          "final_batch": statistics.fmean(r["epochs"][-1]["batch_size"] for r in m),
+         "took": took(m),
          **decisions(m)}
     c["noise_pct"] = fixed_noise_pct(f)
     c["speedup_noise"] = None if c["noise_pct"] is None else \
