@@ -1,5 +1,7 @@
 """Verdicts that chance cannot make: no outcome below three seeds, outcomes where the intervals
 decide them, and modelled-speedup intervals that carry the step-time table's own noise."""
+import math
+
 import pytest
 
 from deba_pipeline.report.comparison import MIN_SEEDS, compare, prediction_held
@@ -139,3 +141,15 @@ def test_a_faster_method_of_equal_accuracy_is_a_benefit_within_the_margin():
     assert compare(records)[("a", "d")]["outcome"] == "benefit"  # δ = 1 point by default
     strict = compare(records, margin=0.0)[("a", "d")]  # "ΔAcc ≥ 0": equal can never be shown
     assert strict["outcome"] == "inconclusive" and strict["seeds_needed"] is None
+
+
+def test_a_speedup_interval_is_read_on_the_log_of_the_time_ratio_and_stays_below_100():
+    from deba_pipeline.report.comparison import speedup_interval
+    # seeds at 20% and 40%: ln 0.8 and ln 0.6, mean −0.366985, std 0.203422, t(0.95, 1) = 6.3138
+    half = 6.313751514675043 * 0.20342194 / math.sqrt(2)
+    low, high = speedup_interval([20.0, 40.0])
+    assert (low, high) == pytest.approx((100 * (1 - math.exp(-0.3669845 + half)),
+                                         100 * (1 - math.exp(-0.3669845 - half))), rel=1e-5)
+    assert high < 100  # the plain t interval of the speedups reads 30 ± 63.1: up to 93.1
+    assert speedup_interval([90.0, -50.0])[1] < 100  # spread seeds: never a negative time
+    assert speedup_interval([20.0]) is None and speedup_interval([100.0, 20.0]) is None

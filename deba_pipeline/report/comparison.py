@@ -39,6 +39,19 @@ def t_interval(values, level: float = LEVEL):
     return (mean - half, mean + half)
 
 
+def speedup_interval(speedups, level: float = LEVEL):
+    """(low, high) of a mean speedup (percent, 100·(1 − T_method/T_fixed) per seed), computed
+    on the log of the time ratio and mapped back, so it never reaches 100% (a method taking no
+    time) however spread the seeds are: the Student t interval of ln(T_method/T_fixed). None
+    with fewer than two seeds, or a seed whose ratio is not positive."""
+    speedups = list(speedups)
+    if any(v is None or v >= 100 for v in speedups):
+        return None
+    logs = t_interval([math.log(1 - v / 100) for v in speedups], level)
+    return None if logs is None else (100 * (1 - math.exp(logs[1])),
+                                      100 * (1 - math.exp(logs[0])))
+
+
 def _t(level, n):
     from scipy.stats import t
     return float(t.ppf(0.5 + level / 2, n - 1))
@@ -151,7 +164,7 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN) -> dict:
     deltas = [b - a for a, b in zip(acc_f, acc_m)]
     c = {"seeds": seeds, "margin": margin, "acc_fixed": acc_f, "acc_method": acc_m,
          "delta_accs": deltas, "delta_acc_ci": t_interval(deltas), "speedups": speedups,
-         "speedup_ci": t_interval(speedups),
+         "speedup_ci": speedup_interval(speedups),
          "acc_fixed_mean": statistics.fmean(acc_f), "acc_fixed_std": _std(acc_f),
          "acc_method_mean": statistics.fmean(acc_m), "acc_method_std": _std(acc_m),
          "delta_acc": statistics.fmean(acc_m) - statistics.fmean(acc_f),
@@ -182,7 +195,7 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN) -> dict:
         c.update(fixed_check(f, steptime))
         c["model_speedup_table_noise"] = table_noise(f, m, steptime)
         model_speedups = [100.0 * (1 - b / a) for a, b in zip(model_f, model_m)]
-        c.update(model_speedups=model_speedups, model_speedup_ci=t_interval(model_speedups),
+        c.update(model_speedups=model_speedups, model_speedup_ci=speedup_interval(model_speedups),
                  model_speedup_mean=statistics.fmean(model_speedups),
                  model_speedup_std=_std(model_speedups),
                  model_throughput=statistics.fmean(model_f) / statistics.fmean(model_m),

@@ -86,8 +86,10 @@ GLOSSARY = """\
   measured training time (the last partial batch of an epoch is not trained).
 - **Interval** `[low, high]`: the {level} Student t interval of the mean of the per-seed values
   (ΔAcc and speedups are paired by seed); `[n/a]` with one seed, whose spread cannot be read. A
-  modelled speedup's interval also carries the table noise, added in quadrature, so a cell whose
-  seeds took one schedule is still as wide as the table's own noise.
+  speedup's is computed on ln(T_method / T_fixed) and mapped back, so it never reaches 100% (a
+  method that takes no time). A modelled speedup's interval also carries the table noise, added
+  in quadrature, so a cell whose seeds took one schedule is still as wide as the table's own
+  noise.
 - **Outcome**, a non-inferiority verdict with margin δ = {margin:g} point(s)
   (`report.non_inferiority`): degraded when ΔAcc < −δ; benefit when ΔAcc ≥ −δ and the
   modelled speedup is positive; marginal when ΔAcc ≥ −δ and it is not. Each is stated only where

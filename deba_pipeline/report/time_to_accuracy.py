@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from deba_pipeline.report.comparison import span, t_interval
+from deba_pipeline.report.comparison import span, speedup_interval
 from deba_pipeline.report.modelled import epoch_times
 
 
@@ -84,5 +84,5 @@ def _row(key, name, runs, fixed, steptime, tolerance) -> dict:
         speedups = [100 * (1 - m / b) for b, m in pairs if b and m is not None]
         row[f"Speedup to accuracy, {kind} (%)"] = (
             "–" if not speedups or len(speedups) < len(reached) else
-            f"{statistics.fmean(speedups):.1f} {span(t_interval(speedups))}")
+            f"{statistics.fmean(speedups):.1f} {span(speedup_interval(speedups))}")
     return row
