@@ -132,13 +132,18 @@ def test_prediction_check_says_why():
 
 
 def test_a_t_interval_and_the_seeds_a_verdict_needs_by_hand():
-    from deba_pipeline.report.comparison import seeds_needed, t_interval
+    from deba_pipeline.report.comparison import seeds_needed, seeds_needed_range, t_interval
     # [1, 3]: mean 2, std √2, t(0.95, 1 dof) = 6.3138: 2 ± 6.3138·√2/√2
     low, high = t_interval([1.0, 3.0])
     assert (low, high) == (pytest.approx(2 - 6.313752), pytest.approx(2 + 6.313752))
     assert t_interval([1.0]) is None
-    # the interval clears 0 once t(n−1)·√2/√n < 2: n = 3 gives 2.38, n = 4 gives 1.66
-    assert seeds_needed([1.0, 3.0], 0.0) == 4
+    # at 80% power: (t(0.95, n−1) + t(0.80, n−1))·√2/√n ≤ 2: n = 4 gives (2.3534 + 0.9785)
+    # ·√2/2 = 2.36, n = 5 gives (2.1318 + 0.9410)·√2/√5 = 1.94
+    assert seeds_needed([1.0, 3.0], 0.0) == 5
+    # the true spread within its 80% interval from one degree of freedom: √2·√(1/2.706) = 0.86
+    # to √2·√(1/0.0158) = 11.3; the fewest (n = 3: (2.920 + 1.061)·0.86/√3 = 1.98 ≤ 2) and the
+    # most (n = 198: (1.6526 + 0.8430)·11.25/√198 = 1.996; n = 197 gives 2.001)
+    assert seeds_needed_range([1.0, 3.0], 0.0) == (3, 198)
     assert seeds_needed([1.0], 0.0) is None and seeds_needed([2.0, 2.0], 2.0) is None
 
 

@@ -105,7 +105,7 @@ def test_without_a_conclusive_benefit_the_answer_says_so_and_what_would_settle_i
     open_ = answer.answers({"deba": {("a", "d"): cell("marginal", 20.0, -0.5)},
                             "gns": {("a", "d"): cell("inconclusive", 5.0, 0.1, needed=9)}}, [])
     assert open_[("a", "d")]["use"] is None and open_[("a", "d")]["strategy"] == "gns"
-    assert "about 9 seeds would settle it (deba: marginal)" in answer.sentence(
+    assert "about 9 seeds would settle it at 80% power (deba: marginal)" in answer.sentence(
         ("a", "d"), open_[("a", "d")])
     settled = answer.answers({"deba": {("a", "d"): cell("degraded", 20.0, -2.0)}}, [])
     assert answer.sentence(("a", "d"), settled[("a", "d")]).startswith(
@@ -122,3 +122,13 @@ def test_the_headline_is_one_short_line_per_cell():
     assert headline(answers) == {"a on d": "use gns: -26% time -0.3pt",
                                  "b on d": "deba? +4% time +1.0pt",
                                  "c on d": "keep the fixed batch"}
+
+
+def test_the_seeds_an_answer_asks_for_come_with_the_range_the_spread_allows():
+    c = cell("inconclusive", 5.0, 0.1, seeds=(2, 42, 7), needed=9)
+    c["seeds_needed_range"] = (4, None)
+    found = answer.answers({"gns": {("a", "d"): c}}, [])[("a", "d")]
+    assert "about 9 seeds (4 to over 1000: 3 seeds tell the spread only roughly) would settle " \
+        "it at 80% power." in answer.sentence(("a", "d"), found)
+    from deba_pipeline.report.tables import _outcome
+    assert _outcome({**c, "seeds_needed_range": (4, 120)}) == "inconclusive (≈9 seeds, 4–120)"

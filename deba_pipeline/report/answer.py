@@ -3,7 +3,7 @@ which strategy to use, what it saves, at what accuracy cost, how sure, and wheth
 alone predicted it. A strategy is recommended only on a conclusive benefit (comparison.outcome)."""
 from __future__ import annotations
 
-from deba_pipeline.report.comparison import LEVEL, MIN_SEEDS, OPEN
+from deba_pipeline.report.comparison import LEVEL, MIN_SEEDS, OPEN, POWER
 
 
 def answers(by_method: dict, checked: list) -> dict:
@@ -35,6 +35,7 @@ def answers(by_method: dict, checked: list) -> dict:
                     "speedup_basis": c["speedup_basis"], "delta_acc": c["delta_acc"],
                     "delta_acc_ci": c["delta_acc_ci"], "seeds": len(c["seeds"]),
                     "seeds_needed": c["seeds_needed"],
+                    "seeds_needed_range": c.get("seeds_needed_range"),
                     "others": {n: o["outcome"] for n, o in cells.items() if n != shown},
                     "tied": tied, "took": c.get("took"),
                     "prediction": row["profile"]["prediction"] if row else None,
@@ -77,7 +78,12 @@ def sentence(key, a) -> str:
             f" ({together}, also a benefit, cannot be told apart from it by the intervals)."
             if together else ".")
     else:
-        need = (f"about {a['seeds_needed']} seeds would settle it" if a["seeds_needed"]
+        span = a.get("seeds_needed_range")
+        spread = "" if not span or span[0] == span[1] else (
+            f" ({span[0]} to {span[1] or 'over 1000'}: {a['seeds']} seeds tell the spread only "
+            f"roughly)")
+        need = (f"about {a['seeds_needed']} seeds{spread} would settle it at "
+                f"{POWER:.0%} power" if a["seeds_needed"]
                 else "more seeds are needed to read the spread" if a["seeds"] < 2
                 else "no number of seeds would settle it at this spread")
         if a["seeds"] < MIN_SEEDS:

@@ -24,6 +24,7 @@ LEVEL = 0.90  # two-sided confidence level of every interval over seeds
 # interval of zero width, and a spread read from one degree of freedom is known only within a
 # factor of 0.5-16, so two seeds decide nothing however their interval falls.
 MIN_SEEDS = 3
+POWER = 0.80  # the chance a suggested number of seeds gives a verdict, if the spread holds
 OPEN = ("inconclusive", "too few seeds")  # outcomes that more seeds may still settle
 MARGIN = 1.0  # points: report.non_inferiority's default, the ΔAcc a benefit may lose at most
 
@@ -57,19 +58,44 @@ def _t(level, n):
     return float(t.ppf(0.5 + level / 2, n - 1))
 
 
-def seeds_needed(values, boundary: float, level: float = LEVEL, most: int = 1000):
-    """The seeds whose interval, at the observed mean and spread, would lie on one side of
-    `boundary`; None where that cannot be read (one seed) or no number of seeds would do."""
+def seeds_needed(values, boundary: float, level: float = LEVEL, most: int = 1000,
+                 power: float = POWER, spread: float | None = None):
+    """The seeds whose interval would lie on one side of `boundary` with probability `power`
+    if the true mean and spread were the observed ones (`spread` in place of the observed):
+    the least n with (t_level + t_power) · σ/√n ≤ |mean − boundary|, Student's t with n − 1
+    degrees of freedom. None where that cannot be read (one seed) or no number up to `most`
+    would do."""
     values = list(values)
     if len(values) < 2:
         return None
-    gap, spread = abs(statistics.fmean(values) - boundary), statistics.stdev(values)
+    gap = abs(statistics.fmean(values) - boundary)
+    spread = statistics.stdev(values) if spread is None else spread
     if gap == 0:
         return None
     if spread == 0:
         return len(values)
     return next((n for n in range(2, most + 1)
-                 if _t(level, n) * spread / math.sqrt(n) < gap), None)
+                 if (_t(level, n) + _t_one(power, n)) * spread / math.sqrt(n) <= gap), None)
+
+
+def seeds_needed_range(values, boundary: float, level: float = LEVEL) -> tuple | None:
+    """(fewest, most) seeds `seeds_needed` asks for across the 80% interval of the true spread
+    that the observed one allows (chi-square with k − 1 degrees of freedom: with two seeds the
+    spread is known only within a factor of about 0.6-5); the most None where it passes 1000."""
+    from scipy.stats import chi2
+    values = list(values)
+    if len(values) < 2 or statistics.stdev(values) == 0:
+        return None
+    s, dof = statistics.stdev(values), len(values) - 1
+    low = s * math.sqrt(dof / chi2.ppf(0.9, dof))
+    high = s * math.sqrt(dof / chi2.ppf(0.1, dof))
+    return (seeds_needed(values, boundary, level, spread=low),
+            seeds_needed(values, boundary, level, spread=high))
+
+
+def _t_one(power, n):
+    from scipy.stats import t
+    return float(t.ppf(power, n - 1))
 
 
 def above(ci, x) -> bool:
@@ -212,7 +238,8 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN) -> dict:
     c["verdict_speedups"] = c[f"{basis}s"]
     c["speedup_basis"] = "modelled" if modelled else "measured"
     c["outcome"] = outcome(c)
-    c["seeds_needed"] = None if c["outcome"] not in OPEN else _needed(c)
+    c["seeds_needed"], c["seeds_needed_range"] = (None, None) if c["outcome"] not in OPEN \
+        else _needed(c)
     return c
 
 
@@ -227,16 +254,24 @@ def widened(ci, mean, half: float | None):
 
 
 def _needed(c):
-    """Seeds the observed spread would need for a conclusive outcome: the most that any
-    boundary its intervals straddle asks for (ΔAcc at −margin, the speedup at 0), and never
-    fewer than MIN_SEEDS."""
+    """(seeds, (fewest, most)): the seeds the observed spread would need for a conclusive outcome
+    at POWER, the most that any boundary its intervals straddle asks for (ΔAcc at −margin, the
+    speedup at 0), never fewer than MIN_SEEDS, and the range the spread's own uncertainty
+    gives; (None, None) where it cannot be read."""
     margin = c.get("margin", MARGIN)
-    asks = [seeds_needed(values, x) for values, ci, x in (
+    straddled = [(values, x) for values, ci, x in (
         (c["delta_accs"], c["delta_acc_ci"], -margin),
         (c["verdict_speedups"], c["verdict_speedup_ci"], 0.0)) if straddles(ci, x)]
+    if not straddled:  # decided already, by fewer seeds than an outcome needs
+        return MIN_SEEDS, (MIN_SEEDS, MIN_SEEDS)
+    asks = [seeds_needed(values, x) for values, x in straddled]
     if None in asks:
-        return None
-    return max([MIN_SEEDS, *asks])
+        return None, None
+    ranges = [seeds_needed_range(values, x) for values, x in straddled]
+    fewest = max([MIN_SEEDS] + [r[0] or MIN_SEEDS for r in ranges if r])
+    most = None if any(r is None or r[1] is None for r in ranges) else \
+        max([MIN_SEEDS] + [r[1] for r in ranges])
+    return max([MIN_SEEDS, *asks]), (fewest, most)
 
 
 def summary_rows(delta_accs) -> dict:

@@ -32,8 +32,12 @@ def _outcome(c) -> str:
         return "–"
     if c["outcome"] not in OPEN:
         return c["outcome"]
-    n = c["seeds_needed"]
-    return c["outcome"] + ("" if n is None else f" (≈{n} seeds)")
+    n, span = c["seeds_needed"], c.get("seeds_needed_range")
+    if n is None:
+        return c["outcome"]
+    if not span or span[0] == span[1] == n:
+        return f"{c['outcome']} (≈{n} seeds)"
+    return f"{c['outcome']} (≈{n} seeds, {span[0]}–{span[1] or '1000+'})"
 
 
 def _ratio(c) -> str:

@@ -94,8 +94,10 @@ GLOSSARY = """\
   (`report.non_inferiority`): degraded when ΔAcc < −δ; benefit when ΔAcc ≥ −δ and the
   modelled speedup is positive; marginal when ΔAcc ≥ −δ and it is not. Each is stated only where
   the intervals lie on one side of every boundary it depends on; otherwise the cell is
-  *inconclusive*, with the seeds that the observed spread would need for a verdict (≈N seeds;
-  none shown where one seed cannot tell). Below {min_seeds} seeds no outcome is stated (*too few
+  *inconclusive*, with the seeds that would give a verdict at 80% power if the true mean and
+  spread were the observed ones (≈N seeds), and the range over the true spreads the observed one
+  allows (its 80% chi-square interval: a few seeds tell a spread only roughly); none shown
+  where one seed cannot tell. Below {min_seeds} seeds no outcome is stated (*too few
   seeds*), whatever the intervals say: two seeds that tie give an interval of zero width.
 - **Prediction held**: *benefit* holds on a benefit outcome; *marginal* holds when ΔAcc ≥ −1
   and there is no clear benefit (ΔAcc ≥ 0 with a speedup ≥ {clear:g}%); *benefit through
