@@ -117,7 +117,14 @@ def cmd_aggregate(args) -> None:
 
     from deba_pipeline.config import Params, load_params
     from deba_pipeline.stages import aggregate
-    cfg = load_params(args.params) if Path(args.params).is_file() else OmegaConf.structured(Params)
+    if Path(args.params).is_file():
+        cfg = load_params(args.params)
+    elif args.params != PARAMS_DEFAULT:  # named on purpose: the defaults would answer silently
+        raise DebaError(f"--params {args.params} does not exist: give the params file the runs "
+                        f"were made with, or leave --params out to read {PARAMS_DEFAULT} (the "
+                        f"defaults where there is none).")
+    else:
+        cfg = OmegaConf.structured(Params)
     metrics = aggregate.run(cfg, args.runs, args.out, args.compare, args.steptime,
                             args.prediction)
     print(f"aggregated {metrics['runs']} run records into {args.out}/REPORT.md")
@@ -143,6 +150,17 @@ def cmd_preset(args) -> None:
           use_preset(args.name, args.params, args.force))
 
 
+PARAMS_DEFAULT = "params.yaml"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("deba-pipeline")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 PARAMS_HELP = "the params file to read (default: %(default)s)"
 DEBUG_HELP = "show the Python traceback of an error (also DEBA_DEBUG=1)"
 VERBOSE_HELP = "show debug lines and the libraries' own, e.g. Ray's (also DEBA_VERBOSE=1)"
@@ -151,6 +169,7 @@ QUIET_HELP = "show only warnings and errors, not each finished run"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deba", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
@@ -159,14 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "and project models")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE",
                    help="also load this plugin file (repeatable)")
-    p.add_argument("--params", default="params.yaml",
+    p.add_argument("--params", default=PARAMS_DEFAULT,
                    help="load the plugin files its deba.plugins names (default: %(default)s)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     p.set_defaults(func=cmd_plugins)
 
     def stage(name, func, help, arch=False, params_help=PARAMS_HELP, **paths):
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--params", default="params.yaml", help=params_help)
+        p.add_argument("--params", default=PARAMS_DEFAULT, help=params_help)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                        help=VERBOSE_HELP)

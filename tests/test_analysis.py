@@ -78,9 +78,10 @@ def test_predict(cls, convergence, expected):
     assert predict(cls, convergence, BOUNDS) == expected
 
 
-def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None):
+def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None, test_spread=None):
     """A cell as comparison._cell makes it: every seed at `speedup` unless `speedups` says."""
-    from deba_pipeline.report.comparison import outcome, t_interval
+    from deba_pipeline.report.comparison import outcome
+    from deba_pipeline.report.intervals import t_interval
     deltas = [b - a for a, b in zip(acc_fixed, acc_method)]
     speedups = speedups or [speedup] * len(deltas)
     c = {"seeds": list(range(len(deltas))), "acc_fixed": acc_fixed, "acc_method": acc_method,
@@ -88,7 +89,7 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None):
          "delta_acc": sum(deltas) / len(deltas), "delta_acc_ci": t_interval(deltas),
          "verdict_speedup": sum(speedups) / len(speedups), "verdict_speedups": speedups,
          "verdict_speedup_ci": t_interval(speedups), "speedup_basis": "modelled",
-         "rollbacks": rollbacks}
+         "rollback": rollbacks, "test_spread": test_spread}
     return c | {"outcome": outcome(c)}
 
 
@@ -102,7 +103,8 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None):
     ("marginal", comparison([80] * 3, [78] * 3, 30.0), "no"),                 # fell by 2 points
     ("marginal", comparison([80] * 3, [81] * 3, 9.9), "yes"),                 # a small benefit
     ("marginal", comparison([80] * 3, [81] * 3, 10.0), "no"),                 # a clear benefit
-    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [82, 83.5, 85], 5.0, 2),
+    # ΔAcc +1, +3.5, +6 (std 2.5): its spread's 90% lower bound, 1.65, is above the line of 1
+    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [81, 83.5, 86], 5.0, 2),
      "yes"),
     # ΔAcc +1 with seeds at −1, +3, +1: its interval [−2.4, +4.4] decides nothing
     ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [79, 83, 81], 5.0, 2),
@@ -114,9 +116,16 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None):
     ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [81, 81.2, 81.1], 5.0, 2),
      "no"),
     ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 2), "n/a"),
-    ("unreliable, seed-dependent", comparison([80] * 3, [79, 82, 80.5], 5.0), "yes"),  # std 1.5
-    ("unreliable, seed-dependent", comparison([80] * 3, [79.8, 80.5, 80.2], 5.0), "yes"),  # signs
+    # std 2: its spread lies in [1.32, 6.16] (90% one-sided bounds, chi-square on 2 dof)
+    ("unreliable, seed-dependent", comparison([80] * 3, [78, 82, 80], 5.0), "yes"),
+    # std 1.5: [0.99, 4.62] straddles the line of 1, though the point is above it
+    ("unreliable, seed-dependent", comparison([80] * 3, [79, 82, 80.5], 5.0), "inconclusive"),
+    # seeds that disagree in sign, std 0.35: [0.23, 1.08], no call
+    ("unreliable, seed-dependent", comparison([80] * 3, [79.8, 80.5, 80.2], 5.0), "inconclusive"),
     ("unreliable, seed-dependent", comparison([80] * 3, [80.5, 80.6, 80.55], 5.0), "no"),
+    # std 2 where the test set alone explains a spread of 3: the line moves to 3
+    ("unreliable, seed-dependent", comparison([80] * 3, [78, 82, 80], 5.0, test_spread=3.0),
+     "inconclusive"),
     ("no prediction (intermediate)", comparison([80] * 3, [81] * 3, 5.0), "n/a"),
 ])
 def test_prediction_check(prediction, c, expected):
@@ -132,7 +141,7 @@ def test_prediction_check_says_why():
 
 
 def test_a_t_interval_and_the_seeds_a_verdict_needs_by_hand():
-    from deba_pipeline.report.comparison import seeds_needed, seeds_needed_range, t_interval
+    from deba_pipeline.report.intervals import seeds_needed, seeds_needed_range, t_interval
     # [1, 3]: mean 2, std √2, t(0.95, 1 dof) = 6.3138: 2 ± 6.3138·√2/√2
     low, high = t_interval([1.0, 3.0])
     assert (low, high) == (pytest.approx(2 - 6.313752), pytest.approx(2 + 6.313752))
@@ -192,15 +201,21 @@ def test_modelled_speedup_ignores_a_disturbed_clock():
     assert a["speedup_mean"] == pytest.approx(100 * (1 - 2.6 / 3))
     assert b["speedup_mean"] == pytest.approx(100 * (1 - 7.8 / 3))
     assert b["disagree"] is True and b["verdict_speedup"] == b["model_speedup_mean"]
+    # three epochs, two decisions that took effect: the last epoch's changes nothing
     assert (a["increase"], a["rollback"], a["hold"], a["batch_min"], a["batch_max"]) == \
-        (0, 0, 3, 64, 96)
+        (0, 0, 2, 64, 96)
     assert a["samples_per_s_method"] == pytest.approx((22 * 64 + 28 * 96) / 2.6)
 
 
-def test_aggressiveness():
-    record = {"epochs": [{"decision": d} for d in ("increase", "increase", "rollback", "hold")]}
-    assert aggressiveness(record) == pytest.approx(1 / 3)
-    assert aggressiveness({"epochs": [{"decision": "hold"}]}) == 0.0
+@pytest.mark.parametrize("decisions, expected", [
+    (("increase", "increase", "rollback", "hold"), 1 / 3),
+    # the last epoch's rollback takes no effect: no epoch follows it
+    (("increase", "increase", "hold", "rollback"), 1.0),
+    (("hold",), 0.0),
+])
+def test_aggressiveness_counts_the_decisions_that_took_effect(decisions, expected):
+    assert aggressiveness({"epochs": [{"decision": d} for d in decisions]}) == \
+        pytest.approx(expected)
 
 
 def test_calibrate_by_hand():

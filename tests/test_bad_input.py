@@ -64,7 +64,7 @@ def run_cli(project, capsys, params: dict, *argv):
     ({"execution": {"cpus_per_run": float("inf")}}, "`execution.cpus_per_run` = inf is not allowed: it must be a number > 0"),
     ({"execution": {"address": "head-node"}}, "`execution.address` = 'head-node' is not allowed: it must be HOST:PORT, as `ray start --head` prints it"),
     ({"execution": {"address": "10.0.0.5:99999"}}, "`execution.address` = '10.0.0.5:99999' is not allowed"),
-    ({"study": {"seeds": [-1]}}, "params.yaml: `study.seeds` = -1 is not allowed: it must be an integer >= 0"),
+    ({"study": {"seeds": [-1]}}, "params.yaml: `study.seeds` = -1 is not allowed: it must be an integer in [0, 2^63 - 1]"),
     ({"deba": {"rollback": 1.5}}, "params.yaml: `deba.rollback` = 1.5 is not allowed: it must be a number in (0, 1)"),
     ({"deba": {"cooldown": -1}}, "params.yaml: `deba.cooldown` = -1 is not allowed"),
     ({"study": {"archs": ["resnet_18"]}}, "params.yaml: `study.archs`: unknown architecture 'resnet_18'"),

@@ -166,8 +166,8 @@ def test_an_output_path_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys
     (tmp_path / "results").write_text("a file where a folder belongs")
     assert main(stage("steptime", "--arch", "test_resnet", "--runs", "none")) == 2
     err = capsys.readouterr().err
-    assert err.startswith("deba: error: cannot write results/steptime/test_resnet.json: ") \
-        and "Make sure its folder is a writable folder with free space" in err
+    assert err == ("deba: error: cannot write results/steptime/test_resnet.json: results is a "
+                   "file where a folder is needed: move it away or delete it, then rerun.\n")
 
 
 def test_a_full_disk_leaves_nothing_half_written(tmp_path, monkeypatch):

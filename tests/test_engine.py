@@ -1,9 +1,12 @@
 import json
+import logging
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -158,14 +161,31 @@ def test_offline_wandb_logs_every_epoch_and_disabled_writes_nothing(tmp_path):
     assert not (tmp_path / "off" / "wandb").exists()
 
 
+@contextmanager
+def heard(logger):
+    """The messages `logger` emits inside the block, whatever the console set up."""
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # as `deba` shows them without -q
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def test_online_without_key_warns_and_logs_offline(tmp_path, monkeypatch):
     from deba_pipeline.engine import tracking
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setattr(tracking, "_warned", False)
-    with pytest.warns(UserWarning, match="no W&B API key"):
+    with heard(tracking.log) as lines:
         local.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path,
                    tracking={"wandb": "online", "project": "t"}, progress=False)
+    assert any("no W&B API key" in line for line in lines)  # a plain line, not a UserWarning
     assert list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
 
 
@@ -271,7 +291,7 @@ def test_an_unreachable_wandb_server_falls_over_to_offline_with_the_same_id(tmp_
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setattr(tracking, "INIT_TIMEOUT_S", 3)
     monkeypatch.setattr(tracking, "_warned", False)
-    with pytest.warns(UserWarning, match="W&B could not start .* logging offline instead"):
+    with heard(tracking.log) as lines:
         tracker = tracking.Tracker("online", "p", "g", "a/digits/deba/2", {"variant": "b"},
                                    str(tmp_path), run_id="runkey123")
     try:
@@ -279,4 +299,33 @@ def test_an_unreachable_wandb_server_falls_over_to_offline_with_the_same_id(tmp_
         assert tracker.run.id == "runkey123"
     finally:
         tracker.finish()
+    assert re.search("W&B could not start .* logging offline instead", lines[0])
+    assert lines[1] == "a/digits/deba/2: logging to W&B offline."
     assert list((tmp_path / "wandb").glob("offline-run-*-runkey123"))
+    # the next run does not wait for the server again, and says so in its own line
+    with heard(tracking.log) as lines:
+        tracker = tracking.Tracker("online", "p", "g", "a/digits/deba/7", {"variant": "b"},
+                                   str(tmp_path), run_id="runkey456")
+    tracker.finish()
+    assert tracker.mode == "offline" and len(lines) == 1
+    assert lines[0].startswith("a/digits/deba/7: W&B did not answer for an earlier run (")
+
+
+def test_a_run_reports_where_it_stands_after_each_epoch():
+    from deba_pipeline.engine import tracking
+    where = tracking.Progress("a/digits/deba/2", epochs=4, start=1, lines=True, every_s=0.0)
+    entries = [{"epoch": e, "test_accuracy": 90.0 + e, "batch_size": 64} for e in (2, 3, 4)]
+    with heard(tracking.log) as lines:
+        fields = [where.update(entry) for entry in entries]
+    # resumed after epoch 1: the pace is read from the epochs this process trained
+    assert [f["remaining_s"] == pytest.approx(f["elapsed_s"] / (e - 1) * (4 - e))
+            for f, e in zip(fields, (2, 3, 4))] == [True] * 3
+    assert fields[-1]["remaining_s"] == 0.0
+    assert [line.split(",")[:3] for line in lines] == [  # none at the last epoch: the run's line
+        ["a/digits/deba/2: epoch 2/4", " accuracy 92.00%", " batch 64"],
+        ["a/digits/deba/2: epoch 3/4", " accuracy 93.00%", " batch 64"]]
+    assert lines[0].endswith(" to go") and " elapsed, about " in lines[0]
+    quiet = tracking.Progress("x", epochs=4, start=0, lines=False, every_s=0.0)
+    with heard(tracking.log) as lines:
+        quiet.update(entries[0])
+    assert lines == []

@@ -144,7 +144,7 @@ def test_a_faster_method_of_equal_accuracy_is_a_benefit_within_the_margin():
 
 
 def test_a_speedup_interval_is_read_on_the_log_of_the_time_ratio_and_stays_below_100():
-    from deba_pipeline.report.comparison import speedup_interval
+    from deba_pipeline.report.intervals import speedup_interval
     # seeds at 20% and 40%: ln 0.8 and ln 0.6, mean −0.366985, std 0.203422, t(0.95, 1) = 6.3138
     half = 6.313751514675043 * 0.20342194 / math.sqrt(2)
     low, high = speedup_interval([20.0, 40.0])
@@ -153,3 +153,68 @@ def test_a_speedup_interval_is_read_on_the_log_of_the_time_ratio_and_stays_below
     assert high < 100  # the plain t interval of the speedups reads 30 ± 63.1: up to 93.1
     assert speedup_interval([90.0, -50.0])[1] < 100  # spread seeds: never a negative time
     assert speedup_interval([20.0]) is None and speedup_interval([100.0, 20.0]) is None
+
+
+def _hits(*bits):
+    import numpy as np
+    return np.array(bits, dtype=bool)
+
+
+def test_the_test_set_term_of_a_paired_delta_acc_is_worked_by_hand():
+    from deba_pipeline.report.intervals import test_set_terms
+    # one seed: per-sample right-minus-wrong 0, -1, +1, +1, 0 (McNemar: 1 lost, 2 gained);
+    # its sample variance 0.7, so the mean's standard error is 100·√(0.7 / 5)
+    se, spread = test_set_terms([_hits(1, 1, 0, 0, 1)], [_hits(1, 0, 1, 1, 1)])
+    assert se == pytest.approx(100 * math.sqrt(0.7 / 5)) and spread == pytest.approx(se)
+    # two seeds whose gains and losses cancel sample by sample: the mean is 0 on every sample
+    se, spread = test_set_terms([_hits(1, 0, 1), _hits(0, 1, 1)], [_hits(0, 1, 1), _hits(1, 0, 1)])
+    assert se == 0.0 and spread == pytest.approx(100 * math.sqrt(1.0 / 3))
+    assert test_set_terms([_hits(1, 0)], [None]) is None  # a record without its results
+    assert test_set_terms([_hits(1, 0)], [_hits(1, 0, 1)]) is None  # another test set
+
+
+def test_a_delta_acc_interval_floors_the_seeds_spread_and_adds_the_test_set_term():
+    from deba_pipeline.report.intervals import delta_interval
+    t2 = 2.919986  # Student t, 2 degrees of freedom, 95th percentile
+    assert delta_interval([-1.0, -1.0, -1.0]) == (-1.0, -1.0)  # a tie: zero width by itself
+    low, high = delta_interval([-1.0, -1.0, -1.0], floor=0.6)
+    assert high - low == pytest.approx(2 * t2 * 0.6 / math.sqrt(3), rel=1e-6)
+    low, high = delta_interval([-1.0, -1.0, -1.0], floor=0.6, test_se=0.5)
+    assert high - low == pytest.approx(2 * math.hypot(t2 * 0.6 / math.sqrt(3), 1.6448536 * 0.5),
+                                       rel=1e-6)
+    # a spread above the floor is kept: 0, -1, -2 has a standard deviation of 1
+    low, high = delta_interval([0.0, -1.0, -2.0], floor=0.6)
+    assert (low + high) / 2 == pytest.approx(-1.0) and high - low == \
+        pytest.approx(2 * t2 / math.sqrt(3), rel=1e-6)
+
+
+def test_the_study_pools_its_cells_spreads_into_each_cells_floor():
+    from deba_pipeline.report.comparison import pooled_delta_spread
+    from deba_pipeline.report.intervals import pooled_spread
+    # variances 1 (on 2 degrees of freedom) and 2 (on 1), pooled: (2·1 + 1·2) / 3; one value
+    # alone has no spread to pool
+    assert pooled_spread([[0.0, 1.0, 2.0], [0.0, 2.0], [5.0]]) == pytest.approx(math.sqrt(4 / 3))
+    records = [_record("fixed", s, 98.0, (64,) * 4) for s in range(3)] + \
+        [_record("deba", s, a, (64,) * 4) for s, a in zip(range(3), (97.0, 97.0, 97.0))]
+    tied = compare(records, floor=pooled_delta_spread(records))[("a", "d")]
+    assert tied["delta_acc_ci"] == (-1.0, -1.0)  # the only cell: nothing to pool but a tie
+    other = [{**_record("deba", s, a, (64,) * 4), "variant": "cooldown2"}
+             for s, a in zip(range(3), (97.0, 98.0, 99.0))]  # ΔAcc −1, 0, +1: spread 1
+    floor = pooled_delta_spread(records + other)
+    assert floor == pytest.approx(math.sqrt(2 * 1.0 / 4))  # pooled over 2 + 2 dof
+    low, high = compare(records + other, floor=floor)[("a", "d")]["delta_acc_ci"]
+    assert high - low == pytest.approx(2 * 2.919986 * floor / math.sqrt(3), rel=1e-6)
+
+
+def test_a_record_keeps_which_test_samples_its_final_evaluation_got_right(tmp_path):
+    from deba_pipeline.core.record import unpack_hits
+    from deba_pipeline.engine.loop import Trainer
+
+    from helpers import tiny_spec
+    record = Trainer(tiny_spec(train={"epochs": 2}), tmp_path / "state").run(progress=False)
+    hits = unpack_hits(record)
+    assert hits.size == 359 and 100.0 * hits.sum() / 359 == record["final_test_accuracy"]
+    assert len(record["test_hits"]["bits"]) == 60  # 359 bits: 45 bytes, 60 in base64
+    # results that do not give the record's own accuracy are not read
+    assert unpack_hits({**record, "final_test_accuracy": record["final_test_accuracy"] + 1}) \
+        is None

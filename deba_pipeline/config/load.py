@@ -3,7 +3,8 @@ a wrong type or an out-of-range value stops before any training with the file an
 from __future__ import annotations
 
 import difflib
-import re
+import typing
+from enum import Enum
 from pathlib import Path
 
 import yaml
@@ -31,32 +32,41 @@ def load_params(path="params.yaml", overrides: list | None = None) -> DictConfig
     return merge(user, source=str(path), overrides=overrides)
 
 
+KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _expected(schema_, key: str) -> str | None:
+    """What the schema takes at `key` (e.g. `timing.sizes`, `study.seeds[0]`), read from the
+    field's declared type: an enum's members, a scalar's kind; None where it has none."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(schema_, parent_key) if parent_key else schema_
+    if not isinstance(parent, DictConfig):
+        return None
+    node = parent._get_node(leaf.split("[")[0])
+    if node is None:  # an entry of a mapping such as train.image_size
+        wanted = parent._metadata.element_type
+    else:
+        wanted = node._metadata.element_type if "[" in leaf else node._metadata.ref_type
+    wanted = next((t for t in typing.get_args(wanted) if t is not type(None)), wanted)
+    if isinstance(wanted, type) and issubclass(wanted, Enum):
+        names = [m.name for m in wanted]
+        return ", ".join(names[:-1]) + f" or {names[-1]}"
+    return KINDS.get(wanted)
+
+
 def merge(user, source: str = "<params>", overrides: list | None = None) -> DictConfig:
     schema_ = schema()
     _check_keys(OmegaConf.to_container(user) if isinstance(user, (DictConfig, ListConfig))
                 else user, schema_, source, "")
     try:
         cfg = OmegaConf.merge(schema_, user, OmegaConf.from_dotlist(overrides or []))
-    except OmegaConfBaseException as exc:
-        key, message = getattr(exc, "full_key", "") or "?", str(getattr(exc, "msg", exc))
-        null = re.search(r"Incompatible value 'None' for field of type '(\w+)'|is not Optional",
-                         message)
-        if null:
-            kind = {"int": "an integer", "float": "a number", "bool": "true or false",
-                    "str": "a string"}.get(null.group(1) or "", "a value")
-            fail(key, None, f"{kind} (null is not a value here; leave the key out for its "
-                 f"default)", f"{source}: ")
-        choices = re.search(r"Invalid value '(.*)', expected one of \[(.*)\]", message)
-        if choices:  # a Choice field of the schema
-            values = choices.group(2).split(", ")
-            fail(key, choices.group(1), ", ".join(values[:-1]) + f" or {values[-1]}",
-                 f"{source}: ")
-        wanted = re.search(r"could not be converted to (\w+)", message)
-        if wanted and hasattr(exc, "value"):
-            kind = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false",
-                    "String": "a string"}.get(wanted.group(1), wanted.group(1))
-            fail(key, exc.value, kind, f"{source}: ")
-        raise ConfigError(f"{source}: key `{key}`: {message}".splitlines()[0]) from None
+    except OmegaConfBaseException as exc:  # a value of the wrong type for the schema
+        key, value = getattr(exc, "full_key", "") or "?", getattr(exc, "value", None)
+        wanted = _expected(schema_, key)
+        if wanted is None:
+            raise ConfigError(f"{source}: key `{key}`: {exc}".splitlines()[0]) from None
+        fail(key, value, wanted if value is not None else f"{wanted} (null is not a value "
+             f"here; leave the key out for its default)", f"{source}: ")
     for group in ("ablate.variants", "study.methods"):  # the user's replace the paper's
         named = OmegaConf.select(user, group) if isinstance(user, DictConfig) else None
         if named is not None:

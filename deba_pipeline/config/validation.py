@@ -125,8 +125,9 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
             fail(f"study.{key}", list(s[key]), f"a list without repeats ({', '.join(repeated)} "
                  f"appears twice)", where)
     for seed in list(s.seeds) + list(s.profile_seeds):
-        if seed < 0:
-            fail("study.seeds", seed, "an integer >= 0", where)
+        if not 0 <= seed < 2 ** 63:
+            fail("study.seeds", seed, "an integer in [0, 2^63 - 1] (a signed 64-bit seed, as "
+                 "torch and the run keys hold it)", where)
     if not SAFE_NAME.fullmatch(s.name):
         fail("study.name", s.name, "a name of letters, digits, '_', '-' and '.' (it names the "
              "W&B group)", where)
@@ -140,8 +141,8 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         fail("tracking.dir", cfg.tracking.dir, "a folder path (for W&B files and checkpoints)",
              where)
     tolerance = cfg.report.accuracy_tolerance
-    if not (math.isfinite(tolerance) and tolerance >= 0):
-        fail("report.accuracy_tolerance", tolerance, "a finite number >= 0 (points)", where)
+    if not (math.isfinite(tolerance) and 0 <= tolerance < 100):
+        fail("report.accuracy_tolerance", tolerance, "a number of points in [0, 100)", where)
     margin = cfg.report.non_inferiority
     if not (math.isfinite(margin) and 0 <= margin <= 100):
         fail("report.non_inferiority", margin, "a number of points in [0, 100]", where)
@@ -154,6 +155,12 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     for key, value in positive.items():
         if value < 1:
             fail(key, value, "an integer >= 1", where)
+    for key, most in (("repeats", 1000), ("steps", 10_000)):  # more is a typo, not a table
+        if cfg.timing[key] > most:
+            fail(f"timing.{key}", cfg.timing[key], f"an integer in [1, {most}]", where)
+    if t.lr is None or not (math.isfinite(t.lr) and t.lr > 0):
+        fail("train.lr", t.lr, "a finite number > 0 (at 0 nothing trains)", where)
+
     for key in ("lr", "momentum", "weight_decay"):
         if t[key] is not None and not (math.isfinite(t[key]) and t[key] >= 0):
             fail(f"train.{key}", t[key], "a finite number >= 0" + (

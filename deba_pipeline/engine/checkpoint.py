@@ -12,9 +12,9 @@ import torch
 from filelock import FileLock, Timeout
 
 from deba_pipeline.core.errors import DebaError
-from deba_pipeline.core.record import upgrade
+from deba_pipeline.core.record import unpack_hits, upgrade
 from deba_pipeline.engine.cache import keep, kept
-from deba_pipeline.engine.files import DamagedFile, load_torch, save_torch
+from deba_pipeline.engine.files import DamagedFile, load_torch, make_folder, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Checkpointer:
     def lock(self):
         """One process per run: a second one gets a clear error, not a clobbered checkpoint.
         The OS releases the lock when its holder dies, so a killed run never blocks."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.lock_path.parent)
         try:
             with FileLock(self.lock_path, timeout=0):
                 yield
@@ -67,6 +67,8 @@ class Checkpointer:
                 return "a test accuracy in it is not a percentage"
             if record["final_test_accuracy"] != epochs[-1]["test_accuracy"]:
                 return "its final accuracy is not its last epoch's"
+            if unpack_hits(record) is None:
+                return "its per-sample test results are missing or disagree with its accuracy"
         except (KeyError, TypeError):
             return "an epoch in it lacks the fields a record has"
         return None

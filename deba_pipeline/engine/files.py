@@ -15,13 +15,36 @@ class UnreadableFile(DebaError):
     """A stage output that is missing, truncated or not what it should be."""
 
 
+def _file_mode() -> int:
+    """What a plain open() would give a new file: 0o666 less the umask (mkstemp's 0o600 would
+    keep a colleague from reading the reports)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def make_folder(path, writing=None) -> Path:
+    """`path` as a folder (made with its parents), or one DebaError where a file stands in the
+    way (naming `writing`, the file that was to go into it)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise DebaError(f"{f'cannot write {writing}: ' if writing else ''}{blocker} is a file "
+                        f"where a folder is needed: move it away or delete it, then "
+                        f"rerun.") from None
+    return path
+
+
 def _atomic(path, write) -> Path:
     """Write through a temporary file in the same folder and rename it into place; on any
     failure (a full disk, a folder that is a file, no permission) nothing is left behind."""
     path, tmp = Path(path), None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent, writing=path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from deba_pipeline.core import plugins
 from deba_pipeline.core.errors import ConfigError, DebaError, PluginError
+from deba_pipeline.core.record import pack_hits
 from deba_pipeline.core.scheduler import DEBAScheduler
 from deba_pipeline.engine import ddp
 from deba_pipeline.engine.checkpoint import Checkpointer, restore, trainer_state
@@ -28,7 +29,7 @@ from deba_pipeline.engine.flatgrad import FlatGrads
 from deba_pipeline.engine.models import check_takes, create_model, create_optimizer
 from deba_pipeline.engine.spec import RunSpec
 from deba_pipeline.engine.sums import NOISE_SUMS, EpochResult, StepSums, gradient_parts
-from deba_pipeline.engine.tracking import Tracker, summary_line
+from deba_pipeline.engine.tracking import Progress, Tracker, summary_line
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Trainer:
         self.record["train_size"] = self.data.train_size  # an epoch's steps: train_size // B
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
+        self.hits = None  # the last evaluation's right/wrong per test sample, on the device
 
     # -- the run -----------------------------------------------------------------------------
     def run(self, tracker: Tracker | None = None, progress: bool | str = True,
@@ -115,6 +117,7 @@ class Trainer:
         bar_shown = progress is True and sys.stderr.isatty()
         bar = tqdm(total=epochs, initial=start, desc=self.spec.name, leave=False, unit="epoch",
                    disable=not bar_shown)
+        where = Progress(self.spec.name, epochs, start, lines=bool(progress) and not bar_shown)
         for epoch in range(start + 1, epochs + 1):
             result = pending or self.epoch(epoch)
             pending = None
@@ -122,9 +125,11 @@ class Trainer:
             self.record["epochs"].append(entry)
             if after_epoch is not None:
                 after_epoch(self)
+            at = where.update(entry)
             if tracker:
-                tracker.log(entry, step=epoch)
-            bar.set_postfix(batch=entry["batch_size"], loss=f"{entry['train_loss']:.3f}",
+                tracker.log({**entry, "progress": at}, step=epoch)
+            bar.set_postfix(acc=f"{entry['test_accuracy']:.1f}", batch=entry["batch_size"],
+                            loss=f"{entry['train_loss']:.3f}",
                             sps=f"{entry['samples_per_s']:.0f}", decision=entry["decision"])
             bar.update()
             if epoch % self.spec.train.checkpoint_every == 0 and epoch < epochs \
@@ -133,6 +138,9 @@ class Trainer:
         bar.close()
         done = self.record["epochs"]
         self.record["final_test_accuracy"] = done[-1]["test_accuracy"]
+        if self.hits is None:  # the last epoch came from a checkpoint: evaluate its model again
+            self.evaluate()
+        self.record["test_hits"] = pack_hits(self.hits.cpu().numpy())
         self.record["train_time_s"] = sum(e["epoch_time_s"] for e in done)
         self.record["eval_time_s"] = sum(e["eval_time_s"] for e in done)
         if progress and not bar_shown:  # logs (DVC, CI) get one line per run
@@ -290,15 +298,17 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> float:
+        """Test accuracy (%); which samples it got right stays on the device (`hits`)."""
         self.model.eval()
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        hits = []
         for x, y in self.data.test_batches(self.spec.train.eval_batch_size):
             if self.spec.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(x.device.type, dtype=self.autocast,
                                 enabled=self.autocast is not None):
-                correct += (self.model(x).argmax(dim=1) == y).sum()
-        return 100.0 * correct.item() / len(self.data.y_test)
+                hits.append(self.model(x).argmax(dim=1) == y)
+        self.hits = torch.cat(hits)
+        return 100.0 * self.hits.sum().item() / len(self.data.y_test)
 
     # -- what a checkpoint holds -------------------------------------------------------------
     def state(self) -> dict:

@@ -35,6 +35,11 @@ def _check_device(train, source, here=True) -> None:
                 f"machine has {present} {'GPUs' if cuda else 'CPU cores'}, one per process. "
                 f"Lower it to at most {present}, or spread the run over machines (README: "
                 f"\"One run on many GPUs\").")
+    if train.sync_batchnorm and train.processes > 1 and device.type == "cpu":
+        raise ConfigError(f"{source}: `train.sync_batchnorm` = true is not allowed here: "
+                          f"train.device = {train.device!r} is the CPU on this machine, and "
+                          f"PyTorch's SyncBatchNorm runs on GPUs only. Set it to false "
+                          f"(BatchNorm keeps its statistics per rank) or train on GPUs.")
     if train.precision == "bf16" and device.type == "cpu":  # measured: NaN gradients by epoch 3
         raise ConfigError(f"{source}: `train.precision` = 'bf16' is not allowed on the CPU: "
                           f"it must be fp32 there (bf16 autocast on the CPU is slow, and its "
@@ -112,9 +117,64 @@ def check(name: str) -> str:
     c = count_runs(cfg)
     reuse = (f"({c['train_reused_from_profile']} fixed runs reused from profiling)"
              if cfg.study.reuse_profile_runs else "(fixed baselines trained apart from profiling)")
-    return (f"{path}: valid. {c['profile']} profile runs, {c['train']} train records {reuse}, "
-            f"{c['ablate']} ablation runs: {c['trained']} runs to train, "
-            f"{cfg.train.epochs} epochs each; {c['steptime']} step-time tables.")
+    lines = [f"{path}: valid. {c['profile']} profile runs, {c['train']} train records {reuse}, "
+             f"{c['ablate']} ablation runs: {c['trained']} runs to train, "
+             f"{cfg.train.epochs} epochs each; {c['steptime']} step-time tables."]
+    return "\n".join(lines + [f"warning: {line}" for line in advice(cfg)])
+
+
+FEW_STEPS = 4  # steps an epoch below which the per-epoch signals rest on too few steps
+DIGITS = 1797  # scikit-learn's digits
+
+
+def known_train_size(dataset: str, data) -> int | None:
+    """The training samples of a built-in dataset, without loading it; None for others."""
+    sizes = {"digits": lambda: DIGITS - int(round(DIGITS * data.test_fraction)),
+             "synthetic": lambda: data.synthetic.train_size,
+             "cifar10": lambda: 50_000, "cifar100": lambda: 50_000}
+    return sizes[dataset]() if dataset in sizes else None
+
+
+def advice(cfg) -> list:
+    """Settings that are valid but leave the rule little to do, one line each naming the
+    setting where it is set (a group inheriting deba's value is not named again): too few
+    epochs for a decision on a full window that takes effect, a max_batch beyond the training
+    set, a batch the rule may reach that leaves fewer than FEW_STEPS steps an epoch, more
+    threads than cores."""
+    lines, epochs, base = [], cfg.train.epochs, cfg.deba
+    sizes = {d: known_train_size(d, cfg.data) for d in cfg.study.datasets}
+    for name, group in deba_groups(cfg).items():
+        def own(*keys, name=name, group=group):
+            return name == "deba" or any(group[k] != base[k] for k in keys)
+        window = 0 if group.window == "full" else group.window
+        first = max(2, group.cooldown + 1)
+        need = max(first, window + 1) + 1
+        if epochs < need and own("cooldown", "window"):
+            lines.append(
+                f"{name}: train.epochs = {epochs} leaves the rule no decision that sees a full "
+                f"window and takes effect: it first decides at epoch {first} (cooldown "
+                f"{group.cooldown}), its window of {window} epochs is full from epoch "
+                f"{window + 1}, and the last epoch's decision changes nothing. Use at least "
+                f"{need} epochs, or a shorter {name}.cooldown or {name}.window.")
+        chances = max(0, (epochs - 1 - first) // (group.cooldown + 1) + 1)
+        reach = min(group.max_batch, int(cfg.train.batch_size * group.growth ** chances))
+        for dataset, size in sizes.items():
+            if size is None:
+                continue
+            if group.max_batch > size and own("max_batch"):
+                lines.append(f"{name}.max_batch = {group.max_batch} exceeds the {size} training "
+                             f"samples of {dataset}: set it to at most {size // FEW_STEPS} (a "
+                             f"quarter) so an epoch keeps {FEW_STEPS} steps.")
+            elif size // reach < FEW_STEPS and own("cooldown", "max_batch", "growth"):
+                lines.append(f"{name}: a batch of {reach}, which the rule may reach in "
+                             f"{epochs} epochs, leaves {size // reach} step(s) an epoch on "
+                             f"{dataset} ({size} samples): set {name}.max_batch to at most "
+                             f"{size // FEW_STEPS} for at least {FEW_STEPS}.")
+    cores = os.cpu_count() or 1
+    if cfg.execution.cpus_per_run > cores:
+        lines.append(f"execution.cpus_per_run = {cfg.execution.cpus_per_run:g} is more threads "
+                     f"than this machine's {cores} cores: runs will wait on each other.")
+    return lines
 
 
 def render(name: str) -> str:
@@ -143,9 +203,11 @@ def use_preset(name: str, params: str = "params.yaml", force: bool = False) -> s
             raise ConfigError(f"{params} has changes git does not hold, and `deba preset {name}` "
                               f"would overwrite them: commit them, or rerun with --force (the "
                               f"current file is then kept as {params}.bak).")
-        if force:
-            shutil.copyfile(target, f"{params}.bak")
-            backup = f"; the previous file is {params}.bak"
+        if force:  # a backup never replaces an older one: that may hold the user's own edit
+            kept = next(Path(f"{params}.bak{'' if n == 0 else f'.{n}'}") for n in range(10 ** 6)
+                        if not Path(f"{params}.bak{'' if n == 0 else f'.{n}'}").exists())
+            shutil.copyfile(target, kept)
+            backup = f"; the previous file is {kept}"
     write_text(target, text)
     checked = check(params).split(": ", 1)[1]
     return f"{params} now holds preset {Path(name).stem} ({checked}){backup}"

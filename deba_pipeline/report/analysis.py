@@ -33,8 +33,9 @@ def convergence_stability(record) -> float:
 
 
 def aggressiveness(record) -> float:
-    """(n_increase − n_rollback) / max(1, n_increase + n_rollback)."""
-    decisions = [e["decision"] for e in record["epochs"]]
+    """(n_increase − n_rollback) / max(1, n_increase + n_rollback), over the decisions that took
+    effect: the last epoch's changes nothing, no epoch following it."""
+    decisions = [e["decision"] for e in record["epochs"][:-1]]
     up, down = decisions.count("increase"), decisions.count("rollback")
     return (up - down) / max(1, up + down)
 

@@ -3,7 +3,8 @@ which strategy to use, what it saves, at what accuracy cost, how sure, and wheth
 alone predicted it. A strategy is recommended only on a conclusive benefit (comparison.outcome)."""
 from __future__ import annotations
 
-from deba_pipeline.report.comparison import LEVEL, MIN_SEEDS, OPEN, POWER
+from deba_pipeline.report.comparison import MIN_SEEDS, OPEN
+from deba_pipeline.report.intervals import LEVEL, POWER
 
 
 def answers(by_method: dict, checked: list) -> dict:

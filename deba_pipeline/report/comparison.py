@@ -10,8 +10,25 @@ import math
 import statistics
 from collections import defaultdict
 
+from deba_pipeline.core.record import unpack_hits
 from deba_pipeline.report.analysis import aggressiveness
 from deba_pipeline.report.analysis import sample_std as _std
+from deba_pipeline.report.intervals import (
+    above,
+    at_least,
+    at_most,
+    below,
+    delta_interval,
+    excess_spread,
+    pooled_spread,
+    seeds_needed,
+    seeds_needed_range,
+    span,
+    speedup_interval,
+    straddles,
+    test_set_terms,
+    widened,
+)
 from deba_pipeline.report.modelled import (
     fixed_check,
     fixed_noise_pct,
@@ -19,103 +36,12 @@ from deba_pipeline.report.modelled import (
     table_noise,
 )
 
-LEVEL = 0.90  # two-sided confidence level of every interval over seeds
 # An outcome, or whether a prediction held, needs this many seeds: two seeds that tie give an
 # interval of zero width, and a spread read from one degree of freedom is known only within a
 # factor of 0.5-16, so two seeds decide nothing however their interval falls.
 MIN_SEEDS = 3
-POWER = 0.80  # the chance a suggested number of seeds gives a verdict, if the spread holds
 OPEN = ("inconclusive", "too few seeds")  # outcomes that more seeds may still settle
 MARGIN = 1.0  # points: report.non_inferiority's default, the ΔAcc a benefit may lose at most
-
-
-def t_interval(values, level: float = LEVEL):
-    """(low, high): the Student t interval of the mean of per-seed values (paired by seed);
-    None with fewer than two seeds, whose spread cannot be read."""
-    values = list(values)
-    if len(values) < 2 or any(v is None for v in values):
-        return None
-    mean = statistics.fmean(values)
-    half = _t(level, len(values)) * statistics.stdev(values) / math.sqrt(len(values))
-    return (mean - half, mean + half)
-
-
-def speedup_interval(speedups, level: float = LEVEL):
-    """(low, high) of a mean speedup (percent, 100·(1 − T_method/T_fixed) per seed), computed
-    on the log of the time ratio and mapped back, so it never reaches 100% (a method taking no
-    time) however spread the seeds are: the Student t interval of ln(T_method/T_fixed). None
-    with fewer than two seeds, or a seed whose ratio is not positive."""
-    speedups = list(speedups)
-    if any(v is None or v >= 100 for v in speedups):
-        return None
-    logs = t_interval([math.log(1 - v / 100) for v in speedups], level)
-    return None if logs is None else (100 * (1 - math.exp(logs[1])),
-                                      100 * (1 - math.exp(logs[0])))
-
-
-def _t(level, n):
-    from scipy.stats import t
-    return float(t.ppf(0.5 + level / 2, n - 1))
-
-
-def seeds_needed(values, boundary: float, level: float = LEVEL, most: int = 1000,
-                 power: float = POWER, spread: float | None = None):
-    """The seeds whose interval would lie on one side of `boundary` with probability `power`
-    if the true mean and spread were the observed ones (`spread` in place of the observed):
-    the least n with (t_level + t_power) · σ/√n ≤ |mean − boundary|, Student's t with n − 1
-    degrees of freedom. None where that cannot be read (one seed) or no number up to `most`
-    would do."""
-    values = list(values)
-    if len(values) < 2:
-        return None
-    gap = abs(statistics.fmean(values) - boundary)
-    spread = statistics.stdev(values) if spread is None else spread
-    if gap == 0:
-        return None
-    if spread == 0:
-        return len(values)
-    return next((n for n in range(2, most + 1)
-                 if (_t(level, n) + _t_one(power, n)) * spread / math.sqrt(n) <= gap), None)
-
-
-def seeds_needed_range(values, boundary: float, level: float = LEVEL) -> tuple | None:
-    """(fewest, most) seeds `seeds_needed` asks for across the 80% interval of the true spread
-    that the observed one allows (chi-square with k − 1 degrees of freedom: with two seeds the
-    spread is known only within a factor of about 0.6-5); the most None where it passes 1000."""
-    from scipy.stats import chi2
-    values = list(values)
-    if len(values) < 2 or statistics.stdev(values) == 0:
-        return None
-    s, dof = statistics.stdev(values), len(values) - 1
-    low = s * math.sqrt(dof / chi2.ppf(0.9, dof))
-    high = s * math.sqrt(dof / chi2.ppf(0.1, dof))
-    return (seeds_needed(values, boundary, level, spread=low),
-            seeds_needed(values, boundary, level, spread=high))
-
-
-def _t_one(power, n):
-    from scipy.stats import t
-    return float(t.ppf(power, n - 1))
-
-
-def above(ci, x) -> bool:
-    return ci is not None and ci[0] > x
-
-
-def at_least(ci, x) -> bool:
-    return ci is not None and ci[0] >= x
-
-
-def below(ci, x) -> bool:
-    return ci is not None and ci[1] < x
-
-
-def at_most(ci, x) -> bool:
-    return ci is not None and ci[1] <= x
-
-
-def straddles(ci, x) -> bool:
-    return ci is None or ci[0] < x < ci[1]
 
 
 def _mean_or_none(values):
@@ -124,9 +50,10 @@ def _mean_or_none(values):
 
 
 def decisions(runs) -> dict:
-    """What the scheduler did over `runs`: increases, rollbacks, holds and the sizes it used."""
-    epochs = [e for r in runs for e in r["epochs"]]
-    sizes = [e["batch_size"] for e in epochs]
+    """What the scheduler did over `runs`: increases, rollbacks, holds and the sizes it used. A
+    decision at the last epoch changes nothing (no epoch follows it) and is not counted."""
+    epochs = [e for r in runs for e in r["epochs"][:-1]]
+    sizes = [e["batch_size"] for r in runs for e in r["epochs"]]
     return {"increase": sum(e["decision"] == "increase" for e in epochs),
             "rollback": sum(e["decision"] == "rollback" for e in epochs),
             "hold": sum(e["decision"] == "hold" for e in epochs),
@@ -160,12 +87,9 @@ def _samples_per_s(record):
     return samples / record["train_time_s"] if samples and record["train_time_s"] else None
 
 
-def compare(records, variant="baseline", steptime=None, method="deba",
-            margin: float = MARGIN) -> dict:
-    """{(arch, dataset): the `variant` runs of `method` against the fixed baseline runs, paired
-    by seed}; `steptime` is {arch: {dataset: table}} from the steptime stage; `margin`, the
-    non-inferiority margin of an outcome (points of ΔAcc)."""
-    method_name, fixed, method = method, defaultdict(dict), defaultdict(dict)
+def _pairs(records, method_name: str, variant: str) -> dict:
+    """{(arch, dataset): (seeds, fixed runs, method runs)} paired by seed."""
+    fixed, method = defaultdict(dict), defaultdict(dict)
     for r in records:
         key = (r["arch"], r["dataset"])
         if r["method"] == "fixed" and r["variant"] == "baseline":
@@ -176,20 +100,43 @@ def compare(records, variant="baseline", steptime=None, method="deba",
     for key in sorted(set(fixed) & set(method)):
         seeds = sorted(set(fixed[key]) & set(method[key]))
         if seeds:
-            out[key] = _cell(seeds, [fixed[key][s] for s in seeds],
-                             [method[key][s] for s in seeds], steptime, margin)
+            out[key] = (seeds, [fixed[key][s] for s in seeds], [method[key][s] for s in seeds])
     return out
 
 
-def _cell(seeds, f, m, steptime, margin: float = MARGIN) -> dict:
+def pooled_delta_spread(records) -> float | None:
+    """The per-seed ΔAcc spread pooled over every cell of the study (each method and variant
+    against the fixed batch, per architecture and dataset): the floor of each cell's own."""
+    kinds = {(r["method"], r["variant"]) for r in records if r["method"] != "fixed"}
+    groups = [[b["final_test_accuracy"] - a["final_test_accuracy"] for a, b in zip(f, m)]
+              for method, variant in sorted(kinds)
+              for _, f, m in _pairs(records, method, variant).values()]
+    return pooled_spread(groups)
+
+
+def compare(records, variant="baseline", steptime=None, method="deba",
+            margin: float = MARGIN, floor: float | None = None) -> dict:
+    """{(arch, dataset): the `variant` runs of `method` against the fixed baseline runs, paired
+    by seed}; `steptime` is {arch: {dataset: table}} from the steptime stage; `margin`, the
+    non-inferiority margin of an outcome (points of ΔAcc); `floor`, the least per-seed ΔAcc
+    spread an interval assumes (`pooled_delta_spread`)."""
+    return {key: _cell(seeds, f, m, steptime, margin, floor)
+            for key, (seeds, f, m) in _pairs(records, method, variant).items()}
+
+
+def _cell(seeds, f, m, steptime, margin: float = MARGIN, floor: float | None = None) -> dict:
     acc_f = [r["final_test_accuracy"] for r in f]
     acc_m = [r["final_test_accuracy"] for r in m]
     t_f = [r["train_time_s"] for r in f]
     t_m = [r["train_time_s"] for r in m]
     speedups = [100.0 * (a - b) / a for a, b in zip(t_f, t_m)]
     deltas = [b - a for a, b in zip(acc_f, acc_m)]
+    test_se, test_spread = test_set_terms([unpack_hits(r) for r in f],
+                                          [unpack_hits(r) for r in m]) or (None, None)
     c = {"seeds": seeds, "margin": margin, "acc_fixed": acc_f, "acc_method": acc_m,
-         "delta_accs": deltas, "delta_acc_ci": t_interval(deltas), "speedups": speedups,
+         "delta_accs": deltas, "spread_floor": floor, "test_se": test_se,
+         "test_spread": test_spread,
+         "delta_acc_ci": delta_interval(deltas, floor, test_se), "speedups": speedups,
          "speedup_ci": speedup_interval(speedups),
          "acc_fixed_mean": statistics.fmean(acc_f), "acc_fixed_std": _std(acc_f),
          "acc_method_mean": statistics.fmean(acc_m), "acc_method_std": _std(acc_m),
@@ -201,7 +148,6 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN) -> dict:
          "samples_per_s_fixed": _mean_or_none(_samples_per_s(r) for r in f),
          "samples_per_s_method": _mean_or_none(_samples_per_s(r) for r in m),
          "aggressiveness": statistics.fmean(aggressiveness(r) for r in m),
-         "rollbacks": sum(e["decision"] == "rollback" for r in m for e in r["epochs"]),
          "final_batch": statistics.fmean(r["epochs"][-1]["batch_size"] for r in m),
          "took": took(m),
          **decisions(m)}
@@ -243,35 +189,30 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN) -> dict:
     return c
 
 
-def widened(ci, mean, half: float | None):
-    """`ci` with `half` (another noise's half-width at the same level, independent of the seeds'
-    spread) added in quadrature; `ci` as it is where `half` is not known."""
-    if ci is None or half is None:
-        return ci
-    own = (ci[1] - ci[0]) / 2
-    total = math.hypot(own, half)
-    return (mean - total, mean + total)
-
-
 def _needed(c):
     """(seeds, (fewest, most)): the seeds the observed spread would need for a conclusive outcome
     at POWER, the most that any boundary its intervals straddle asks for (ΔAcc at −margin, the
     speedup at 0), never fewer than MIN_SEEDS, and the range the spread's own uncertainty
     gives; (None, None) where it cannot be read."""
     margin = c.get("margin", MARGIN)
-    straddled = [(values, x) for values, ci, x in (
-        (c["delta_accs"], c["delta_acc_ci"], -margin),
-        (c["verdict_speedups"], c["verdict_speedup_ci"], 0.0)) if straddles(ci, x)]
+    floor = c.get("spread_floor")
+    straddled = [(values, x, low) for values, ci, x, low in (
+        (c["delta_accs"], c["delta_acc_ci"], -margin, floor),
+        (c["verdict_speedups"], c["verdict_speedup_ci"], 0.0, None)) if straddles(ci, x)]
     if not straddled:  # decided already, by fewer seeds than an outcome needs
         return MIN_SEEDS, (MIN_SEEDS, MIN_SEEDS)
-    asks = [seeds_needed(values, x) for values, x in straddled]
+    asks = [seeds_needed(values, x, spread=_floored(values, low)) for values, x, low in straddled]
     if None in asks:
         return None, None
-    ranges = [seeds_needed_range(values, x) for values, x in straddled]
+    ranges = [seeds_needed_range(values, x, floor=low) for values, x, low in straddled]
     fewest = max([MIN_SEEDS] + [r[0] or MIN_SEEDS for r in ranges if r])
     most = None if any(r is None or r[1] is None for r in ranges) else \
         max([MIN_SEEDS] + [r[1] for r in ranges])
     return max([MIN_SEEDS, *asks]), (fewest, most)
+
+
+def _floored(values, floor):
+    return max(statistics.stdev(values), floor or 0.0) if len(values) > 1 else None
 
 
 def summary_rows(delta_accs) -> dict:
@@ -327,18 +268,17 @@ def prediction_held(prediction: str, c, seed_spread: float = 1.0) -> tuple:
     if prediction.startswith(("benefit through rollbacks", "unreliable")):
         if spread is None:
             return "n/a", f"{facts}: one seed, so the seed spread cannot be checked"
-        facts += f", per-seed ΔAcc std {spread:.2f}"
+        line = max(c.get("test_spread") or 0.0, seed_spread)
+        dependent = excess_spread(per_seed, line)
+        facts += (f", per-seed ΔAcc std {spread:.2f} against {line:.2f} (the larger of "
+                  f"{seed_spread:g} and what the test set explains)")
         if prediction.startswith("benefit through rollbacks"):
-            held = _held(c["outcome"] == "benefit" and c["rollbacks"] > 0
-                         and spread > seed_spread,
-                         c["outcome"] in ("degraded", "marginal") or c["rollbacks"] == 0
-                         or spread <= seed_spread)
-            return held, (f"{facts}, {c['rollbacks']} rollbacks: needs a benefit, rollbacks, "
-                          f"and a per-seed ΔAcc std > {seed_spread:g}")
-        signs = {d > 0 for d in per_seed if d != 0}
-        ok = spread > seed_spread or len(signs) > 1
-        return ("yes" if ok else "no"), (f"{facts}: seed-dependent needs a per-seed ΔAcc std > "
-                                         f"{seed_spread:g} or seeds that disagree in sign")
+            held = _held(c["outcome"] == "benefit" and c["rollback"] > 0 and dependent == "yes",
+                         c["outcome"] in ("degraded", "marginal") or c["rollback"] == 0
+                         or dependent == "no")
+            return held, (f"{facts}, {c['rollback']} rollbacks: needs a benefit, rollbacks, "
+                          f"and a spread above the line")
+        return dependent, f"{facts}: seed-dependent needs a spread above the line"
     return "n/a", f"{facts}: the class makes no prediction"
 
 
@@ -346,9 +286,3 @@ def _held(yes: bool, no: bool) -> str:
     return "yes" if yes else "no" if no else "inconclusive"
 
 
-def span(ci, digits: int = 1, sign: bool = False) -> str:
-    """`[low, high]` of an interval, or `[n/a]` with one seed."""
-    if ci is None:
-        return "[n/a]"
-    form = f"{{:{'+' if sign else ''}.{digits}f}}"
-    return f"[{form.format(ci[0])}, {form.format(ci[1])}]"

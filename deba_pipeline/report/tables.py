@@ -8,7 +8,8 @@ import io
 
 from deba_pipeline.config import PAPER_THRESHOLDS
 from deba_pipeline.report.analysis import profile_summary
-from deba_pipeline.report.comparison import OPEN, prediction_held, span, summary_rows
+from deba_pipeline.report.comparison import OPEN, prediction_held, summary_rows
+from deba_pipeline.report.intervals import span
 
 
 def _fmt(value, digits=2, sign=False):
@@ -120,7 +121,7 @@ def table3(found, dataset) -> list:
             row[f"{v} speedup measured (%)"] = _ci(c and c["speedup_mean"],
                                                    c and c["speedup_ci"], 1)
         rows.append(row)
-    degraded, mean_abs = {"Architecture": "Degraded (>1pt)"}, {"Architecture": "Mean |ΔAcc|"}
+    degraded, mean_abs = {"Architecture": "Lost > 1 pt (mean)"}, {"Architecture": "Mean |ΔAcc|"}
     for v in variants:
         s = summary_rows(c["delta_acc"] for (a, ds), c in found[v].items() if ds == dataset)
         degraded[f"{v} ΔAcc"] = f"{s['degraded']}/{s['total']}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from deba_pipeline.report.answer import sentence
-from deba_pipeline.report.comparison import CLEAR_SPEEDUP, LEVEL, MIN_SEEDS
+from deba_pipeline.report.comparison import CLEAR_SPEEDUP, MIN_SEEDS
 from deba_pipeline.report.curves import method_label
+from deba_pipeline.report.intervals import LEVEL
 from deba_pipeline.report.tables import to_markdown
 
 CAPTIONS = {
@@ -86,10 +87,14 @@ GLOSSARY = """\
   measured training time (the last partial batch of an epoch is not trained).
 - **Interval** `[low, high]`: the {level} Student t interval of the mean of the per-seed values
   (ΔAcc and speedups are paired by seed); `[n/a]` with one seed, whose spread cannot be read. A
-  speedup's is computed on ln(T_method / T_fixed) and mapped back, so it never reaches 100% (a
-  method that takes no time). A modelled speedup's interval also carries the table noise, added
-  in quadrature, so a cell whose seeds took one schedule is still as wide as the table's own
-  noise.
+  ΔAcc interval takes the larger of its seeds' spread and the spread pooled over every cell of
+  the study (a few seeds that happen to agree say little about the spread), and adds in
+  quadrature the test set's own term: the seeds share one test set, and from which samples each
+  run got right (kept in its record) the standard error that sampling the test set puts on the
+  mean ΔAcc is exact (McNemar's discordant pairs, for one seed). A speedup's is computed on
+  ln(T_method / T_fixed) and mapped back, so it never reaches 100% (a method that takes no
+  time). A modelled speedup's interval also carries the table noise, added in quadrature, so a
+  cell whose seeds took one schedule is still as wide as the table's own noise.
 - **Outcome**, a non-inferiority verdict with margin δ = {margin:g} point(s)
   (`report.non_inferiority`): degraded when ΔAcc < −δ; benefit when ΔAcc ≥ −δ and the
   modelled speedup is positive; marginal when ΔAcc ≥ −δ and it is not. Each is stated only where
@@ -100,11 +105,13 @@ GLOSSARY = """\
   where one seed cannot tell. Below {min_seeds} seeds no outcome is stated (*too few
   seeds*), whatever the intervals say: two seeds that tie give an interval of zero width.
 - **Prediction held**: *benefit* holds on a benefit outcome; *marginal* holds when ΔAcc ≥ −1
-  and there is no clear benefit (ΔAcc ≥ 0 with a speedup ≥ {clear:g}%); *benefit through
-  rollbacks, seed-sensitive* holds on a benefit with rollbacks and a per-seed ΔAcc standard
-  deviation above {seed_spread:g} point(s); *unreliable, seed-dependent* holds when that
-  standard deviation is above {seed_spread:g} or the seeds disagree in sign. Yes or no only where
-  the intervals decide it, else inconclusive; below {min_seeds} seeds, n/a."""
+  and there is no clear benefit (ΔAcc ≥ 0 with a speedup ≥ {clear:g}%); *unreliable,
+  seed-dependent* holds when the per-seed ΔAcc spread is above a line, the larger of
+  {seed_spread:g} point(s) and the spread the test set alone would give two runs that differ at
+  random on the samples they disagree on: yes where the spread's {level} lower bound
+  (chi-square) is above the line, no where its upper bound is below it; *benefit through
+  rollbacks, seed-sensitive* needs a benefit, rollbacks and that spread. Yes or no only where
+the intervals decide it, else inconclusive; below {min_seeds} seeds, n/a."""
 
 
 def _slow_tables(step_tables) -> str:
@@ -239,7 +246,9 @@ def _paper(paper) -> list:
         lines += ["Our runs beside the paper's, for the cells both have:", "",
                   to_markdown(paper["beside"]), ""]
     lines += [f"{len(paper['self']) - len(bad)} of {len(paper['self'])} printed values agree "
-              f"with what the paper's own inputs give, to the printed precision."]
+              f"with what the paper's own inputs give, within the rounding of the printed value "
+              f"and of the inputs it derives from (a value Table 3 repeats from Table 4 is "
+              f"checked once)."]
     if bad:
         lines += ["", "Where the paper disagrees with itself:", "",
                   to_markdown([{k: c[k] for k in ("where", "what", "printed", "computed")}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from deba_pipeline.report.comparison import span, speedup_interval
+from deba_pipeline.report.intervals import span, speedup_interval
 from deba_pipeline.report.modelled import epoch_times
 
 

@@ -20,7 +20,7 @@ from deba_pipeline.report import (
     time_to_accuracy,
 )
 from deba_pipeline.report.analysis import calibrate
-from deba_pipeline.report.comparison import compare
+from deba_pipeline.report.comparison import compare, pooled_delta_spread
 from deba_pipeline.report.metrics import build_metrics, headline, rounded
 from deba_pipeline.report.modelled import at_runs_level, table_problem
 from deba_pipeline.report.text import report
@@ -66,11 +66,11 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
     present = {r["variant"] for r in ablated}
     variants = ["baseline"] + [v for v in ABLATION_ORDER if v in present] + \
         sorted(present - set(ABLATION_ORDER))
-    margin = cfg.report.non_inferiority
-    found = {v: compare(records, v, step_tables, margin=margin) for v in variants}
+    margin, floor = cfg.report.non_inferiority, pooled_delta_spread(records)
+    found = {v: compare(records, v, step_tables, margin=margin, floor=floor) for v in variants}
     methods = sorted({r["method"] for r in records if r["variant"] == "baseline"} - {"fixed"})
-    by_method = {m: compare(records, "baseline", step_tables, method=m, margin=margin)
-                 for m in methods}
+    by_method = {m: compare(records, "baseline", step_tables, method=m, margin=margin,
+                            floor=floor) for m in methods}
     bounds = OmegaConf.to_container(cfg.taxonomy)
     checked = tables.predictions(records, found, bounds)
     profiles = [r for r in records if r["variant"] == "profile"]
