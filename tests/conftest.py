@@ -66,3 +66,11 @@ def busy_micro_study(tmp_path_factory):
         burner.wait()
     return workspace, result
 
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _the_console_as_deba_sets_it_up():
+    """The package's lines go where `deba` sends them, whichever test runs first: a test that
+    reads a warning from stderr must not depend on an earlier test having called `main`."""
+    from deba_pipeline.execution import console
+    console.configure()

@@ -206,9 +206,10 @@ def test_one_epoch_study_is_refused_by_validate(project, capsys):
 
 def test_calibrate_on_profiles_without_a_defined_variation(project, capsys):
     record = {"schema": 2, "arch": "test_resnet", "dataset": "digits", "seed": 2,
-              "method": "fixed", "variant": "profile",
-              "epochs": [{"epoch": 1, "train_loss": 2.0, "signals": {
-                  "grad_variance": 1e-3, "grad_norm_variation": None}}]}
+              "method": "fixed", "variant": "profile", "final_test_accuracy": 50.0,
+              "train_time_s": 1.0,
+              "epochs": [{"epoch": 1, "batch_size": 64, "epoch_time_s": 1.0, "train_loss": 2.0,
+                          "signals": {"grad_variance": 1e-3, "grad_norm_variation": None}}]}
     path = project / "runs" / "profile" / "test_resnet" / "digits" / "fixed-profile-seed2.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(record))

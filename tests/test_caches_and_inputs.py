@@ -337,6 +337,22 @@ TAMPERING = {
         p, lambda e: e["content"].update(arch="test_vit")),
     "final accuracy off its last epoch, checksum redone": lambda p: _forge(
         p, lambda e: e["content"].update(final_test_accuracy=100.0)),
+    # content that contradicts itself or its run, resealed: the checksum cannot tell
+    "training time not its epochs' sum, resealed": lambda p: _forge(
+        p, lambda e: e["content"].update(train_time_s=e["content"]["train_time_s"] * 2)),
+    "a fixed run whose batch changes, resealed": lambda p: _forge(
+        p, lambda e: e["content"]["epochs"][1].update(batch_size=96)),
+    "a batch beyond its training set, resealed": lambda p: _forge(
+        p, lambda e: [x.update(batch_size=5000) for x in e["content"]["epochs"]]),
+    "a negative epoch time, resealed": lambda p: _forge(
+        p, lambda e: e["content"]["epochs"][0].update(epoch_time_s=-1.0)),
+    "a string loss, resealed": lambda p: _forge(
+        p, lambda e: e["content"]["epochs"][0].update(train_loss="0.5")),
+    "another world size, resealed": lambda p: _forge(
+        p, lambda e: e["content"].update(world_size=2)),
+    "a newer schema, resealed": lambda p: _forge(p, lambda e: e["content"].update(schema=99)),
+    "per-sample results of another accuracy, resealed": lambda p: _forge(
+        p, lambda e: e["content"]["test_hits"].update(bits="A" * 60)),
 }
 
 
@@ -411,8 +427,10 @@ def test_a_tampered_step_time_table_is_set_aside_and_measured_again(tmp_path, mo
     stage, cfg, measured = _steptime_stage(monkeypatch, tmp_path)
     records = tmp_path / "runs"
     record = {"schema": 2, "arch": "test_resnet", "dataset": "digits", "method": "deba",
-              "variant": "baseline",
-              "seed": 2, "epochs": [{"batch_size": 64}, {"batch_size": 96}]}
+              "variant": "baseline", "seed": 2, "final_test_accuracy": 90.0,
+              "train_time_s": 2.0, "epochs": [
+                  {"epoch": e, "batch_size": b, "epoch_time_s": 1.0, "test_accuracy": 90.0}
+                  for e, b in ((1, 64), (2, 96))]}
     (records / "train").mkdir(parents=True)
     (records / "train" / "r.json").write_text(json.dumps(record))
     first = stage.run(cfg, ["test_resnet"], runs=str(records), out=str(tmp_path / "out"))

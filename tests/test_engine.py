@@ -240,16 +240,17 @@ def test_a_signal_named_like_a_record_field_cannot_replace_it(tmp_path, register
 def test_schema_1_records_are_read_in_the_current_shape(tmp_path):
     from deba_pipeline.core.record import RECORD_SCHEMA, upgrade
     from deba_pipeline.execution.study import read_records
-    old = {"schema": 1, "arch": "a", "epochs": [
-        {"epoch": 1, "batch_size": 64, "lr": 0.01, "train_loss": 2.0, "decision": "hold",
-         "grad_variance": 0.5, "grad_norm_variation": None, "grad_cosine": 0.9,
-         "grad_norm_var": 0.1}]}
+    old = {"schema": 1, "arch": "a", "dataset": "d", "method": "deba", "variant": "baseline",
+           "seed": 2, "final_test_accuracy": 50.0, "train_time_s": 1.0, "epochs": [
+               {"epoch": 1, "batch_size": 64, "lr": 0.01, "train_loss": 2.0, "decision": "hold",
+                "epoch_time_s": 1.0, "grad_variance": 0.5, "grad_norm_variation": None,
+                "grad_cosine": 0.9, "grad_norm_var": 0.1}]}
     (tmp_path / "old.json").write_text(json.dumps(old))
     (tmp_path / "not_a_record.json").write_text("{\"thresholds\": 1}")
     [read] = read_records(tmp_path)
     assert read["schema"] == RECORD_SCHEMA == 2
     assert read["epochs"] == [{"epoch": 1, "batch_size": 64, "lr": 0.01, "train_loss": 2.0,
-                               "decision": "hold", "grad_norm_var": 0.1,
+                               "decision": "hold", "epoch_time_s": 1.0, "grad_norm_var": 0.1,
                                "signals": {"grad_variance": 0.5, "grad_norm_variation": None,
                                            "grad_cosine": 0.9}}]
     assert upgrade(read) is read  # the current schema passes through unchanged

@@ -64,3 +64,73 @@ def unpack_hits(record: dict):
             or abs(100.0 * hits.sum() / size - accuracy) > 1e-9:
         return None
     return hits
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        value == value and abs(value) != float("inf")
+
+
+def _fields_problem(record: dict) -> str | None:
+    for name in ("arch", "dataset", "method", "variant"):
+        if not isinstance(record.get(name), str) or not record[name]:
+            return f"its {name} is {record.get(name)!r}, not a name"
+    if not isinstance(record.get("seed"), int) or isinstance(record["seed"], bool):
+        return f"its seed is {record.get('seed')!r}, not an integer"
+    accuracy = record.get("final_test_accuracy")
+    if not (_number(accuracy) and 0 <= accuracy <= 100):
+        return f"its final_test_accuracy is {accuracy!r}, not a percentage"
+    world = record.get("world_size", 1)
+    if not isinstance(world, int) or isinstance(world, bool) or world < 1:
+        return f"its world_size is {world!r}, not an integer >= 1"
+    return None
+
+
+def _epoch_problem(i: int, entry, train_size) -> str | None:
+    if not isinstance(entry, dict) or entry.get("epoch") != i:
+        return "its epochs are not 1, 2, ... in order"
+    batch = entry.get("batch_size")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        return f"epoch {i}'s batch_size is {batch!r}, not an integer >= 1"
+    if isinstance(train_size, int) and batch > train_size:
+        return f"epoch {i}'s batch of {batch} exceeds its training set of {train_size}"
+    if not (_number(entry.get("epoch_time_s")) and entry["epoch_time_s"] >= 0):
+        return f"epoch {i}'s epoch_time_s is {entry.get('epoch_time_s')!r}, not seconds >= 0"
+    if "train_loss" in entry and not _number(entry["train_loss"]):
+        return f"epoch {i}'s train_loss is {entry['train_loss']!r}, not a number"
+    accuracy = entry.get("test_accuracy", 0)
+    if not (_number(accuracy) and 0 <= accuracy <= 100):
+        return f"epoch {i}'s test_accuracy is {accuracy!r}, not a percentage"
+    return None
+
+
+def record_problem(record) -> str | None:
+    """What makes `record` unreadable or contradict itself, in words; None for a sound one.
+    A checksum proves a file was written whole, not that it is right: the content must agree
+    with itself (its time is its epochs' sum, a fixed run keeps its batch, no batch exceeds
+    its training set, its final accuracy is its last epoch's)."""
+    if not is_record(record):
+        return "it is not a run record (no schema or epochs)"
+    schema = record["schema"]
+    if not isinstance(schema, int) or isinstance(schema, bool) or not 1 <= schema <= RECORD_SCHEMA:
+        return (f"its schema is {schema!r}, and this deba-pipeline reads schemas 1 to "
+                f"{RECORD_SCHEMA} (a newer one wrote it: upgrade deba-pipeline)")
+    problem = _fields_problem(record)
+    if problem:
+        return problem
+    epochs = record["epochs"]
+    if not isinstance(epochs, list) or not epochs:
+        return "it holds no epochs"
+    for i, entry in enumerate(epochs, 1):
+        problem = _epoch_problem(i, entry, record.get("train_size"))
+        if problem:
+            return problem
+    if record["method"] == "fixed" and len({e["batch_size"] for e in epochs}) > 1:
+        return "it is a fixed-batch run whose batch changes"
+    if "test_accuracy" in epochs[-1] and \
+            record["final_test_accuracy"] != epochs[-1]["test_accuracy"]:
+        return "its final accuracy is not its last epoch's"
+    total, seconds = record.get("train_time_s"), sum(e["epoch_time_s"] for e in epochs)
+    if not (_number(total) and abs(total - seconds) <= 1e-6 * max(1.0, seconds)):
+        return f"its train_time_s ({total!r}) is not the sum of its epochs' ({seconds:.6g} s)"
+    return None

@@ -12,7 +12,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from deba_pipeline.core.errors import DebaError
-from deba_pipeline.core.record import unpack_hits, upgrade
+from deba_pipeline.core.record import record_problem, unpack_hits, upgrade
 from deba_pipeline.engine.cache import keep, kept
 from deba_pipeline.engine.files import DamagedFile, load_torch, make_folder, save_torch
 
@@ -51,26 +51,22 @@ class Checkpointer:
         return None if record is None else upgrade(record)
 
     def _record_problem(self, record) -> str | None:
+        """Why a kept entry cannot stand for this run: it contradicts itself, is another run's,
+        or lacks its per-sample test results; None where it can."""
         s = self.spec
-        if not isinstance(record, dict) or not isinstance(record.get("epochs"), list):
-            return "it holds no run record"
+        problem = record_problem(record)
+        if problem:
+            return problem
         for name in ("arch", "dataset", "method", "seed"):
             if record.get(name) != getattr(s, name):
                 return f"its {name} is {record.get(name)!r}, not {getattr(s, name)!r}"
-        epochs = record["epochs"]
-        if len(epochs) != s.train.epochs:
-            return f"it holds {len(epochs)} epochs, not train.epochs = {s.train.epochs}"
-        try:
-            if [e["epoch"] for e in epochs] != list(range(1, len(epochs) + 1)):
-                return "its epochs are not 1, 2, ... in order"
-            if any(not 0 <= e["test_accuracy"] <= 100 for e in epochs):
-                return "a test accuracy in it is not a percentage"
-            if record["final_test_accuracy"] != epochs[-1]["test_accuracy"]:
-                return "its final accuracy is not its last epoch's"
-            if unpack_hits(record) is None:
-                return "its per-sample test results are missing or disagree with its accuracy"
-        except (KeyError, TypeError):
-            return "an epoch in it lacks the fields a record has"
+        if len(record["epochs"]) != s.train.epochs:
+            return f"it holds {len(record['epochs'])} epochs, not train.epochs = {s.train.epochs}"
+        if record.get("world_size", 1) != s.train.processes:
+            return f"its world_size is {record.get('world_size', 1)}, not train.processes = " \
+                   f"{s.train.processes}"
+        if unpack_hits(record) is None:
+            return "its per-sample test results are missing or disagree with its accuracy"
         return None
 
     def save(self, epoch: int, state: dict, pending=None) -> Path:

@@ -150,12 +150,14 @@ def advice(cfg) -> list:
         first = max(2, group.cooldown + 1)
         need = max(first, window + 1) + 1
         if epochs < need and own("cooldown", "window"):
+            filled = "" if not window else \
+                f"its window of {window} epochs is full from epoch {window + 1}, "
             lines.append(
                 f"{name}: train.epochs = {epochs} leaves the rule no decision that sees a full "
                 f"window and takes effect: it first decides at epoch {first} (cooldown "
-                f"{group.cooldown}), its window of {window} epochs is full from epoch "
-                f"{window + 1}, and the last epoch's decision changes nothing. Use at least "
-                f"{need} epochs, or a shorter {name}.cooldown or {name}.window.")
+                f"{group.cooldown}), {filled}and the last epoch's decision changes nothing. Use "
+                f"at least {need} epochs, or a shorter {name}.cooldown"
+                f"{f' or {name}.window' if window else ''}.")
         chances = max(0, (epochs - 1 - first) // (group.cooldown + 1) + 1)
         reach = min(group.max_batch, int(cfg.train.batch_size * group.growth ** chances))
         for dataset, size in sizes.items():

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.config import OPTIMIZER_DEFAULTS, PAPER_THRESHOLDS, DebaConfig
 from deba_pipeline.core.errors import ConfigError, DebaError
-from deba_pipeline.core.record import is_record, upgrade
+from deba_pipeline.core.record import is_record, record_problem, upgrade
 from deba_pipeline.engine.files import read_json, write_json
 from deba_pipeline.engine.spec import RunSpec
 from deba_pipeline.execution.process import threads_per_run
@@ -97,13 +97,28 @@ def expected_seconds(specs, records) -> list | None:
 
 
 def read_records(root) -> list:
-    """Every run record under `root` (recursively), skipping files that are not records."""
-    out = []
+    """Every run record under `root` (recursively), skipping JSON files that are not records;
+    a record that contradicts itself, or a second record of one run, is one DebaError naming
+    the file."""
+    out, seen = [], {}
+    fix = "delete it and run `dvc repro`: the run is restored from the finished-run cache or " \
+          "trained again"
     for path in sorted(Path(root).rglob("*.json")):
-        data = read_json(path, "delete it and run `dvc repro`: the run is restored from the "
-                               "finished-run cache or trained again")
-        if is_record(data):
-            out.append(upgrade(data))
+        data = read_json(path, fix)
+        if not is_record(data):
+            continue
+        problem = record_problem(data)
+        if problem:
+            raise DebaError(f"{path} cannot be read as a run record: {problem}. If it is a stale "
+                            f"or edited copy, {fix}.")
+        run = (data["arch"], data["dataset"], data["method"], data["variant"], data["seed"])
+        if run in seen:
+            name = "/".join(map(str, run))
+            raise DebaError(f"{path} and {seen[run]} are records of one run ({name}): a stale "
+                            f"copy would silently stand for it. Delete the one that is not the "
+                            f"stage's output (e.g. a copy in another folder).")
+        seen[run] = path
+        out.append(upgrade(data))
     return out
 
 

@@ -3,12 +3,14 @@
 headline numbers in metrics.json. `deba aggregate --runs runs --out reports`"""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from deba_pipeline.core.errors import DebaError
-from deba_pipeline.engine.files import read_json, write_json, write_text
+from deba_pipeline.engine.files import make_folder, read_json, write_json, write_text
 from deba_pipeline.execution.study import read_records
 from deba_pipeline.report import (
     answer,
@@ -85,20 +87,52 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
     if beside:
         built["prediction"] = beside
     answers = answer.answers(by_method, checked)
-    for name, rows in built.items():
-        write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
-        write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
-    images = figures.write_all(records, out / "figures", step_tables)
-    curves.write_all(records, out / "plots")
-    paper = None
-    if compare_file or paper_check.cells(printed) & set(found["baseline"]):
-        paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),
-                 "beside": paper_check.beside(printed, found["baseline"])}
-    metrics = rounded({"answer": answer.metrics(answers),
-                        **build_metrics(records, found, checked, ablation_dataset, by_method)})
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "answer.json", headline(metrics["answer"]))
-    write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
-                                         step_tables, cfg, answers,
-                                         forecast.headroom_lines(predicted)))
+    final, out = out, _staging(out)  # every output is made aside, then all replace the old
+    try:
+        for name, rows in built.items():
+            write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
+            write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
+        images = figures.write_all(records, out / "figures", step_tables)
+        curves.write_all(records, out / "plots")
+        paper = None
+        if compare_file or paper_check.cells(printed) & set(found["baseline"]):
+            paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),
+                     "beside": paper_check.beside(printed, found["baseline"])}
+        metrics = rounded({"answer": answer.metrics(answers),
+                            **build_metrics(records, found, checked, ablation_dataset, by_method)})
+        write_json(out / "metrics.json", metrics)
+        write_json(out / "answer.json", headline(metrics["answer"]))
+        write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
+                                             step_tables, cfg, answers,
+                                             forecast.headroom_lines(predicted)))
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    _publish(out, final)
     return metrics
+
+
+def _staging(out: Path) -> Path:
+    """A fresh folder beside `out` for this aggregate's outputs: a failure part-way leaves the
+    old report, metrics and curves as they were, consistent with each other."""
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    return make_folder(staging)
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Each output made in `staging` replaces its namesake in `out` (a rename each); what else
+    `out` holds stays."""
+    make_folder(out)
+    try:
+        for made in sorted(staging.iterdir()):
+            target, old = out / made.name, out / f".{made.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            if target.is_dir():
+                os.replace(target, old)
+            os.replace(made, target)
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise DebaError(f"cannot write {out}: {exc.strerror or exc}. The new outputs are in "
+                        f"{staging}; make {out} writable and rerun.") from None
+    shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,282 @@
+"""The fourth hardening pass, case by case through the real commands: each refusal is one line
+that names the problem and the fix, and nothing wrong is written or reused."""
+import json
+import os
+import shutil
+import stat
+
+import pytest
+
+from deba_pipeline.cli import main
+
+from helpers import ROOT, small_params
+
+RECORD = "train/test_resnet/digits/fixed-baseline-seed2.json"
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A copy of the committed quick study's records, to spoil one at a time."""
+    shutil.copytree(ROOT / "runs", tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+def _edit(path, change):
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+def _aggregate(runs, capsys, *extra):
+    out = runs.parent / "reports"
+    code = main(["aggregate", "--runs", str(runs), "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    return code, err, out
+
+
+def _epochs(change):
+    return lambda r: [change(e) for e in r["epochs"]]
+
+
+SPOILED = {  # one record of the study, edited: (the edit, what the message must say)
+    "a newer schema": (lambda r: r.update(schema=3), "its schema is 3, and this deba-pipeline "
+                       "reads schemas 1 to 2"),
+    "no architecture": (lambda r: r.pop("arch"), "its arch is None, not a name"),
+    "no epochs": (lambda r: r.update(epochs=[]), "it holds no epochs"),
+    "a string seed": (lambda r: r.update(seed="2"), "its seed is '2', not an integer"),
+    "a string batch": (_epochs(lambda e: e.update(batch_size="64")),
+                       "epoch 1's batch_size is '64', not an integer >= 1"),
+    "a null accuracy": (lambda r: r.update(final_test_accuracy=None),
+                        "its final_test_accuracy is None, not a percentage"),
+    "an accuracy of 140": (lambda r: r.update(final_test_accuracy=140.0),
+                           "its final_test_accuracy is 140.0, not a percentage"),
+    "a time unequal to its epochs'": (lambda r: r.update(train_time_s=r["train_time_s"] * 8),
+                                      "is not the sum of its epochs'"),
+    "a fixed batch that changes": (lambda r: r["epochs"][3].update(batch_size=96),
+                                   "it is a fixed-batch run whose batch changes"),
+    "a batch beyond the training set": (_epochs(lambda e: e.update(batch_size=5000)),
+                                        "epoch 1's batch of 5000 exceeds its training set of "
+                                        "1438"),
+    "a negative epoch time": (lambda r: r["epochs"][0].update(epoch_time_s=-1.0),
+                              "epoch 1's epoch_time_s is -1.0, not seconds >= 0"),
+    "a string loss": (lambda r: r["epochs"][0].update(train_loss="0.4"),
+                      "epoch 1's train_loss is '0.4', not a number"),
+    "epochs out of order": (lambda r: r["epochs"].reverse(),
+                            "its epochs are not 1, 2, ... in order"),
+    "a world size of 0": (lambda r: r.update(world_size=0),
+                          "its world_size is 0, not an integer >= 1"),
+    "a final accuracy off its last epoch": (lambda r: r.update(final_test_accuracy=1.0),
+                                            "its final accuracy is not its last epoch's"),
+}
+
+
+@pytest.mark.parametrize("case", SPOILED)
+def test_aggregate_refuses_a_record_that_contradicts_itself(runs, capsys, case):
+    edit, expected = SPOILED[case]
+    _edit(runs / RECORD, edit)
+    code, err, out = _aggregate(runs, capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"deba: error: {runs / RECORD} cannot be read as a run record: ")
+    assert expected in err
+    assert "delete it and run `dvc repro`" in err
+    assert not out.exists()  # nothing half-made
+
+
+def test_a_json_that_only_looks_like_a_record_is_named(runs, capsys):
+    stray = runs / "train" / "notes.json"
+    stray.write_text(json.dumps({"schema": 2, "epochs": "see the notebook"}))
+    code, err, out = _aggregate(runs, capsys)
+    assert code == 2 and f"{stray} cannot be read as a run record: its arch is None" in err
+    assert not out.exists()
+
+
+def test_a_stale_copy_of_a_record_is_refused_not_silently_used(runs, capsys):
+    stale = runs / "zz_old" / "fixed-baseline-seed2.json"
+    stale.parent.mkdir()
+    shutil.copyfile(runs / RECORD, stale)
+    _edit(stale, lambda r: r.update(final_test_accuracy=10.0,
+                                    epochs=[{**e, "test_accuracy": 10.0} for e in r["epochs"]]))
+    code, err, out = _aggregate(runs, capsys)
+    assert code == 2 and not out.exists()
+    assert f"{runs / RECORD} and {stale} are records of one run " \
+           f"(test_resnet/digits/fixed/baseline/2)" in err or \
+           f"{stale} and {runs / RECORD} are records of one run" in err
+    assert "Delete the one that is not the stage's output" in err
+
+
+def test_aggregate_refuses_a_params_file_that_does_not_exist(runs, capsys):
+    code, err, out = _aggregate(runs, capsys, "--params", str(runs.parent / "nonexistent.yaml"))
+    assert code == 2 and not out.exists()
+    assert err == (f"deba: error: --params {runs.parent / 'nonexistent.yaml'} does not exist: "
+                   f"give the params file the runs were made with, or leave --params out to "
+                   f"read params.yaml (the defaults where there is none).\n")
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"timing": {"sizes": [64, 96]}}, "`timing.sizes` = [64, 96] is not allowed: it must be "
+                                      "ladder or reached."),
+    ({"study": {"seeds": [2 ** 63]}}, f"`study.seeds` = {2 ** 63} is not allowed: it must be an "
+                                      f"integer in [0, 2^63 - 1]"),
+    ({"train": {"lr": 0}}, "`train.lr` = 0.0 is not allowed: it must be a finite number > 0 "
+                           "(at 0 nothing trains)."),
+    ({"timing": {"repeats": 1_000_000_000}}, "`timing.repeats` = 1000000000 is not allowed: it "
+                                             "must be an integer in [1, 1000]."),
+    ({"timing": {"steps": 100_000}}, "`timing.steps` = 100000 is not allowed: it must be an "
+                                     "integer in [1, 10000]."),
+    ({"report": {"accuracy_tolerance": 200}}, "`report.accuracy_tolerance` = 200.0 is not "
+                                              "allowed: it must be a number of points in [0, 100)."),
+    ({"train": {"precision": "fp8"}}, "`train.precision` = 'fp8' is not allowed: it must be fp32 "
+                                      "or bf16."),
+    ({"data": {"placement": None}}, "`data.placement` = None is not allowed: it must be auto, "
+                                    "device or stream (null is not a value here"),
+    ({"train": {"image_size": {"test_resnet": "big"}}}, "`train.image_size.test_resnet` = 'big' "
+                                                        "is not allowed: it must be an integer."),
+    ({"train": {"processes": 2, "batch_size": 64, "sync_batchnorm": True, "device": "auto"}},
+     "`train.sync_batchnorm` = true is not allowed here: train.device = 'auto' is the CPU on "
+     "this machine"),
+])
+def test_validate_refuses_settings_that_cannot_work(tmp_path, monkeypatch, capsys, params,
+                                                    expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params(params))
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deba: error: params.yaml: ") and expected in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"train": {"epochs": 15}, "deba": {"cooldown": 10, "window": 15}},
+     "warning: deba: train.epochs = 15 leaves the rule no decision that sees a full window and "
+     "takes effect: it first decides at epoch 11 (cooldown 10), its window of 15 epochs is full "
+     "from epoch 16, and the last epoch's decision changes nothing. Use at least 17 epochs"),
+    ({"deba": {"max_batch": 4096}}, "warning: deba.max_batch = 4096 exceeds the 1438 training "
+                                    "samples of digits: set it to at most 359 (a quarter)"),
+    ({"study": {"methods": {"deba": {}, "big": {"max_batch": 1000, "growth": 4.0,
+                                                 "cooldown": 1}}},
+      "train": {"epochs": 8}},
+     "warning: study.methods.big: a batch of 1000, which the rule may reach in 8 epochs, leaves "
+     "1 step(s) an epoch on digits (1438 samples): set study.methods.big.max_batch to at most "
+     "359"),
+    ({"execution": {"cpus_per_run": 4096}}, "warning: execution.cpus_per_run = 4096 is more "
+                                            "threads than this machine's"),
+])
+def test_validate_warns_where_a_valid_study_leaves_the_rule_little_to_do(
+        tmp_path, monkeypatch, capsys, params, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params(params))
+    assert main(["validate"]) == 0
+    out = capsys.readouterr().out
+    assert "params.yaml: valid." in out and expected in out, out
+
+
+def test_a_warning_is_named_where_the_setting_is_set_not_in_every_group_that_inherits_it(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params({"deba": {"max_batch": 4096}}))
+    assert main(["validate"]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "max_batch" in line]
+    assert warnings == ["warning: deba.max_batch = 4096 exceeds the 1438 training samples of "
+                        "digits: set it to at most 359 (a quarter) so an epoch keeps 4 steps."]
+
+
+def test_the_presets_give_no_warning_but_micros_short_cooldown5_ablation(capsys):
+    assert main(["validate", "quick", "paper"]) == 0
+    assert "warning" not in capsys.readouterr().out
+    assert main(["validate", "micro"]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ablate.variants.cooldown5: ")
+
+
+def test_a_second_forced_preset_keeps_the_first_backup(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    params = tmp_path / "params.yaml"
+    params.write_text(small_params({"train": {"epochs": 3}}) + "# my own edit\n")
+    assert main(["preset", "micro", "--force"]) == 0
+    params.write_text(params.read_text() + "# a second edit\n")
+    assert main(["preset", "quick", "--force"]) == 0
+    assert "# my own edit" in (tmp_path / "params.yaml.bak").read_text()
+    assert "# a second edit" in (tmp_path / "params.yaml.bak.1").read_text()
+    assert "the previous file is params.yaml.bak.1" in capsys.readouterr().out
+
+
+def test_deba_version_names_the_installed_package(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    from importlib.metadata import version
+    assert capsys.readouterr().out == f"deba {version('deba-pipeline')}\n"
+
+
+def test_files_are_written_with_the_umask_a_colleague_expects(tmp_path):
+    from deba_pipeline.engine.files import write_json
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "table.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "table.json").stat().st_mode) == 0o644
+
+
+def test_a_file_where_the_locks_folder_belongs_is_named(tmp_path):
+    from deba_pipeline.core.errors import DebaError
+    from deba_pipeline.engine.checkpoint import Checkpointer
+
+    from helpers import tiny_spec
+    (tmp_path / "locks").write_text("not a folder")
+    with pytest.raises(DebaError) as refused, Checkpointer(tmp_path, tiny_spec()).lock():
+        pass
+    assert str(refused.value) == (f"{tmp_path / 'locks'} is a file where a folder is needed: "
+                                  f"move it away or delete it, then rerun.")
+
+
+def _outputs(out):
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    """The committed study aggregated once into a folder of its own."""
+    out = tmp_path_factory.mktemp("agg") / "reports"
+    assert main(["aggregate", "--runs", str(ROOT / "runs"), "--out", str(out), "--steptime",
+                 str(ROOT / "results" / "steptime")]) == 0
+    return out
+
+
+def test_a_late_failure_leaves_the_last_report_whole(reported, tmp_path, monkeypatch, capsys):
+    from deba_pipeline.core.errors import DebaError
+    from deba_pipeline.stages import aggregate
+    out = tmp_path / "reports"
+    shutil.copytree(reported, out)
+    before = _outputs(out)
+
+    def fails_late(*args):
+        raise DebaError("the report could not be rendered")
+    monkeypatch.setattr(aggregate, "report", fails_late)
+    code = main(["aggregate", "--runs", str(ROOT / "runs"), "--out", str(out), "--steptime",
+                 str(ROOT / "results" / "steptime")])
+    assert code == 2 and "the report could not be rendered" in capsys.readouterr().err
+    # metrics.json, answer.json and every curve as they were, beside the REPORT.md they match
+    assert _outputs(out) == before
+    assert not (tmp_path / ".reports.partial").exists()
+
+
+def test_an_output_folder_that_refuses_the_new_files_loses_none_of_the_old(
+        reported, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "reports"
+    shutil.copytree(reported, out)
+    before = _outputs(out)
+    real = os.replace
+
+    def refused(src, dst):
+        if str(dst).startswith(str(out)):
+            raise PermissionError(13, "Permission denied")
+        return real(src, dst)
+    monkeypatch.setattr(os, "replace", refused)
+    code = main(["aggregate", "--runs", str(ROOT / "runs"), "--out", str(out), "--steptime",
+                 str(ROOT / "results" / "steptime")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot write {out}: Permission denied" in err
+    assert _outputs(out) == before  # no CSV under plots/ deleted before the failure
