@@ -134,13 +134,17 @@ def cmd_validate(args) -> None:
     from deba_pipeline.config import load_params
     from deba_pipeline.config.presets import resolve_preset
     from deba_pipeline.execution.plan import check
+    if (args.device or args.utilization is not None) and not args.estimate:
+        raise DebaError("--device and --utilization go with --estimate: add it.")
     for path in args.files or [args.params]:
         print(check(path), flush=True)
         if args.estimate:
+            from deba_pipeline.execution.devices import flops_estimate
             from deba_pipeline.execution.estimate import estimate
-            print(estimate(load_params(resolve_preset(path)),
-                           progress=lambda line: print(f"deba: {line}", file=sys.stderr,
-                                                       flush=True)))
+            cfg = load_params(resolve_preset(path))
+            heard = lambda line: print(f"deba: {line}", file=sys.stderr, flush=True)  # noqa: E731
+            print(flops_estimate(cfg, args.device, args.utilization, heard) if args.device
+                  else estimate(cfg, progress=heard))
 
 
 def cmd_preset(args) -> None:
@@ -234,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", help="params files or preset names (default: --params)")
     p.add_argument("--estimate", action="store_true", help="time one short epoch per "
                    "architecture here and print the device-hours and wall-clock of the study")
+    p.add_argument("--device", metavar="NAME", help="with --estimate: estimate for this GPU "
+                   "instead (h200, h100, h100-pcie, a100, a10, l4, rtx4090) from each model's "
+                   "FLOPs and the device's documented peak")
+    p.add_argument("--utilization", type=float, metavar="SHARE", help="with --device: the "
+                   "share of the peak a step sustains (default 0.4)")
     p = stage("preset", cmd_preset, "write a preset from pipelines/ as the complete params file",
               params_help="the params file to write (default: %(default)s)")
     p.add_argument("name", help="preset name (quick, paper, micro) or a YAML path")

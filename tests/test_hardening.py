@@ -56,7 +56,7 @@ SPOILED = {  # one record of the study, edited: (the edit, what the message must
                                    "it is a fixed-batch run whose batch changes"),
     "a batch beyond the training set": (_epochs(lambda e: e.update(batch_size=5000)),
                                         "epoch 1's batch of 5000 exceeds its training set of "
-                                        "1438"),
+                                        "899"),
     "a negative epoch time": (lambda r: r["epochs"][0].update(epoch_time_s=-1.0),
                               "epoch 1's epoch_time_s is -1.0, not seconds >= 0"),
     "a string loss": (lambda r: r["epochs"][0].update(train_loss="0.4"),
@@ -280,3 +280,34 @@ def test_an_output_folder_that_refuses_the_new_files_loses_none_of_the_old(
     err = capsys.readouterr().err
     assert code == 2 and f"cannot write {out}: Permission denied" in err
     assert _outputs(out) == before  # no CSV under plots/ deleted before the failure
+
+
+def test_a_gpu_estimate_is_the_steps_flops_over_the_stated_share_of_the_peak(
+        tmp_path, monkeypatch, capsys):
+    from deba_pipeline.config import load_params
+    from deba_pipeline.execution.devices import step_flops
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params({}))
+    flops = step_flops(load_params("params.yaml"), "test_resnet", "digits")
+    assert main(["validate", "--estimate", "--device", "h100", "--utilization", "0.5"]) == 0
+    out = capsys.readouterr().out
+    ms = flops / (67e12 * 0.5) * 1000  # the H100's dense FP32 peak, half of it sustained
+    assert f"test_resnet/digits: {flops / 1e9:.1f} GFLOP a step at batch 64, {ms:.2f} ms" in out
+    assert "assumes: 67 TFLOP/s (fp32 peak, dense, the datasheet's) × 0.5 utilization" in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["validate", "--estimate", "--device", "h800"],
+     "deba: error: --device 'h800' is not a device with a documented peak here: use one of "
+     "h200, h100, h100-pcie, a100, a10, l4, rtx4090.\n"),
+    (["validate", "--device", "h100"],
+     "deba: error: --device and --utilization go with --estimate: add it.\n"),
+    (["validate", "--estimate", "--device", "h100", "--utilization", "1.5"],
+     "deba: error: --utilization 1.5 is not allowed: it must be in (0, 1].\n"),
+])
+def test_a_gpu_estimate_refuses_what_it_cannot_answer(tmp_path, monkeypatch, capsys, argv,
+                                                      expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params({}))
+    assert main(argv) == 2
+    assert capsys.readouterr().err.endswith(expected)

@@ -324,15 +324,16 @@ def test_the_committed_report_renders_and_its_metrics_carry_both_speedups():
 def test_validate_estimate_counts_the_steps_of_every_run(monkeypatch):
     from deba_pipeline.execution import estimate, pool
     monkeypatch.setattr(estimate, "step_seconds", lambda cfg, arch, dataset: 0.01)
-    monkeypatch.setattr(estimate, "probe_batch", lambda cfg: 16)  # as on any CPU
+    monkeypatch.setattr(estimate, "probe_batch", lambda cfg, side=0: 16)  # as for large inputs
     monkeypatch.setattr(pool, "usable_cores", lambda: 2)
     text = estimate.estimate(load_params(ROOT / "pipelines" / "quick.yaml"))
-    # per arch on digits: 2 profile + 3 seeds × (fixed + 3 strategies) + 4 ablations × 3 seeds
-    # = 26 runs of 12 epochs of 1438 // 64 = 22 steps at 10 ms: 68.64 s = 0.0191 h; three
-    # archs: 0.0572 h, two at a time on 2 cores (one thread a run): 0.0286 h of wall-clock
-    assert "test_resnet/digits: 10.0 ms a step at batch 64 (from batches 8 and 16), 26 runs: " \
-        "0.019 device-hours" in text  # step_seconds stands in: the extension is inside it
-    assert "total: 0.057 device-hours; about 0.029 hours of wall-clock with 2 run(s) in flight " \
+    # per arch on digits: 2 profile + 5 seeds × (fixed + 3 strategies) + 4 ablations × 5 seeds
+    # = 42 runs of 12 epochs of 899 // 64 = 14 steps (half the digits train at test_fraction
+    # 0.5) at 10 ms: 70.56 s = 0.0196 h; three archs: 0.0588 h, two at a time on 2 cores (one
+    # thread a run): 0.0294 h of wall-clock
+    assert ("test_resnet/digits: 10.0 ms a step at batch 64 (from batch 16, scaled by samples), "
+            "42 runs: 0.020 device-hours") in text  # step_seconds stands in: scaling inside it
+    assert "total: 0.059 device-hours; about 0.029 hours of wall-clock with 2 run(s) in flight " \
         "(local backend)" in text
 
 
@@ -343,7 +344,7 @@ def test_validate_estimate_times_a_real_step_here(monkeypatch, capsys):
     out, err = capsys.readouterr()
     step_ms = float(out.split("test_resnet/digits: ")[1].split(" ms")[0])
     assert 0 < step_ms < 10_000 and out.count("estimate on ") == 1
-    # progress as each architecture is timed (on a CPU at batches 8 and 16, extended to 64)
+    # progress as each architecture is timed (8-pixel digits: at the study's own batch)
     assert "deba: timing test_resnet on 8x8x1 inputs at batch " in err and "(1 of 1)" in err
 
 
