@@ -442,3 +442,19 @@ def test_a_tampered_step_time_table_is_set_aside_and_measured_again(tmp_path, mo
     assert measured == ["test_resnet", "test_resnet"] and again == first
     assert f"deba: {kept} was not used: " in err, err
     assert json.loads((tmp_path / "out" / "test_resnet.json").read_text()) == first["test_resnet"]
+
+
+def test_a_measured_table_whose_cache_cannot_be_written_still_reaches_the_stage(
+        tmp_path, monkeypatch, capsys):
+    stage, cfg, measured = _steptime_stage(monkeypatch, tmp_path)
+    records = tmp_path / "runs" / "train"
+    records.mkdir(parents=True)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "steptime").write_text("a file where the cache folder belongs")
+    tables = stage.run(cfg, ["test_resnet"], runs=str(records.parent), out=str(tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert measured == ["test_resnet"]
+    assert json.loads((tmp_path / "out" / "test_resnet.json").read_text()) == \
+        tables["test_resnet"] != {}
+    assert "deba: test_resnet/digits: step times measured; the table is in the stage's output, " \
+           "but not kept for reuse: cannot write " in err, err

@@ -311,3 +311,33 @@ def test_a_gpu_estimate_refuses_what_it_cannot_answer(tmp_path, monkeypatch, cap
     (tmp_path / "params.yaml").write_text(small_params({}))
     assert main(argv) == 2
     assert capsys.readouterr().err.endswith(expected)
+
+
+@pytest.mark.parametrize("fixed_accuracy, losses, expected", [
+    # 4 classes: chance 25%; 36.7% got 0.16 of the way to 100%, below a fifth
+    (36.7, (1.380, 1.100), "its seed 0 ended at 36.7%, near chance (25.0%)"),
+    (80.0, (1.380, 1.338), "its seed 0's training loss barely moved (1.380 to 1.338)"),
+    (80.0, (1.380, 0.400), None),
+])
+def test_a_fixed_baseline_that_did_not_learn_leaves_no_comparison(fixed_accuracy, losses,
+                                                                  expected):
+    from deba_pipeline.report.answer import answers, sentence
+    from deba_pipeline.report.comparison import compare
+
+    def run(method, seed, accuracy):
+        return {"arch": "a", "dataset": "d", "method": method, "variant": "baseline",
+                "seed": seed, "num_classes": 4, "final_test_accuracy": accuracy,
+                "train_time_s": 2.0, "epochs": [
+                    {"epoch": e, "batch_size": 64, "decision": "hold", "epoch_time_s": 1.0,
+                     "train_loss": loss} for e, loss in enumerate(losses, 1)]}
+    records = [run("fixed", s, fixed_accuracy + s / 10) for s in range(3)] + \
+        [run("deba", s, fixed_accuracy + 5 + s / 10) for s in range(3)]
+    cell = compare(records)[("a", "d")]
+    assert cell["no_comparison"] == expected
+    if expected:
+        assert cell["outcome"] == "no comparison"
+        [(key, answer)] = answers({"deba": {("a", "d"): cell}}, []).items()
+        assert sentence(key, answer) == (
+            f"- **a on d**: no comparison: the fixed baseline did not learn ({expected}), so no "
+            f"strategy can be judged against it. Raise train.epochs or change train.lr, or check "
+            f"the data, then rerun.")

@@ -132,3 +132,14 @@ def test_the_seeds_an_answer_asks_for_come_with_the_range_the_spread_allows():
         "it at 80% power." in answer.sentence(("a", "d"), found)
     from deba_pipeline.report.tables import _outcome
     assert _outcome({**c, "seeds_needed_range": (4, 120)}) == "inconclusive (≈9 seeds, 4–120)"
+
+
+def test_answer_json_sets_every_strategy_beside_the_others_per_cell():
+    from deba_pipeline.report.metrics import by_strategy
+    cell = {"outcome": "inconclusive", "verdict_speedup": 20.7, "delta_acc": -0.29}
+    found = by_strategy({"gns": {("test_resnet", "digits"): cell},
+                         "deba": {("test_resnet", "digits"): {**cell, "outcome": "benefit",
+                                                              "verdict_speedup": -3.2}}})
+    # flattened by DVC to columns `gns.test_resnet/digits` and `deba.test_resnet/digits`
+    assert found == {"deba": {"test_resnet/digits": "benefit: +3% time -0.3pt"},
+                     "gns": {"test_resnet/digits": "inconclusive: -21% time -0.3pt"}}

@@ -39,6 +39,7 @@ def answers(by_method: dict, checked: list) -> dict:
                     "seeds_needed_range": c.get("seeds_needed_range"),
                     "others": {n: o["outcome"] for n, o in cells.items() if n != shown},
                     "tied": tied, "took": c.get("took"),
+                    "no_comparison": c.get("no_comparison"),
                     "prediction": row["profile"]["prediction"] if row else None,
                     "prediction_held": row["held"] if row else None}
     return out
@@ -69,6 +70,10 @@ def sentence(key, a) -> str:
              f"{a['speedup_basis']} speedup; {_range(a['speedup_ci'], 1)}) at "
              f"{a['delta_acc']:+.2f} points of accuracy ({_range(a['delta_acc_ci'], 2)}), "
              f"over {a['seeds']} seed{'s' if a['seeds'] != 1 else ''}")
+    if a.get("no_comparison"):
+        return (f"- **{arch} on {dataset}**: no comparison: the fixed baseline did not learn "
+                f"({a['no_comparison']}), so no strategy can be judged against it. Raise "
+                f"train.epochs or change train.lr, or check the data, then rerun.")
     if a["use"] == "fixed":
         others = ", ".join(f"{n} {o}" for n, o in sorted(
             {a["strategy"]: a["outcome"], **a["others"]}.items()))
@@ -104,7 +109,8 @@ def sentence(key, a) -> str:
 
 def metrics(found: dict) -> dict:
     """The same answer, flat enough for `dvc metrics show`."""
-    return {f"{arch}/{ds}": {"use": a["use"] or "inconclusive", "strategy": a["strategy"],
+    return {f"{arch}/{ds}": {"use": "no comparison" if a.get("no_comparison")
+                             else a["use"] or "inconclusive", "strategy": a["strategy"],
                              "speedup_pct": a["speedup_pct"], "speedup_ci": a["speedup_ci"],
                              "delta_acc": a["delta_acc"], "delta_acc_ci": a["delta_acc_ci"],
                              "tied": a["tied"], "took": a["took"],

@@ -183,6 +183,7 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN, floor: float | None = N
     c["verdict_speedup"], c["verdict_speedup_ci"] = c[f"{basis}_mean"], c[f"{basis}_ci"]
     c["verdict_speedups"] = c[f"{basis}s"]
     c["speedup_basis"] = "modelled" if modelled else "measured"
+    c["no_comparison"] = baseline_problem(f)
     c["outcome"] = outcome(c)
     c["seeds_needed"], c["seeds_needed_range"] = (None, None) if c["outcome"] not in OPEN \
         else _needed(c)
@@ -211,6 +212,29 @@ def _needed(c):
     return max([MIN_SEEDS, *asks]), (fewest, most)
 
 
+LEARNED = 0.2  # of the way from chance to 100%: a fixed run below it did not learn
+LOSS_MOVED = 0.9  # a fixed run whose last training loss is above this share of its first's
+
+
+def baseline_problem(fixed) -> str | None:
+    """Why the fixed runs cannot stand as a baseline (one of them got less than LEARNED of the
+    way from chance to 100%, or its training loss barely moved), in words; None where they
+    can. Against a baseline that did not learn, every strategy looks good or bad by chance."""
+    for r in fixed:
+        classes, accuracy = r.get("num_classes"), r["final_test_accuracy"]
+        if classes:
+            chance = 100.0 / classes
+            if accuracy < chance + LEARNED * (100.0 - chance):
+                return (f"its seed {r['seed']} ended at {accuracy:.1f}%, near chance "
+                        f"({chance:.1f}%)")
+        losses = [e.get("train_loss") for e in r["epochs"]]
+        if len(losses) > 1 and all(isinstance(v, (int, float)) for v in losses) \
+                and losses[0] > 0 and losses[-1] > LOSS_MOVED * losses[0]:
+            return (f"its seed {r['seed']}'s training loss barely moved ({losses[0]:.3f} to "
+                    f"{losses[-1]:.3f})")
+    return None
+
+
 def _floored(values, floor):
     return max(statistics.stdev(values), floor or 0.0) if len(values) > 1 else None
 
@@ -229,6 +253,8 @@ def outcome(c) -> str:
     than −δ, and not faster); else inconclusive. A method of truly equal accuracy can then be a
     benefit; with "ΔAcc ≥ 0" it never could, and the seeds it needed grew without bound. Below
     MIN_SEEDS seeds: "too few seeds", whatever the intervals say."""
+    if c.get("no_comparison"):
+        return "no comparison"
     if len(c["seeds"]) < MIN_SEEDS:
         return "too few seeds"
     acc, speed, margin = c["delta_acc_ci"], c["verdict_speedup_ci"], c.get("margin", MARGIN)
@@ -253,6 +279,8 @@ def prediction_held(prediction: str, c, seed_spread: float = 1.0) -> tuple:
     spread = _std(per_seed)
     facts = (f"ΔAcc {c['delta_acc']:+.2f} {span(delta, 2, sign=True)}, {c['speedup_basis']} "
              f"speedup {c['verdict_speedup']:.1f}% {span(speed)}")
+    if c.get("no_comparison"):
+        return "n/a", f"{facts}: no comparison, the fixed baseline did not learn"
     if len(c["seeds"]) < MIN_SEEDS:
         return "n/a", (f"{facts}: {len(c['seeds'])} seed{'s' if len(c['seeds']) != 1 else ''}: "
                        f"an outcome needs at least {MIN_SEEDS}")

@@ -15,12 +15,25 @@ def headline(answers: dict) -> dict:
     out = {}
     for cell, a in answers.items():
         cell = cell.replace("/", " on ", 1)  # `dvc exp show --keep '.* on .*'` finds these
+        if a["use"] == "no comparison":
+            out[cell] = "no comparison: the fixed baseline did not learn"
+            continue
         if a["use"] == "fixed" or a["speedup_pct"] is None:
             out[cell] = "keep the fixed batch" if a["use"] == "fixed" else "no strategy yet"
             continue
         name = f"use {a['strategy']}:" if a["use"] == a["strategy"] else f"{a['strategy']}?"
         out[cell] = f"{name} {-a['speedup_pct']:+.0f}% time {a['delta_acc']:+.1f}pt"
     return out
+
+
+def by_strategy(by_method: dict) -> dict:
+    """{strategy: {"arch/dataset": "inconclusive: -21% time -0.3pt"}}: each strategy against the
+    fixed batch in every cell, for answer.json, so `dvc exp show --keep
+    'Experiment|.*\\.test_resnet/digits'` sets the strategies side by side (a column each)."""
+    return {name: {f"{arch}/{ds}": f"{c['outcome']}: {-c['verdict_speedup']:+.0f}% time "
+                                   f"{c['delta_acc']:+.1f}pt"
+                   for (arch, ds), c in sorted(cells.items())}
+            for name, cells in sorted(by_method.items())}
 
 
 def rounded(value, digits=4):

@@ -23,7 +23,7 @@ from deba_pipeline.report import (
 )
 from deba_pipeline.report.analysis import calibrate
 from deba_pipeline.report.comparison import compare, pooled_delta_spread
-from deba_pipeline.report.metrics import build_metrics, headline, rounded
+from deba_pipeline.report.metrics import build_metrics, by_strategy, headline, rounded
 from deba_pipeline.report.modelled import at_runs_level, table_problem
 from deba_pipeline.report.text import report
 
@@ -101,7 +101,7 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
         metrics = rounded({"answer": answer.metrics(answers),
                             **build_metrics(records, found, checked, ablation_dataset, by_method)})
         write_json(out / "metrics.json", metrics)
-        write_json(out / "answer.json", headline(metrics["answer"]))
+        write_json(out / "answer.json", {**headline(metrics["answer"]), **by_strategy(by_method)})
         write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
                                              step_tables, cfg, answers,
                                              forecast.headroom_lines(predicted)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.cache import keep, kept
 from deba_pipeline.engine.files import write_json
 from deba_pipeline.execution import measure_apart
@@ -50,7 +51,11 @@ def run(cfg, archs, runs: str, out: str) -> dict:
     measured_tables = measure_apart(cfg, table, [args for _, args in jobs],
                                     [per_epoch.get(job[:2], 0.0) for job, _ in jobs])
     for ((arch, dataset, path), _), measured in zip(jobs, measured_tables):
-        keep(path, measured, identity(arch, dataset, path))
+        try:  # a cache that cannot be written loses nothing: the table still goes to `out`
+            keep(path, measured, identity(arch, dataset, path))
+        except DebaError as exc:
+            log.warning("deba: %s/%s: step times measured; the table is in the stage's output, "
+                        "but not kept for reuse: %s", arch, dataset, exc)
         tables[arch][dataset] = measured
         log.info("%s/%s: step times at %d batch sizes on %s", arch, dataset,
                  len(measured["step_s"]), measured["device"])
