@@ -135,8 +135,35 @@ def test_an_image_replaced_by_another_of_the_same_size_and_time_changes_the_run_
     Image.new("L", (8, 8), 0).save(target, compress_level=0)  # blacked out: same size
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert target.stat().st_size == stat.st_size and target.stat().st_mtime_ns == stat.st_mtime_ns
-    folders.fingerprint.cache_clear()
+    folders._digest.cache_clear()  # as a new process finds it: contents are read again
     assert folders.fingerprint(str(root)) != before
+
+
+def test_a_folder_replaced_during_a_stage_changes_the_key_in_the_same_process(tmp_path):
+    from deba_pipeline.engine.datasets import folders
+    root = image_folder(tmp_path / "img", value=200)
+    before = folders.fingerprint(str(root))
+    target = root / "train" / "a" / "0.png"
+    Image.new("L", (8, 8), 0).save(target, compress_level=0)
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10 ** 9))
+    assert folders.fingerprint(str(root)) != before  # no new process needed
+    restored = image_folder(tmp_path / "img", value=200)
+    os.utime(restored / "train" / "a" / "0.png", ns=(1, 2))
+    assert folders.fingerprint(str(restored)) == before  # the old images, the old key
+
+
+def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):
+    from deba_pipeline.engine.datasets import folders
+    from deba_pipeline.engine.datasets.folders import load_folder
+    root = image_folder(tmp_path / "img", value=200)
+    before = folders.fingerprint(str(root))
+    for part in ("train", "test"):
+        for hidden in (".ipynb_checkpoints", ".hidden"):
+            (root / part / hidden).mkdir()
+            Image.new("L", (8, 8), 7).save(root / part / hidden / "0.png")
+        Image.new("L", (8, 8), 7).save(root / part / "a" / "._0.png")
+    assert load_folder(root)[4] == 2 and load_folder(root)[0].shape[0] == 6  # 2 classes × 3
+    assert folders.fingerprint(str(root)) == before
 
 
 def test_the_estimate_counts_an_image_folder_by_its_real_size(tmp_path):
@@ -262,7 +289,7 @@ GOOD = {"steps": 4, "accumulated": {"grad_sq_norm": 10.0, "grad_sum": [torch.ful
         "dataset_size": 1000}
 INPUT_FAULTS = {
     "fractional steps": ({"steps": 2.5}, "`steps` = 2.5 is not allowed: it must be an integer "
-                                         ">= 1"),
+                                         "in [1, 2^53)"),
     "negative steps": ({"steps": -1}, "`steps` = -1 is not allowed"),
     "zero steps": ({"steps": 0}, "`steps` = 0 is not allowed"),
     "boolean steps": ({"steps": True}, "`steps` = True is not allowed"),

@@ -46,7 +46,9 @@ def test_a_bad_constructor_argument_is_a_config_error_naming_it(kwargs, named):
     (1.0, torch.ones(3), "`grads` = '<one tensor of shape (3,)>'"),
     (1.0, [None, None], "`grads` = '<2 items: all None>'"),
     (1.0, [torch.ones(2), 3.0], "`grads` = '<2 items: float>'"),
-    (1.0, [torch.tensor([1.0, float("nan")])], "`grads` = '<gradients with variance nan"),
+    (1.0, [torch.ones(3), torch.tensor([1.0, float("nan")])],  # the model's shape, one NaN
+     "`grads` = '<gradients with variance nan"),
+    (1.0, [torch.ones(4)], "`grads` = '<gradients holding 4 numbers>'"),  # another model's
 ])
 def test_a_bad_step_argument_is_a_config_error_and_changes_nothing(loss, grads, named):
     sched = DEBAScheduler(cooldown=0)

@@ -341,3 +341,167 @@ def test_a_fixed_baseline_that_did_not_learn_leaves_no_comparison(fixed_accuracy
             f"- **a on d**: no comparison: the fixed baseline did not learn ({expected}), so no "
             f"strategy can be judged against it. Raise train.epochs or change train.lr, or check "
             f"the data, then rerun.")
+
+
+@pytest.mark.parametrize("failure", [
+    lambda: torch_oom(), lambda: RuntimeError("DefaultCPUAllocator: can't allocate memory: "
+                                              "you tried to allocate 4294967296 bytes")],
+    ids=["device", "CPU allocator"])
+def test_an_estimate_that_runs_out_of_memory_says_what_to_do(tmp_path, monkeypatch, capsys,
+                                                            failure):
+    from deba_pipeline.engine.loop import Trainer
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params({}))
+
+    def out_of_memory(*args):
+        raise failure()
+    monkeypatch.setattr(Trainer, "train_epoch", out_of_memory)
+    assert main(["validate", "--estimate"]) == 2
+    err = capsys.readouterr().err
+    # the process's warm-up, at the probe batch, is the first step to run
+    assert "deba: error: timing test_resnet at batch 16 ran out of memory here (" in err
+    assert "estimate for the GPU you will use instead (`--estimate --device h100`)" in err
+    assert "Traceback" not in err
+
+
+def torch_oom():
+    import torch
+    return torch.OutOfMemoryError("CUDA out of memory")
+
+
+def _refused(call) -> str:
+    from deba_pipeline.core.errors import ConfigError
+    with pytest.raises(ConfigError) as refused:
+        call()
+    return str(refused.value)
+
+
+GRADIENTS = {  # what a library caller may pass as grads: (the tensors, what the message names)
+    "complex": (lambda t: [torch_randn(10).to(t.complex64)], "<gradient 0: complex>"),
+    "sparse": (lambda t: [torch_randn(10).to_sparse()], "<gradient 0: sparse>"),
+    "on the meta device": (lambda t: [t.empty(10, device="meta")],
+                           "<gradient 0: on the meta device>"),
+    "integer": (lambda t: [t.ones(10, dtype=t.int64)], "<gradient 0: int64>"),
+}
+
+
+def torch_randn(n):
+    import torch
+    return torch.randn(n)
+
+
+@pytest.mark.parametrize("case", GRADIENTS)
+def test_the_library_refuses_gradients_it_cannot_read(case):
+    import torch
+
+    from deba_pipeline import DEBAScheduler
+    make, named = GRADIENTS[case]
+    message = _refused(lambda: DEBAScheduler(batch_size=64).step(loss=1.0, grads=make(torch)))
+    assert message == (f"`grads` = '{named}' is not allowed: it must be dense, real "
+                       f"floating-point tensors on a device that holds values (what backward() "
+                       f"leaves in p.grad).")
+
+
+def test_finite_gradients_too_large_to_square_are_not_called_infinite():
+    import torch
+
+    from deba_pipeline import DEBAScheduler
+    huge = [torch.full((10,), 1e300, dtype=torch.float64)]
+    message = _refused(lambda: DEBAScheduler(batch_size=64).step(loss=1.0, grads=huge))
+    assert "these are finite but too large: scale the loss down" in message
+
+
+def test_another_models_gradients_in_a_later_epoch_are_refused():
+    import torch
+
+    from deba_pipeline import DEBAScheduler
+    scheduler = DEBAScheduler(batch_size=64)
+    scheduler.step(loss=1.0, grads=[torch.randn(10)])
+    message = _refused(lambda: scheduler.step(loss=1.0, grads=[torch.randn(12)]))
+    assert message == ("`grads` = '<gradients holding 12 numbers>' is not allowed: it must be "
+                       "the same model's gradients every epoch (10 numbers before): a new model "
+                       "needs a new scheduler.")
+    assert scheduler.epoch == 1  # all or nothing: the refused epoch left no trace
+
+
+def test_a_count_of_steps_no_float_can_hold_is_refused():
+    import torch
+
+    from deba_pipeline import DEBAScheduler
+    message = _refused(lambda: DEBAScheduler(batch_size=64).step(
+        loss=1.0, grads=[torch.randn(10)], steps=10 ** 30))
+    assert "`steps` = 1000000000000000000000000000000 is not allowed: it must be an integer in " \
+           "[1, 2^53)" in message
+
+
+def test_a_loaded_state_whose_batch_does_not_split_over_the_processes_is_refused():
+    from deba_pipeline import DEBAScheduler
+    scheduler = DEBAScheduler(batch_size=64, world_size=2)
+    state = {**scheduler.state_dict(), "batch_size": 63}
+    message = _refused(lambda: scheduler.load_state_dict(state))
+    assert message == ("load_state_dict: `state['batch_size']` = 63 is not allowed: it must be a "
+                       "multiple of world_size = 2 (the batch is global: each process takes "
+                       "batch_size / 2).")
+    assert scheduler.batch_size == 64
+
+
+def test_a_nan_in_the_loops_sums_is_blamed_on_the_loop_not_the_signal():
+    import torch
+
+    from deba_pipeline import DEBAScheduler
+    scheduler = DEBAScheduler(batch_size=64, signals=["gradient_noise_scale"], rule="gns")
+    sums = {"grad_sq_norm": 4.0, "grad_sum": [torch.tensor([1.0, float("nan")])]}
+    message = _refused(lambda: scheduler.step(loss=1.0, grads=[torch.randn(2)], steps=3,
+                                              accumulated=sums))
+    assert message == ("`accumulated['grad_sum']` = '<tensors holding NaN or infinity>' is not "
+                       "allowed: it must be finite tensors (Σ over the epoch's steps of gₜ): "
+                       "check the loop that sums them.")
+
+
+@pytest.fixture(scope="module")
+def measured_table():
+    """A real step-time table of a tiny run, as the steptime stage keeps it (through JSON)."""
+    import tempfile
+
+    from deba_pipeline.engine.loop import Trainer
+    from deba_pipeline.timing.steptime import measure
+
+    from helpers import tiny_spec
+    with tempfile.TemporaryDirectory() as state:
+        table = measure(Trainer(tiny_spec(), state), [51, 64, 96], reference=64, repeats=3,
+                        steps=2)
+    return json.loads(json.dumps(table))
+
+
+def _edit_table(table, change):
+    edited = json.loads(json.dumps(table))
+    change(edited)
+    return edited
+
+
+TABLE_EDITS = {  # a kept table edited by hand and resealed: what the message must say
+    "a step time 20% fast": (lambda t: t["step_s"].update({"96": t["step_s"]["96"] * 0.8}),
+                             "its step time at batch 96 is "),
+    "an epoch start 8x an epoch": (lambda t: t["epoch_start_s"].update(
+        {"64": 8 * 22 * t["step_s"]["64"]}), "its epoch start at batch 64 is "),
+    "its rounds removed": (lambda t: t.pop("rounds_s"),
+                           "it lacks the rounds its step times come from"),
+    "a round edited to match": (lambda t: t["rounds_s"]["96"].__setitem__(0, "fast"),
+                                "it lacks the rounds its step times come from, or they are "
+                                "malformed"),
+}
+
+
+def test_a_measured_table_agrees_with_its_own_rounds(measured_table):
+    from deba_pipeline.report.modelled import table_problem
+    assert table_problem(measured_table, {51, 64, 96}) is None
+
+
+@pytest.mark.parametrize("case", TABLE_EDITS)
+def test_a_kept_table_that_disagrees_with_its_own_rounds_is_not_used(measured_table, case):
+    from deba_pipeline.report.modelled import table_problem
+    change, expected = TABLE_EDITS[case]
+    problem = table_problem(_edit_table(measured_table, change), {51, 64, 96})
+    assert problem is not None and problem.startswith(expected), problem
+    if "is " in expected:
+        assert ", but its own rounds give " in problem

@@ -134,7 +134,7 @@ def test_the_seeds_an_answer_asks_for_come_with_the_range_the_spread_allows():
     assert _outcome({**c, "seeds_needed_range": (4, 120)}) == "inconclusive (≈9 seeds, 4–120)"
 
 
-def test_answer_json_sets_every_strategy_beside_the_others_per_cell():
+def test_strategies_json_sets_every_strategy_beside_the_others_per_cell():
     from deba_pipeline.report.metrics import by_strategy
     cell = {"outcome": "inconclusive", "verdict_speedup": 20.7, "delta_acc": -0.29}
     found = by_strategy({"gns": {("test_resnet", "digits"): cell},

@@ -38,6 +38,13 @@ def _grads(grads) -> list:
     if wrong or all(g is None for g in grads):
         fail("grads", f"<{len(grads)} items: {', '.join(wrong) or 'all None'}>",
              allowed + " with at least one tensor (None marks a frozen parameter)")
+    for i, g in enumerate(grads):
+        kind = None if g is None else "sparse" if g.layout != torch.strided else \
+            "complex" if g.is_complex() else "on the meta device" if g.device.type == "meta" \
+            else None if g.is_floating_point() else str(g.dtype).removeprefix("torch.")
+        if kind:
+            fail("grads", f"<gradient {i}: {kind}>", "dense, real floating-point tensors on a "
+                 "device that holds values (what backward() leaves in p.grad)")
     return grads
 
 def _accumulated(accumulated, grads, wanted) -> dict:
@@ -72,12 +79,19 @@ def _accumulated(accumulated, grads, wanted) -> dict:
                 else value
             fail("accumulated['grad_sum']", shown, f"tensors holding as many numbers as the "
                  f"gradients ({size}): Σ over the epoch's steps of gₜ")
+        # once an epoch, one host sync: a NaN here is the loop's, not the signal's that reads it
+        finite = torch.stack([torch.isfinite(t).all() for t in value]).all().item() \
+            if value else True
+        check(finite, "accumulated['grad_sum']", "<tensors holding NaN or infinity>",
+              "finite tensors (Σ over the epoch's steps of gₜ): check the loop that sums them")
     return out
 
 
-def check_state(state, current: dict, names: dict, low: int, high: int, window) -> None:
+def check_state(state, current: dict, names: dict, low: int, high: int, window,
+                world: int = 1) -> None:
     """A scheduler state to load, against the scheduler's own `current` state_dict() (its keys,
-    signals, window), its plugin `names` and its batch bounds [low, high]."""
+    signals, window), its plugin `names`, its batch bounds [low, high] and its world size (a
+    global batch splits evenly over the processes)."""
     where = "load_state_dict: "
     if not isinstance(state, Mapping):
         fail("state", type(state).__name__, "a mapping returned by state_dict()", where)
@@ -100,6 +114,9 @@ def check_state(state, current: dict, names: dict, low: int, high: int, window) 
     size = state["batch_size"]
     if not (_is_int(size) and low <= size <= state["max_batch"]):
         fail("state['batch_size']", size, f"an integer in [{low}, {state['max_batch']}]", where)
+    if size % world:
+        fail("state['batch_size']", size, f"a multiple of world_size = {world} (the batch is "
+             f"global: each process takes batch_size / {world})", where)
     windows, signals, known = state["windows"], state["signals"], list(current["signals"])
     for key, value in (("windows", windows), ("signals", signals)):
         if not isinstance(value, Mapping) or sorted(value) != sorted(known):

@@ -108,17 +108,30 @@ class DEBAScheduler:
               "dataset_size", dataset_size, "a positive integer (the samples an epoch draws "
               "from without replacement), or None for independent draws")
         check(steps is None or (isinstance(steps, numbers.Integral)
-                                and not isinstance(steps, bool) and steps >= 1),
-              "steps", steps, "an integer >= 1 (the epoch's optimiser steps), or None")
+                                and not isinstance(steps, bool) and 1 <= steps < 2 ** 53),
+              "steps", steps, "an integer in [1, 2^53) (the epoch's optimiser steps; beyond, a "
+              "float cannot count them), or None")
         if steps is not None and dataset_size is not None:
             check(dataset_size >= steps * self.batch_size, "dataset_size", dataset_size,
                   f"at least the epoch's samples (steps × batch = {steps * self.batch_size}): "
                   f"an epoch draws each sample at most once")
         accumulated = _accumulated(accumulated, grads, self.accumulate)
+        # the same model every epoch: as many numbers (fewer where a None marks a parameter
+        # frozen that epoch)
+        size, frozen = sum(g.numel() for g in grads if g is not None), None in grads
+        full = getattr(self, "_grad_numbers", None)
+        check(full is None or size == full or (frozen and size < full), "grads",
+              f"<gradients holding {size} numbers>", f"the same model's gradients every epoch "
+              f"({full} numbers before): a new model needs a new scheduler")
         stats = grad_stats(grads)
         variance, norm = torch.stack([stats.variance, stats.norm]).tolist()  # one host sync
-        check(math.isfinite(variance) and math.isfinite(norm), "grads",
-              f"<gradients with variance {variance}, norm {norm}>", "finite everywhere")
+        if not (math.isfinite(variance) and math.isfinite(norm)):
+            finite = all(bool(torch.isfinite(g).all()) for g in grads if g is not None)
+            check(False, "grads", f"<gradients with variance {variance}, norm {norm}>",
+                  "gradients whose squares fit a float64 (these are finite but too large: "
+                  "scale the loss down)" if finite else "finite everywhere")
+        if not frozen:
+            self._grad_numbers = size
         self.epoch += 1
         obs = Observation(self.epoch, loss, grads, variance, norm, self.batch_size, steps,
                           accumulated, dataset_size)
@@ -207,7 +220,7 @@ class DEBAScheduler:
         """Restore `state_dict()`'s output. Checked whole before anything changes: a bad state
         raises ConfigError naming the field and leaves the scheduler as it was."""
         check_state(state, self.state_dict(), self._names(), self.policy.min_batch,
-                    self.config.max_batch, self.window)
+                    self.config.max_batch, self.window, self.world_size)
         saved_max = self.policy.max_batch
         try:
             with self._transaction():

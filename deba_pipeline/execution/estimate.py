@@ -28,6 +28,7 @@ from itertools import islice
 import torch
 from omegaconf import OmegaConf
 
+from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.loop import Trainer, resolve_device
 from deba_pipeline.execution.study import run_spec
 
@@ -77,6 +78,19 @@ def _timed_step(cfg, arch, dataset, size) -> float:
         "train_size": size * (WARMUP + STEPS), "test_size": size, "num_classes": classes,
         "image_size": side, "channels": channels}}})
     spec = run_spec(probe, arch, "synthetic", cfg.study.seeds[0], "fixed", "estimate")
+    try:
+        return _median_step(spec, size)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        # the CPU allocator's own failure is a RuntimeError ("can't allocate memory")
+        if isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) \
+                and "allocate memory" not in str(exc):
+            raise
+        raise DebaError(f"timing {arch} at batch {size} ran out of memory here "
+                        f"({type(exc).__name__}): estimate for the GPU you will use instead "
+                        f"(`--estimate --device h100`), which computes nothing.") from None
+
+
+def _median_step(spec, size) -> float:
     with tempfile.TemporaryDirectory() as state:
         trainer = Trainer(spec, state)
         batches = list(islice(trainer.data.train_batches(size), WARMUP + STEPS))

@@ -28,8 +28,9 @@ def headline(answers: dict) -> dict:
 
 def by_strategy(by_method: dict) -> dict:
     """{strategy: {"arch/dataset": "inconclusive: -21% time -0.3pt"}}: each strategy against the
-    fixed batch in every cell, for answer.json, so `dvc exp show --keep
-    'Experiment|.*\\.test_resnet/digits'` sets the strategies side by side (a column each)."""
+    fixed batch in every cell, for strategies.json (a DVC metric apart from answer.json, whose
+    one line per cell stays narrow), so `dvc exp show --keep 'Experiment|.*\\.test_resnet/digits'`
+    sets the strategies side by side (a column each)."""
     return {name: {f"{arch}/{ds}": f"{c['outcome']}: {-c['verdict_speedup']:+.0f}% time "
                                    f"{c['delta_acc']:+.1f}pt"
                    for (arch, ds), c in sorted(cells.items())}

@@ -101,7 +101,8 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
         metrics = rounded({"answer": answer.metrics(answers),
                             **build_metrics(records, found, checked, ablation_dataset, by_method)})
         write_json(out / "metrics.json", metrics)
-        write_json(out / "answer.json", {**headline(metrics["answer"]), **by_strategy(by_method)})
+        write_json(out / "answer.json", headline(metrics["answer"]))
+        write_json(out / "strategies.json", by_strategy(by_method))
         write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
                                              step_tables, cfg, answers,
                                              forecast.headroom_lines(predicted)))

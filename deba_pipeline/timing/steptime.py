@@ -220,6 +220,10 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
             "spread": {str(s): [min(t), max(t)] for s, t in times.items()},
             "rounds_s": {str(s): t for s, t in times.items()},
             "typical_s": {str(s): t for s, t in samples["typical"].items()},
+            # what step_s and epoch_start_s are computed from, so a kept table proves itself
+            "reference": reference if reference in times else None,
+            "beside_s": None if beside is None else {str(s): t for s, t in beside.items()},
+            "starts_s": {str(s): t for s, t in samples["start"].items() if s in times},
             "order": order, "out_of_memory": too_big, "measured_at": priority}
 
 

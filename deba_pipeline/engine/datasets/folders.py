@@ -14,7 +14,9 @@ EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 def _images(folder: Path) -> list:
-    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in EXTENSIONS)
+    """The images of a class folder; hidden files (`._x.png`, a copy tool's) are not images."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in EXTENSIONS
+                  and not f.name.startswith("."))
 
 
 def check_folder(root) -> dict:
@@ -30,7 +32,9 @@ def check_folder(root) -> dict:
         if not folder.is_dir():
             raise DebaError(f"image folder {root} has no {part}/ folder: it needs "
                             f"train/<class>/ and test/<class>/ with PNG or JPEG images.")
-        classes = {p.name: _images(p) for p in sorted(folder.iterdir()) if p.is_dir()}
+        # a hidden folder (.ipynb_checkpoints, .git) is a tool's, never a class
+        classes = {p.name: _images(p) for p in sorted(folder.iterdir())
+                   if p.is_dir() and not p.name.startswith(".")}
         if not classes:
             raise DebaError(f"image folder {folder} has no class folders: put each class's "
                             f"PNG or JPEG images in {folder}/<class>/.")
@@ -127,18 +131,30 @@ def _check_memory(root: Path, count: int, channels: int, side: int) -> None:
                         f"or smaller images (train.image_size), or a machine with more memory.")
 
 
-@cache
 def fingerprint(root) -> str:
-    """What the run key holds of an image folder: every file's path and content (SHA-256), so an
-    image replaced by another of the same size and time retrains the runs that read it. Read once
-    per process."""
+    """What the run key holds of an image folder: the path and content (SHA-256) of every image
+    the runs read, so an image replaced by another of the same size and time retrains the runs
+    that read it. The contents are read again whenever a file's size or time changes or files
+    come or go, so a folder replaced during a stage is never trained on under the old key."""
+    root = Path(root)
+    layout = check_folder(root)
+    files = sorted(f for part in layout.values() for images in part.values() for f in images)
+    return _digest(root, tuple((str(f), *_stamp(f)) for f in files))
+
+
+def _stamp(path: Path) -> tuple:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@cache
+def _digest(root: Path, stamped: tuple) -> str:
     import hashlib
-    digest, root = hashlib.sha256(), Path(root)
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                content = hashlib.file_digest(handle, "sha256").hexdigest()
-            digest.update(f"{path.relative_to(root)}:{content}\n".encode())
+    digest = hashlib.sha256()
+    for name, _, _ in stamped:
+        with open(name, "rb") as handle:
+            content = hashlib.file_digest(handle, "sha256").hexdigest()
+        digest.update(f"{Path(name).relative_to(root)}:{content}\n".encode())
     return digest.hexdigest()[:16]
 
 
