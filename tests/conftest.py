@@ -17,6 +17,7 @@ def pytest_cmdline_main(config):
             and config.getoption("numprocesses", None) is None \
             and "PYTEST_XDIST_WORKER" not in os.environ:
         config.option.numprocesses = 2
+        config.option.dist = "worksteal"  # an idle worker takes queued tests: no slow tail
 
 
 @pytest.fixture

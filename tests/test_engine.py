@@ -12,26 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from deba_pipeline.core.record import TIMING_KEYS
 from deba_pipeline.engine import data as data_module
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.data import DeviceData, Split
 from deba_pipeline.engine.files import load_torch
 from deba_pipeline.execution import local
 
-from helpers import read_offline_run, tiny_spec
+from helpers import read_offline_run, tiny_spec, without_times
 
 EPOCH_KEYS = {"epoch", "batch_size", "lr", "train_loss", "test_accuracy", "epoch_time_s",
               "signals", "decision"}
 SIGNALS = {"grad_variance", "grad_norm_variation", "loss_variation"}
-
-
-def without_times(record):
-    record = dict(record)
-    for key in ("train_time_s", "eval_time_s"):
-        record.pop(key)
-    record["epochs"] = [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in record["epochs"]]
-    return record
 
 
 def test_fixed_and_deba_records(tmp_path):

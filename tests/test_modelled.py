@@ -37,6 +37,15 @@ def test_table_noise_is_each_size_s_error_times_how_far_the_speedup_moves_with_i
     assert table_noise([FIXED], [DEBA], unknown) is None  # too few rounds to tell: not known
 
 
+def test_a_size_s_error_is_floored_by_the_median_of_its_table_s_errors():
+    # 96's own 1% is below the median of the table's nonzero errors (1% and 5%): 3%; so the
+    # half-width is 1.6448536 * 100 * 0.084 / 0.204 * 0.03 = 2.0318780
+    cell = {**TABLE["a"]["d"], "step_s": {"64": 0.010, "96": 0.012, "128": 0.014},
+            "ratio_error": {"64": 0.0, "96": 0.01, "128": 0.05}}
+    assert table_noise([FIXED], [DEBA], {"a": {"d": cell}}) == pytest.approx(2.0318780, rel=1e-6)
+    assert table_noise([FIXED], [FIXED], {"a": {"d": cell}}) == 0.0  # the reference stays exact
+
+
 def test_the_level_is_the_median_of_the_fixed_runs_steps_timed_beside_them():
     second = run("fixed", 42, [64, 64], [10, 10], [0.2, 0.2], probe=0.030)
     third = run("fixed", 7, [64, 64], [10, 10], [0.2, 0.2], probe=0.040)

@@ -40,6 +40,7 @@ def test_on_gpus_each_slot_holds_its_own_devices(monkeypatch):
     assert pool.slots(tiny_cfg(), 2) == (4, ["0,1", "2,3", "4,5", "6,7"])
 
 
+@pytest.mark.slow  # trains a study's worth of runs: about 20 s on 2 cores
 def test_side_by_side_runs_give_the_records_of_runs_one_after_another(tmp_path, monkeypatch):
     specs = [tiny_spec(seed=s, train={"epochs": 2}) for s in (2, 42)] + \
         [tiny_spec("fixed", seed=2, train={"epochs": 2})]

@@ -237,6 +237,7 @@ def test_a_signal_from_a_plugin_file_asks_for_a_per_step_sum(tmp_path):
                       rule_options={"at": [2]}, plugins=[str(plugin)])
 
 
+@pytest.mark.slow  # trains a study's worth of runs: about 20 s on 2 cores
 def test_strategies_train_against_one_fixed_baseline_and_are_reported_side_by_side(
         tmp_path, monkeypatch):
     import json

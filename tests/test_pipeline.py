@@ -344,7 +344,13 @@ def test_validate_estimate_times_a_real_step_here(monkeypatch, capsys):
     assert main(["validate", "micro", "--estimate"]) == 0
     out, err = capsys.readouterr()
     step_ms = float(out.split("test_resnet/digits: ")[1].split(" ms")[0])
-    assert 0 < step_ms < 10_000 and out.count("estimate on ") == 1
+    runs, hours = out.split(" ms a step at batch 64, ")[1].split(" device-hours")[0].split(
+        " runs: ")
+    # micro: 5 epochs of 1,438 // 64 = 22 steps a run; the step is printed to 0.1 ms
+    steps = int(runs) * 5 * 22
+    assert float(hours) == pytest.approx(step_ms / 1000 * steps / 3600,
+                                         abs=0.0005 + 0.00005 * steps / 3600)
+    assert out.count("estimate on ") == 1
     # progress as each architecture is timed (8-pixel digits: at the study's own batch)
     assert "deba: timing test_resnet on 8x8x1 inputs at batch " in err and "(1 of 1)" in err
 

@@ -254,12 +254,10 @@ def test_plugin_options_reach_the_constructor_and_are_checked(register_plugin):
 
 
 def test_plugin_options_come_from_params(register_plugin):
-    from deba_pipeline.engine.loop import build_scheduler
-
     from helpers import tiny_spec
     register_plugin(OptionPlugin(), "options")
     spec = tiny_spec(deba={"rule": "every_nth", "rule_options": {"period": 4}})
-    assert build_scheduler(spec).rule.period == 4
+    assert spec.new_scheduler().rule.period == 4
 
 
 def test_a_listing_cut_short_by_its_reader_ends_quietly(tmp_path):
@@ -267,3 +265,25 @@ def test_a_listing_cut_short_by_its_reader_ends_quietly(tmp_path):
                              capture_output=True, text=True, executable="/bin/bash")
     assert listing.stdout == "signals:\n"
     assert listing.stderr == ""
+
+
+def test_a_plugin_file_that_is_not_python_is_named_as_such(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a module")
+    with pytest.raises(PluginError, match=r"notes.txt' is not a Python module: name a .py file"):
+        plugins.load_plugin_file(notes)
+
+
+def test_built_ins_arrive_only_through_the_package_s_entry_points(monkeypatch):
+    import pluggy
+
+    from deba_pipeline.core import hookspecs
+    bare = pluggy.PluginManager("deba")
+    bare.add_hookspecs(hookspecs)
+    monkeypatch.setattr(bare, "load_setuptools_entrypoints", lambda group: 0)  # not installed
+    monkeypatch.setattr(plugins, "pm", bare)
+    monkeypatch.setattr(plugins, "_loaded", False)
+    with pytest.raises(PluginError, match=r"built-in plugins were not found: they register "
+                                          r"through the package's `deba` entry points.*"
+                                          r"pip install -e \."):
+        plugins.registry("signal")

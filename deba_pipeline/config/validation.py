@@ -11,7 +11,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from deba_pipeline.config.schema import OPTIMIZER_DEFAULTS, SAFE_NAME
 from deba_pipeline.core.errors import ConfigError, fail
-from deba_pipeline.core.options import _number, check_deba
+from deba_pipeline.core.options import check_deba, finite_number
 
 
 def known_datasets(cfg) -> list:
@@ -80,10 +80,10 @@ def _validate_data(cfg, where) -> None:
 
 def _validate_execution(ex, where) -> None:
     gpus = ex.gpus_per_run
-    if gpus != "auto" and not (_number(gpus) and gpus >= 0):
+    if gpus != "auto" and not (finite_number(gpus) and gpus >= 0):
         fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)",
              where)
-    if not (_number(ex.cpus_per_run) and ex.cpus_per_run > 0 and math.isfinite(ex.cpus_per_run)):
+    if not (finite_number(ex.cpus_per_run) and ex.cpus_per_run > 0):
         fail("execution.cpus_per_run", ex.cpus_per_run, "a number > 0 (the threads of a run; 1 "
              "keeps every core busy with a run of its own)", where)
     if ex.address is not None and ex.address not in ("auto", "local"):

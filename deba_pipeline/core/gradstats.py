@@ -32,30 +32,28 @@ class GradStats:
     def norm(self) -> torch.Tensor:
         return self.sumsq.sqrt()
 
+    def merged(self, other: GradStats) -> GradStats:
+        """The statistics of both parts' concatenation (Chan's parallel formula)."""
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        return GradStats(total, self.mean + delta * (other.count / total),
+                         self.m2 + other.m2 + delta * delta * (self.count * other.count / total),
+                         self.sumsq + other.sumsq)
+
 
 def grad_stats(grads: Iterable[torch.Tensor | None]) -> GradStats:
     """σ² and ‖∇‖ of the concatenation of `grads`; None entries (frozen parameters) are skipped."""
     import torch  # here: loading the built-in signals does not import torch
-    count, mean, m2, sumsq = 0, None, None, None
+    stats: GradStats | None = None
     for grad in grads:
         if grad is None:
             continue
         flat = grad.detach().reshape(-1)
         for start in range(0, flat.numel(), CHUNK):
             chunk = flat[start:start + CHUNK].to(torch.float64, copy=True)  # the only scratch
-            n = chunk.numel()
-            chunk_mean = chunk.mean()
-            chunk_sumsq = chunk.dot(chunk)
-            chunk_m2 = chunk.sub_(chunk_mean).square_().sum()
-            if mean is None:
-                count, mean, m2, sumsq = n, chunk_mean, chunk_m2, chunk_sumsq
-                continue
-            total = count + n
-            delta = chunk_mean - mean
-            mean = mean + delta * (n / total)
-            m2 = m2 + chunk_m2 + delta * delta * (count * n / total)
-            sumsq = sumsq + chunk_sumsq
-            count = total
-    if mean is None:
+            mean, sumsq = chunk.mean(), chunk.dot(chunk)
+            part = GradStats(chunk.numel(), mean, chunk.sub_(mean).square_().sum(), sumsq)
+            stats = part if stats is None else stats.merged(part)
+    if stats is None:
         raise ValueError("grads holds no tensor: pass the .grad of at least one parameter")
-    return GradStats(count, mean, m2, sumsq)
+    return stats

@@ -69,7 +69,7 @@ def _accumulated(accumulated, grads, wanted) -> dict:
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = out["grad_sq_norm"] = value.item()
         check(isinstance(value, numbers.Real) and not isinstance(value, bool)
-              and math.isfinite(value) and value >= 0, "accumulated['grad_sq_norm']", value,
+              and math.isfinite(value) and float(value) >= 0, "accumulated['grad_sq_norm']", value,
               "a finite number >= 0 (Σ over the epoch's steps of ‖gₜ‖²)")
     if "grad_sum" in out:
         value, size = out["grad_sum"], sum(g.numel() for g in grads if g is not None)
@@ -80,7 +80,7 @@ def _accumulated(accumulated, grads, wanted) -> dict:
             fail("accumulated['grad_sum']", shown, f"tensors holding as many numbers as the "
                  f"gradients ({size}): Σ over the epoch's steps of gₜ")
         # once an epoch, one host sync: a NaN here is the loop's, not the signal's that reads it
-        finite = torch.stack([torch.isfinite(t).all() for t in value]).all().item() \
+        finite = bool(torch.stack([torch.isfinite(t).all() for t in value]).all()) \
             if value else True
         check(finite, "accumulated['grad_sum']", "<tensors holding NaN or infinity>",
               "finite tensors (Σ over the epoch's steps of gₜ): check the loop that sums them")

@@ -6,7 +6,7 @@ import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,8 +44,12 @@ def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def finite_number(v) -> TypeGuard[float]:
+    """A finite int or float, not a bool (True is an int to Python); an int of any size is
+    finite, where math.isfinite would overflow on it."""
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v))
 
 
 def _names(v) -> bool:
@@ -58,12 +62,12 @@ def _mapping(v) -> bool:
 
 DEBA_RULES = {  # key: (test, what is allowed)
     "thresholds": (lambda v: v in THRESHOLD_MODES, " | ".join(THRESHOLD_MODES)),
-    "theta_stab": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
-    "theta_conf": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
+    "theta_stab": (lambda v: finite_number(v) and v >= 0, "a finite number >= 0"),
+    "theta_conf": (lambda v: finite_number(v) and v >= 0, "a finite number >= 0"),
     "cooldown": (lambda v: _int(v) and v >= 0, "an integer >= 0 (epochs)"),
     "window": (lambda v: v == "full" or (_int(v) and v >= 2), 'an integer >= 2 (epochs) or "full"'),
-    "growth": (lambda v: _number(v) and v > 1, "a finite number > 1"),
-    "rollback": (lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "growth": (lambda v: finite_number(v) and v > 1, "a finite number > 1"),
+    "rollback": (lambda v: finite_number(v) and 0 < v < 1, "a number in (0, 1)"),
     "min_batch": (lambda v: _int(v) and v >= 1, "an integer >= 1 (samples)"),
     "max_batch": (lambda v: _int(v) and v >= 1, "an integer >= 1 (samples)"),
     "signals": (lambda v: _names(v) and 0 < len(v) == len(set(v)),

@@ -22,9 +22,6 @@ from deba_pipeline.core.errors import (
 KINDS = {"signal": "register_signals", "rule": "register_rules", "policy": "register_policies",
          "dataset": "register_datasets"}
 PLURAL = {"signal": "signals", "rule": "rules", "policy": "policies", "dataset": "datasets"}
-BUILTIN_MODULES = ("deba_pipeline.core.signals", "deba_pipeline.core.rules",
-                   "deba_pipeline.core.policies",
-                   "deba_pipeline.engine.datasets")
 
 pm = pluggy.PluginManager("deba")
 pm.add_hookspecs(hookspecs)
@@ -43,10 +40,11 @@ def _ensure_loaded() -> None:
         raise PluginError(f"an installed `deba` plugin failed to load: {type(exc).__name__}: "
                           f"{exc}. Uninstall or fix it (`pip list` shows what is "
                           f"installed).") from exc
-    for module_name in BUILTIN_MODULES:  # a source tree without installed metadata
-        module = importlib.import_module(module_name)
-        if not pm.is_registered(module):
-            pm.register(module, name=module_name)
+    if not any(getattr(plugin, "__name__", "").startswith("deba_pipeline.")
+               for plugin in pm.get_plugins()):
+        raise PluginError("deba_pipeline's built-in plugins were not found: they register through "
+                          "the package's `deba` entry points, which only an installed package has. "
+                          "Install it (`pip install -e .` in the project).")
 
 
 def load_plugin_file(path) -> str:
@@ -59,6 +57,9 @@ def load_plugin_file(path) -> str:
     if not path.is_file():
         raise PluginError(f"plugin file {str(path)!r} does not exist: fix the path in `plugins`.")
     spec = importlib.util.spec_from_file_location(f"deba_plugin_{path.stem}", path)
+    if spec is None or spec.loader is None:  # not a Python source file
+        raise PluginError(f"plugin file {str(path)!r} is not a Python module: name a .py file "
+                          f"in `plugins`.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # as an import would: timm's @register_model looks it up
     try:
@@ -76,7 +77,8 @@ def project_models() -> dict:
     `@register_model`), so `study.archs` can name them."""
     import timm
     return {model: source_of(name) for name, plugin in pm.list_name_plugin()
-            if name.startswith("file:") for model in timm.list_models(module=plugin.__name__)}
+            if name.startswith("file:")
+            for model in timm.list_models(module=getattr(plugin, "__name__", ""))}
 
 
 def source_of(plugin_name: str) -> str:
@@ -87,7 +89,7 @@ def source_of(plugin_name: str) -> str:
             return f"{kind} ({dist.project_name} {dist.version})"
     if plugin_name.startswith("file:"):
         return f"file {plugin_name[5:]}"
-    return "built-in" if plugin_name in BUILTIN_MODULES else f"in-process ({plugin_name})"
+    return f"in-process ({plugin_name})"
 
 
 def registry(kind: str) -> dict:

@@ -11,6 +11,8 @@ import base64
 
 import numpy as np
 
+from deba_pipeline.core.options import finite_number
+
 RECORD_SCHEMA = 2
 TIMING_KEYS = ("epoch_time_s", "samples_per_s", "eval_time_s", "peak_memory_mb")
 EPOCH_FIELDS = ("epoch", "batch_size", "lr", "train_loss", "test_accuracy", "epoch_time_s",
@@ -44,7 +46,7 @@ def pack_hits(hits) -> dict:
     {"size": n, "bits": base64 of the packed bits}: 1.25 KB for 10,000 images. Two runs on one
     test set then give a paired ΔAcc its exact test-set term (the discordant pairs)."""
     hits = np.asarray(hits, dtype=bool)
-    return {"size": int(hits.size), "bits": base64.b64encode(np.packbits(hits)).decode()}
+    return {"size": int(hits.size), "bits": base64.b64encode(np.packbits(hits).tobytes()).decode()}
 
 
 def unpack_hits(record: dict):
@@ -66,11 +68,6 @@ def unpack_hits(record: dict):
     return hits
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        value == value and abs(value) != float("inf")
-
-
 def _fields_problem(record: dict) -> str | None:
     for name in ("arch", "dataset", "method", "variant"):
         if not isinstance(record.get(name), str) or not record[name]:
@@ -78,7 +75,7 @@ def _fields_problem(record: dict) -> str | None:
     if not isinstance(record.get("seed"), int) or isinstance(record["seed"], bool):
         return f"its seed is {record.get('seed')!r}, not an integer"
     accuracy = record.get("final_test_accuracy")
-    if not (_number(accuracy) and 0 <= accuracy <= 100):
+    if not (finite_number(accuracy) and 0 <= accuracy <= 100):
         return f"its final_test_accuracy is {accuracy!r}, not a percentage"
     world = record.get("world_size", 1)
     if not isinstance(world, int) or isinstance(world, bool) or world < 1:
@@ -94,12 +91,12 @@ def _epoch_problem(i: int, entry, train_size) -> str | None:
         return f"epoch {i}'s batch_size is {batch!r}, not an integer >= 1"
     if isinstance(train_size, int) and batch > train_size:
         return f"epoch {i}'s batch of {batch} exceeds its training set of {train_size}"
-    if not (_number(entry.get("epoch_time_s")) and entry["epoch_time_s"] >= 0):
+    if not (finite_number(entry.get("epoch_time_s")) and entry["epoch_time_s"] >= 0):
         return f"epoch {i}'s epoch_time_s is {entry.get('epoch_time_s')!r}, not seconds >= 0"
-    if "train_loss" in entry and not _number(entry["train_loss"]):
+    if "train_loss" in entry and not finite_number(entry["train_loss"]):
         return f"epoch {i}'s train_loss is {entry['train_loss']!r}, not a number"
     accuracy = entry.get("test_accuracy", 0)
-    if not (_number(accuracy) and 0 <= accuracy <= 100):
+    if not (finite_number(accuracy) and 0 <= accuracy <= 100):
         return f"epoch {i}'s test_accuracy is {accuracy!r}, not a percentage"
     return None
 
@@ -131,6 +128,6 @@ def record_problem(record) -> str | None:
             record["final_test_accuracy"] != epochs[-1]["test_accuracy"]:
         return "its final accuracy is not its last epoch's"
     total, seconds = record.get("train_time_s"), sum(e["epoch_time_s"] for e in epochs)
-    if not (_number(total) and abs(total - seconds) <= 1e-6 * max(1.0, seconds)):
+    if not (finite_number(total) and abs(total - seconds) <= 1e-6 * max(1.0, seconds)):
         return f"its train_time_s ({total!r}) is not the sum of its epochs' ({seconds:.6g} s)"
     return None

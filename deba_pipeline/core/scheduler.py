@@ -85,7 +85,8 @@ class DEBAScheduler:
         self.cooldown, self.window = cfg.cooldown, cfg.window
         self.batch_size, self.epoch, self.last_adaptation = batch_size, 0, 0
         maxlen = None if cfg.window == "full" else cfg.window
-        self.windows = {name: deque(maxlen=maxlen) for name in self.signals}
+        self.windows: dict[str, deque[float]] = {name: deque(maxlen=maxlen)
+                                                 for name in self.signals}
 
     @property
     def accumulate(self) -> tuple:
@@ -103,12 +104,12 @@ class DEBAScheduler:
     def _observe(self, loss: float, grads, steps=None, accumulated=None,
                  dataset_size=None) -> dict:
         loss, grads = _loss(loss), _grads(grads)
-        check(dataset_size is None or (isinstance(dataset_size, numbers.Integral)
-                                       and not isinstance(dataset_size, bool) and dataset_size > 0),
+        check(dataset_size is None or (isinstance(dataset_size, numbers.Integral) and not
+                                       isinstance(dataset_size, bool) and int(dataset_size) > 0),
               "dataset_size", dataset_size, "a positive integer (the samples an epoch draws "
               "from without replacement), or None for independent draws")
         check(steps is None or (isinstance(steps, numbers.Integral)
-                                and not isinstance(steps, bool) and 1 <= steps < 2 ** 53),
+                                and not isinstance(steps, bool) and 1 <= int(steps) < 2 ** 53),
               "steps", steps, "an integer in [1, 2^53) (the epoch's optimiser steps; beyond, a "
               "float cannot count them), or None")
         if steps is not None and dataset_size is not None:
@@ -118,7 +119,8 @@ class DEBAScheduler:
         accumulated = _accumulated(accumulated, grads, self.accumulate)
         # the same model every epoch: as many numbers (fewer where a None marks a parameter
         # frozen that epoch)
-        size, frozen = sum(g.numel() for g in grads if g is not None), None in grads
+        size = sum(g.numel() for g in grads if g is not None)
+        frozen = any(g is None for g in grads)  # not `in`: that compares tensors
         full = getattr(self, "_grad_numbers", None)
         check(full is None or size == full or (frozen and size < full), "grads",
               f"<gradients holding {size} numbers>", f"the same model's gradients every epoch "
@@ -177,7 +179,7 @@ class DEBAScheduler:
             raise PluginError(f"policy {self.policy.name!r} lr_scale raised at epoch "
                               f"{self.epoch}: {type(exc).__name__}: {exc}") from exc
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real) \
-                or not (math.isfinite(scale) and scale > 0):
+                or not (math.isfinite(scale) and float(scale) > 0):
             raise PluginError(f"policy {self.policy.name!r} returned learning-rate scale "
                               f"{scale!r} at epoch {self.epoch}: it must be a finite number > 0.")
         return float(scale)

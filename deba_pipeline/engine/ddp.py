@@ -27,6 +27,16 @@ def rank_and_world() -> tuple:
     return 0, 1
 
 
+def resolve_device(name: str) -> torch.device:
+    """The device `train.device` names; "auto" is a GPU where one is visible."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DebaError(f"train.device is {name!r} but no CUDA device is visible: set "
+                        f"train.device to auto or cpu.")
+    return torch.device(name)
+
+
 def local_device(device: torch.device) -> torch.device:
     """A rank's own GPU (torchrun's LOCAL_RANK) when the run is on CUDA under torchrun."""
     if device.type == "cuda" and rank_and_world()[1] > 1:

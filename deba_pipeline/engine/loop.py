@@ -21,34 +21,16 @@ from tqdm.auto import tqdm
 from deba_pipeline.core import plugins
 from deba_pipeline.core.errors import ConfigError, DebaError, PluginError
 from deba_pipeline.core.record import pack_hits
-from deba_pipeline.core.scheduler import DEBAScheduler
 from deba_pipeline.engine import ddp
 from deba_pipeline.engine.checkpoint import Checkpointer, restore, trainer_state
 from deba_pipeline.engine.data import hold, load_split
 from deba_pipeline.engine.flatgrad import FlatGrads
-from deba_pipeline.engine.models import check_takes, create_model, create_optimizer
+from deba_pipeline.engine.models import check_fits, check_takes, create_model, create_optimizer
 from deba_pipeline.engine.spec import RunSpec
 from deba_pipeline.engine.sums import NOISE_SUMS, EpochResult, StepSums, gradient_parts
 from deba_pipeline.engine.tracking import Progress, Tracker, summary_line
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DebaError(f"train.device is {name!r} but no CUDA device is visible: set "
-                        f"train.device to auto or cpu.")
-    return torch.device(name)
-
-
-def build_scheduler(spec: RunSpec, world: int = 1) -> DEBAScheduler:
-    if spec.method == "fixed":  # observe only: the record carries the same signals
-        size = spec.train.batch_size
-        return DEBAScheduler(batch_size=size, min_batch=world, max_batch=max(size, 2048),
-                             world_size=world)
-    return DEBAScheduler(batch_size=spec.train.batch_size, config=spec.deba, world_size=world)
 
 
 def forward_backward(model, x, y, autocast_dtype):
@@ -63,7 +45,7 @@ class Trainer:
     def __init__(self, spec: RunSpec, state_dir=".deba"):
         self.spec, t = spec, spec.train
         self.rank, self.world = ddp.rank_and_world()  # (0, 1) unless launched by torchrun
-        self.device = ddp.local_device(resolve_device(t.device))
+        self.device = ddp.local_device(ddp.resolve_device(t.device))
         self.autocast = torch.bfloat16 if t.precision == "bf16" else None
         torch.manual_seed(spec.seed)
         for path in spec.plugins:  # a model or a dataset may come from a plugin file
@@ -77,22 +59,15 @@ class Trainer:
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         check_takes(self.model, next(self.data.test_batches(2))[0], spec)
-        labels = int(max(split.y_train.max(), split.y_test.max())) + 1
-        if labels > getattr(self.model, "num_classes", labels):
-            raise DebaError(f"{spec.name}: {spec.dataset} has labels up to {labels - 1} but the "
-                            f"model has {self.model.num_classes} outputs: check "
-                            f"data.synthetic.num_classes or the dataset files.")
-        if t.batch_size > self.data.train_size:
-            raise DebaError(f"{spec.name}: train.batch_size = {t.batch_size} is larger than the "
-                            f"training set ({self.data.train_size} samples of {spec.dataset}): "
-                            f"lower train.batch_size or use more data.")
+        check_fits(self.model, spec, int(max(split.y_train.max(), split.y_test.max())) + 1,
+                   self.data.train_size)
         if self.world > 1 and t.sync_batchnorm:  # else BatchNorm keeps statistics per rank
             self.model = ddp.sync_batchnorm(self.model, self.device, spec.name)
         self.net = ddp.wrap(self.model, self.device) if self.world > 1 else self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = create_optimizer(self.params, t)
         self.lr_product = 1.0  # a plugin policy's (batch, lr_factor) answers, multiplied
-        self.scheduler = build_scheduler(spec, self.world)
+        self.scheduler = spec.new_scheduler(self.world)
         if self.scheduler.policy.max_batch > self.data.train_size:  # an epoch needs a full batch
             self.scheduler.cap_max_batch(self.data.train_size)
         self.accumulate = self.scheduler.accumulate  # per-step sums the signals asked for
@@ -143,11 +118,11 @@ class Trainer:
         self.record["test_hits"] = pack_hits(self.hits.cpu().numpy())
         self.record["train_time_s"] = sum(e["epoch_time_s"] for e in done)
         self.record["eval_time_s"] = sum(e["eval_time_s"] for e in done)
+        if self.rank == 0:  # kept before it is announced: a run said finished is never retrained
+            self.checkpoints.finish(self.record)
         if progress and not bar_shown:  # logs (DVC, CI) get one line per run
             log.info("%s%s", summary_line(self.spec.name, self.record),
                      f" (resumed after epoch {start})" if start else "")
-        if self.rank == 0:
-            self.checkpoints.finish(self.record)
         if tracker:
             tracker.summary({k: self.record[k] for k in
                              ("final_test_accuracy", "train_time_s", "eval_time_s")})

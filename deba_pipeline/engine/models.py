@@ -67,6 +67,18 @@ def create_optimizer(params, train):
                            weight_decay=train.weight_decay)
 
 
+def check_fits(model, spec, labels: int, train_size: int) -> None:
+    """The model has an output for every label, and the training set holds a first batch."""
+    if labels > getattr(model, "num_classes", labels):
+        raise DebaError(f"{spec.name}: {spec.dataset} has labels up to {labels - 1} but the "
+                        f"model has {model.num_classes} outputs: check "
+                        f"data.synthetic.num_classes or the dataset files.")
+    if spec.train.batch_size > train_size:
+        raise DebaError(f"{spec.name}: train.batch_size = {spec.train.batch_size} is larger than "
+                        f"the training set ({train_size} samples of {spec.dataset}): "
+                        f"lower train.batch_size or use more data.")
+
+
 def check_takes(model, sample, spec) -> None:
     """One eval-mode forward of `sample`, so a shape mismatch is a message, not a trace."""
     import torch

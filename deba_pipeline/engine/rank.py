@@ -15,7 +15,8 @@ def run_rank(spec, state_dir, tracking: dict, experiment: str, progress: bool = 
              raise_errors: bool = False) -> int:
     """This process's rank of `spec`, under torchrun or `launch`; rank 0 leaves the record in
     the finished-run cache. Returns the exit status (or raises, with `raise_errors`)."""
-    from deba_pipeline.engine.loop import Trainer, resolve_device
+    from deba_pipeline.engine.ddp import resolve_device
+    from deba_pipeline.engine.loop import Trainer
     from deba_pipeline.engine.tracking import tracker_for
     if int(os.environ.get("WORLD_SIZE", 1)) != spec.train.processes:
         print(f"deba: error: {spec.name}: torchrun started {os.environ.get('WORLD_SIZE', 1)} "

@@ -115,6 +115,16 @@ class RunSpec:
         method = self.method if self.variant == "baseline" else f"{self.method}-{self.variant}"
         return f"{self.arch}/{self.dataset}/{method}/{self.seed}"
 
+    def new_scheduler(self, world: int = 1):
+        """The run's scheduler; a fixed run's observes only, so its record carries the signals."""
+        from deba_pipeline.core.scheduler import DEBAScheduler  # torch: only where a run trains
+        if self.method == "fixed":
+            size = self.train.batch_size
+            return DEBAScheduler(batch_size=size, min_batch=world, max_batch=max(size, 2048),
+                                 world_size=world)
+        return DEBAScheduler(batch_size=self.train.batch_size, config=self.deba,
+                             world_size=world)
+
     def new_record(self) -> dict:
         return {"schema": RECORD_SCHEMA, "arch": self.arch, "dataset": self.dataset,
                 "seed": self.seed, "method": self.method, "variant": self.variant,

@@ -29,7 +29,8 @@ import torch
 from omegaconf import OmegaConf
 
 from deba_pipeline.core.errors import DebaError
-from deba_pipeline.engine.loop import Trainer, resolve_device
+from deba_pipeline.engine.ddp import resolve_device
+from deba_pipeline.engine.loop import Trainer
 from deba_pipeline.execution.study import run_spec
 
 STEPS = 3  # timed steps per architecture and shape (their median), after WARMUP untimed ones

@@ -20,7 +20,7 @@ from deba_pipeline.execution.study import resolve_thresholds
 
 def _check_device(train, source, here=True) -> None:
     """`here`: the runs train on this machine (the local backend), so its devices must do."""
-    from deba_pipeline.engine.loop import resolve_device
+    from deba_pipeline.engine.ddp import resolve_device
     try:
         device = resolve_device(train.device)
     except DebaError as exc:
