@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.config import merge
 from deba_pipeline.engine.files import write_json
-from deba_pipeline.execution.local import train
+from deba_pipeline.execution.one_run import train
 from deba_pipeline.execution.study import run_spec
 
 from .__main__ import host_kind

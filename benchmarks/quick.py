@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from deba_pipeline.config import load_params, merge
-from deba_pipeline.execution.local import train
+from deba_pipeline.execution.one_run import train
 from deba_pipeline.execution.study import read_records, run_spec
 from deba_pipeline.report.comparison import compare
 from deba_pipeline.stages import calibrate, profile

@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 
+from deba_pipeline import __version__
 from deba_pipeline.core.errors import DebaError
 
 
@@ -51,7 +52,7 @@ def cmd_plugins(args) -> None:
 
 def _params(args):
     from deba_pipeline.config import load_params
-    from deba_pipeline.execution.plan import preflight
+    from deba_pipeline.execution.preflight import preflight
     cfg = load_params(args.params)
     preflight(cfg, args.params)
     return cfg
@@ -104,8 +105,8 @@ def cmd_predict(args) -> None:
 
 
 def cmd_run(args) -> None:
-    from deba_pipeline.execution import one
-    status = one.run(_params(args), args.name, args.thresholds)
+    from deba_pipeline.execution import named_run
+    status = named_run.run(_params(args), args.name, args.thresholds)
     if status:
         raise SystemExit(status)
 
@@ -133,7 +134,7 @@ def cmd_aggregate(args) -> None:
 def cmd_validate(args) -> None:
     from deba_pipeline.config import load_params
     from deba_pipeline.config.presets import resolve_preset
-    from deba_pipeline.execution.plan import check
+    from deba_pipeline.execution.preflight import check
     if (args.device or args.utilization is not None) and not args.estimate:
         raise DebaError("--device and --utilization go with --estimate: add it.")
     for path in args.files or [args.params]:
@@ -149,20 +150,12 @@ def cmd_validate(args) -> None:
 
 def cmd_preset(args) -> None:
     from deba_pipeline.config.presets import diff
-    from deba_pipeline.execution.plan import use_preset
+    from deba_pipeline.execution.preflight import use_preset
     print(diff(args.name, args.params) if args.diff else
           use_preset(args.name, args.params, args.force))
 
 
 PARAMS_DEFAULT = "params.yaml"
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("deba-pipeline")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "(not installed)"
 
 
 PARAMS_HELP = "the params file to read (default: %(default)s)"
@@ -173,7 +166,7 @@ QUIET_HELP = "show only warnings and errors, not each finished run"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deba", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)

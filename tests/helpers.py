@@ -115,7 +115,7 @@ def checkpoint_of(spec, state_dir, epochs_before_stop=2):
     import pytest
 
     from deba_pipeline.engine import loop
-    from deba_pipeline.execution import local
+    from deba_pipeline.execution import one_run
 
     class Stop(Exception):
         pass
@@ -130,7 +130,7 @@ def checkpoint_of(spec, state_dir, epochs_before_stop=2):
     loop.Trainer.step_scheduler = stop_after
     try:
         with pytest.raises(Stop):
-            local.train(spec, state_dir=state_dir, progress=False)
+            one_run.train(spec, state_dir=state_dir, progress=False)
     finally:
         loop.Trainer.step_scheduler = real
     return next((Path(state_dir) / "checkpoints").glob("*.pt"))

@@ -12,7 +12,8 @@ from deba_pipeline.report.analysis import (
     profile_summary,
     stability_score,
 )
-from deba_pipeline.report.comparison import compare, prediction_held
+from deba_pipeline.report.comparison import compare
+from deba_pipeline.report.held import prediction_held
 from deba_pipeline.report.modelled import clock_noise, modelled_time
 
 BOUNDS = vars(TaxonomyConfig())

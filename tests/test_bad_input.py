@@ -12,7 +12,7 @@ from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine import data as data_module
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.data import Split
-from deba_pipeline.execution import local
+from deba_pipeline.execution import one_run
 from deba_pipeline.execution.study import run_spec
 
 from helpers import small_params, stage
@@ -165,7 +165,7 @@ def test_label_count_that_does_not_match_the_model(project, monkeypatch):
     cfg = merge(OmegaConf.create({"train": {"epochs": 2, "device": "cpu"}}))
     spec = run_spec(cfg, "test_resnet", "digits", 2, "fixed", "baseline")
     with pytest.raises(DebaError, match="digits has labels up to 9 but the model has 5 outputs"):
-        local.train(spec, state_dir=project / ".deba", progress=False)
+        one_run.train(spec, state_dir=project / ".deba", progress=False)
     assert not (project / ".deba" / "checkpoints").exists()
 
 

@@ -18,7 +18,7 @@ from deba_pipeline.cli import main
 from deba_pipeline.core.errors import ConfigError
 from deba_pipeline.engine import cache
 from deba_pipeline.engine.checkpoint import Checkpointer
-from deba_pipeline.execution import local
+from deba_pipeline.execution import one_run
 
 from helpers import small_params, tiny_spec
 
@@ -335,7 +335,7 @@ def finished(tmp_path_factory):
     """One finished tiny run: (state folder, spec, its record)."""
     state = tmp_path_factory.mktemp("state")
     spec = tiny_spec("fixed", train={"epochs": 2})
-    return state, spec, local.train(spec, state_dir=state, progress=False)
+    return state, spec, one_run.train(spec, state_dir=state, progress=False)
 
 
 def _entry(path):
@@ -392,7 +392,7 @@ def test_a_tampered_finished_run_is_set_aside_and_trained_again(finished, tmp_pa
     done = Checkpointer(mine, spec).done_path
     TAMPERING[case](done)
     capsys.readouterr()
-    again = local.train(spec, state_dir=mine, progress=False)
+    again = one_run.train(spec, state_dir=mine, progress=False)
     err = capsys.readouterr().err
     assert f"deba: {done} was not used: " in err and "It is set aside as" in err, err
     assert again["final_test_accuracy"] == record["final_test_accuracy"]
@@ -404,7 +404,7 @@ def test_a_tampered_finished_run_is_set_aside_and_trained_again(finished, tmp_pa
 def test_an_intact_finished_run_is_reused_without_a_word(finished, capsys):
     state, spec, record = finished
     capsys.readouterr()
-    assert local.train(spec, state_dir=state, progress=False)["epochs"] == record["epochs"]
+    assert one_run.train(spec, state_dir=state, progress=False)["epochs"] == record["epochs"]
     assert "was not used" not in capsys.readouterr().err
 
 
@@ -412,7 +412,7 @@ def test_a_finished_run_whose_cache_cannot_be_written_keeps_its_record(tmp_path,
     """The record still reaches the stage; the message names the cache file, not a temp file."""
     spec = tiny_spec("fixed", train={"epochs": 2})
     (tmp_path / "finished").write_text("a file where the cache folder belongs")
-    record = local.train(spec, state_dir=tmp_path, progress=False)
+    record = one_run.train(spec, state_dir=tmp_path, progress=False)
     err = capsys.readouterr().err
     done = Checkpointer(tmp_path, spec).done_path
     assert len(record["epochs"]) == spec.train.epochs

@@ -14,7 +14,7 @@ from deba_pipeline import DEBAScheduler, PluginError, Policy, hookimpl
 from deba_pipeline.cli import main
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch
-from deba_pipeline.execution import local
+from deba_pipeline.execution import one_run
 
 from helpers import new_process, small_params, stage, tiny_spec
 
@@ -51,7 +51,7 @@ def test_a_run_stopped_by_a_bad_factor_is_not_cached_as_finished(tmp_path, regis
     register_plugin(scaling_policy(-1.0), "scaling")
     spec = tiny_spec(deba={"policy": "scaling", "theta_conf": 100.0, "theta_stab": 100.0})
     with pytest.raises(PluginError, match="learning-rate factor -1.0"):
-        local.train(spec, state_dir=tmp_path, progress=False)
+        one_run.train(spec, state_dir=tmp_path, progress=False)
     assert not (tmp_path / "finished").exists()
 
 
@@ -131,7 +131,7 @@ def test_non_finite_gradients_are_not_blamed_on_a_plugin_and_not_replayed(tmp_pa
 
     monkeypatch.setattr(loop.Trainer, "train_epoch", poisoned)
     with pytest.raises(loop.DebaError) as info:
-        local.train(tiny_spec(train={"epochs": 4}), state_dir=tmp_path, progress=False)
+        one_run.train(tiny_spec(train={"epochs": 4}), state_dir=tmp_path, progress=False)
     text = str(info.value)
     assert "epoch 3 ended with a non-finite loss or gradient" in text and "plugin" not in text
     assert "Rerunning unchanged repeats this epoch: lower train.lr" in text

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.config import Params, load_params, merge
 from deba_pipeline.core.errors import ConfigError
-from deba_pipeline.execution.plan import preflight
+from deba_pipeline.execution.preflight import preflight
 
 from helpers import SMALL_STUDY, stage
 

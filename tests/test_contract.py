@@ -11,7 +11,7 @@ import torch
 from deba_pipeline import DEBAScheduler, Signal, hookimpl
 from deba_pipeline.core.errors import ConfigError, DebaError, PluginError
 from deba_pipeline.engine.files import load_torch, save_torch
-from deba_pipeline.execution import local
+from deba_pipeline.execution import one_run
 
 from helpers import checkpoint_of, tiny_spec, without_times
 
@@ -148,9 +148,9 @@ def test_a_run_with_common_plugin_state_resumes_to_the_same_record(register_plug
     register_plugin(signal_plugin(Remembering), "remembering")
     spec = lambda: tiny_spec(train={"epochs": 5}, deba={  # noqa: E731
         "signals": ["grad_variance", "grad_norm_variation", "loss_variation", "remembering"]})
-    straight = local.train(spec(), state_dir=tmp_path / "a", progress=False)
+    straight = one_run.train(spec(), state_dir=tmp_path / "a", progress=False)
     checkpoint_of(spec(), tmp_path / "b", 3)  # cut after epoch 3, as a kill would
-    resumed = local.train(spec(), state_dir=tmp_path / "b", progress=False)
+    resumed = one_run.train(spec(), state_dir=tmp_path / "b", progress=False)
     assert without_times(resumed) == without_times(straight)
 
 
@@ -160,7 +160,7 @@ def test_plugin_state_a_checkpoint_cannot_hold_is_refused_when_saved(register_pl
                                        "loss_variation", "opaque"]})
     with pytest.raises(PluginError, match=r"signal 'opaque' keeps state\['handle'\] = object in "
                                           r"its state, which a checkpoint cannot hold"):
-        local.train(spec, state_dir=tmp_path, progress=False)
+        one_run.train(spec, state_dir=tmp_path, progress=False)
     assert not (tmp_path / "finished").exists()
 
 
@@ -172,5 +172,5 @@ def test_a_damaged_checkpoint_is_refused_not_resumed(tmp_path):
     checkpoint.write_bytes(bytes(data))
     with pytest.raises(DebaError, match=r"is damaged: its content does not match the checksum "
                                         r"written with it. Delete it to start"):
-        local.train(spec, state_dir=tmp_path, progress=False)
+        one_run.train(spec, state_dir=tmp_path, progress=False)
     assert not (tmp_path / "finished").exists()

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from deba_pipeline.core.errors import ConfigError, DebaError
-from deba_pipeline.execution.local import train
+from deba_pipeline.execution.one_run import train
 
 from helpers import stage, tiny_cfg, tiny_spec, without_times
 
@@ -129,7 +129,7 @@ def test_a_global_batch_the_processes_cannot_share_is_refused(train_cfg, message
 
 
 def test_more_processes_than_this_machine_has_is_refused(tmp_path):
-    from deba_pipeline.execution.plan import preflight
+    from deba_pipeline.execution.preflight import preflight
     cores = os.cpu_count()
     cfg = tiny_cfg(train={"processes": 2 * cores, "batch_size": 4 * cores},
                    deba={"min_batch": 2 * cores})

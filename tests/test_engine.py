@@ -16,7 +16,7 @@ from deba_pipeline.engine import data as data_module
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.data import DeviceData, Split
 from deba_pipeline.engine.files import load_torch
-from deba_pipeline.execution import local
+from deba_pipeline.execution import one_run
 
 from helpers import read_offline_run, tiny_spec, without_times
 
@@ -26,8 +26,8 @@ SIGNALS = {"grad_variance", "grad_norm_variation", "loss_variation"}
 
 
 def test_fixed_and_deba_records(tmp_path):
-    fixed = local.train(tiny_spec("fixed", "profile"), state_dir=tmp_path, progress=False)
-    deba = local.train(tiny_spec("deba", deba={"theta_conf": 10.0, "theta_stab": 10.0}),
+    fixed = one_run.train(tiny_spec("fixed", "profile"), state_dir=tmp_path, progress=False)
+    deba = one_run.train(tiny_spec("deba", deba={"theta_conf": 10.0, "theta_stab": 10.0}),
                       state_dir=tmp_path, progress=False)
     for record in (fixed, deba):
         assert record["schema"] == 2 and record["dataset"] == "digits" and record["seed"] == 2
@@ -50,10 +50,10 @@ def test_fixed_and_deba_records(tmp_path):
 
 
 def test_same_seed_same_record(tmp_path):
-    first = local.train(tiny_spec(), state_dir=tmp_path / "a", progress=False)
-    second = local.train(tiny_spec(), state_dir=tmp_path / "b", progress=False)
+    first = one_run.train(tiny_spec(), state_dir=tmp_path / "a", progress=False)
+    second = one_run.train(tiny_spec(), state_dir=tmp_path / "b", progress=False)
     assert without_times(first) == without_times(second)
-    other_seed = local.train(tiny_spec(seed=3), state_dir=tmp_path / "c", progress=False)
+    other_seed = one_run.train(tiny_spec(seed=3), state_dir=tmp_path / "c", progress=False)
     assert other_seed["epochs"][0]["train_loss"] != first["epochs"][0]["train_loss"]
 
 
@@ -61,7 +61,7 @@ RUNNER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from helpers import tiny_spec
-    from deba_pipeline.execution.local import train
+    from deba_pipeline.execution.one_run import train
     train(tiny_spec(train={{"epochs": 40}}), state_dir=sys.argv[1], progress=False)
 """)
 
@@ -85,8 +85,8 @@ def test_interrupted_run_resumes_to_the_same_record(tmp_path, signum):
     saved = load_torch(next(checkpoints.glob("*.pt")))
     assert 3 <= saved["epoch"] < 40 and len(saved["record"]["epochs"]) == saved["epoch"]
 
-    resumed = local.train(tiny_spec(train={"epochs": 40}), state_dir=state, progress=False)
-    straight = local.train(tiny_spec(train={"epochs": 40}), state_dir=tmp_path / "straight",
+    resumed = one_run.train(tiny_spec(train={"epochs": 40}), state_dir=state, progress=False)
+    straight = one_run.train(tiny_spec(train={"epochs": 40}), state_dir=tmp_path / "straight",
                           progress=False)
     assert without_times(resumed) == without_times(straight)
     assert not list(checkpoints.glob("*.pt"))  # a finished run keeps only its record
@@ -110,7 +110,7 @@ def test_deba_run_loads_data_once_while_batch_grows(tmp_path, monkeypatch):
     loads = []
     real = data_module.load_split
     monkeypatch.setattr(loop, "load_split", lambda *a: loads.append(a) or real(*a))
-    record = local.train(tiny_spec(deba={"theta_conf": 10.0, "theta_stab": 10.0}),
+    record = one_run.train(tiny_spec(deba={"theta_conf": 10.0, "theta_stab": 10.0}),
                         state_dir=tmp_path, progress=False)
     assert len({e["batch_size"] for e in record["epochs"]}) > 1 and len(loads) == 1
 
@@ -126,7 +126,7 @@ def test_out_of_memory_caps_and_continues(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "forward_backward", limited)
     spec = tiny_spec(train={"epochs": 6}, deba={"theta_conf": 10.0, "theta_stab": 10.0,
                                                  "cooldown": 0})
-    record = local.train(spec, state_dir=tmp_path, progress=False)
+    record = one_run.train(spec, state_dir=tmp_path, progress=False)
     sizes = [e["batch_size"] for e in record["epochs"]]
     assert sizes == [64, 64, 96, 96, 96, 96]  # 144 did not fit in epoch 4: back to 96, capped
     assert record["events"] == [{"epoch": 4, "event": "out_of_memory", "batch_size": 144,
@@ -136,7 +136,7 @@ def test_out_of_memory_caps_and_continues(tmp_path, monkeypatch):
 
 def test_offline_wandb_logs_every_epoch_and_disabled_writes_nothing(tmp_path):
     spec = tiny_spec()
-    local.train(spec, state_dir=tmp_path / "on", tracking={"wandb": "offline", "project": "t"},
+    one_run.train(spec, state_dir=tmp_path / "on", tracking={"wandb": "offline", "project": "t"},
                progress=False)
     runs = list((tmp_path / "on" / "wandb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -147,7 +147,7 @@ def test_offline_wandb_logs_every_epoch_and_disabled_writes_nothing(tmp_path):
                for r in rows)
     assert "final_test_accuracy" in logged["summary"]
 
-    local.train(tiny_spec(), state_dir=tmp_path / "off", tracking={"wandb": "disabled"},
+    one_run.train(tiny_spec(), state_dir=tmp_path / "off", tracking={"wandb": "disabled"},
                progress=False)
     assert not (tmp_path / "off" / "wandb").exists()
 
@@ -174,7 +174,7 @@ def test_online_without_key_warns_and_logs_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setattr(tracking, "_warned", False)
     with heard(tracking.log) as lines:
-        local.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path,
+        one_run.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path,
                    tracking={"wandb": "online", "project": "t"}, progress=False)
     assert any("no W&B API key" in line for line in lines)  # a plain line, not a UserWarning
     assert list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
@@ -196,8 +196,8 @@ def test_run_key_follows_the_config_and_the_training_code(tmp_path, monkeypatch)
 
 
 def test_epoch_mean_gradient_source(tmp_path):
-    last = local.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path / "a", progress=False)
-    mean = local.train(tiny_spec(train={"epochs": 2}, deba={"gradient_source": "epoch_mean"}),
+    last = one_run.train(tiny_spec(train={"epochs": 2}), state_dir=tmp_path / "a", progress=False)
+    mean = one_run.train(tiny_spec(train={"epochs": 2}, deba={"gradient_source": "epoch_mean"}),
                       state_dir=tmp_path / "b", progress=False)
     # same training, different gradient observed: the epoch's mean gradient is less noisy
     assert [e["train_loss"] for e in mean["epochs"]] == [e["train_loss"] for e in last["epochs"]]
@@ -220,7 +220,7 @@ def test_a_signal_named_like_a_record_field_cannot_replace_it(tmp_path, register
     register_plugin(Impostors(), "impostors")
     signals = ["grad_variance", "grad_norm_variation", "loss_variation", "lr", "decision",
                "batch_size"]
-    record = local.train(tiny_spec(train={"epochs": 2}, deba={"signals": signals}),
+    record = one_run.train(tiny_spec(train={"epochs": 2}, deba={"signals": signals}),
                         state_dir=tmp_path, progress=False)
     for entry in record["epochs"]:
         assert entry["lr"] == 0.01 and entry["decision"] == "hold" and entry["batch_size"] == 64
@@ -262,10 +262,10 @@ def test_a_resumed_run_is_one_wandb_run(tmp_path, monkeypatch):
     spec = tiny_spec()
     monkeypatch.setattr(loop.Trainer, "step_scheduler", stop_after_two)
     with pytest.raises(Stop):
-        local.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
+        one_run.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
                    experiment="study 2026-12-01 10:00:00")
     monkeypatch.setattr(loop.Trainer, "step_scheduler", real)
-    local.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
+    one_run.train(spec, state_dir=tmp_path, tracking=tracking, progress=False,
                experiment="study 2026-12-01 11:30:00")  # resumed by a later invocation
     pieces = [read_offline_run(p) for p in
               sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*"))]

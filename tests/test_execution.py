@@ -160,7 +160,7 @@ def _placement():
 def test_a_step_time_table_is_measured_with_a_whole_device(ray_session, tmp_path):
     from ray import cloudpickle
 
-    from deba_pipeline.execution import measure_apart
+    from deba_pipeline.execution.steptime import measure_apart
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not on a worker's path
     [(cpu, threads, cwd, cache)] = measure_apart(ray_cfg(tmp_path), _placement, [()])
     assert cpu == {"CPU": 1.0} and threads == 1 and cwd == os.getcwd()  # a run's cores
@@ -175,7 +175,7 @@ def test_a_local_step_time_table_holds_every_size_s_onednn_kernels(monkeypatch, 
     epoch start. The stage sets a larger cache before anything runs, and leaves a user's own."""
     import torch
 
-    from deba_pipeline.execution import measure_apart
+    from deba_pipeline.execution.steptime import measure_apart
     cfg = tiny_cfg(execution={"cpus_per_run": torch.get_num_threads()})  # as this process has
     monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
     seen = measure_apart(cfg, lambda: os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"), [()])
@@ -193,7 +193,8 @@ def _started(label):
 def test_ray_starts_the_longest_job_first(ray_session, tmp_path):
     from ray import cloudpickle
 
-    from deba_pipeline.execution import longest_first, measure_apart
+    from deba_pipeline.execution import longest_first
+    from deba_pipeline.execution.steptime import measure_apart
     assert longest_first(4, [1.0, 3.0, 2.0, 3.0]) == [1, 3, 2, 0]
     assert longest_first(3, None) == [0, 1, 2]
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -252,7 +252,7 @@ def test_a_late_failure_leaves_the_last_report_whole(reported, tmp_path, monkeyp
     shutil.copytree(reported, out)
     before = _outputs(out)
 
-    def fails_late(*args):
+    def fails_late(*args, **kwargs):
         raise DebaError("the report could not be rendered")
     monkeypatch.setattr(aggregate, "report", fails_late)
     code = main(["aggregate", "--runs", str(ROOT / "runs"), "--out", str(out), "--steptime",

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.data import DeviceData, StreamingData, load_split
-from deba_pipeline.execution.local import train
+from deba_pipeline.execution.one_run import train
 
 from helpers import tiny_cfg, tiny_spec, without_times
 

@@ -13,7 +13,7 @@ from deba_pipeline.core.rules.gns import NoiseScaleRule
 from deba_pipeline.core.scheduler import DEBAScheduler
 from deba_pipeline.core.signals.gradient_noise_scale import GradientNoiseScale, noise_scale
 from deba_pipeline.engine.loop import Trainer
-from deba_pipeline.execution.local import train
+from deba_pipeline.execution.one_run import train
 
 from helpers import stage, tiny_spec
 

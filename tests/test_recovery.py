@@ -16,7 +16,7 @@ from deba_pipeline.core.errors import DebaError, PluginError
 from deba_pipeline.core.rules.deba import DebaRule
 from deba_pipeline.engine import loop
 from deba_pipeline.engine.files import load_torch
-from deba_pipeline.execution import local
+from deba_pipeline.execution import one_run
 
 from helpers import (
     checkpoint_of,
@@ -93,17 +93,17 @@ def test_plugin_fault_stops_after_checkpointing_and_resumes(tmp_path, register_p
                                                             epoch, message):
     register_plugin(FlakyPlugin(), "flaky-plugin")
     FAULT["mode"] = None
-    straight = local.train(flaky_spec(), state_dir=tmp_path / "straight", progress=False)
+    straight = one_run.train(flaky_spec(), state_dir=tmp_path / "straight", progress=False)
     FAULT["mode"] = mode
     with pytest.raises(PluginError) as info:
-        local.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
+        one_run.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
     text = str(info.value)
     assert message in text and f"The trained epoch {epoch} is saved in" in text
     checkpoint = next((tmp_path / "state" / "checkpoints").glob("*.pt"))
     saved = load_torch(checkpoint)
     assert saved["epoch"] == epoch - 1 and saved["pending"]["epoch"] == epoch
     FAULT["mode"] = None  # the plugin is fixed: the run resumes at that epoch's scheduler step
-    resumed = local.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
+    resumed = one_run.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
     assert without_times(resumed) == without_times(straight)
 
 
@@ -139,15 +139,15 @@ def test_nan_loss_names_the_epoch_and_the_last_good_checkpoint(tmp_path, monkeyp
     monkeypatch.setattr(loop, "forward_backward", poisoned)
     spec = tiny_spec(train={"epochs": 5})
     with pytest.raises(DebaError) as info:
-        local.train(spec, state_dir=tmp_path, progress=False)
+        one_run.train(spec, state_dir=tmp_path, progress=False)
     text = str(info.value)
     assert "the training loss became nan in epoch 3" in text
     assert "The last good checkpoint is" in text and "(after epoch 2)" in text
     checkpoint = next((tmp_path / "checkpoints").glob("*.pt"))
     assert load_torch(checkpoint)["epoch"] == 2
     monkeypatch.setattr(loop, "forward_backward", real)
-    resumed = local.train(spec, state_dir=tmp_path, progress=False)
-    straight = local.train(spec, state_dir=tmp_path / "straight", progress=False)
+    resumed = one_run.train(spec, state_dir=tmp_path, progress=False)
+    straight = one_run.train(spec, state_dir=tmp_path / "straight", progress=False)
     assert without_times(resumed) == without_times(straight)
 
 
@@ -156,7 +156,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     checkpoint = checkpoint_of(spec, tmp_path)
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated by a crash
     with pytest.raises(DebaError, match=f"checkpoint {checkpoint} is damaged: .* Delete it"):
-        local.train(spec, state_dir=tmp_path, progress=False)
+        one_run.train(spec, state_dir=tmp_path, progress=False)
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
@@ -166,7 +166,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     theirs = checkpoint_of(other, tmp_path / "b")
     theirs.replace(mine)
     with pytest.raises(DebaError, match="belongs to another run \\(test_efficientnet/digits/deba/2\\)"):
-        local.train(spec, state_dir=tmp_path / "a", progress=False)
+        one_run.train(spec, state_dir=tmp_path / "a", progress=False)
 
 
 def test_a_second_process_on_the_same_run_is_refused(tmp_path):
@@ -174,8 +174,8 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path):
     lock = tmp_path / "locks" / f"{spec.key()}.lock"
     lock.parent.mkdir(parents=True)
     with FileLock(lock), pytest.raises(DebaError, match="is being trained by another process"):
-        local.train(spec, state_dir=tmp_path, progress=False)
-    assert local.train(spec, state_dir=tmp_path, progress=False)["epochs"]  # free again
+        one_run.train(spec, state_dir=tmp_path, progress=False)
+    assert one_run.train(spec, state_dir=tmp_path, progress=False)["epochs"]  # free again
 
 
 def _wait_for(predicate, timeout=120):

@@ -1,6 +1,6 @@
 """What a record carries for the report to judge it (its class count, so a run at chance is
 flagged), and the names a misspelt dataset is offered."""
-from deba_pipeline.execution.local import train
+from deba_pipeline.execution.one_run import train
 
 from helpers import tiny_spec
 

@@ -273,7 +273,7 @@ def test_a_step_is_timed_as_the_loop_runs_it_with_its_batch_and_the_epoch_start(
 
 def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(tmp_path,
                                                                                monkeypatch):
-    from deba_pipeline.execution.local import train
+    from deba_pipeline.execution.one_run import train
 
     def alone():
         raise AssertionError("the probe takes its steps as the run did, at the run's priority")

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from deba_pipeline.report.comparison import MIN_SEEDS, compare, prediction_held
+from deba_pipeline.report.comparison import MIN_SEEDS, compare
+from deba_pipeline.report.held import prediction_held
 
 TRAIN_SIZE = 1000
 
@@ -99,7 +100,7 @@ def test_the_loop_hands_the_signals_its_training_set_size(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_hand_the_signals_the_whole_training_set_not_a_share(tmp_path):
-    from deba_pipeline.execution.local import train
+    from deba_pipeline.execution.one_run import train
     train(_seen_spec(tmp_path, 2), state_dir=tmp_path / "state", progress=False)
     # every rank steps the scheduler alike, each with the whole set's size, never its share
     assert sorted(set(_sizes_seen(tmp_path, 2))) == [(1, 1438), (2, 1438)]

@@ -112,7 +112,20 @@ def _validate_processes(cfg, where) -> None:
 
 
 def validate(cfg: DictConfig, source: str = "<params>") -> None:
-    s, t, where = cfg.study, cfg.train, f"{source}: "
+    """Every check of a merged config, each failure naming the key, its value and what it
+    takes; the first that fails raises."""
+    where = f"{source}: "
+    _validate_study(cfg, where)
+    _validate_data(cfg, where)
+    _validate_train(cfg.train, where)
+    _validate_numbers(cfg, where)
+    _validate_execution(cfg.execution, where)
+    _validate_processes(cfg, where)
+    _validate_strategies(cfg, where)
+
+
+def _validate_study(cfg, where) -> None:
+    s = cfg.study
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
         if len(s[key]) == 0:
             fail(f"study.{key}", list(s[key]), "a non-empty list", where)
@@ -131,10 +144,13 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     if not SAFE_NAME.fullmatch(s.name):
         fail("study.name", s.name, "a name of letters, digits, '_', '-' and '.' (it names the "
              "W&B group)", where)
-    if not 2 <= t.epochs <= MAX_EPOCHS:  # Δ‖∇‖ and ΔL are undefined in epoch 1
-        fail("train.epochs", t.epochs, f"an integer in [2, {MAX_EPOCHS}] (the Δ signals and the "
-             "calibration need a previous epoch)", where)
-    _validate_data(cfg, where)
+    if not 2 <= cfg.train.epochs <= MAX_EPOCHS:  # Δ‖∇‖ and ΔL are undefined in epoch 1
+        fail("train.epochs", cfg.train.epochs, f"an integer in [2, {MAX_EPOCHS}] (the Δ signals "
+             "and the calibration need a previous epoch)", where)
+
+
+def _validate_numbers(cfg, where) -> None:
+    """The timing, tracking, report and taxonomy settings: numbers in their ranges."""
     if cfg.timing.warmup < 0:
         fail("timing.warmup", cfg.timing.warmup, "an integer >= 0", where)
     if not cfg.tracking.dir.strip():
@@ -149,6 +165,7 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     for key, value in cfg.taxonomy.items():
         if not (math.isfinite(value) and value >= 0):
             fail(f"taxonomy.{key}", value, "a finite number >= 0", where)
+    t = cfg.train
     positive = {"train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
                 "train.checkpoint_every": t.checkpoint_every, "timing.repeats": cfg.timing.repeats,
                 "timing.steps": cfg.timing.steps}
@@ -158,9 +175,12 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     for key, most in (("repeats", 1000), ("steps", 10_000)):  # more is a typo, not a table
         if cfg.timing[key] > most:
             fail(f"timing.{key}", cfg.timing[key], f"an integer in [1, {most}]", where)
+
+
+def _validate_train(t, where) -> None:
+    """The optimizer's numbers and the models' own options."""
     if t.lr is None or not (math.isfinite(t.lr) and t.lr > 0):
         fail("train.lr", t.lr, "a finite number > 0 (at 0 nothing trains)", where)
-
     for key in ("lr", "momentum", "weight_decay"):
         if t[key] is not None and not (math.isfinite(t[key]) and t[key] >= 0):
             fail(f"train.{key}", t[key], "a finite number >= 0" + (
@@ -170,13 +190,15 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
             if t[key] is not None and key not in OPTIMIZER_DEFAULTS[t.optimizer]:
                 fail(f"train.{key}", t[key], f"null with train.optimizer = {t.optimizer} "
                      f"(it has no {key} option)", where)
-    _validate_execution(cfg.execution, where)
-    _validate_processes(cfg, where)
     for arch, kwargs in t.model_kwargs.items():
         reserved = {"num_classes", "in_chans", "img_size", "pretrained"} & set(kwargs or {})
         if reserved:
             fail(f"train.model_kwargs.{arch}", sorted(reserved), "free of num_classes, in_chans, "
                  "img_size and pretrained (set from the dataset and train.image_size)", where)
+
+
+def _validate_strategies(cfg, where) -> None:
+    """The names of strategies and ablation variants, and each one's deba options."""
     for group, reserved, what in (("ablate.variants", ("baseline", "profile"), "variant"),
                                   ("study.methods", ("fixed",), "method")):
         for name in OmegaConf.select(cfg, group):
@@ -192,7 +214,7 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
         raise ConfigError(f"{where}{exc}") from None
     for name, group in groups.items():
         check_deba(OmegaConf.to_container(group, resolve=True), where, f"{name}.")
-        _validate_schedule_epochs(group, t.epochs, where, f"{name}.")
+        _validate_schedule_epochs(group, cfg.train.epochs, where, f"{name}.")
 
 
 def _validate_schedule_epochs(group, epochs, where, prefix) -> None:

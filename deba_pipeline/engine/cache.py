@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -79,7 +78,3 @@ def set_aside(path: Path) -> Path:
     os.replace(path, aside)
     return aside
 
-
-def positive_finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) and value > 0

@@ -76,10 +76,6 @@ def write_text(path, text: str) -> Path:
     return _atomic(path, lambda handle: handle.write(text.encode()))
 
 
-def write_bytes(path, blob: bytes) -> Path:
-    return _atomic(path, lambda handle: handle.write(blob))
-
-
 CHECKSUM = b"deba-checkpoint sha256:"  # the first line of a checkpoint, then torch.save's bytes
 
 

@@ -114,10 +114,6 @@ class Tracker:
             for key, value in values.items():
                 self.run.summary[key] = value
 
-    @property
-    def directory(self):
-        return None if self.run is None else Path(self.run.dir).parent
-
     def finish(self) -> None:
         if self.run is not None:
             self.run.finish()

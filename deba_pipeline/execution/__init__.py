@@ -12,42 +12,6 @@ orders the work: the longest is submitted first, so it does not trail alone at t
 """
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-
-from deba_pipeline.execution.process import prepare, threads_per_run
-
-
-def wandb_group(cfg) -> str:
-    """One W&B group per invocation: the DVC experiment (else the study) and when the invocation
-    began, e.g. `quick 2026-12-01 13:52:07`, so two reproductions of one study never mix."""
-    return f"{os.environ.get('DVC_EXP_NAME') or cfg.study.name} {invocation_started()}"
-
-
-def invocation_started() -> str:
-    """When the command the user typed began: the `dvc repro` or `dvc exp run` whose stages this
-    process serves (each stage is a process of its own), else this `deba` command. Kept in
-    DEBA_INVOCATION for the processes it starts (torchrun's ranks); set it to group by hand."""
-    if not os.environ.get("DEBA_INVOCATION"):
-        began = _invocation_process().create_time()
-        os.environ["DEBA_INVOCATION"] = time.strftime("%Y-%m-%d %H:%M:%S",
-                                                      time.localtime(began))
-    return os.environ["DEBA_INVOCATION"]
-
-
-def _invocation_process():
-    import psutil
-    here = psutil.Process()
-    for parent in here.parents():
-        try:
-            command = parent.cmdline()[:3]
-        except psutil.Error:  # a parent of another user, or gone
-            continue
-        if any(Path(arg).name == "dvc" for arg in command) or "dvc.__main__" in command:
-            return parent
-    return here
-
 
 def execute(cfg, specs, write, expected_s=None) -> list:
     """Train (or reuse) every spec where `execution.backend` says; returns the records in the
@@ -67,16 +31,3 @@ def longest_first(count: int, expected_s=None) -> list:
     if not expected_s:
         return list(range(count))
     return sorted(range(count), key=lambda i: -expected_s[i])
-
-
-def measure_apart(cfg, measure, arg_lists, expected_s=None) -> list:
-    """`measure(*args)` for each of `arg_lists`, each with the device to itself (the step-time
-    tables of docs/method.md): here, one after another, with nothing beside them; on Ray, each a
-    task that holds a whole GPU, or a whole node where the cluster has no GPU. Results in order."""
-    if not arg_lists:
-        return []
-    if cfg.execution.backend == "ray":
-        from deba_pipeline.execution.ray_tasks import measure_on_ray
-        return measure_on_ray(cfg, measure, arg_lists, expected_s)
-    prepare(threads_per_run(cfg.execution.cpus_per_run))
-    return [measure(*args) for args in arg_lists]

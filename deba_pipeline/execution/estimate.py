@@ -48,7 +48,7 @@ def _shape(cfg, dataset):
         return describe(cfg.data.folders[dataset])
     s = cfg.data.synthetic
     if dataset == "digits":  # its split follows data.test_fraction
-        from deba_pipeline.execution.plan import known_train_size
+        from deba_pipeline.execution.preflight import known_train_size
         return (known_train_size("digits", cfg.data), 10, 8, 1)
     return SHAPES.get(dataset, (s.train_size, s.num_classes, s.image_size, s.channels))
 

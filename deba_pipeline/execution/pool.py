@@ -16,8 +16,9 @@ from concurrent.futures.process import BrokenProcessPool
 from omegaconf import OmegaConf
 
 from deba_pipeline.core.errors import DebaError
-from deba_pipeline.execution import console, longest_first, wandb_group
-from deba_pipeline.execution.local import note_placement, reuse_finished, train
+from deba_pipeline.execution import console, longest_first
+from deba_pipeline.execution.invocation import wandb_group
+from deba_pipeline.execution.one_run import note_placement, reuse_finished, train
 from deba_pipeline.execution.process import prepare, threads_per_run
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.tracking import summary_line
-from deba_pipeline.execution.local import note_placement
+from deba_pipeline.execution.one_run import note_placement
 from deba_pipeline.execution.process import ENVIRONMENT, prepare, threads_per_run
 from deba_pipeline.execution.ray_session import check_fits, session
 
@@ -28,7 +28,7 @@ def _train_in_worker(spec, state_dir, tracking, experiment, cwd, gpu_share):
     meets a clean out-of-memory fallback)."""
     import torch
 
-    from deba_pipeline.execution.local import train
+    from deba_pipeline.execution.one_run import train
     os.chdir(cwd)  # plugin files and data.root are relative to the project
     prepare(spec.threads)
     if 0 < gpu_share < 1 and torch.cuda.is_available():
@@ -85,7 +85,7 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
     """Finished runs come from the cache here (no Ray started for a stage with nothing left to
     train); the rest go to Ray longest first and are written as they come back."""
     from deba_pipeline.execution import longest_first
-    from deba_pipeline.execution.local import reuse_finished
+    from deba_pipeline.execution.one_run import reuse_finished
     ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True, enum_to_str=True)
     records, to_train = reuse_finished(cfg, specs, write, longest_first(len(specs), expected_s),
@@ -97,7 +97,7 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
 
 
 def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking) -> None:
-    from deba_pipeline.execution import wandb_group
+    from deba_pipeline.execution.invocation import wandb_group
     ex = cfg.execution
     gpus, cpus = gpus_per_run(ex.gpus_per_run, ray), ex.cpus_per_run
     for world in sorted({specs[index].train.processes for index in to_train}):

@@ -1,5 +1,6 @@
 """What a step-time table (docs/method.md) is measured for: the batch sizes the runs reached, the
-runs' own typical step and thread count, and where a table of those inputs is kept."""
+runs' own typical step and thread count, where a table of those inputs is kept, and where it is
+measured (`measure_apart`: the device to itself)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from deba_pipeline.engine.loop import Trainer
+from deba_pipeline.execution.process import prepare, threads_per_run
 from deba_pipeline.execution.study import run_spec
 from deba_pipeline.timing.steptime import device_name, ladder, measure
 
@@ -56,7 +58,7 @@ def measuring_code() -> str:
     stage's threads and oneDNN settings, the ladder, Ray's task): a change measures again."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in ("__init__.py", "process.py", "steptime.py", "ray_tasks.py"):
+    for name in ("process.py", "steptime.py", "ray_tasks.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -76,3 +78,16 @@ def kept_path(cfg, arch, dataset, reached) -> Path:
 def identity(arch, dataset, path) -> dict:
     """What a kept table must have been measured for: the digest of its inputs is its name."""
     return {"arch": arch, "dataset": dataset, "inputs": path.stem}
+
+
+def measure_apart(cfg, measure, arg_lists, expected_s=None) -> list:
+    """`measure(*args)` for each of `arg_lists`, each with the device to itself (the step-time
+    tables of docs/method.md): here, one after another, with nothing beside them; on Ray, each a
+    task that holds a whole GPU, or a whole node where the cluster has no GPU. Results in order."""
+    if not arg_lists:
+        return []
+    if cfg.execution.backend == "ray":
+        from deba_pipeline.execution.ray_tasks import measure_on_ray
+        return measure_on_ray(cfg, measure, arg_lists, expected_s)
+    prepare(threads_per_run(cfg.execution.cpus_per_run))
+    return [measure(*args) for args in arg_lists]

@@ -19,11 +19,9 @@ from deba_pipeline.report.intervals import (
     at_most,
     below,
     delta_interval,
-    excess_spread,
     pooled_spread,
     seeds_needed,
     seeds_needed_range,
-    span,
     speedup_interval,
     straddles,
     test_set_terms,
@@ -154,30 +152,7 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN, floor: float | None = N
     c["noise_pct"] = fixed_noise_pct(f)
     c["speedup_noise"] = None if c["noise_pct"] is None else \
         math.sqrt(2) * c["noise_pct"]  # two noisy times
-    model_f = [modelled_time(r, steptime) for r in f]
-    model_m = [modelled_time(r, steptime) for r in m]
-    if None in model_f or None in model_m:
-        c.update(model_speedup_mean=None, model_speedup_std=None, model_throughput=None,
-                 model_time_fixed_mean=None, model_time_method_mean=None, disagree=None,
-                 model_speedups=None, model_speedup_ci=None, model_ratio_fixed=None,
-                 model_ratio_within_noise=None, model_ratio_beside=None,
-                 model_speedup_table_noise=None)
-    else:
-        # docs/method.md: modelled against measured, side by side
-        c.update(fixed_check(f, steptime))
-        c["model_speedup_table_noise"] = table_noise(f, m, steptime)
-        model_speedups = [100.0 * (1 - b / a) for a, b in zip(model_f, model_m)]
-        c.update(model_speedups=model_speedups, model_speedup_ci=speedup_interval(model_speedups),
-                 model_speedup_mean=statistics.fmean(model_speedups),
-                 model_speedup_std=_std(model_speedups),
-                 model_throughput=statistics.fmean(model_f) / statistics.fmean(model_m),
-                 model_time_fixed_mean=statistics.fmean(model_f),
-                 model_time_method_mean=statistics.fmean(model_m))
-        # the table's own noise holds for every seed alike: it widens the interval over seeds
-        c["model_speedup_ci"] = widened(c["model_speedup_ci"], c["model_speedup_mean"],
-                                        c["model_speedup_table_noise"])
-        c["disagree"] = (c["speedup_noise"] is not None and abs(
-            c["speedup_mean"] - c["model_speedup_mean"]) > c["speedup_noise"])
+    c.update(_modelled(f, m, steptime, c["speedup_mean"], c["speedup_noise"]))
     modelled = c["model_speedup_mean"] is not None
     basis = "model_speedup" if modelled else "speedup"
     c["verdict_speedup"], c["verdict_speedup_ci"] = c[f"{basis}_mean"], c[f"{basis}_ci"]
@@ -188,6 +163,30 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN, floor: float | None = N
     c["seeds_needed"], c["seeds_needed_range"] = (None, None) if c["outcome"] not in OPEN \
         else _needed(c)
     return c
+
+
+def _modelled(f, m, steptime, speedup_mean, speedup_noise) -> dict:
+    """The cell's modelled times and speedups (docs/method.md: modelled against measured, side by
+    side), all None where a table lacks a size the runs took."""
+    model_f = [modelled_time(r, steptime) for r in f]
+    model_m = [modelled_time(r, steptime) for r in m]
+    if None in model_f or None in model_m:
+        return dict.fromkeys(("model_speedup_mean", "model_speedup_std", "model_throughput",
+                              "model_time_fixed_mean", "model_time_method_mean", "disagree",
+                              "model_speedups", "model_speedup_ci", "model_ratio_fixed",
+                              "model_ratio_within_noise", "model_ratio_beside",
+                              "model_speedup_table_noise"))
+    speedups = [100.0 * (1 - b / a) for a, b in zip(model_f, model_m)]
+    mean, table = statistics.fmean(speedups), table_noise(f, m, steptime)
+    return {**fixed_check(f, steptime), "model_speedup_table_noise": table,
+            "model_speedups": speedups, "model_speedup_mean": mean,
+            "model_speedup_std": _std(speedups),
+            "model_throughput": statistics.fmean(model_f) / statistics.fmean(model_m),
+            "model_time_fixed_mean": statistics.fmean(model_f),
+            "model_time_method_mean": statistics.fmean(model_m),
+            # the table's own noise holds for every seed alike: it widens the interval over seeds
+            "model_speedup_ci": widened(speedup_interval(speedups), mean, table),
+            "disagree": speedup_noise is not None and abs(speedup_mean - mean) > speedup_noise}
 
 
 def _needed(c):
@@ -265,52 +264,3 @@ def outcome(c) -> str:
     if at_least(acc, -margin) and at_most(speed, 0):
         return "marginal"
     return "inconclusive"
-
-
-CLEAR_SPEEDUP = 10.0  # percent: a speedup at least this large is a benefit, not marginal
-
-
-def prediction_held(prediction: str, c, seed_spread: float = 1.0) -> tuple:
-    """("yes" | "no" | "inconclusive" | "n/a", why) for the profile's prediction against the
-    outcome, "yes" or "no" only where the intervals over seeds decide it; the criteria are
-    stated in the report's glossary."""
-    delta, speed = c["delta_acc_ci"], c["verdict_speedup_ci"]
-    per_seed = c["delta_accs"]
-    spread = _std(per_seed)
-    facts = (f"ΔAcc {c['delta_acc']:+.2f} {span(delta, 2, sign=True)}, {c['speedup_basis']} "
-             f"speedup {c['verdict_speedup']:.1f}% {span(speed)}")
-    if c.get("no_comparison"):
-        return "n/a", f"{facts}: no comparison, the fixed baseline did not learn"
-    if len(c["seeds"]) < MIN_SEEDS:
-        return "n/a", (f"{facts}: {len(c['seeds'])} seed{'s' if len(c['seeds']) != 1 else ''}: "
-                       f"an outcome needs at least {MIN_SEEDS}")
-    if prediction == "benefit":
-        held = _held(c["outcome"] == "benefit", c["outcome"] in ("degraded", "marginal"))
-        return held, (f"{facts}: benefit needs ΔAcc ≥ −{c.get('margin', MARGIN):g} and a "
-                      f"speedup > 0")
-    if prediction == "marginal":
-        held = _held(at_least(delta, -1) and (below(delta, 0) or below(speed, CLEAR_SPEEDUP)),
-                     below(delta, -1) or (at_least(delta, 0) and at_least(speed, CLEAR_SPEEDUP)))
-        return held, (f"{facts}: marginal needs ΔAcc ≥ −1 and no clear benefit (ΔAcc ≥ 0 with "
-                      f"a speedup ≥ {CLEAR_SPEEDUP:g}%)")
-    if prediction.startswith(("benefit through rollbacks", "unreliable")):
-        if spread is None:
-            return "n/a", f"{facts}: one seed, so the seed spread cannot be checked"
-        line = max(c.get("test_spread") or 0.0, seed_spread)
-        dependent = excess_spread(per_seed, line)
-        facts += (f", per-seed ΔAcc std {spread:.2f} against {line:.2f} (the larger of "
-                  f"{seed_spread:g} and what the test set explains)")
-        if prediction.startswith("benefit through rollbacks"):
-            held = _held(c["outcome"] == "benefit" and c["rollback"] > 0 and dependent == "yes",
-                         c["outcome"] in ("degraded", "marginal") or c["rollback"] == 0
-                         or dependent == "no")
-            return held, (f"{facts}, {c['rollback']} rollbacks: needs a benefit, rollbacks, "
-                          f"and a spread above the line")
-        return dependent, f"{facts}: seed-dependent needs a spread above the line"
-    return "n/a", f"{facts}: the class makes no prediction"
-
-
-def _held(yes: bool, no: bool) -> str:
-    return "yes" if yes else "no" if no else "inconclusive"
-
-

@@ -8,25 +8,20 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator, NullLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
+from deba_pipeline.core.record import signal
+from deba_pipeline.core.rules.deba import confidence_score
+from deba_pipeline.report.curves import method_label, value
+from deba_pipeline.report.modelled import epoch_times
+from deba_pipeline.report.style import style
 
-from deba_pipeline.core.record import signal  # noqa: E402
-from deba_pipeline.core.rules.deba import confidence_score  # noqa: E402
-from deba_pipeline.report.curves import method_label, value  # noqa: E402
-from deba_pipeline.report.modelled import epoch_times  # noqa: E402
-from deba_pipeline.report.style import style  # noqa: E402
+plt.switch_backend("Agg")  # files, never a window
 
 
 def _labels(records) -> list:
     return sorted({method_label(r) for r in records if r["variant"] != "profile"})
-
-
-def _integer_epochs(ax) -> None:
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _by_batch(records, field, dataset=None):
@@ -151,7 +146,7 @@ def batch_trajectories(records, path):
                             [b * (1 + OFFSET) ** order for b in trajectory], where="post",
                             alpha=0.85, linewidth=1.6, markersize=3,
                             label=label if i == 0 else None, **style(label, labels))
-            _integer_epochs(ax)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
             _size_axis(ax.set_yscale, ax.set_yticks, sizes)
             ax.yaxis.set_minor_locator(NullLocator())
             ax.tick_params(axis="y", labelsize=7)
@@ -209,7 +204,7 @@ def signal_trajectories(records, path):
                            linewidth=0.9)
             ax.set_ylabel(f"{name}\n(dashed: {threshold_label})", fontsize=8)
     for ax in axes:
-        _integer_epochs(ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
     axes[0].set_title("DEBA signals over epochs (mean over seeds) and their thresholds")
     axes[-1].set_xlabel("epoch")
     _legend(axes[0])
@@ -238,7 +233,7 @@ def strategy_trajectories(records, path):
         row[0].yaxis.set_minor_locator(NullLocator())
         row[1].set_yscale("log")
         for ax, what in zip(row, ("batch size", "learning rate")):
-            _integer_epochs(ax)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
             ax.set_ylabel(what)
             ax.set_title(f"{arch} / {dataset}: {what}", fontsize=9)
         _legend(row[0])

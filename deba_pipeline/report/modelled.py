@@ -9,12 +9,12 @@ import statistics
 from collections import defaultdict
 from statistics import NormalDist
 
-TABLE_LEVEL = 0.90  # two-sided level of a modelled speedup's table noise
+from deba_pipeline.core.options import finite_number
+from deba_pipeline.report.intervals import LEVEL  # the table's noise joins intervals at it
 
 
 def _seconds(value, low_ok: bool) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) and (value >= 0 if low_ok else value > 0)
+    return finite_number(value) and (value >= 0 if low_ok else value > 0)
 
 
 def table_problem(table, needed=()) -> str | None:
@@ -182,7 +182,7 @@ def fixed_check(fixed, steptime) -> dict:
             "model_ratio_within_noise": None if noise is None else abs(ratio - 1) * 100 <= noise}
 
 
-def table_noise(fixed, method, steptime, level: float = TABLE_LEVEL) -> float | None:
+def table_noise(fixed, method, steptime, level: float = LEVEL) -> float | None:
     """Half-width, in points at `level`, of the mean modelled speedup over paired seeds from the
     table's own noise: each size's relative standard error (`ratio_error`) times how much the
     speedup moves per relative change of that size's step time,

@@ -8,24 +8,41 @@ import io
 
 from deba_pipeline.config import PAPER_THRESHOLDS
 from deba_pipeline.report.analysis import profile_summary
-from deba_pipeline.report.comparison import OPEN, prediction_held, summary_rows
+from deba_pipeline.report.comparison import OPEN, summary_rows
+from deba_pipeline.report.held import prediction_held
 from deba_pipeline.report.intervals import span
 
 
-def _fmt(value, digits=2, sign=False):
+class Shown(str):
+    """A table cell: its text, as Markdown shows it, and the numbers behind it, as a CSV column
+    each ({suffix of the column's name: value}), so a reader of the CSV never parses text."""
+    numbers: dict
+
+    def __new__(cls, text: str, numbers: dict):
+        cell = super().__new__(cls, text)
+        cell.numbers = numbers
+        return cell
+
+
+def _fmt(value, digits=2, sign=False, unit=""):
     if value is None:
-        return "–"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+        return Shown("–", {"": None})
+    return Shown((f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}") + unit,
+                 {"": value})
 
 
 def _pm(mean, std, digits=2, sign=False):
-    return _fmt(mean, digits, sign) + ("" if std is None or mean is None else
-                                       f" ± {_fmt(std, digits)}")
+    """`mean ± std` over seeds."""
+    shown = _fmt(mean, digits, sign) + ("" if std is None or mean is None else
+                                        f" ± {_fmt(std, digits)}")
+    return Shown(shown, {"": mean, " std": None if mean is None else std})
 
 
 def _ci(mean, ci, digits=2, sign=False):
     """`mean [low, high]`, the interval over seeds at comparison.LEVEL."""
-    return "–" if mean is None else f"{_fmt(mean, digits, sign)} {span(ci, digits, sign)}"
+    low, high = ci if ci and mean is not None else (None, None)
+    return Shown("–" if mean is None else f"{_fmt(mean, digits, sign)} {span(ci, digits, sign)}",
+                 {"": mean, " low": low, " high": high})
 
 
 def _outcome(c) -> str:
@@ -51,7 +68,7 @@ def _ratio(c) -> str:
 
 
 def _noise(half_width) -> str:
-    return "–" if half_width is None else f"±{half_width:.1f}"
+    return Shown("–" if half_width is None else f"±{half_width:.1f}", {"": half_width})
 
 
 def table1(thresholds: dict) -> list:
@@ -145,8 +162,9 @@ def table4(found) -> list:
                      "Time, modelled (s)": _fmt(c["model_time_fixed_mean"], 1),
                      "Modelled/measured": _ratio(c),
                      "Speedup, measured (%)": "–", "Speedup, modelled (%)": "–",
-                     "Table noise (pts)": "–", "Throughput, measured": "1.00×",
-                     "Throughput, modelled": "–" if c["model_throughput"] is None else "1.00×",
+                     "Table noise (pts)": "–", "Throughput, measured": _fmt(1.0, unit="×"),
+                     "Throughput, modelled": _fmt(None if c["model_throughput"] is None
+                                                  else 1.0, unit="×"),
                      "Samples/s": _fmt(c["samples_per_s_fixed"], 0),
                      "Measured agrees?": "–", "Seeds": len(c["seeds"])})
         rows.append({**common, "Method": "DEBA",
@@ -160,9 +178,8 @@ def table4(found) -> list:
                      "Speedup, modelled (%)": _ci(c["model_speedup_mean"],
                                                   c["model_speedup_ci"], 1),
                      "Table noise (pts)": _noise(c["model_speedup_table_noise"]),
-                     "Throughput, measured": f"{c['throughput']:.2f}×",
-                     "Throughput, modelled": _fmt(c["model_throughput"]) + (
-                         "×" if c["model_throughput"] is not None else ""),
+                     "Throughput, measured": _fmt(c["throughput"], unit="×"),
+                     "Throughput, modelled": _fmt(c["model_throughput"], unit="×"),
                      "Samples/s": _fmt(c["samples_per_s_method"], 0),
                      "Measured agrees?": agree, "Seeds": len(c["seeds"])})
     return rows
@@ -194,8 +211,7 @@ def strategies(by_method) -> list:
                                                   c["model_speedup_ci"], 1),
                      "Speedup, measured (%)": _ci(c["speedup_mean"], c["speedup_ci"], 1),
                      "Outcome": _outcome(c),
-                     "Throughput, modelled": "–" if c["model_throughput"] is None
-                     else f"{c['model_throughput']:.2f}×",
+                     "Throughput, modelled": _fmt(c["model_throughput"], unit="×"),
                      "Increases": c["increase"], "Rollbacks": c["rollback"],
                      "Holds": c["hold"], "Final batch": _fmt(c["final_batch"], 0),
                      "Seeds": len(c["seeds"])})
@@ -217,10 +233,27 @@ def to_markdown(rows) -> str:
 
 
 def to_csv(rows) -> str:
+    """The rows as CSV: a column of `Shown` cells becomes a column per number behind them (an
+    interval's mean, low and high), rounded to 4 decimals, empty where there is none."""
     if not rows:
         return ""
+    columns = {}
+    for name in rows[0]:
+        suffixes = [suffix for row in rows if isinstance(row.get(name), Shown)
+                    for suffix in row[name].numbers]
+        columns[name] = list(dict.fromkeys(suffixes)) or None
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([name + suffix for name, suffixes in columns.items()
+                     for suffix in (suffixes or [""])])
+    for row in rows:
+        writer.writerow([_number(row.get(name), suffix) if suffixes else row.get(name, "")
+                         for name, suffixes in columns.items() for suffix in (suffixes or [""])])
     return buffer.getvalue()
+
+
+def _number(cell, suffix: str):
+    if not isinstance(cell, Shown):  # text in a column of numbers: kept, in the first column
+        return "" if suffix or cell in (None, "–") else cell
+    value = cell.numbers.get(suffix)
+    return "" if value is None else round(value, 4)

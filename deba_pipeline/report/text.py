@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from deba_pipeline.report.answer import sentence
-from deba_pipeline.report.comparison import CLEAR_SPEEDUP, MIN_SEEDS
+from deba_pipeline.report.comparison import MIN_SEEDS
 from deba_pipeline.report.curves import method_label
+from deba_pipeline.report.held import CLEAR_SPEEDUP
 from deba_pipeline.report.intervals import LEVEL
 from deba_pipeline.report.tables import to_markdown
 
@@ -166,67 +167,26 @@ def _packed(records) -> str:
 
 
 def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
-           answers=None, headroom=()) -> str:
-    archs = sorted({r["arch"] for r in records})
-    datasets = sorted({r["dataset"] for r in records})
-    seeds = sorted({r["seed"] for r in records})
-    reused = sum(1 for r in records if r.get("reused_from") == "profile")
-    devices = sorted({t["device"] for per in step_tables.values() for t in per.values()})
+           answers=None, headroom=(), cells=None) -> str:
+    """REPORT.md's text; `cells`, {(arch, dataset): DEBA against the fixed batch}, tell where
+    measured and modelled times disagree."""
     lines = ["# DEBA study report", ""]
     if answers:
         lines += ["## The answer", ""] + [sentence(key, a) for key, a in answers.items()] + \
             ["", "## This study", ""]
-    lines += [f"Computed by `deba aggregate` from {len(records)} run records (architectures: "
-             f"{', '.join(archs)}; datasets: {', '.join(datasets)}; seeds: "
-             f"{', '.join(map(str, seeds))}). Every number below is computed from those records "
-             f"and the step-time tables; the list of runs is at the end.", "",
-             "Fixed baselines: " + (f"{reused} taken from the profile runs of their seed "
-                                    f"(`study.reuse_profile_runs: true`)." if reused else
-                                    "trained apart from the profile runs."),
-             "Timing: verdicts use modelled speedups (docs/method.md, Timing), " + (
-                 f"from step-time tables measured on {', '.join(devices)}." if devices else
-                 "but this study has no step-time tables, so they fall back to measured ones.")
-             + _packed(records) + _slow_tables(step_tables)
-             + _chance(records), ""]
+    lines += _study(records, step_tables)
     for name, rows in built.items():
         caption = CAPTIONS[name].format(level=f"{LEVEL:.0%}")
         lines += [f"## {caption.split('.')[0]}", "", caption, "", to_markdown(rows)]
         if name == "prediction" and headroom:
             lines += ["Headroom on this hardware, from the profile alone:", "", *headroom, ""]
-    verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
-    undecided = sum(row["held"] == "inconclusive" for row in checked)
-    lines += ["## Did the profile predict the outcome?", "",
-              (f"The profile's prediction held in **{verdicts.count('yes')} of {len(verdicts)}** "
-               "cells whose intervals decide it" if verdicts else
-               "No cell's intervals decide whether the profile's prediction held")
-              + (f"; {undecided} more are inconclusive with these seeds" if undecided else "")
-              + " (criteria in the glossary).", ""]
-    for row in checked:
-        lines.append(f"- **{row['arch']}** on {row['dataset']}: {row['profile']['class']} → "
-                     f"predicted *{row['profile']['prediction']}*. Held: **{row['held']}** "
-                     f"({row['why']}).")
-    disagree = [r for r in built["table4"] if r.get("Measured agrees?") == "no"]
-    if disagree:
-        lines += ["", "Measured and modelled speedups disagree beyond the clock noise for: " +
-                  ", ".join(f"{r['Architecture']}/{r['Dataset']}" for r in disagree) +
-                  ". The measured times of those runs were disturbed (or the step-time table "
-                  "is); the verdicts above use the modelled ones."]
-    outside = [r for r in built["table4"] if "outside noise" in r.get("Modelled/measured", "")]
-    if outside:
-        lines += ["", "The fixed runs' modelled time lies outside the clock noise of their "
-                  "measured time for: " + ", ".join(f"{r['Architecture']}/{r['Dataset']} "
-                                                    f"({r['Modelled/measured'].split()[0]})"
-                                                    for r in outside) +
-                  ". The table's way of timing a step misses part of what those runs' steps "
-                  "did (a data path, a resize), or the runs were disturbed between their epochs "
-                  "and the steps timed beside them: read their modelled times with care."]
+    lines += _predicted(checked) + _timing_doubts(sorted((cells or {}).items()))
     lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in images]
     if paper is not None:
         lines += _paper(paper)
-    bounds = dict(cfg.taxonomy)
     glossary = GLOSSARY.format(clear=CLEAR_SPEEDUP, level=f"{LEVEL:.0%}", min_seeds=MIN_SEEDS,
-                               margin=cfg.report.non_inferiority, **bounds)
+                               margin=cfg.report.non_inferiority, **dict(cfg.taxonomy))
     lines += ["", "## Glossary", "", glossary, ""]
     lines += ["## Runs", "", "<details><summary>Every run record used</summary>", "",
               to_markdown([{"arch": r["arch"], "dataset": r["dataset"], "method": r["method"],
@@ -237,6 +197,66 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
                   records, key=lambda r: (r["variant"], r["arch"], r["dataset"], r["method"],
                                           r["seed"]))]), "</details>", ""]
     return "\n".join(lines)
+
+
+def _study(records, step_tables) -> list:
+    """What the report was computed from: the records, the baselines, the timing."""
+    archs = sorted({r["arch"] for r in records})
+    datasets = sorted({r["dataset"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    reused = sum(1 for r in records if r.get("reused_from") == "profile")
+    devices = sorted({t["device"] for per in step_tables.values() for t in per.values()})
+    return [f"Computed by `deba aggregate` from {len(records)} run records (architectures: "
+            f"{', '.join(archs)}; datasets: {', '.join(datasets)}; seeds: "
+            f"{', '.join(map(str, seeds))}). Every number below is computed from those records "
+            f"and the step-time tables; the list of runs is at the end.", "",
+            "Fixed baselines: " + (f"{reused} taken from the profile runs of their seed "
+                                   f"(`study.reuse_profile_runs: true`)." if reused else
+                                   "trained apart from the profile runs."),
+            "Timing: verdicts use modelled speedups (docs/method.md, Timing), " + (
+                f"from step-time tables measured on {', '.join(devices)}." if devices else
+                "but this study has no step-time tables, so they fall back to measured ones.")
+            + _packed(records) + _slow_tables(step_tables)
+            + _chance(records), ""]
+
+
+def _predicted(checked) -> list:
+    """Whether the profile's prediction held, cell by cell."""
+    verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
+    undecided = sum(row["held"] == "inconclusive" for row in checked)
+    lines = ["## Did the profile predict the outcome?", "",
+             (f"The profile's prediction held in **{verdicts.count('yes')} of {len(verdicts)}** "
+              "cells whose intervals decide it" if verdicts else
+              "No cell's intervals decide whether the profile's prediction held")
+             + (f"; {undecided} more are inconclusive with these seeds" if undecided else "")
+             + " (criteria in the glossary).", ""]
+    for row in checked:
+        lines.append(f"- **{row['arch']}** on {row['dataset']}: {row['profile']['class']} → "
+                     f"predicted *{row['profile']['prediction']}*. Held: **{row['held']}** "
+                     f"({row['why']}).")
+    return lines
+
+
+def _timing_doubts(cells) -> list:
+    """Where measured and modelled times disagree, read off the cells' own fields."""
+    lines = []
+    disagree = [key for key, c in cells if c["disagree"]]
+    if disagree:
+        lines += ["", "Measured and modelled speedups disagree beyond the clock noise for: " +
+                  ", ".join(f"{arch}/{dataset}" for arch, dataset in disagree) +
+                  ". The measured times of those runs were disturbed (or the step-time table "
+                  "is); the verdicts above use the modelled ones."]
+    outside = [(key, c) for key, c in cells if c["model_ratio_fixed"] is not None
+               and c["model_ratio_within_noise"] is False]
+    if outside:
+        lines += ["", "The fixed runs' modelled time lies outside the clock noise of their "
+                  "measured time for: " + ", ".join(f"{arch}/{dataset} "
+                                                    f"({c['model_ratio_fixed']:.3f})"
+                                                    for (arch, dataset), c in outside) +
+                  ". The table's way of timing a step misses part of what those runs' steps "
+                  "did (a data path, a resize), or the runs were disturbed between their epochs "
+                  "and the steps timed beside them: read their modelled times with care."]
+    return lines
 
 
 def _paper(paper) -> list:

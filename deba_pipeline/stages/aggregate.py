@@ -53,16 +53,29 @@ def read_steptime(folder) -> dict:
 
 def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None,
         prediction: str | None = None) -> dict:
-    step_tables = read_steptime(steptime)
-    predicted = read_json(prediction, "run the predict stage again (`dvc repro predict`)") \
-        if prediction else None
-    printed = paper_check.load(compare_file)
+    """Compute every comparison from the records and tables, then write the outputs aside and
+    swap them in; returns metrics.json's content."""
+    study = _compute(cfg, runs, read_steptime(steptime), paper_check.load(compare_file),
+                     read_json(prediction, "run the predict stage again (`dvc repro predict`)")
+                     if prediction else None, compare_file)
+    final, staging = Path(out), _staging(Path(out))  # made aside, then all replace the old
+    try:
+        metrics = _write(cfg, study, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _publish(staging, final)
+    return metrics
+
+
+def _compute(cfg, runs, step_tables, printed, predicted, compare_file) -> dict:
+    """What the outputs render: each variant's and strategy's cells, the predictions checked,
+    the tables' rows, the answers and the paper check."""
     records = read_records(runs)
     if not records:
         raise DebaError(f"no run records under {runs}: run the pipeline first (`dvc repro`), or "
                         f"point --runs at a folder of records.")
     step_tables = at_runs_level(step_tables, records)  # the level of the runs' own moment
-    out = Path(out)
     ablated = [r for r in records if r["variant"] not in ("profile", "baseline")]
     ablation_dataset = ablated[0]["dataset"] if ablated else None
     present = {r["variant"] for r in ablated}
@@ -73,8 +86,7 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
     methods = sorted({r["method"] for r in records if r["variant"] == "baseline"} - {"fixed"})
     by_method = {m: compare(records, "baseline", step_tables, method=m, margin=margin,
                             floor=floor) for m in methods}
-    bounds = OmegaConf.to_container(cfg.taxonomy)
-    checked = tables.predictions(records, found, bounds)
+    checked = tables.predictions(records, found, OmegaConf.to_container(cfg.taxonomy))
     profiles = [r for r in records if r["variant"] == "profile"]
     built = {"table1": tables.table1(calibrate(profiles, cfg.deba.window)) if profiles else [],
              "table2": tables.table2(checked), "table3": tables.table3(found, ablation_dataset),
@@ -86,30 +98,35 @@ def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None
     beside = forecast.rows(records, step_tables, cfg.report.accuracy_tolerance, predicted)
     if beside:
         built["prediction"] = beside
-    answers = answer.answers(by_method, checked)
-    final, out = out, _staging(out)  # every output is made aside, then all replace the old
-    try:
-        for name, rows in built.items():
-            write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
-            write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
-        images = figures.write_all(records, out / "figures", step_tables)
-        curves.write_all(records, out / "plots")
-        paper = None
-        if compare_file or paper_check.cells(printed) & set(found["baseline"]):
-            paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),
-                     "beside": paper_check.beside(printed, found["baseline"])}
-        metrics = rounded({"answer": answer.metrics(answers),
-                            **build_metrics(records, found, checked, ablation_dataset, by_method)})
-        write_json(out / "metrics.json", metrics)
-        write_json(out / "answer.json", headline(metrics["answer"]))
-        write_json(out / "strategies.json", by_strategy(by_method))
-        write_text(out / "REPORT.md", report(records, built, checked, images, paper, out,
-                                             step_tables, cfg, answers,
-                                             forecast.headroom_lines(predicted)))
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    _publish(out, final)
+    paper = None
+    if compare_file or paper_check.cells(printed) & set(found["baseline"]):
+        paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),
+                 "beside": paper_check.beside(printed, found["baseline"])}
+    return {"records": records, "step_tables": step_tables, "found": found,
+            "by_method": by_method, "checked": checked, "built": built, "paper": paper,
+            "ablation_dataset": ablation_dataset, "predicted": predicted,
+            "answers": answer.answers(by_method, checked)}
+
+
+def _write(cfg, study: dict, out: Path) -> dict:
+    """Every output of `study` under `out`: the tables, figures, curves, metrics and report."""
+    records, step_tables, found = study["records"], study["step_tables"], study["found"]
+    for name, rows in study["built"].items():
+        write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
+        write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
+    images = figures.write_all(records, out / "figures", step_tables)
+    curves.write_all(records, out / "plots")
+    metrics = rounded({"answer": answer.metrics(study["answers"]),
+                       **build_metrics(records, found, study["checked"],
+                                       study["ablation_dataset"], study["by_method"])})
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "answer.json", headline(metrics["answer"]))
+    write_json(out / "strategies.json", by_strategy(study["by_method"]))
+    write_text(out / "REPORT.md", report(records, study["built"], study["checked"], images,
+                                         study["paper"], out, step_tables, cfg,
+                                         study["answers"],
+                                         forecast.headroom_lines(study["predicted"]),
+                                         cells=found["baseline"]))
     return metrics
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from deba_pipeline.core.errors import DebaError
 from deba_pipeline.engine.cache import keep, kept
 from deba_pipeline.engine.files import write_json
-from deba_pipeline.execution import measure_apart
 from deba_pipeline.execution.steptime import (
     identity,
     kept_path,
+    measure_apart,
     reached_sizes,
     runs_step,
     table,

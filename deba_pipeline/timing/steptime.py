@@ -162,29 +162,6 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
              data.generator.get_state())
     sync = (lambda: torch.cuda.synchronize(trainer.device)) if trainer.device.type == "cuda" \
         else (lambda: None)
-
-    def timed(size) -> tuple:
-        """(fastest, typical, epoch start) of one call of the loop's epoch over batches drawn as
-        the run draws them: the first, then the loader's prefetched ones (steps that do not wait
-        for its workers), then `steps` timed steps, of which the fastest and the median are
-        kept. The first interval holds the epoch's start (its permutation, the loader's first
-        batch); with the call's set-up and end sync, less a typical step, that is the start."""
-        model.load_state_dict(saved[0])
-        optimizer.load_state_dict(copy.deepcopy(saved[1]))  # it keeps, not copies, its tensors
-        stamps = []
-        ahead = 1 + data.prefetched
-        sync()
-        began = time.perf_counter()
-        trainer.train_epoch(size, _stamped(islice(data.train_batches(size), ahead + steps),
-                                           stamps, sync))
-        sync()
-        ended = time.perf_counter()
-        intervals = [b - a for a, b in zip(stamps, stamps[1:])]
-        steady = intervals[ahead:] or intervals[1:] or intervals
-        typical = statistics.median(steady)
-        start = stamps[0] - began + intervals[0] - typical + ended - stamps[-1]
-        return min(steady), typical, max(0.0, start)
-
     kept = [size for size in sorted(sizes) if size <= data.train_size]
     samples = {part: {size: [] for size in kept} for part in ("fastest", "typical", "start")}
     times = samples["fastest"]
@@ -193,6 +170,9 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
 
     def latest():  # the reference's typical steps in the last set of rounds
         return samples["typical"].get(reference, [])[-repeats:]
+
+    def timed(size):
+        return _timed(trainer, saved, sync, size, steps)
 
     beside = {size: [] for size in times} if how == "paired" and reference in times else None
     cuda = [trainer.device] if trainer.device.type == "cuda" else []
@@ -211,12 +191,11 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
         beside = {size: beside[size] for size in times}  # sizes that ran out of memory: gone
     step_s, used, errors = estimate(times, reference, how, beside, samples["typical"]) \
         if times else ({}, 0, {})
-    slow = _slow_throughout(latest(), runs_step_s)
     return {"step_s": {str(s): v for s, v in step_s.items()},
             "epoch_start_s": {str(s): statistics.median(t) for s, t in samples["start"].items()},
             "ratio_error": {str(s): v for s, v in errors.items()},
             "estimate": how, "rounds_used": used, "extra_rounds": extra * repeats,
-            "slow_throughout": slow, "data_path": data.path,
+            "slow_throughout": _slow_throughout(latest(), runs_step_s), "data_path": data.path,
             "spread": {str(s): [min(t), max(t)] for s, t in times.items()},
             "rounds_s": {str(s): t for s, t in times.items()},
             "typical_s": {str(s): t for s, t in samples["typical"].items()},
@@ -225,6 +204,29 @@ def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, ste
             "beside_s": None if beside is None else {str(s): t for s, t in beside.items()},
             "starts_s": {str(s): t for s, t in samples["start"].items() if s in times},
             "order": order, "out_of_memory": too_big, "measured_at": priority}
+
+
+def _timed(trainer, saved, sync, size: int, steps: int) -> tuple:
+    """(fastest, typical, epoch start) of one call of the loop's epoch over batches drawn as the
+    run draws them, from the `saved` state: the first, then the loader's prefetched ones (steps
+    that do not wait for its workers), then `steps` timed steps, of which the fastest and the
+    median are kept. The first interval holds the epoch's start (its permutation, the loader's
+    first batch); with the call's set-up and end sync, less a typical step, that is the start."""
+    trainer.model.load_state_dict(saved[0])
+    trainer.optimizer.load_state_dict(copy.deepcopy(saved[1]))  # it keeps, not copies, tensors
+    stamps: list = []
+    ahead = 1 + trainer.data.prefetched
+    sync()
+    began = time.perf_counter()
+    trainer.train_epoch(size, _stamped(islice(trainer.data.train_batches(size), ahead + steps),
+                                       stamps, sync))
+    sync()
+    ended = time.perf_counter()
+    intervals = [b - a for a, b in zip(stamps, stamps[1:])]
+    steady = intervals[ahead:] or intervals[1:] or intervals
+    typical = statistics.median(steady)
+    start = stamps[0] - began + intervals[0] - typical + ended - stamps[-1]
+    return min(steady), typical, max(0.0, start)
 
 
 def probe_round(trainer, steps: int = 3) -> None:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def reuse_finished(cfg, specs, write, order, tracking) -> tuple[dict, list]:
     """({index: record} of the specs that already finished, taken from the cache and written,
     [indices of the rest, in `order`]): a stage with nothing left to train starts no worker."""
-    from deba_pipeline.execution import wandb_group
+    from deba_pipeline.execution.invocation import wandb_group
     records, to_train = {}, []
     for index in order:
         if Checkpointer(Path(cfg.tracking.dir), specs[index]).finished() is None:

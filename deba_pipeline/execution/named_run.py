@@ -43,8 +43,8 @@ def find(cfg, name: str, thresholds: str | None = None):
 
 def run(cfg, name: str, thresholds: str | None = None) -> int:
     """Train run `name` here; as a rank when torchrun started this process."""
-    from deba_pipeline.execution import wandb_group
-    from deba_pipeline.execution.local import train as train_run
+    from deba_pipeline.execution.invocation import wandb_group
+    from deba_pipeline.execution.one_run import train as train_run
     spec = find(cfg, name, thresholds)
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True, enum_to_str=True)
     if "LOCAL_RANK" in os.environ:  # a rank torchrun started: set up as every rank is
