@@ -93,3 +93,26 @@ def test_editing_any_run_key_file_makes_dvc_status_name_the_training_stages(micr
                                                           "predict"}
     assert _expected("deba_pipeline/report/tables.py") == {"aggregate"}
     assert _stale(workspace) == set()
+
+
+def test_every_package_the_code_imports_is_declared_in_pyproject():
+    import ast
+    import re
+    import sys
+    from importlib.metadata import packages_distributions, requires
+
+    # the installed package's requirements: pyproject.toml's, extras included
+    declared = {re.split(r"[<>=\[ ;(]", r, maxsplit=1)[0].lower()
+                for r in requires("deba-pipeline")}
+    imported = set()
+    for path in (ROOT / "deba_pipeline").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"deba_pipeline"}
+    owners = packages_distributions()  # import name -> the distributions that provide it
+    undeclared = {name: owners.get(name) for name in third_party
+                  if not {d.lower() for d in owners.get(name, [])} & declared}
+    assert undeclared == {}
