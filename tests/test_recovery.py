@@ -80,6 +80,20 @@ def flaky_spec():
                                                  "theta_conf": 10.0, "theta_stab": 10.0})
 
 
+@pytest.fixture(scope="module")
+def straight_flaky_run(tmp_path_factory):
+    """The flaky plugins' run when they behave, trained once for every fault case below."""
+    from deba_pipeline.core import plugins
+    plugins.registry("signal")  # installed plugins first, as register_plugin does
+    plugins.pm.register(FlakyPlugin(), name="flaky-plugin")
+    try:
+        FAULT["mode"] = None
+        return one_run.train(flaky_spec(), state_dir=tmp_path_factory.mktemp("straight"),
+                             progress=False)
+    finally:
+        plugins.pm.unregister(name="flaky-plugin")
+
+
 @pytest.mark.parametrize("mode, epoch, message", [  # the signal fails at epoch 3, the rule and
     ("raise", 3, "signal 'flaky' raised at epoch 3: RuntimeError: sensor offline"),  # policy
     ("nan", 3, "signal 'flaky' returned nan at epoch 3"),          # when first asked (epoch 2)
@@ -90,10 +104,8 @@ def flaky_spec():
     ("float", 2, "policy 'flaky_policy' returned batch size 80.5"),
 ])
 def test_plugin_fault_stops_after_checkpointing_and_resumes(tmp_path, register_plugin, mode,
-                                                            epoch, message):
+                                                            epoch, message, straight_flaky_run):
     register_plugin(FlakyPlugin(), "flaky-plugin")
-    FAULT["mode"] = None
-    straight = one_run.train(flaky_spec(), state_dir=tmp_path / "straight", progress=False)
     FAULT["mode"] = mode
     with pytest.raises(PluginError) as info:
         one_run.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
@@ -104,7 +116,7 @@ def test_plugin_fault_stops_after_checkpointing_and_resumes(tmp_path, register_p
     assert saved["epoch"] == epoch - 1 and saved["pending"]["epoch"] == epoch
     FAULT["mode"] = None  # the plugin is fixed: the run resumes at that epoch's scheduler step
     resumed = one_run.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
-    assert without_times(resumed) == without_times(straight)
+    assert without_times(resumed) == without_times(straight_flaky_run)
 
 
 def test_plugin_fault_through_the_cli(tmp_path, monkeypatch, capsys):
