@@ -167,7 +167,7 @@ def _packed(records) -> str:
 
 
 def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
-           answers=None, headroom=(), cells=None) -> str:
+           answers=None, headroom=(), *, cells: dict) -> str:
     """REPORT.md's text; `cells`, {(arch, dataset): DEBA against the fixed batch}, tell where
     measured and modelled times disagree."""
     lines = ["# DEBA study report", ""]
@@ -180,7 +180,7 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
         lines += [f"## {caption.split('.')[0]}", "", caption, "", to_markdown(rows)]
         if name == "prediction" and headroom:
             lines += ["Headroom on this hardware, from the profile alone:", "", *headroom, ""]
-    lines += _predicted(checked) + _timing_doubts(sorted((cells or {}).items()))
+    lines += _predicted(checked) + _timing_doubts(sorted(cells.items()))
     lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in images]
     if paper is not None:
