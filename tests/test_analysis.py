@@ -53,7 +53,7 @@ def test_profile_summary_by_hand():
     assert summary["prediction"] == "benefit through rollbacks, seed-sensitive"
 
 
-@pytest.mark.parametrize("mu, sigma, expected", [
+@pytest.mark.parametrize(("mu", "sigma", "expected"), [
     (0.50, 0.16, "dynamically stable"),
     (0.50, 0.15, "moderately stable"),     # σ_S = 0.15 is not > 0.15
     (0.20, None, "naturally unstable"),    # one seed: no σ_S
@@ -67,7 +67,7 @@ def test_classify_in_spec_order(mu, sigma, expected):
     assert classify(mu, sigma, BOUNDS) == expected
 
 
-@pytest.mark.parametrize("cls, convergence, expected", [
+@pytest.mark.parametrize(("cls", "convergence", "expected"), [
     ("moderately stable", 0.9, "benefit"),
     ("overly stable", 0.19, "benefit"),
     ("overly stable", 0.20, "marginal"),   # stagnation bound 0.20 is not < 0.20
@@ -94,7 +94,7 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None, test_
     return c | {"outcome": outcome(c)}
 
 
-@pytest.mark.parametrize("prediction, c, expected", [
+@pytest.mark.parametrize(("prediction", "c", "expected"), [
     ("benefit", comparison([80] * 3, [81] * 3, 10.0), "yes"),                 # ΔAcc ≥ 0, faster
     ("benefit", comparison([80] * 3, [79.5] * 3, 10.0), "yes"),               # within δ = 1
     ("benefit", comparison([80] * 3, [78.5] * 3, 10.0), "no"),                # ΔAcc < −δ
@@ -154,7 +154,8 @@ def test_a_t_interval_and_the_seeds_a_verdict_needs_by_hand():
     # to √2·√(1/0.0158) = 11.3; the fewest (n = 3: (2.920 + 1.061)·0.86/√3 = 1.98 ≤ 2) and the
     # most (n = 198: (1.6526 + 0.8430)·11.25/√198 = 1.996; n = 197 gives 2.001)
     assert seeds_needed_range([1.0, 3.0], 0.0) == (3, 198)
-    assert seeds_needed([1.0], 0.0) is None and seeds_needed([2.0, 2.0], 2.0) is None
+    assert seeds_needed([1.0], 0.0) is None
+    assert seeds_needed([2.0, 2.0], 2.0) is None
 
 
 def test_a_modelled_speedup_of_1_9_plus_minus_23_on_three_seeds_is_inconclusive():
@@ -201,14 +202,15 @@ def test_modelled_speedup_ignores_a_disturbed_clock():
     assert a["model_speedup_mean"] == b["model_speedup_mean"] == pytest.approx(expected)
     assert a["speedup_mean"] == pytest.approx(100 * (1 - 2.6 / 3))
     assert b["speedup_mean"] == pytest.approx(100 * (1 - 7.8 / 3))
-    assert b["disagree"] is True and b["verdict_speedup"] == b["model_speedup_mean"]
+    assert b["disagree"] is True
+    assert b["verdict_speedup"] == b["model_speedup_mean"]
     # three epochs, two decisions that took effect: the last epoch's changes nothing
     assert (a["increase"], a["rollback"], a["hold"], a["batch_min"], a["batch_max"]) == \
         (0, 0, 2, 64, 96)
     assert a["samples_per_s_method"] == pytest.approx((22 * 64 + 28 * 96) / 2.6)
 
 
-@pytest.mark.parametrize("decisions, expected", [
+@pytest.mark.parametrize(("decisions", "expected"), [
     (("increase", "increase", "rollback", "hold"), 1 / 3),
     # the last epoch's rollback takes no effect: no epoch follows it
     (("increase", "increase", "hold", "rollback"), 1.0),

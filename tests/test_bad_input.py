@@ -41,7 +41,7 @@ def run_cli(project, capsys, params: dict, *argv):
     return code, err
 
 
-@pytest.mark.parametrize("params, expected", [
+@pytest.mark.parametrize(("params", "expected"), [
     ({"train": {"epohcs": 3}}, "params.yaml: unknown key `train.epohcs`. Did you mean `train.epochs`?"),
     ({"train": {"lr": "fast"}}, "params.yaml: `train.lr` = 'fast' is not allowed: it must be a number"),
     ({"data": {"test_fraction": 0}}, "`data.test_fraction` = 0.0 is not allowed: it must be a number in (0, 1)"),
@@ -75,7 +75,8 @@ def run_cli(project, capsys, params: dict, *argv):
 ])
 def test_bad_params(project, capsys, params, expected):
     code, err = run_cli(project, capsys, params)
-    assert code == 2 and expected in err
+    assert code == 2
+    assert expected in err
 
 
 def test_an_empty_params_file_is_refused_not_read_as_the_paper_grid(project, capsys):
@@ -88,8 +89,10 @@ def test_an_empty_params_file_is_refused_not_read_as_the_paper_grid(project, cap
 
 def test_an_arch_the_study_does_not_list_is_refused(project, capsys):
     code, err = run_cli(project, capsys, {}, "train", "--arch", "resnet18")
-    assert code == 2 and "`--arch` = 'resnet18' is not allowed: it must be one of study.archs in " \
-        "params.yaml: test_resnet" in err and not (project / "runs" / "train" / "resnet18").exists()
+    assert code == 2
+    assert "`--arch` = 'resnet18' is not allowed: it must be one of study.archs in " \
+        "params.yaml: test_resnet" in err
+    assert not (project / "runs" / "train" / "resnet18").exists()
 
 
 def test_a_variants_mapping_replaces_the_papers_variants():
@@ -102,7 +105,8 @@ def test_plugin_file_that_does_not_import(project, capsys):
     (project / "plugins").mkdir()
     (project / "plugins" / "broken.py").write_text("raise ImportError('needs scipy')\n")
     code, err = run_cli(project, capsys, {"deba": {"plugins": ["plugins/broken.py"]}})
-    assert code == 2 and "broken.py' failed to import: ImportError: needs scipy" in err
+    assert code == 2
+    assert "broken.py' failed to import: ImportError: needs scipy" in err
 
 
 def test_debug_flag_shows_the_traceback(project, capsys):
@@ -120,8 +124,10 @@ def cifar_params(root, download):
 def test_cifar_offline_without_files(project, capsys):
     code, err = run_cli(project, capsys, cifar_params(project / "data", False), *PROFILE)
     assert code == 2
-    assert "cifar10 is not in" in err and "cifar-10-batches-py and data.download is false" in err
-    assert "cifar-10-python.tar.gz" in err and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in err
+    assert "cifar10 is not in" in err
+    assert "cifar-10-batches-py and data.download is false" in err
+    assert "cifar-10-python.tar.gz" in err
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in err
 
 
 def test_cifar_download_that_fails(project, capsys, monkeypatch):
@@ -132,7 +138,8 @@ def test_cifar_download_that_fails(project, capsys, monkeypatch):
 
     monkeypatch.setattr(tv_utils, "download_url", offline)
     code, err = run_cli(project, capsys, cifar_params(project / "data", True), *PROFILE)
-    assert code == 2 and "could not be downloaded (<urlopen error no network>)" in err
+    assert code == 2
+    assert "could not be downloaded (<urlopen error no network>)" in err
     assert f"place cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/ folder) in {project / 'data'}/" in err
 
 
@@ -142,7 +149,8 @@ def test_cifar_corrupt_files(project, capsys):
     for name in ("data_batch_1", "batches.meta", "test_batch"):
         (folder / name).write_bytes(b"truncated")
     code, err = run_cli(project, capsys, cifar_params(project / "data", False), *PROFILE)
-    assert code == 2 and "are corrupt or truncated (checksum mismatch): delete that folder" in err
+    assert code == 2
+    assert "are corrupt or truncated (checksum mismatch): delete that folder" in err
 
 
 def test_dataset_smaller_than_one_batch(project, capsys):
@@ -214,7 +222,8 @@ def test_calibrate_on_profiles_without_a_defined_variation(project, capsys):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(record))
     code, err = run_cli(project, capsys, {}, "calibrate")
-    assert code == 2 and err.count("\n") == 1
+    assert code == 2
+    assert err.count("\n") == 1
     assert "cannot calibrate test_resnet/digits: its profile runs have no epoch" in err
     assert not (project / "results" / "thresholds.json").exists()
 

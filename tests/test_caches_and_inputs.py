@@ -29,8 +29,10 @@ def refused(tmp_path, monkeypatch, capsys, overrides, *argv):
     (tmp_path / "params.yaml").write_text(small_params(overrides))
     code = main(list(argv) or ["validate", "params.yaml"])
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "This is a bug" not in err, err
-    assert not (tmp_path / "runs").exists() and not (tmp_path / ".deba" / "finished").exists()
+    assert "Traceback" not in err, err
+    assert "This is a bug" not in err, err
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / ".deba" / "finished").exists()
     return code, err
 
 
@@ -56,7 +58,8 @@ def test_an_image_folder_name_that_would_be_a_path_is_refused_at_validation(
         tmp_path, monkeypatch, capsys, name):
     code, err = refused(tmp_path, monkeypatch, capsys,
                         _folder_study(image_folder(tmp_path / "img"), name))
-    assert code == 2 and f"`data.folders` = {name!r} is not allowed: it must be a name of " \
+    assert code == 2
+    assert f"`data.folders` = {name!r} is not allowed: it must be a name of " \
         f"letters, digits, '_', '-' and '.'" in err
 
 
@@ -64,7 +67,8 @@ def test_an_image_folder_named_like_a_registered_dataset_is_refused(tmp_path, mo
                                                                     capsys):
     overrides = {"data": {"folders": {"digits": str(image_folder(tmp_path / "img"))}}}
     code, err = refused(tmp_path, monkeypatch, capsys, overrides)
-    assert code == 2 and "`data.folders` = 'digits' is not allowed: it must be a name other " \
+    assert code == 2
+    assert "`data.folders` = 'digits' is not allowed: it must be a name other " \
         "than a registered dataset's" in err
 
 
@@ -107,7 +111,8 @@ def test_a_faulty_image_folder_is_refused_by_validate_before_anything_trains(
     root = image_folder(tmp_path / "img")
     _break(kind, root)
     code, err = refused(tmp_path, monkeypatch, capsys, _folder_study(root))
-    assert code == 2 and FOLDER_FAULTS[kind].format(root=root) in err, err
+    assert code == 2, err
+    assert FOLDER_FAULTS[kind].format(root=root) in err, err
     assert err.count("\n") == 1
 
 
@@ -121,7 +126,8 @@ def test_sixteen_bit_greyscale_images_keep_their_values(tmp_path):
             pixels = np.full((8, 8), level, dtype=np.uint16)
             Image.fromarray(pixels).save(root / part / str(label) / "0.png")
     x_train, y_train, _, _, classes = load_folder(root)
-    assert classes == 2 and x_train.shape == (2, 1, 8, 8)
+    assert classes == 2
+    assert x_train.shape == (2, 1, 8, 8)
     assert x_train[0].flatten().tolist() == pytest.approx([1000 / 65535] * 64, rel=1e-5)
     assert x_train[1].flatten().tolist() == pytest.approx([30000 / 65535] * 64, rel=1e-5)
 
@@ -134,7 +140,8 @@ def test_an_image_replaced_by_another_of_the_same_size_and_time_changes_the_run_
     stat = target.stat()
     Image.new("L", (8, 8), 0).save(target, compress_level=0)  # blacked out: same size
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert target.stat().st_size == stat.st_size and target.stat().st_mtime_ns == stat.st_mtime_ns
+    assert target.stat().st_size == stat.st_size
+    assert target.stat().st_mtime_ns == stat.st_mtime_ns
     folders._digest.cache_clear()  # as a new process finds it: contents are read again
     assert folders.fingerprint(str(root)) != before
 
@@ -162,14 +169,14 @@ def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):
             (root / part / hidden).mkdir()
             Image.new("L", (8, 8), 7).save(root / part / hidden / "0.png")
         Image.new("L", (8, 8), 7).save(root / part / "a" / "._0.png")
-    assert load_folder(root)[4] == 2 and load_folder(root)[0].shape[0] == 6  # 2 classes × 3
+    assert load_folder(root)[4] == 2
+    assert load_folder(root)[0].shape[0] == 6
     assert folders.fingerprint(str(root)) == before
 
 
 def test_the_estimate_counts_an_image_folder_by_its_real_size(tmp_path):
     from deba_pipeline.execution.estimate import _shape
     root = image_folder(tmp_path / "img", classes=("a", "b", "c"), per_class=5, side=12)
-    cfg = tiny_spec  # noqa: F841 (keeps the helper import honest)
     from helpers import tiny_cfg
     cfg = tiny_cfg(data={"folders": {"mine": str(root)}})
     assert _shape(cfg, "mine") == (15, 3, 12, 1)
@@ -207,7 +214,8 @@ def test_a_bad_study_method_is_refused_naming_it(tmp_path, monkeypatch, capsys, 
     entry, message = METHOD_FAULTS[case]
     code, err = refused(tmp_path, monkeypatch, capsys, {"study": {"methods": entry},
                                                         "train": {"epochs": 4}})
-    assert code == 2 and message in err, err
+    assert code == 2, err
+    assert message in err, err
 
 
 def test_a_method_named_by_a_number_is_refused(tmp_path, monkeypatch, capsys):
@@ -243,7 +251,9 @@ SETTING_FAULTS = {
 def test_a_bad_setting_is_one_line_naming_the_key(tmp_path, monkeypatch, capsys, case):
     overrides, message = SETTING_FAULTS[case]
     code, err = refused(tmp_path, monkeypatch, capsys, overrides)
-    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert code == 2, err
+    assert message in err, err
+    assert err.count("\n") == 1, err
 
 
 def test_a_params_file_that_is_not_yaml_is_one_line_for_deba_plugins(tmp_path, monkeypatch,
@@ -252,7 +262,8 @@ def test_a_params_file_that_is_not_yaml_is_one_line_for_deba_plugins(tmp_path, m
     (tmp_path / "bad.yaml").write_text("study: [unclosed\n")
     assert main(["plugins", "--params", "bad.yaml"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("deba: error: bad.yaml: not valid YAML") and err.count("\n") == 1, err
+    assert err.startswith("deba: error: bad.yaml: not valid YAML"), err
+    assert err.count("\n") == 1, err
 
 
 def test_aggregate_compare_with_a_file_that_is_not_a_report_is_one_line(tmp_path, monkeypatch,
@@ -264,7 +275,10 @@ def test_aggregate_compare_with_a_file_that_is_not_a_report_is_one_line(tmp_path
     code = main(["aggregate", "--runs", "runs", "--out", "reports", "--compare", "other.yaml",
                  "--steptime", ""])
     err = capsys.readouterr().err
-    assert code == 2 and "other.yaml" in err and "Traceback" not in err and "bug" not in err
+    assert code == 2
+    assert "other.yaml" in err
+    assert "Traceback" not in err
+    assert "bug" not in err
     assert not (tmp_path / "reports").exists()
 
 
@@ -276,7 +290,8 @@ def test_aggregate_with_a_steptime_folder_that_does_not_exist_says_so(tmp_path, 
     code = main(["aggregate", "--runs", "runs", "--out", "reports", "--steptime",
                  str(tmp_path / "nonexistent")])
     err = capsys.readouterr().err
-    assert code == 2 and f"{tmp_path / 'nonexistent'} does not exist" in err, err
+    assert code == 2, err
+    assert f"{tmp_path / 'nonexistent'} does not exist" in err, err
     assert not (tmp_path / "reports").exists()
 
 
@@ -394,9 +409,11 @@ def test_a_tampered_finished_run_is_set_aside_and_trained_again(finished, tmp_pa
     capsys.readouterr()
     again = one_run.train(spec, state_dir=mine, progress=False)
     err = capsys.readouterr().err
-    assert f"deba: {done} was not used: " in err and "It is set aside as" in err, err
+    assert f"deba: {done} was not used: " in err, err
+    assert "It is set aside as" in err, err
     assert again["final_test_accuracy"] == record["final_test_accuracy"]
-    assert again["method"] == "fixed" and len(again["epochs"]) == spec.train.epochs
+    assert again["method"] == "fixed"
+    assert len(again["epochs"]) == spec.train.epochs
     assert len(list(done.parent.glob(f"{done.name}.set-aside-*"))) == 1
     assert cache.kept(done, _entry(done)["identity"]) == _entry(done)["content"]  # intact again
 
@@ -416,7 +433,8 @@ def test_a_finished_run_whose_cache_cannot_be_written_keeps_its_record(tmp_path,
     err = capsys.readouterr().err
     done = Checkpointer(tmp_path, spec).done_path
     assert len(record["epochs"]) == spec.train.epochs
-    assert f"cannot write {done}" in err and ".tmp" not in err, err
+    assert f"cannot write {done}" in err, err
+    assert ".tmp" not in err, err
     assert "its record is kept" in err
 
 
@@ -466,7 +484,8 @@ def test_a_tampered_step_time_table_is_set_aside_and_measured_again(tmp_path, mo
     capsys.readouterr()
     again = stage.run(cfg, ["test_resnet"], runs=str(records), out=str(tmp_path / "out"))
     err = capsys.readouterr().err
-    assert measured == ["test_resnet", "test_resnet"] and again == first
+    assert measured == ["test_resnet", "test_resnet"]
+    assert again == first
     assert f"deba: {kept} was not used: " in err, err
     assert json.loads((tmp_path / "out" / "test_resnet.json").read_text()) == first["test_resnet"]
 

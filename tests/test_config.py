@@ -17,10 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_schema_defaults_are_the_one_source():
     cfg = merge(OmegaConf.create({}))
     assert cfg == OmegaConf.structured(Params)
-    assert cfg.train.lr == 0.01 and cfg.deba.growth == 1.5 and cfg.deba.rollback == 0.8
+    assert cfg.train.lr == 0.01
+    assert cfg.deba.growth == 1.5
+    assert cfg.deba.rollback == 0.8
 
 
-@pytest.mark.parametrize("params, message", [
+@pytest.mark.parametrize(("params", "message"), [
     ({"trian": {}}, "unknown key `trian`. Did you mean `train`?"),
     ({"deba": {"cooldwn": 3}}, "unknown key `deba.cooldwn`. Did you mean `deba.cooldown`?"),
     ({"train": {"epochs": "many"}}, "`train.epochs` = 'many' is not allowed: it must be an integer"),
@@ -43,10 +45,11 @@ def test_bad_params_name_the_file_and_key(tmp_path, params, message):
     path.write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
     with pytest.raises(ConfigError) as info:
         load_params(path)
-    assert str(path) in str(info.value) and message in str(info.value)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
 
 
-@pytest.mark.parametrize("params, message", [
+@pytest.mark.parametrize(("params", "message"), [
     ({"study": {"archs": ["resnet_18"]}}, "unknown architecture 'resnet_18': not a timm model name. Did you mean"),
     ({"deba": {"rule": "dbea"}}, "unknown rule 'dbea'. Available rules: deba"),
     ({"deba": {"signals": ["grad_variance", "grad_cosin"]}}, "unknown signal 'grad_cosin'"),

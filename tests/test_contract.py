@@ -18,7 +18,7 @@ from helpers import checkpoint_of, tiny_spec, without_times
 GRADS = [torch.ones(3), torch.zeros(2)]
 
 
-@pytest.mark.parametrize("kwargs, named", [
+@pytest.mark.parametrize(("kwargs", "named"), [
     ({"batch_size": "64"}, "`batch_size` = '64'"),
     ({"batch_size": True}, "`batch_size` = True"),
     ({"signals": "grad_variance"}, "`signals` = 'grad_variance'"),  # not a list of letters
@@ -38,7 +38,7 @@ def test_a_bad_constructor_argument_is_a_config_error_naming_it(kwargs, named):
     assert named in str(info.value)
 
 
-@pytest.mark.parametrize("loss, grads, named", [
+@pytest.mark.parametrize(("loss", "grads", "named"), [
     ("1.0", GRADS, "`loss` = '1.0'"),
     (float("inf"), GRADS, "`loss` = inf"),
     (1.0, None, "`grads` = None"),
@@ -56,7 +56,8 @@ def test_a_bad_step_argument_is_a_config_error_and_changes_nothing(loss, grads, 
     before = sched.state_dict()
     with pytest.raises(ConfigError) as info:
         sched.step(loss, grads)
-    assert named in str(info.value) and sched.state_dict() == before
+    assert named in str(info.value)
+    assert sched.state_dict() == before
 
 
 def test_a_one_element_tensor_loss_is_a_loss():
@@ -67,7 +68,7 @@ def _edited(state, **changes):
     return {**state, **changes}
 
 
-@pytest.mark.parametrize("edit, named", [
+@pytest.mark.parametrize(("edit", "named"), [
     (lambda s: None, "`state` = 'NoneType'"),
     (lambda s: [], "`state` = 'list'"),
     (lambda s: {}, "`state` = [] is not allowed: it must be a mapping with exactly the keys"),
@@ -93,7 +94,8 @@ def test_a_bad_state_is_a_config_error_and_leaves_the_scheduler_as_it_was(edit, 
     before = target.state_dict()
     with pytest.raises(ConfigError) as info:
         target.load_state_dict(edit(source.state_dict()))
-    assert named in str(info.value) and "load_state_dict: " in str(info.value)
+    assert named in str(info.value)
+    assert "load_state_dict: " in str(info.value)
     assert target.state_dict() == before
     target.load_state_dict(source.state_dict())  # a good one still loads
     assert target.state_dict() == source.state_dict()
@@ -138,9 +140,12 @@ def test_plugin_state_of_common_types_checkpoints_and_restores(register_plugin, 
     fresh = DEBAScheduler(config=sched.config)
     fresh.load_state_dict(load_torch(tmp_path / "s.pt"))
     state = fresh.signals["remembering"].state
-    assert isinstance(state["seen"], collections.deque) and state["seen"].maxlen == 3
-    assert list(state["seen"]) == pytest.approx([1.5, 1.2, 1.1]) and state["count"] == 4
-    assert isinstance(state["losses"], np.ndarray) and state["pair"] == (4, "epoch")
+    assert isinstance(state["seen"], collections.deque)
+    assert state["seen"].maxlen == 3
+    assert list(state["seen"]) == pytest.approx([1.5, 1.2, 1.1])
+    assert state["count"] == 4
+    assert isinstance(state["losses"], np.ndarray)
+    assert state["pair"] == (4, "epoch")
     assert fresh.step(1.0, GRADS) == sched.step(1.0, GRADS)
 
 

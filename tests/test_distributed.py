@@ -50,11 +50,12 @@ def ranked_spec(tmp_path, decide="'increase' if len(windows['grad_variance']) % 
 
 
 def test_two_processes_at_half_the_batch_each_match_one_process(tmp_path):
-    spec = lambda w: tiny_spec("fixed", arch="test_vit", train={"epochs": 3, "processes": w,  # noqa
+    spec = lambda w: tiny_spec("fixed", arch="test_vit", train={"epochs": 3, "processes": w,  # noqa: E731
                                                                  **VIT})
     one = train(spec(1), state_dir=tmp_path / "one", progress=False)
     two = train(spec(2), state_dir=tmp_path / "two", progress=False)
-    assert one["world_size"] == 1 and two["world_size"] == 2
+    assert one["world_size"] == 1
+    assert two["world_size"] == 2
     assert [e["batch_size"] for e in two["epochs"]] == [64, 64, 64]
     for a, b in zip(one["epochs"], two["epochs"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
@@ -68,7 +69,8 @@ def test_every_rank_decides_alike_and_the_ladder_is_rounded_to_the_processes(tmp
     record = train(ranked_spec(tmp_path), state_dir=tmp_path / "state", progress=False)
     lines = [line.split() for line in (tmp_path / "log.txt").read_text().splitlines()]
     by_rank = {rank: [line[1:] for line in lines if line[0] == rank] for rank in ("0", "1")}
-    assert by_rank["0"] == by_rank["1"] and len(by_rank["0"]) == 4  # same values, same decisions
+    assert by_rank["0"] == by_rank["1"]
+    assert len(by_rank["0"]) == 4
     # docs/cluster.md, rounded down to a multiple of 2 after each update: after epoch 2 ⌊0.8·64⌋ = 51
     # → 50, after epoch 3 ⌊1.5·50⌋ = 75 → 74, after epoch 4 ⌊0.8·74⌋ = 59 → 58
     assert [e["batch_size"] for e in record["epochs"]] == [64, 64, 50, 74, 58]
@@ -96,7 +98,7 @@ def test_an_interrupted_two_process_run_resumes_to_the_same_record(tmp_path):
     epochs = [int(line.split()[1]) for line in (tmp_path / "b" / "log.txt").read_text()
               .splitlines() if line.startswith("0 ")]
     assert epochs == [2, 3, 3, 4, 5]  # rank 0 died deciding epoch 3; the rerun began there
-    same = lambda r: {k: v for k, v in without_times(r).items() if k not in ("key", "config")}  # noqa
+    same = lambda r: {k: v for k, v in without_times(r).items() if k not in ("key", "config")}  # noqa: E731
     assert same(resumed) == same(straight)  # the two differ only in their plugin file's path
 
 
@@ -113,10 +115,12 @@ def test_a_killed_process_is_named_not_the_others_connection_errors(tmp_path):
         train(spec, state_dir=tmp_path / "state", progress=False)
     message = str(failed.value)
     assert "its 2-process run failed: process 1 was killed by SIGKILL (each process's output: " \
-        in message and "gloo" not in message and "Connection" not in message, message
+        in message, message
+    assert "gloo" not in message, message
+    assert "Connection" not in message, message
 
 
-@pytest.mark.parametrize("train_cfg, message", [
+@pytest.mark.parametrize(("train_cfg", "message"), [
     ({"processes": 2, "batch_size": 65}, "`train.batch_size` = 65 is not allowed: it must be a "
                                          "multiple of train.processes = 2, at least 2"),
     ({"processes": 4, "batch_size": 2}, "`train.batch_size` = 2 is not allowed: it must be a "
@@ -193,7 +197,8 @@ def test_only_rank_0_writes_records_checkpoints_and_wandb(tmp_path):
     lines = (tmp_path / "writes.txt").read_text().splitlines()
     assert {"0 loaded", "1 loaded"} <= set(lines)  # the spy watched both ranks
     writes = [line for line in lines if " wrote " in line]
-    assert any("checkpoints" in w for w in writes) and any("finished" in w for w in writes)
+    assert any("checkpoints" in w for w in writes)
+    assert any("finished" in w for w in writes)
     assert {w.split()[0] for w in writes} == {"0"}
     assert len(list((tmp_path / "state" / "wandb" / "wandb").glob("offline-run-*"))) == 1
 

@@ -30,8 +30,11 @@ def test_fixed_and_deba_records(tmp_path):
     deba = one_run.train(tiny_spec("deba", deba={"theta_conf": 10.0, "theta_stab": 10.0}),
                       state_dir=tmp_path, progress=False)
     for record in (fixed, deba):
-        assert record["schema"] == 2 and record["dataset"] == "digits" and record["seed"] == 2
-        assert len(record["epochs"]) == 4 and set(record["epochs"][0]) >= EPOCH_KEYS
+        assert record["schema"] == 2
+        assert record["dataset"] == "digits"
+        assert record["seed"] == 2
+        assert len(record["epochs"]) == 4
+        assert set(record["epochs"][0]) >= EPOCH_KEYS
         assert set(record["epochs"][0]["signals"]) == SIGNALS
         assert record["epochs"][0]["signals"]["grad_norm_variation"] is None
         assert record["epochs"][1]["signals"]["grad_norm_variation"] > 0
@@ -40,7 +43,8 @@ def test_fixed_and_deba_records(tmp_path):
         assert record["config"]["arch"] == "test_resnet"
     assert fixed["final_test_accuracy"] > 50  # it learns the digits
     assert {e["batch_size"] for e in fixed["epochs"]} == {64}
-    assert fixed["epochs"][0]["grad_norm_var"] > 0 and fixed["epochs"][0]["loss_var"] > 0
+    assert fixed["epochs"][0]["grad_norm_var"] > 0
+    assert fixed["epochs"][0]["loss_var"] > 0
     # DEBA: epoch t+1 runs at the size that epoch t's decision chose (cooldown 1)
     sizes = [e["batch_size"] for e in deba["epochs"]]
     decisions = [e["decision"] for e in deba["epochs"]]
@@ -83,7 +87,8 @@ def test_interrupted_run_resumes_to_the_same_record(tmp_path, signum):
     proc.send_signal(signum)
     assert proc.wait(timeout=60) != 0  # it really was cut short
     saved = load_torch(next(checkpoints.glob("*.pt")))
-    assert 3 <= saved["epoch"] < 40 and len(saved["record"]["epochs"]) == saved["epoch"]
+    assert 3 <= saved["epoch"] < 40
+    assert len(saved["record"]["epochs"]) == saved["epoch"]
 
     resumed = one_run.train(tiny_spec(train={"epochs": 40}), state_dir=state, progress=False)
     straight = one_run.train(tiny_spec(train={"epochs": 40}), state_dir=tmp_path / "straight",
@@ -101,7 +106,8 @@ def test_batch_size_change_touches_no_data_and_sees_every_sample_once():
     for batch_size in (64, 96, 17, 203, 16):
         seen = torch.cat([x.flatten() for x, _ in held.train_batches(batch_size)])
         labels = torch.cat([y for _, y in held.train_batches(batch_size)])
-        assert len(seen) == n - n % batch_size and len(labels) == len(seen)
+        assert len(seen) == n - n % batch_size
+        assert len(labels) == len(seen)
         assert len(set(seen.tolist())) == len(seen)  # no sample twice in an epoch
     assert held.x_train.data_ptr() == pointer  # the held tensor is never replaced
 
@@ -112,7 +118,8 @@ def test_deba_run_loads_data_once_while_batch_grows(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "load_split", lambda *a: loads.append(a) or real(*a))
     record = one_run.train(tiny_spec(deba={"theta_conf": 10.0, "theta_stab": 10.0}),
                         state_dir=tmp_path, progress=False)
-    assert len({e["batch_size"] for e in record["epochs"]}) > 1 and len(loads) == 1
+    assert len({e["batch_size"] for e in record["epochs"]}) > 1
+    assert len(loads) == 1
 
 
 def test_out_of_memory_caps_and_continues(tmp_path, monkeypatch):
@@ -223,8 +230,11 @@ def test_a_signal_named_like_a_record_field_cannot_replace_it(tmp_path, register
     record = one_run.train(tiny_spec(train={"epochs": 2}, deba={"signals": signals}),
                         state_dir=tmp_path, progress=False)
     for entry in record["epochs"]:
-        assert entry["lr"] == 0.01 and entry["decision"] == "hold" and entry["batch_size"] == 64
-        assert entry["signals"]["lr"] == 123.0 and entry["signals"]["decision"] == 7.0
+        assert entry["lr"] == 0.01
+        assert entry["decision"] == "hold"
+        assert entry["batch_size"] == 64
+        assert entry["signals"]["lr"] == 123.0
+        assert entry["signals"]["decision"] == 7.0
         assert entry["signals"]["batch_size"] == 1.0
 
 
@@ -287,7 +297,8 @@ def test_an_unreachable_wandb_server_falls_over_to_offline_with_the_same_id(tmp_
         tracker = tracking.Tracker("online", "p", "g", "a/digits/deba/2", {"variant": "b"},
                                    str(tmp_path), run_id="runkey123")
     try:
-        assert tracker.mode == "offline" and tracker.run is not None
+        assert tracker.mode == "offline"
+        assert tracker.run is not None
         assert tracker.run.id == "runkey123"
     finally:
         tracker.finish()
@@ -299,7 +310,8 @@ def test_an_unreachable_wandb_server_falls_over_to_offline_with_the_same_id(tmp_
         tracker = tracking.Tracker("online", "p", "g", "a/digits/deba/7", {"variant": "b"},
                                    str(tmp_path), run_id="runkey456")
     tracker.finish()
-    assert tracker.mode == "offline" and len(lines) == 1
+    assert tracker.mode == "offline"
+    assert len(lines) == 1
     assert lines[0].startswith("a/digits/deba/7: W&B did not answer for an earlier run (")
 
 
@@ -316,7 +328,8 @@ def test_a_run_reports_where_it_stands_after_each_epoch():
     assert [line.split(",")[:3] for line in lines] == [  # none at the last epoch: the run's line
         ["a/digits/deba/2: epoch 2/4", " accuracy 92.00%", " batch 64"],
         ["a/digits/deba/2: epoch 3/4", " accuracy 93.00%", " batch 64"]]
-    assert lines[0].endswith(" to go") and " elapsed, about " in lines[0]
+    assert lines[0].endswith(" to go")
+    assert " elapsed, about " in lines[0]
     quiet = tracking.Progress("x", epochs=4, start=0, lines=False, every_s=0.0)
     with heard(tracking.log) as lines:
         quiet.update(entries[0])

@@ -93,7 +93,8 @@ def test_a_failing_run_fails_the_stage_after_the_others_are_written(ray_session,
         execute(ray_cfg(tmp_path), [good[0], bad, good[1]], collect(written))
     lines = str(info.value).splitlines()
     assert lines[0].startswith("1 of 3 runs failed (the other records are written")
-    assert lines[1].startswith(f"  {bad.name}: DebaError: ") and "larger than the training" \
+    assert lines[1].startswith(f"  {bad.name}: DebaError: ")
+    assert "larger than the training" \
         in lines[1]
     assert sorted(name for name, _ in written) == sorted(s.name for s in good)
     again = []  # a rerun trains only what is missing: the good ones come from the cache
@@ -108,7 +109,8 @@ def test_a_killed_worker_is_retried_and_its_run_resumes(ray_session, tmp_path):
     epochs = [int(line.split()[1]) for line in (tmp_path / "log.txt").read_text().splitlines()]
     assert epochs == [1, 2, 2, 3]  # killed in epoch 2; the retry resumed after epoch 1
     pids = {line.split()[0] for line in (tmp_path / "log.txt").read_text().splitlines()}
-    assert len(pids) == 2 and [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
+    assert len(pids) == 2
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
     import torch
     threads = torch.get_num_threads()
     try:  # the same run straight through, here (the flag is set: nobody dies)
@@ -140,7 +142,8 @@ def test_on_two_gpus_two_runs_are_in_flight_while_runs_remain(ray_session, tmp_p
     assert most == 2  # 4 CPUs but 2 GPUs: never more than two, and two at once
     records = [json.loads(p.read_text())["content"]  # a kept entry: checksum, identity, record
                for p in (tmp_path / "state" / "finished").glob("*")]
-    assert len(records) == 4 and all(not r["execution"]["shared_machine"] for r in records)
+    assert len(records) == 4
+    assert all(not r["execution"]["shared_machine"] for r in records)
 
 
 def test_a_run_of_two_processes_asks_ray_for_two_devices(ray_session, tmp_path):
@@ -163,7 +166,9 @@ def test_a_step_time_table_is_measured_with_a_whole_device(ray_session, tmp_path
     from deba_pipeline.execution.steptime import measure_apart
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not on a worker's path
     [(cpu, threads, cwd, cache)] = measure_apart(ray_cfg(tmp_path), _placement, [()])
-    assert cpu == {"CPU": 1.0} and threads == 1 and cwd == os.getcwd()  # a run's cores
+    assert cpu == {"CPU": 1.0}
+    assert threads == 1
+    assert cwd == os.getcwd()
     assert cache == "16384"  # oneDNN holds every size's kernels, set in a fresh worker
     both = measure_apart(ray_cfg(tmp_path, gpus_per_run=0.5), _placement, [(), ()])
     assert [b[0] for b in both] == [{"GPU": 1.0, "CPU": 1.0}] * 2  # a whole GPU, not a share
@@ -240,11 +245,14 @@ def test_a_training_stage_sends_every_architecture_in_one_pool(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(small_params({
         "study": {"archs": ["test_resnet", "test_vit"]}, "deba": {"thresholds": "fixed"}}))
-    assert main(stage("train")) == 0 and main(stage("ablate")) == 0 and main(stage("train", "--arch", "test_vit")) == 0
+    assert main(stage("train")) == 0
+    assert main(stage("ablate")) == 0
+    assert main(stage("train", "--arch", "test_vit")) == 0
     train, ablate, one = pools
     assert {n.split("/")[0] for n in train} == {n.split("/")[0] for n in ablate} \
         == {"test_resnet", "test_vit"}
-    assert {n.split("/")[0] for n in one} == {"test_vit"} and len(one) == len(train) // 2
+    assert {n.split("/")[0] for n in one} == {"test_vit"}
+    assert len(one) == len(train) // 2
 
 
 def test_the_report_names_measured_times_from_packed_runs():

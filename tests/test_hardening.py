@@ -75,7 +75,9 @@ def test_aggregate_refuses_a_record_that_contradicts_itself(runs, capsys, case):
     edit, expected = SPOILED[case]
     _edit(runs / RECORD, edit)
     code, err, out = _aggregate(runs, capsys)
-    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert code == 2, err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err, err
     assert err.startswith(f"deba: error: {runs / RECORD} cannot be read as a run record: ")
     assert expected in err
     assert "delete it and run `dvc repro`" in err
@@ -86,7 +88,8 @@ def test_a_json_that_only_looks_like_a_record_is_named(runs, capsys):
     stray = runs / "train" / "notes.json"
     stray.write_text(json.dumps({"schema": 2, "epochs": "see the notebook"}))
     code, err, out = _aggregate(runs, capsys)
-    assert code == 2 and f"{stray} cannot be read as a run record: its arch is None" in err
+    assert code == 2
+    assert f"{stray} cannot be read as a run record: its arch is None" in err
     assert not out.exists()
 
 
@@ -97,7 +100,8 @@ def test_a_stale_copy_of_a_record_is_refused_not_silently_used(runs, capsys):
     _edit(stale, lambda r: r.update(final_test_accuracy=10.0,
                                     epochs=[{**e, "test_accuracy": 10.0} for e in r["epochs"]]))
     code, err, out = _aggregate(runs, capsys)
-    assert code == 2 and not out.exists()
+    assert code == 2
+    assert not out.exists()
     assert f"{runs / RECORD} and {stale} are records of one run " \
            f"(test_resnet/digits/fixed/baseline/2)" in err or \
            f"{stale} and {runs / RECORD} are records of one run" in err
@@ -106,13 +110,14 @@ def test_a_stale_copy_of_a_record_is_refused_not_silently_used(runs, capsys):
 
 def test_aggregate_refuses_a_params_file_that_does_not_exist(runs, capsys):
     code, err, out = _aggregate(runs, capsys, "--params", str(runs.parent / "nonexistent.yaml"))
-    assert code == 2 and not out.exists()
+    assert code == 2
+    assert not out.exists()
     assert err == (f"deba: error: --params {runs.parent / 'nonexistent.yaml'} does not exist: "
                    f"give the params file the runs were made with, or leave --params out to "
                    f"read params.yaml (the defaults where there is none).\n")
 
 
-@pytest.mark.parametrize("params, expected", [
+@pytest.mark.parametrize(("params", "expected"), [
     ({"timing": {"sizes": [64, 96]}}, "`timing.sizes` = [64, 96] is not allowed: it must be "
                                       "ladder or reached."),
     ({"study": {"seeds": [2 ** 63]}}, f"`study.seeds` = {2 ** 63} is not allowed: it must be an "
@@ -141,11 +146,13 @@ def test_validate_refuses_settings_that_cannot_work(tmp_path, monkeypatch, capsy
     (tmp_path / "params.yaml").write_text(small_params(params))
     assert main(["validate"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("deba: error: params.yaml: ") and expected in err, err
-    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("deba: error: params.yaml: "), err
+    assert expected in err, err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("params, expected", [
+@pytest.mark.parametrize(("params", "expected"), [
     ({"train": {"epochs": 15}, "deba": {"cooldown": 10, "window": 15}},
      "warning: deba: train.epochs = 15 leaves the rule no decision that sees a full window and "
      "takes effect: it first decides at epoch 11 (cooldown 10), its window of 15 epochs is full "
@@ -167,7 +174,8 @@ def test_validate_warns_where_a_valid_study_leaves_the_rule_little_to_do(
     (tmp_path / "params.yaml").write_text(small_params(params))
     assert main(["validate"]) == 0
     out = capsys.readouterr().out
-    assert "params.yaml: valid." in out and expected in out, out
+    assert "params.yaml: valid." in out, out
+    assert expected in out, out
 
 
 def test_a_warning_is_named_where_the_setting_is_set_not_in_every_group_that_inherits_it(
@@ -185,7 +193,8 @@ def test_the_presets_give_no_warning_but_micros_short_cooldown5_ablation(capsys)
     assert "warning" not in capsys.readouterr().out
     assert main(["validate", "micro"]) == 0
     warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and warnings[0].startswith("warning: ablate.variants.cooldown5: ")
+    assert len(warnings) == 1
+    assert warnings[0].startswith("warning: ablate.variants.cooldown5: ")
 
 
 def test_a_second_forced_preset_keeps_the_first_backup(tmp_path, monkeypatch, capsys):
@@ -257,7 +266,8 @@ def test_a_late_failure_leaves_the_last_report_whole(reported, tmp_path, monkeyp
     monkeypatch.setattr(aggregate, "report", fails_late)
     code = main(["aggregate", "--runs", str(ROOT / "runs"), "--out", str(out), "--steptime",
                  str(ROOT / "results" / "steptime")])
-    assert code == 2 and "the report could not be rendered" in capsys.readouterr().err
+    assert code == 2
+    assert "the report could not be rendered" in capsys.readouterr().err
     # metrics.json, answer.json and every curve as they were, beside the REPORT.md they match
     assert _outputs(out) == before
     assert not (tmp_path / ".reports.partial").exists()
@@ -278,7 +288,8 @@ def test_an_output_folder_that_refuses_the_new_files_loses_none_of_the_old(
     code = main(["aggregate", "--runs", str(ROOT / "runs"), "--out", str(out), "--steptime",
                  str(ROOT / "results" / "steptime")])
     err = capsys.readouterr().err
-    assert code == 2 and f"cannot write {out}: Permission denied" in err
+    assert code == 2
+    assert f"cannot write {out}: Permission denied" in err
     assert _outputs(out) == before  # no CSV under plots/ deleted before the failure
 
 
@@ -296,7 +307,7 @@ def test_a_gpu_estimate_is_the_steps_flops_over_the_stated_share_of_the_peak(
     assert "assumes: 67 TFLOP/s (fp32 peak, dense, the datasheet's) × 0.5 utilization" in out
 
 
-@pytest.mark.parametrize("argv, expected", [
+@pytest.mark.parametrize(("argv", "expected"), [
     (["validate", "--estimate", "--device", "h800"],
      "deba: error: --device 'h800' is not a device with a documented peak here: use one of "
      "h200, h100, h100-pcie, a100, a10, l4, rtx4090.\n"),
@@ -313,7 +324,7 @@ def test_a_gpu_estimate_refuses_what_it_cannot_answer(tmp_path, monkeypatch, cap
     assert capsys.readouterr().err.endswith(expected)
 
 
-@pytest.mark.parametrize("fixed_accuracy, losses, expected", [
+@pytest.mark.parametrize(("fixed_accuracy", "losses", "expected"), [
     # 4 classes: chance 25%; 36.7% got 0.16 of the way to 100%, below a fifth
     (36.7, (1.380, 1.100), "its seed 0 ended at 36.7%, near chance (25.0%)"),
     (80.0, (1.380, 1.338), "its seed 0's training loss barely moved (1.380 to 1.338)"),
@@ -502,6 +513,7 @@ def test_a_kept_table_that_disagrees_with_its_own_rounds_is_not_used(measured_ta
     from deba_pipeline.report.modelled import table_problem
     change, expected = TABLE_EDITS[case]
     problem = table_problem(_edit_table(measured_table, change), {51, 64, 96})
-    assert problem is not None and problem.startswith(expected), problem
+    assert problem is not None, problem
+    assert problem.startswith(expected), problem
     if "is " in expected:
         assert ", but its own rounds give " in problem

@@ -25,7 +25,7 @@ def test_a_runs_thread_count_is_in_its_key_and_its_record(tmp_path):
     assert tiny_spec(execution={"cpus_per_run": 1.5}).key() == one.key()  # 1.5 cores: 1 thread
 
 
-@pytest.mark.parametrize("cores, cpus, world, expected", [
+@pytest.mark.parametrize(("cores", "cpus", "world", "expected"), [
     (2, 1, 1, 2), (2, 2, 1, 1), (1, 1, 1, 1), (16, 1, 2, 8), (16, 3, 1, 5), (2, 4, 1, 1)])
 def test_runs_at_once_are_the_usable_cores_over_a_runs_cores(monkeypatch, cores, cpus, world,
                                                             expected):
@@ -169,7 +169,7 @@ def test_a_run_whose_process_dies_is_named_and_the_others_are_kept(tmp_path, mon
     assert written == [good.name] or written == []  # the pool broke: kept if it had finished
 
 
-@pytest.mark.parametrize("value, on", [("1", True), ("yes", True), ("ON", True), ("0", False),
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("yes", True), ("ON", True), ("0", False),
                                        ("no", False), ("", False), ("off", False)])
 def test_an_on_off_variable_reads_one_way(monkeypatch, value, on):
     from deba_pipeline.execution.process import flag

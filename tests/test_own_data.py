@@ -39,7 +39,8 @@ def test_streaming_gives_the_same_batches_in_the_same_order_whatever_the_size():
         a, b = list(held.train_batches(size)), list(streamed.train_batches(size))
         assert len(a) == len(b) == split.x_train.shape[0] // size
         assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
-    assert streamed.loader is loader and loader.persistent_workers  # never rebuilt
+    assert streamed.loader is loader
+    assert loader.persistent_workers
 
 
 def test_a_run_forced_down_the_streaming_path_matches_the_device_path(tmp_path):
@@ -47,7 +48,8 @@ def test_a_run_forced_down_the_streaming_path_matches_the_device_path(tmp_path):
     held = train(tiny_spec(deba=deba), state_dir=tmp_path / "a", progress=False)
     streamed = train(tiny_spec(deba=deba, data={"placement": "stream", "workers": 1}),
                      state_dir=tmp_path / "b", progress=False)
-    assert held["data_path"] == "device" and streamed["data_path"] == "stream"
+    assert held["data_path"] == "device"
+    assert streamed["data_path"] == "stream"
     assert [e["batch_size"] for e in streamed["epochs"]] == [64, 64, 96, 144]
     same = lambda r: {k: v for k, v in without_times(r).items()  # noqa: E731
                       if k not in ("key", "config", "data_path")}
@@ -58,11 +60,14 @@ def test_an_image_folder_reads_like_torchvisions_imagefolder(tmp_path):
     x_train, y_train, x_test, y_test, classes = __import__(
         "deba_pipeline.engine.datasets.folders", fromlist=["load_folder"]).load_folder(
         digits_folder(tmp_path / "d"))
-    assert classes == 10 and x_train.shape[1:] == (1, 8, 8) and x_test.shape[1:] == (1, 8, 8)
-    assert len(y_train) + len(y_test) == 1797 and set(y_test.tolist()) == set(range(10))
+    assert classes == 10
+    assert x_train.shape[1:] == (1, 8, 8)
+    assert x_test.shape[1:] == (1, 8, 8)
+    assert len(y_train) + len(y_test) == 1797
+    assert set(y_test.tolist()) == set(range(10))
 
 
-@pytest.mark.parametrize("make, message", [
+@pytest.mark.parametrize(("make", "message"), [
     (lambda r: (r / "train").mkdir(parents=True) or (r / "test").mkdir(),
      "image folder {r}/train has no class folders: put each class's PNG or JPEG images in "
      "{r}/train/<class>/."),
@@ -109,7 +114,8 @@ def test_plugins_lists_datasets_and_the_projects_models(tmp_path, monkeypatch, c
     (tmp_path / "params.yaml").write_text("deba:\n  plugins: [plugins/tiny_mlp.py]\n")
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "datasets:\n  cifar10 " in out and "  digits " in out
+    assert "datasets:\n  cifar10 " in out
+    assert "  digits " in out
     assert f"tiny_mlp                 file {tmp_path / 'plugins' / 'tiny_mlp.py'}" in out
 
 
@@ -138,4 +144,5 @@ def test_my_images_and_my_model_on_two_processes_through_dvc_repro(tmp_path):
         ("tiny_mlp", "mydigits", "device", 2)}
     assert all(e["batch_size"] % 2 == 0 for r in records for e in r["epochs"])
     report = (workspace / "reports" / "REPORT.md").read_text()
-    assert "datasets: mydigits" in report and "tiny_mlp" in report
+    assert "datasets: mydigits" in report
+    assert "tiny_mlp" in report

@@ -84,7 +84,7 @@ def test_the_noise_scale_through_the_training_loop_is_finite_and_positive(tmp_pa
     assert all(v is not None and math.isfinite(v) and v > 0 for v in values), values
 
 
-@pytest.mark.parametrize("window, batch, expected", [
+@pytest.mark.parametrize(("window", "batch", "expected"), [
     ((100.0, 40.0, 200.0), 64, "increase"),   # N = 100 ≥ 64·1.5 = 96
     ((90.0, 40.0, 200.0), 64, "hold"),        # 51.2 < 90 < 96
     ((10.0, 51.2, 60.0), 64, "rollback"),     # N = 51.2 ≤ 64·0.8
@@ -104,7 +104,7 @@ def test_adascale_gain_is_its_closed_form_and_lies_between_1_and_the_batch_ratio
             assert 1.0 - 1e-12 <= adascale_gain(noise, batch, 64) <= batch / 64 + 1e-12
 
 
-@pytest.mark.parametrize("scaling, expected", [("linear", lambda r: r), ("sqrt", math.sqrt),
+@pytest.mark.parametrize(("scaling", "expected"), [("linear", lambda r: r), ("sqrt", math.sqrt),
                                                ("none", lambda r: 1.0)])
 def test_lr_scaling_follows_the_batch_directly_after_any_sequence(register_plugin, scaling,
                                                                   expected):
@@ -145,7 +145,7 @@ def test_step_schedule_increases_at_its_epochs_only():
         DEBAScheduler(batch_size=64, rule="step_schedule", rule_options={"at": ["x"]})
 
 
-@pytest.mark.parametrize("options, expected", [
+@pytest.mark.parametrize(("options", "expected"), [
     ({"rule_options": {"at": [5, 12, 14]}},  # the paper's cooldown 10: only 12 would fire
      "`rule_options.at` = [5, 12, 14] is not allowed: it must be epochs the schedule can reach: "
      "cooldown = 10 holds the 10 epochs at the start and after each increase, so [5, 14] would "
@@ -188,7 +188,8 @@ def test_each_optimiser_gets_its_own_defaults(tmp_path):
     sgd = Trainer(tiny_spec(), tmp_path / "s").optimizer
     assert (sgd.defaults["momentum"], sgd.defaults["weight_decay"]) == (0.9, 5e-4)  # the paper's
     spec = tiny_spec(train={"optimizer": "adamw", "weight_decay": 0.1})
-    assert spec.train.weight_decay == 0.1 and spec.train.momentum is None
+    assert spec.train.weight_decay == 0.1
+    assert spec.train.momentum is None
 
 
 def test_an_option_the_optimiser_does_not_have_is_refused():
@@ -252,7 +253,8 @@ def test_strategies_train_against_one_fixed_baseline_and_are_reported_side_by_si
     (tmp_path / "params.yaml").write_text(small_params({
         "study": {"methods": methods}, "deba": {"thresholds": "fixed"},
         "train": {"epochs": 3}, "ablate": {"variants": {}}}))
-    assert main(stage("train")) == 0 and main(["aggregate", "--runs", "runs", "--out", "reports"]) == 0
+    assert main(stage("train")) == 0
+    assert main(["aggregate", "--runs", "runs", "--out", "reports"]) == 0
     records = sorted(p.name for p in (tmp_path / "runs" / "train").rglob("*.json"))
     assert records == ["deba-baseline-seed2.json", "fixed-baseline-seed2.json",
                        "gns-baseline-seed2.json", "step-baseline-seed2.json"]

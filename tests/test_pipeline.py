@@ -16,8 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_paper_preset_counts_the_runs_of_spec_section_3():
     cfg = load_params(ROOT / "pipelines" / "paper.yaml")
-    assert len(cfg.study.archs) == 6 and list(cfg.study.datasets) == ["cifar10", "cifar100"]
-    assert cfg.train.epochs == 100 and cfg.deba.cooldown == 10 and cfg.deba.window == 15
+    assert len(cfg.study.archs) == 6
+    assert list(cfg.study.datasets) == ["cifar10", "cifar100"]
+    assert cfg.train.epochs == 100
+    assert cfg.deba.cooldown == 10
+    assert cfg.deba.window == 15
     counts = count_runs(cfg)
     assert counts["profile"] == 6 * 2 * 3                  # profile seeds 2, 42, 199
     assert counts["train"] == 6 * 2 * 5 * 2                # fixed and DEBA, five seeds
@@ -60,9 +63,11 @@ def test_micro_repro_writes_every_table_and_figure(micro_study):
 @pytest.mark.slow
 def test_micro_report_renders_and_names_nothing_a_clone_lacks(micro_study):
     report = (_micro(micro_study) / "reports" / "REPORT.md").read_text()
-    assert "from 7 run records" in report and "## Table 4" in report
+    assert "from 7 run records" in report
+    assert "## Table 4" in report
     assert_markdown_tables_render(report)
-    assert "## Glossary" in report and "runs/" not in report
+    assert "## Glossary" in report
+    assert "runs/" not in report
 
 
 @pytest.mark.slow
@@ -90,7 +95,8 @@ def test_micro_step_time_table_covers_every_size_reached_round_robin(micro_study
     order, sizes = table["order"], len(table["step_s"])
     assert len(order) == sizes * (table["repeats"] + table["extra_rounds"])  # more when slow
     assert all(a != b for a, b in zip(order, order[1:]))  # never the same size twice in a row
-    assert order[:sizes] == sorted(order[:sizes]) and order[sizes:2 * sizes] == order[:sizes]
+    assert order[:sizes] == sorted(order[:sizes])
+    assert order[sizes:2 * sizes] == order[:sizes]
 
 
 @pytest.mark.slow
@@ -119,7 +125,8 @@ def test_micro_fixed_baseline_is_trained_apart_from_the_profile_run(micro_study)
     runs = _micro(micro_study) / "runs"
     fixed = json.loads((runs / "train/test_resnet/digits/fixed-baseline-seed2.json").read_text())
     profile = json.loads((runs / "profile/test_resnet/digits/fixed-profile-seed2.json").read_text())
-    assert fixed["key"] != profile["key"] and "reused_from" not in fixed
+    assert fixed["key"] != profile["key"]
+    assert "reused_from" not in fixed
     # the same trajectory, its own time
     assert [e["train_loss"] for e in fixed["epochs"]] == [e["train_loss"] for e in profile["epochs"]]
 
@@ -128,7 +135,8 @@ def test_micro_fixed_baseline_is_trained_apart_from_the_profile_run(micro_study)
 def test_micro_second_repro_is_up_to_date(micro_study):
     second = subprocess.run(["dvc", "repro"], cwd=_micro(micro_study), capture_output=True,
                             text=True)
-    assert second.returncode == 0 and "Data and pipelines are up to date" in second.stdout
+    assert second.returncode == 0
+    assert "Data and pipelines are up to date" in second.stdout
 
 
 @pytest.mark.slow
@@ -136,8 +144,10 @@ def test_micro_dvc_metrics_show_one_line_per_cell_in_120_columns(micro_study):
     shown = subprocess.run(["dvc", "metrics", "show", "reports/answer.json"],
                            cwd=_micro(micro_study), capture_output=True, text=True)
     lines = shown.stdout.splitlines()
-    assert shown.returncode == 0 and lines[0].split() == ["Path", "test_resnet", "on", "digits"]
-    assert lines[1].startswith("reports/answer.json") and max(map(len, lines)) <= 120
+    assert shown.returncode == 0
+    assert lines[0].split() == ["Path", "test_resnet", "on", "digits"]
+    assert lines[1].startswith("reports/answer.json")
+    assert max(map(len, lines)) <= 120
 
 
 def assert_markdown_tables_render(text):
@@ -176,7 +186,8 @@ def test_preset_writes_the_complete_params(presets_here, capsys):
     assert "params.yaml now holds preset micro (valid. 1 profile runs" in capsys.readouterr().out
     written = OmegaConf.load("params.yaml")
     assert written == OmegaConf.structured(load_params("pipelines/micro.yaml"))  # complete
-    assert written.deba.cooldown == 1 and written.train.lr == 0.01  # preset, then default
+    assert written.deba.cooldown == 1
+    assert written.train.lr == 0.01
     assert Path("params.yaml").read_text().startswith("# The study `dvc repro` runs. Written by "
                                                       "`deba preset micro`")
 
@@ -220,10 +231,12 @@ def test_preset_diff_shows_only_what_changes(tmp_path, monkeypatch, capsys):
     assert main(["preset", "--diff", "micro"]) == 0  # no params.yaml yet: against the defaults
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "preset micro against the defaults:"
-    assert "  deba.cooldown: 10 → 1" in out and "  train.epochs: 100 → 5" in out
+    assert "  deba.cooldown: 10 → 1" in out
+    assert "  train.epochs: 100 → 5" in out
     assert not any(line.startswith("  train.lr") for line in out)
     assert not Path("params.yaml").exists()  # --diff writes nothing
-    assert main(["preset", "micro"]) == 0 and main(["preset", "--diff", "micro"]) == 0
+    assert main(["preset", "micro"]) == 0
+    assert main(["preset", "--diff", "micro"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "preset micro changes nothing in params.yaml."
 
 
@@ -267,9 +280,11 @@ def test_two_reproductions_of_one_study_log_to_two_wandb_groups(tmp_path):
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     pieces = [read_offline_run(p)["run"] for p in
               sorted((workspace / ".deba" / "wandb" / "wandb").glob("offline-run-*"))]
-    assert len(pieces) == 2 and pieces[0]["id"] == pieces[1]["id"]  # the same run's key
+    assert len(pieces) == 2
+    assert pieces[0]["id"] == pieces[1]["id"]
     groups = [p["group"] for p in pieces]
-    assert groups[0] != groups[1] and all(g.startswith("micro 20") for g in groups)
+    assert groups[0] != groups[1]
+    assert all(g.startswith("micro 20") for g in groups)
 
 
 def test_a_deba_command_outside_dvc_is_an_invocation_of_its_own(monkeypatch):
@@ -326,7 +341,8 @@ def test_the_committed_report_renders_and_its_metrics_carry_both_speedups():
     assert_markdown_tables_render((ROOT / "reports" / "REPORT.md").read_text())
     metrics = json.loads((ROOT / "reports" / "metrics.json").read_text())
     for cell in metrics["per_arch"].values():
-        assert cell["speedup_modelled_pct"] is not None and cell["speedup_measured_pct"] is not None
+        assert cell["speedup_modelled_pct"] is not None
+        assert cell["speedup_measured_pct"] is not None
         assert cell["increases"] + cell["rollbacks"] + cell["holds"] > 0
     assert {"held", "checked"} == set(metrics["predictions"])
 
@@ -361,7 +377,8 @@ def test_validate_estimate_times_a_real_step_here(monkeypatch, capsys):
                                          abs=0.0005 + 0.00005 * steps / 3600)
     assert out.count("estimate on ") == 1
     # progress as each architecture is timed (8-pixel digits: at the study's own batch)
-    assert "deba: timing test_resnet on 8x8x1 inputs at batch " in err and "(1 of 1)" in err
+    assert "deba: timing test_resnet on 8x8x1 inputs at batch " in err
+    assert "(1 of 1)" in err
 
 
 @pytest.mark.slow

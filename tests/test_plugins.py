@@ -69,7 +69,8 @@ def test_in_process_plugins_are_used_by_name(register_plugin, capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     for name in ("constant_seven", "rollback_when_seven", "halve"):
-        assert f"{name}" in out and "in-process (my-plugin)" in out
+        assert f"{name}" in out
+        assert "in-process (my-plugin)" in out
 
 
 def test_unknown_name_lists_the_available_ones():
@@ -98,7 +99,8 @@ def test_duplicate_name_names_both_sources(register_plugin):
         plugins.get("signal", "grad_variance")
     message = str(info.value)
     assert "signal 'grad_variance' is registered twice" in message
-    assert "built-in (deba-pipeline" in message and "in-process (clash)" in message
+    assert "built-in (deba-pipeline" in message
+    assert "in-process (clash)" in message
 
 
 def test_plugin_that_raises_is_reported_with_its_name(register_plugin):
@@ -112,7 +114,7 @@ def test_plugin_that_raises_is_reported_with_its_name(register_plugin):
         plugins.registry("rule")
 
 
-@pytest.mark.parametrize("value, fragment", [
+@pytest.mark.parametrize(("value", "fragment"), [
     (float("nan"), "returned nan at epoch 1"),
     ("high", "returned 'high' (str) at epoch 1"),
 ])
@@ -186,7 +188,8 @@ def test_entry_point_plugin_from_an_installed_distribution(tmp_path):
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     listing = subprocess.run([sys.executable, "-m", "deba_pipeline.cli", "plugins"], env=env,
                              capture_output=True, text=True, check=True).stdout
-    assert "always_one" in listing and "package (deba-extra-plugin 1.2.3)" in listing
+    assert "always_one" in listing
+    assert "package (deba-extra-plugin 1.2.3)" in listing
     use = ("import torch; from deba_pipeline import DEBAScheduler;"
            "s = DEBAScheduler(signals=['grad_variance','grad_norm_variation','loss_variation',"
            "'always_one']); print(s.step(1.0, [torch.ones(2)]).signals['always_one'])")
@@ -236,7 +239,8 @@ def test_plugin_options_reach_the_constructor_and_are_checked(register_plugin):
     sched = DEBAScheduler(rule="every_nth", rule_options={"period": 3}, cooldown=0,
                           signals=["grad_variance", "scaled_loss"],
                           signal_options={"scaled_loss": {"factor": 2.0}})
-    assert sched.rule.period == 3 and sched.signals["scaled_loss"].factor == 2.0
+    assert sched.rule.period == 3
+    assert sched.signals["scaled_loss"].factor == 2.0
     decisions = [sched.step(1.5, [torch.ones(2)]) for _ in range(7)]
     assert [d.decision for d in decisions] == ["hold", "hold", "hold", "increase", "hold", "hold",
                                                "increase"]  # asked from epoch 2, every third

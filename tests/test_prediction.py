@@ -116,7 +116,8 @@ def test_a_runs_own_noise_scale_becomes_a_curve_over_its_own_progress():
                        "signals": {"gradient_noise_scale": 20.0}}]}
     # r = (1 + 20/10)/(1 + 20/20) = 1.5; the rate kept: 2 − 1/1.5 a step, 10 steps
     curve = own_curve(run, 10, transfer=0.0)
-    assert curve.ends == pytest.approx((10 * (2 - 1 / 1.5),)) and curve.noise == (20.0,)
+    assert curve.ends == pytest.approx((10 * (2 - 1 / 1.5),))
+    assert curve.noise == (20.0,)
     assert own_curve(run, 10, transfer=1.0).noise == (10.0,)  # 20 measured at 2·B₀
     run["epochs"][0]["signals"] = {"gradient_noise_scale": None}
     assert own_curve(run, 10) is None
@@ -171,7 +172,9 @@ def test_a_profile_run_records_the_noise_scales_parts_per_epoch(tmp_path):
     assert record["train_size"] == 1438  # 80% of the 1,797 digits
     for epoch in record["epochs"]:
         parts = epoch["gradient"]
-        assert parts["sqr"] > 0 and parts["trace"] > 0 and len(parts["halves"]) == 2
+        assert parts["sqr"] > 0
+        assert parts["trace"] > 0
+        assert len(parts["halves"]) == 2
     plain = Trainer(tiny_spec(method="fixed", train={"epochs": 2}), tmp_path / "b")
     assert plain.step_sums(64).half is None  # a run that is not a profile sums nothing more
 

@@ -90,7 +90,8 @@ def test_the_head_asks_for_a_token(token_cluster):
 
 def test_a_cluster_that_refuses_the_token_gets_one_line_naming_it(workspace, token_cluster):
     result = deba(workspace, *stage("profile"), RAY_AUTH_TOKEN="0" * 32)
-    assert result.returncode == 2 and result.stdout == ""
+    assert result.returncode == 2
+    assert result.stdout == ""
     assert result.stderr == (f"deba: error: the Ray cluster at {token_cluster[0]} refused the "
                              f"token from the variable RAY_AUTH_TOKEN: it is not the token the "
                              f"cluster was started with; {FIX}.\n")
@@ -118,7 +119,8 @@ def test_an_address_where_nothing_answers_fails_in_seconds_with_the_fix(workspac
         result = deba(workspace, *stage("profile"))
     finally:
         params.write_text(saved)
-    assert result.returncode == 2 and result.stderr.startswith(
+    assert result.returncode == 2
+    assert result.stderr.startswith(
         f"deba: error: no Ray cluster answers at 127.0.0.1:{port} (Connection refused): start "
         f"one there with `ray start --head --port={port}`, or set execution.address to null")
 

@@ -94,7 +94,7 @@ def straight_flaky_run(tmp_path_factory):
         plugins.pm.unregister(name="flaky-plugin")
 
 
-@pytest.mark.parametrize("mode, epoch, message", [  # the signal fails at epoch 3, the rule and
+@pytest.mark.parametrize(("mode", "epoch", "message"), [  # the signal fails at epoch 3, the rule and
     ("raise", 3, "signal 'flaky' raised at epoch 3: RuntimeError: sensor offline"),  # policy
     ("nan", 3, "signal 'flaky' returned nan at epoch 3"),          # when first asked (epoch 2)
     ("inf", 3, "signal 'flaky' returned inf at epoch 3"),
@@ -110,10 +110,12 @@ def test_plugin_fault_stops_after_checkpointing_and_resumes(tmp_path, register_p
     with pytest.raises(PluginError) as info:
         one_run.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
     text = str(info.value)
-    assert message in text and f"The trained epoch {epoch} is saved in" in text
+    assert message in text
+    assert f"The trained epoch {epoch} is saved in" in text
     checkpoint = next((tmp_path / "state" / "checkpoints").glob("*.pt"))
     saved = load_torch(checkpoint)
-    assert saved["epoch"] == epoch - 1 and saved["pending"]["epoch"] == epoch
+    assert saved["epoch"] == epoch - 1
+    assert saved["pending"]["epoch"] == epoch
     FAULT["mode"] = None  # the plugin is fixed: the run resumes at that epoch's scheduler step
     resumed = one_run.train(flaky_spec(), state_dir=tmp_path / "state", progress=False)
     assert without_times(resumed) == without_times(straight_flaky_run)
@@ -135,7 +137,8 @@ def test_plugin_fault_through_the_cli(tmp_path, monkeypatch, capsys):
     (tmp_path / "params.yaml").write_text(small_params(params))
     assert main(stage("ablate", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
-    assert "signal 'bad_signal' returned nan at epoch 2" in err and "Traceback" not in err
+    assert "signal 'bad_signal' returned nan at epoch 2" in err
+    assert "Traceback" not in err
     assert list((tmp_path / ".deba" / "checkpoints").glob("*.pt"))
 
 
@@ -154,7 +157,8 @@ def test_nan_loss_names_the_epoch_and_the_last_good_checkpoint(tmp_path, monkeyp
         one_run.train(spec, state_dir=tmp_path, progress=False)
     text = str(info.value)
     assert "the training loss became nan in epoch 3" in text
-    assert "The last good checkpoint is" in text and "(after epoch 2)" in text
+    assert "The last good checkpoint is" in text
+    assert "(after epoch 2)" in text
     checkpoint = next((tmp_path / "checkpoints").glob("*.pt"))
     assert load_torch(checkpoint)["epoch"] == 2
     monkeypatch.setattr(loop, "forward_backward", real)
@@ -210,7 +214,8 @@ def test_two_dvc_repro_in_one_workspace(tmp_path):
     assert _wait_for(lambda: (workspace / ".deba" / "locks").exists())
     second = subprocess.run(["dvc", "repro"], cwd=workspace, capture_output=True, text=True)
     assert second.returncode != 0  # DVC's own lock refuses it, and its message is passed on
-    assert "is being blocked by" in second.stderr and "dvc repro" in second.stderr
+    assert "is being blocked by" in second.stderr
+    assert "dvc repro" in second.stderr
     assert first.wait(timeout=300) == 0  # the first one finishes unharmed
     assert (workspace / "reports" / "REPORT.md").is_file()
 
@@ -235,7 +240,8 @@ def test_killed_dvc_repro_resumes_to_the_same_results(tmp_path, micro_study):
     assert second.returncode == 0, second.stdout + second.stderr
     trained_before = {line.split(":")[0] for line in before_kill.splitlines() if " epochs, " in line}
     trained_again = {line.split(":")[0] for line in second.stdout.splitlines() if " epochs, " in line}
-    assert trained_before and not trained_before & trained_again  # no finished run retrained
+    assert trained_before
+    assert not trained_before & trained_again
     assert any("(resumed after epoch" in line for line in second.stdout.splitlines())
     assert done_before < {p.name for p in finished.glob("*.json")}
     assert study_records(workspace) == study_records(reference)
@@ -253,5 +259,6 @@ def test_diverging_run_through_the_cli(tmp_path, monkeypatch, capsys):
     assert main(stage("profile", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
     assert "the training loss became nan in epoch 1. No checkpoint was written yet" in err
-    assert "Lower train.lr" in err and "Traceback" not in err
+    assert "Lower train.lr" in err
+    assert "Traceback" not in err
     assert earlier.read_text() == '{"computed": "before"}'

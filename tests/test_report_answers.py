@@ -104,7 +104,8 @@ def test_a_rule_that_grew_at_every_chance_is_named_a_fixed_schedule():
 def test_without_a_conclusive_benefit_the_answer_says_so_and_what_would_settle_it():
     open_ = answer.answers({"deba": {("a", "d"): cell("marginal", 20.0, -0.5)},
                             "gns": {("a", "d"): cell("inconclusive", 5.0, 0.1, needed=9)}}, [])
-    assert open_[("a", "d")]["use"] is None and open_[("a", "d")]["strategy"] == "gns"
+    assert open_[("a", "d")]["use"] is None
+    assert open_[("a", "d")]["strategy"] == "gns"
     assert "about 9 seeds would settle it at 80% power (deba: marginal)" in answer.sentence(
         ("a", "d"), open_[("a", "d")])
     settled = answer.answers({"deba": {("a", "d"): cell("degraded", 20.0, -2.0)}}, [])

@@ -48,7 +48,7 @@ def test_confidence_score_uses_the_window_median_including_the_current_value():
     assert confidence_score(1.0, (1.0, 2.0, 3.0, 10.0)) == pytest.approx(1.0 / (2.5 + EPS))
 
 
-@pytest.mark.parametrize("conf, norm_var, loss_var, expected", [
+@pytest.mark.parametrize(("conf", "norm_var", "loss_var", "expected"), [
     (0.6, 0.1, 0.1, "increase"),     # c ≤ θ_conf exactly, both stable
     (0.5, 0.54, 0.54, "increase"),
     (0.61, 0.1, 0.1, "rollback"),    # c > θ_conf wins over stability
@@ -169,11 +169,12 @@ def test_resumed_scheduler_makes_the_same_decisions():
 def test_cap_max_batch_clamps_now_and_later():
     sched = DEBAScheduler(batch_size=512)
     sched.cap_max_batch(300)
-    assert sched.batch_size == 300 and sched.policy.max_batch == 300
+    assert sched.batch_size == 300
+    assert sched.policy.max_batch == 300
     assert sched.state_dict()["max_batch"] == 300
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
+@pytest.mark.parametrize(("kwargs", "fragment"), [
     (dict(theta_stab=-0.1), "`theta_stab` = -0.1 is not allowed: it must be a finite number >= 0"),
     (dict(theta_conf=float("nan")), "`theta_conf` = nan is not allowed"),
     (dict(growth=1.0), "`growth` = 1.0 is not allowed: it must be a finite number > 1"),
@@ -191,7 +192,7 @@ def test_bad_values_name_argument_value_and_allowed(kwargs, fragment):
     assert fragment in str(info.value)
 
 
-@pytest.mark.parametrize("loss, grad, fragment", [
+@pytest.mark.parametrize(("loss", "grad", "fragment"), [
     (float("nan"), torch.ones(3), "`loss` = nan is not allowed: it must be a finite number"),
     (float("inf"), torch.ones(3), "`loss` = inf is not allowed"),
     (1.0, torch.tensor([1.0, float("inf")]), "`grads` = "),

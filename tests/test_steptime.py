@@ -31,7 +31,8 @@ def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):
     assert table["order"] == [40, 64, 96] * 3            # round-robin, warm-up untimed
     # "median" (the reference method): the median over rounds of each round's median step
     assert table["step_s"] == {s: sorted(t)[1] for s, t in table["typical_s"].items()}
-    assert table["data_path"] == "device" and set(table["epoch_start_s"]) == {"40", "64", "96"}
+    assert table["data_path"] == "device"
+    assert set(table["epoch_start_s"]) == {"40", "64", "96"}
     assert all(table["spread"][s] == [min(t), max(t)] and all(
         fastest <= typical for fastest, typical in zip(t, table["typical_s"][s]))
         for s, t in table["rounds_s"].items())
@@ -43,7 +44,8 @@ def test_paired_estimate_is_the_median_ratio_to_the_reference_over_undisturbed_r
     rounds = {64: [0.010, 0.010, 0.020], 32: [0.006, 0.005, 0.012]}
     # each round's median slowness over the sizes' fastest rounds: 1.1, 1.0, 2.2 (> 1.25: left out)
     step_s, used, _ = steptime.estimate(rounds, reference=64, how="paired")
-    assert used == 2 and step_s == pytest.approx({64: 0.010, 32: 0.010 * (0.6 + 0.5) / 2})
+    assert used == 2
+    assert step_s == pytest.approx({64: 0.010, 32: 0.010 * (0.6 + 0.5) / 2})
     # the level from the typical (median) steps, the ratios from the fastest ones
     typical = {64: [0.012, 0.014, 0.030], 32: [0.007, 0.006, 0.020]}
     step_s, _, _ = steptime.estimate(rounds, 64, "paired", typical=typical)  # rounds 1 and 2
@@ -65,7 +67,8 @@ def test_a_ratio_error_is_the_median_s_standard_error_from_the_rounds_spread():
     assert steptime.relative_error([1.0, 5.0]) is None  # two rounds say nothing of the spread
     rounds = {64: [0.010] * 5, 32: [0.005, 0.0055, 0.0045, 0.006, 0.004]}
     _, used, errors = steptime.estimate(rounds, 64, "paired")
-    assert used == 5 and errors == pytest.approx({64: 0.0, 32: 0.0830996}, rel=1e-6)
+    assert used == 5
+    assert errors == pytest.approx({64: 0.0, 32: 0.0830996}, rel=1e-6)
     # "median": the size's own error and the reference's, in quadrature
     typical = {64: [0.010, 0.011, 0.009, 0.012, 0.008], 32: [0.005] * 5}
     assert steptime.estimate(rounds, 64, "median", typical=typical)[2] == pytest.approx(
@@ -85,7 +88,8 @@ def test_a_machine_busy_all_through_keeps_the_calmest_half_of_the_rounds():
     assert steptime.calm_rounds([1.0, 1.2, 1.5, 1.1]) == [0, 1, 3]  # enough calm ones: those
     step_s, used, errors = steptime.estimate({64: ref, 32: other}, 64, "paired")
     # rounds 0, 2, 3: ratios 0.5, 0.85, 0.8 -> median 0.8; deviations 0.3, 0.05, 0 -> MAD 0.05
-    assert used == 3 and step_s == pytest.approx({64: 0.010, 32: 0.008})
+    assert used == 3
+    assert step_s == pytest.approx({64: 0.010, 32: 0.008})
     assert errors[32] == pytest.approx(1.2533141 * 1.4826 * 0.05 / 3 ** 0.5 / 0.8, rel=1e-6)
 
 
@@ -118,7 +122,8 @@ def test_priority_is_raised_while_measuring_and_restored(monkeypatch):
         pytest.skip("this machine does not let the tests raise a priority")
     with priority.device_to_ourselves(step=5) as how:
         assert os.getpriority(os.PRIO_PROCESS, 0) == me - 5
-    assert how == "priority raised by 5" and os.getpriority(os.PRIO_PROCESS, 0) == me
+    assert how == "priority raised by 5"
+    assert os.getpriority(os.PRIO_PROCESS, 0) == me
 
     def refused(*args):
         raise PermissionError("not permitted")
@@ -156,7 +161,9 @@ def test_a_measurement_slow_throughout_measures_more_and_keeps_the_calm_rounds(t
     monkeypatch.setattr(steptime, "_rounds", rounds)
     table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
                              runs_step_s=0.010)
-    assert calls == [2.0, 1.0] and table["extra_rounds"] == 3 and not table["slow_throughout"]
+    assert calls == [2.0, 1.0]
+    assert table["extra_rounds"] == 3
+    assert not table["slow_throughout"]
     assert table["rounds_used"] == 3  # the three slow rounds are left out
     # the level: the calm rounds' typical reference step (11 ms), the ratio from the fastest
     assert table["step_s"] == pytest.approx({"32": 0.0055, "64": 0.011})
@@ -169,11 +176,14 @@ def test_a_machine_slow_to_the_end_is_said_so_and_nothing_is_added_without_a_ref
     monkeypatch.setattr(steptime, "_rounds", rounds)
     table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
                              runs_step_s=0.010)
-    assert len(calls) == 1 + steptime.EXTRA and table["slow_throughout"]
+    assert len(calls) == 1 + steptime.EXTRA
+    assert table["slow_throughout"]
     rounds, calls = _fake_rounds([2.0])
     monkeypatch.setattr(steptime, "_rounds", rounds)
     table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0)
-    assert calls == [2.0] and table["extra_rounds"] == 0 and not table["slow_throughout"]
+    assert calls == [2.0]
+    assert table["extra_rounds"] == 0
+    assert not table["slow_throughout"]
 
 
 def test_the_report_names_a_table_measured_slow_throughout():
@@ -188,7 +198,8 @@ def test_the_report_names_a_table_measured_slow_throughout():
 def test_paired_measure_times_every_size_with_the_reference_beside_it(tmp_path):
     trainer = Trainer(tiny_spec("fixed"), tmp_path)
     table = steptime.measure(trainer, [40], reference=64, repeats=2, steps=1, warmup=0)
-    assert table["estimate"] == "paired" and table["order"] == [40, 64] * 2
+    assert table["estimate"] == "paired"
+    assert table["order"] == [40, 64] * 2
     assert set(table["step_s"]) == {"40", "64"}
     rounds = {int(s): t for s, t in table["rounds_s"].items()}
     assert all(len(t) == 2 for t in rounds.values())  # one a repeat, each size
@@ -220,7 +231,8 @@ def test_a_table_is_measured_once_for_its_inputs_and_again_when_they_change(tmp_
     first = stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
     assert measured == ["test_resnet", "test_vit"]
     again = stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
-    assert measured == ["test_resnet", "test_vit"] and again == first  # kept, not measured
+    assert measured == ["test_resnet", "test_vit"]
+    assert again == first
     cfg.train.model_kwargs = {"test_vit": {"patch_size": 2}}  # only test_vit's runs change
     stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
     assert measured == ["test_resnet", "test_vit", "test_vit"]
@@ -267,8 +279,10 @@ def test_a_step_is_timed_as_the_loop_runs_it_with_its_batch_and_the_epoch_start(
     monkeypatch.setattr(data, "_resize", _slow(0.040, data._resize))   # every batch, both paths
     monkeypatch.setattr(data, "_epoch_order", _slow(0.100, data._epoch_order))  # every epoch
     table = steptime.measure(trainer, [64], reference=64, repeats=2, steps=2, warmup=0)
-    assert min(table["rounds_s"]["64"]) >= 0.040 and table["step_s"]["64"] >= 0.040
-    assert table["epoch_start_s"]["64"] >= 0.060 and table["data_path"] == placement
+    assert min(table["rounds_s"]["64"]) >= 0.040
+    assert table["step_s"]["64"] >= 0.040
+    assert table["epoch_start_s"]["64"] >= 0.060
+    assert table["data_path"] == placement
 
 
 def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(tmp_path,
@@ -293,7 +307,7 @@ def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(t
                                          progress=False)
 
 
-@pytest.mark.parametrize("sizes, expected", [
+@pytest.mark.parametrize(("sizes", "expected"), [
     ("ladder", [16, 20, 25, 32, 40, 51, 64, 96, 144, 216, 324, 486, 729, 1093, 1438]),
     ("reached", [51, 64, 76])])  # 76: reached off the ladder (a DDP fit or a plugin's policy)
 def test_a_table_covers_the_ladder_or_only_the_sizes_the_runs_reached(tmp_path, monkeypatch,

@@ -37,7 +37,8 @@ def test_two_seeds_that_tie_give_no_outcome():
     assert MIN_SEEDS == 3
     assert cell["outcome"] == "too few seeds"
     held, why = prediction_held("benefit", cell)
-    assert held == "n/a" and "2 seeds: an outcome needs at least 3" in why
+    assert held == "n/a"
+    assert "2 seeds: an outcome needs at least 3" in why
 
 
 def test_five_seeds_beyond_doubt_give_an_outcome():
@@ -55,7 +56,8 @@ def test_a_cell_whose_seeds_took_one_schedule_is_as_wide_as_its_table_noise():
     assert len(set(cell["model_speedups"])) == 1  # one schedule: no spread over seeds
     noise = cell["model_speedup_table_noise"]
     low, high = cell["model_speedup_ci"]
-    assert noise > 0 and high - low == pytest.approx(2 * noise)
+    assert noise > 0
+    assert high - low == pytest.approx(2 * noise)
     # by hand: the method's 96-epochs are 3 × 10 steps × 0.012 s of a fixed run's 4 × 15 × 0.01;
     # d speedup / d ln(step_96) = -100 × 0.36 / 0.6 = -60 points, times its 5% error, at 90%
     assert noise == pytest.approx(1.6448536 * 60 * 0.05, rel=1e-6)
@@ -141,7 +143,8 @@ def test_a_faster_method_of_equal_accuracy_is_a_benefit_within_the_margin():
         [_record("deba", s, a, (64, 96, 96, 96)) for s, a in enumerate(method)]
     assert compare(records)[("a", "d")]["outcome"] == "benefit"  # δ = 1 point by default
     strict = compare(records, margin=0.0)[("a", "d")]  # "ΔAcc ≥ 0": equal can never be shown
-    assert strict["outcome"] == "inconclusive" and strict["seeds_needed"] is None
+    assert strict["outcome"] == "inconclusive"
+    assert strict["seeds_needed"] is None
 
 
 def test_a_speedup_interval_is_read_on_the_log_of_the_time_ratio_and_stays_below_100():
@@ -153,7 +156,8 @@ def test_a_speedup_interval_is_read_on_the_log_of_the_time_ratio_and_stays_below
                                          100 * (1 - math.exp(-0.3669845 - half))), rel=1e-5)
     assert high < 100  # the plain t interval of the speedups reads 30 ± 63.1: up to 93.1
     assert speedup_interval([90.0, -50.0])[1] < 100  # spread seeds: never a negative time
-    assert speedup_interval([20.0]) is None and speedup_interval([100.0, 20.0]) is None
+    assert speedup_interval([20.0]) is None
+    assert speedup_interval([100.0, 20.0]) is None
 
 
 def _hits(*bits):
@@ -166,10 +170,12 @@ def test_the_test_set_term_of_a_paired_delta_acc_is_worked_by_hand():
     # one seed: per-sample right-minus-wrong 0, -1, +1, +1, 0 (McNemar: 1 lost, 2 gained);
     # its sample variance 0.7, so the mean's standard error is 100·√(0.7 / 5)
     se, spread = test_set_terms([_hits(1, 1, 0, 0, 1)], [_hits(1, 0, 1, 1, 1)])
-    assert se == pytest.approx(100 * math.sqrt(0.7 / 5)) and spread == pytest.approx(se)
+    assert se == pytest.approx(100 * math.sqrt(0.7 / 5))
+    assert spread == pytest.approx(se)
     # two seeds whose gains and losses cancel sample by sample: the mean is 0 on every sample
     se, spread = test_set_terms([_hits(1, 0, 1), _hits(0, 1, 1)], [_hits(0, 1, 1), _hits(1, 0, 1)])
-    assert se == 0.0 and spread == pytest.approx(100 * math.sqrt(1.0 / 3))
+    assert se == 0.0
+    assert spread == pytest.approx(100 * math.sqrt(1.0 / 3))
     assert test_set_terms([_hits(1, 0)], [None]) is None  # a record without its results
     assert test_set_terms([_hits(1, 0)], [_hits(1, 0, 1)]) is None  # another test set
 
@@ -185,7 +191,8 @@ def test_a_delta_acc_interval_floors_the_seeds_spread_and_adds_the_test_set_term
                                        rel=1e-6)
     # a spread above the floor is kept: 0, -1, -2 has a standard deviation of 1
     low, high = delta_interval([0.0, -1.0, -2.0], floor=0.6)
-    assert (low + high) / 2 == pytest.approx(-1.0) and high - low == \
+    assert (low + high) / 2 == pytest.approx(-1.0)
+    assert high - low == \
         pytest.approx(2 * t2 / math.sqrt(3), rel=1e-6)
 
 
@@ -214,7 +221,8 @@ def test_a_record_keeps_which_test_samples_its_final_evaluation_got_right(tmp_pa
     from helpers import tiny_spec
     record = Trainer(tiny_spec(train={"epochs": 2}), tmp_path / "state").run(progress=False)
     hits = unpack_hits(record)
-    assert hits.size == 359 and 100.0 * hits.sum() / 359 == record["final_test_accuracy"]
+    assert hits.size == 359
+    assert 100.0 * hits.sum() / 359 == record["final_test_accuracy"]
     assert len(record["test_hits"]["bits"]) == 60  # 359 bits: 45 bytes, 60 in base64
     # results that do not give the record's own accuracy are not read
     assert unpack_hits({**record, "final_test_accuracy": record["final_test_accuracy"] + 1}) \

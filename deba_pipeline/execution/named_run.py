@@ -53,6 +53,6 @@ def run(cfg, name: str, thresholds: str | None = None) -> int:
         prepare(spec.threads)
         return run_rank(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
     record = train_run(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
-    log.info(f"{spec.name}: accuracy {record['final_test_accuracy']:.2f}%; the stage that owns it "
-          f"takes it from {cfg.tracking.dir} at the next `dvc repro`.")
+    log.info("%s: accuracy %.2f%%; the stage that owns it takes it from %s at the next "
+             "`dvc repro`.", spec.name, record["final_test_accuracy"], cfg.tracking.dir)
     return 0

@@ -103,7 +103,7 @@ def _side_by_side(cfg, specs, to_train, records, write, tracking, count, devices
                     except DebaError as exc:
                         failed.append(f"  {specs[index].name}: {exc}")
                         continue
-                    except Exception as exc:  # noqa: BLE001 (reported as a bug, by name)
+                    except Exception as exc:  # reported as a bug, by name
                         failed.append(f"  {specs[index].name}: unexpected "
                                       f"{type(exc).__name__}: {exc}")
                         continue

@@ -99,7 +99,7 @@ def join(ray, address: str) -> None:
             ray.init(address=address, include_dashboard=False, configure_logging=False,
                      log_to_driver=False)
             return
-        except Exception as exc:  # noqa: BLE001 (Ray raises ConnectionError, RuntimeError, ...)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
             failure, log = exc, said()
     if "InvalidAuthToken" in log or "Unauthenticated" in log or "AuthenticationError" in \
             type(failure).__name__:

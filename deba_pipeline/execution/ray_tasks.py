@@ -61,7 +61,7 @@ def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
         refs = {i: task.remote(measure, arg_lists[i], os.getcwd(), threads) for i in order}
         try:
             return ray.get([refs[i] for i in range(len(arg_lists))])
-        except Exception as exc:  # noqa: BLE001 (a measurement's own error, or a lost worker)
+        except Exception as exc:  # a measurement's own error, or a lost worker
             raise DebaError(f"a step-time measurement failed on Ray: {_reason(exc)}") from None
 
 
@@ -119,7 +119,7 @@ def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking
         index = pending.pop(ready[0])
         try:
             records[index] = ray.get(ready[0])
-        except Exception as exc:  # noqa: BLE001 (a run's own error, or a lost worker)
+        except Exception as exc:  # a run's own error, or a lost worker
             failed.append(f"  {specs[index].name}: {_reason(exc)}")
             continue
         world = specs[index].train.processes
