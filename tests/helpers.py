@@ -182,3 +182,21 @@ def _read(run_dir) -> dict:
             summary.update({item.key or ".".join(item.nested_key): json.loads(item.value_json)
                             for item in record.summary.update})
     return {"history": history, "summary": summary, "complete": complete, "run": run}
+
+
+def stand_in_table(sizes, reference=64, seconds=0.01, repeats=3) -> dict:
+    """A step-time table as `timing.steptime.measure` returns one, for stage tests that do not
+    time anything: every size's rounds take `seconds` × size / reference (the reference beside
+    each at `seconds`), its numbers computed by the real estimate."""
+    from deba_pipeline.timing.steptime import estimate
+    rounds = {}
+    for size in sorted(set(sizes) | {reference}):
+        step = seconds * size / reference
+        rounds[str(size)] = {"fastest_s": [step] * repeats, "typical_s": [step] * repeats,
+                             "starts_s": [0.001] * repeats}
+        if size != reference:
+            rounds[str(size)]["beside_s"] = [seconds] * repeats
+    return {"device": "cpu", "estimate": "paired", "reference": reference, "rounds": rounds,
+            **estimate(rounds, reference, "paired"), "order": [int(s) for s in rounds],
+            "out_of_memory": [], "beyond_data": [], "extra_rounds": 0,
+            "slow_throughout": False, "measured_at": "stand-in"}

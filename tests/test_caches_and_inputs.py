@@ -441,13 +441,12 @@ def test_a_finished_run_whose_cache_cannot_be_written_keeps_its_record(tmp_path,
 def _steptime_stage(monkeypatch, tmp_path):
     from deba_pipeline.stages import steptime as stage
 
-    from helpers import tiny_cfg
+    from helpers import stand_in_table, tiny_cfg
     measured = []
 
-    def fake_table(cfg, arch, dataset, reached, calm, threads=None):
+    def fake_table(cfg, arch, dataset, sizes, calm):
         measured.append(arch)
-        return {"device": "cpu", "step_s": {"64": 0.01, "96": 0.012},
-                "epoch_start_s": {"64": 0.001, "96": 0.001}, "out_of_memory": []}
+        return stand_in_table(sizes)  # 96: 0.015 s a step
     monkeypatch.setattr(stage, "table", fake_table)
     cfg = tiny_cfg(study={"datasets": ["digits"]})
     cfg.tracking.dir = str(tmp_path / "state")
@@ -455,9 +454,9 @@ def _steptime_stage(monkeypatch, tmp_path):
 
 
 TABLE_TAMPERING = {
-    "a size times 100": lambda p: p.write_text(p.read_text().replace("0.012", "1.2")),
+    "a size times 100": lambda p: p.write_text(p.read_text().replace("0.015", "1.5")),
     "a negative time, checksum redone": lambda p: _forge(
-        p, lambda e: e["content"]["step_s"].update({"96": -0.012})),
+        p, lambda e: e["content"]["step_s"].update({"96": -0.015})),
     "a size missing, checksum redone": lambda p: _forge(
         p, lambda e: e["content"]["step_s"].pop("96")),
     "a negative epoch start, checksum redone": lambda p: _forge(

@@ -40,8 +40,11 @@ def test_run_key_hashes_the_plugin_files_named_in_params(tmp_path):
     spec = tiny_spec(deba={"plugins": [str(plugin)]})
     before = spec.key()
     assert before != tiny_spec().key()
-    plugin.write_text(plugin.read_text() + "# edited\n")
+    plugin.write_text(plugin.read_text() + "# a comment decides nothing\n")
     from deba_pipeline.engine import spec as spec_module
+    spec_module._digest.cache_clear()
+    assert spec.key() == before
+    plugin.write_text(plugin.read_text() + "EDITED = True\n")
     spec_module._digest.cache_clear()
     assert spec.key() != before
 

@@ -495,9 +495,9 @@ TABLE_EDITS = {  # a kept table edited by hand and resealed: what the message mu
                              "its step time at batch 96 is "),
     "an epoch start 8x an epoch": (lambda t: t["epoch_start_s"].update(
         {"64": 8 * 22 * t["step_s"]["64"]}), "its epoch start at batch 64 is "),
-    "its rounds removed": (lambda t: t.pop("rounds_s"),
+    "its rounds removed": (lambda t: t.pop("rounds"),
                            "it lacks the rounds its step times come from"),
-    "a round edited to match": (lambda t: t["rounds_s"]["96"].__setitem__(0, "fast"),
+    "a round edited to match": (lambda t: t["rounds"]["96"]["fastest_s"].__setitem__(0, "fast"),
                                 "it lacks the rounds its step times come from, or they are "
                                 "malformed"),
 }

@@ -79,8 +79,8 @@ def test_a_failed_run_fails_the_stage_after_the_runs_in_flight_are_written(tmp_p
     assert sorted(again) == sorted(spec.name for spec in good)
 
 
-def _edited_key(tmp_path, monkeypatch, relative: str) -> tuple:
-    """(run key, run key after a comment is added to `relative` of a copy of the package)."""
+def _edited_key(tmp_path, monkeypatch, relative: str, addition: str) -> tuple:
+    """(run key, run key after `addition` is appended to `relative` of a copy of the package)."""
     copy = tmp_path / "project"
     shutil.copytree(spec_module.PROJECT / "deba_pipeline", copy / "deba_pipeline")
     monkeypatch.setattr(spec_module, "PROJECT", copy)
@@ -88,7 +88,7 @@ def _edited_key(tmp_path, monkeypatch, relative: str) -> tuple:
     spec = tiny_spec("fixed")
     before = spec.key()
     with open(copy / relative, "a") as file:
-        file.write("# a comment is enough\n")
+        file.write(addition)
     spec_module._digest.cache_clear()
     after = spec.key()
     spec_module._digest.cache_clear()
@@ -98,17 +98,30 @@ def _edited_key(tmp_path, monkeypatch, relative: str) -> tuple:
 @pytest.mark.parametrize("relative", ["deba_pipeline/engine/tracking.py",
                                       "deba_pipeline/timing/steptime.py",
                                       "deba_pipeline/engine/checkpoint.py"])
-def test_a_comment_outside_the_deciding_code_keeps_every_run_key(tmp_path, monkeypatch,
-                                                                 relative):
-    before, after = _edited_key(tmp_path, monkeypatch, relative)
+def test_a_statement_outside_the_deciding_code_keeps_every_run_key(tmp_path, monkeypatch,
+                                                                   relative):
+    before, after = _edited_key(tmp_path, monkeypatch, relative, "UNUSED = 1\n")
     assert after == before
 
 
-@pytest.mark.parametrize("relative", ["deba_pipeline/engine/loop.py",
-                                      "deba_pipeline/core/rules/deba.py"])
-def test_a_comment_in_the_deciding_code_changes_the_run_key(tmp_path, monkeypatch, relative):
-    before, after = _edited_key(tmp_path, monkeypatch, relative)
+DECIDING = ["deba_pipeline/engine/loop.py", "deba_pipeline/core/rules/deba.py"]
+
+
+@pytest.mark.parametrize("relative", DECIDING)
+def test_a_statement_in_the_deciding_code_changes_the_run_key(tmp_path, monkeypatch, relative):
+    before, after = _edited_key(tmp_path, monkeypatch, relative, "UNUSED = 1\n")
     assert after != before
+
+
+@pytest.mark.parametrize("relative", DECIDING)
+@pytest.mark.parametrize(("addition", "kept"), [("# a comment\n", True), ("\n\n", True),
+                                               ("def f():\n    'a docstring only'\n", False)])
+def test_a_comment_or_docstring_in_the_deciding_code_keeps_the_run_key(
+        tmp_path, monkeypatch, relative, addition, kept):
+    """A comment, blank lines or a reformatting decide nothing: the run key hashes the syntax
+    tree without docstrings (a function added, even one holding only a docstring, is code)."""
+    before, after = _edited_key(tmp_path, monkeypatch, relative, addition)
+    assert (after == before) is kept
 
 
 def _repro(workspace, *prefix):

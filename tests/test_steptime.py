@@ -27,73 +27,91 @@ def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):
     generator = trainer.data.generator.get_state()
     table = steptime.measure(trainer, [96, 40, 5000], reference=64, repeats=3, steps=2,
                              warmup=1, how="median")
-    assert list(table["step_s"]) == ["40", "64", "96"]  # 5000 > the training set: skipped
+    assert list(table["step_s"]) == ["40", "64", "96"]
+    assert table["beyond_data"] == [5000]  # more than the training set: noted, not timed
     assert table["order"] == [40, 64, 96] * 3            # round-robin, warm-up untimed
     # "median" (the reference method): the median over rounds of each round's median step
-    assert table["step_s"] == {s: sorted(t)[1] for s, t in table["typical_s"].items()}
+    assert table["step_s"] == {s: sorted(r["typical_s"])[1] for s, r in table["rounds"].items()}
     assert table["data_path"] == "device"
     assert set(table["epoch_start_s"]) == {"40", "64", "96"}
-    assert all(table["spread"][s] == [min(t), max(t)] and all(
-        fastest <= typical for fastest, typical in zip(t, table["typical_s"][s]))
-        for s, t in table["rounds_s"].items())
+    for samples in table["rounds"].values():
+        assert all(f <= t for f, t in zip(samples["fastest_s"], samples["typical_s"]))
+        assert "beside_s" not in samples  # the median estimate times no reference beside
     assert all((v == before[k]).all() for k, v in trainer.model.state_dict().items())
     assert (trainer.data.generator.get_state() == generator).all()
 
 
-def test_paired_estimate_is_the_median_ratio_to_the_reference_over_undisturbed_rounds():
-    rounds = {64: [0.010, 0.010, 0.020], 32: [0.006, 0.005, 0.012]}
-    # each round's median slowness over the sizes' fastest rounds: 1.1, 1.0, 2.2 (> 1.25: left out)
-    step_s, used, _ = steptime.estimate(rounds, reference=64, how="paired")
-    assert used == 2
-    assert step_s == pytest.approx({64: 0.010, 32: 0.010 * (0.6 + 0.5) / 2})
-    # the level from the typical (median) steps, the ratios from the fastest ones
-    typical = {64: [0.012, 0.014, 0.030], 32: [0.007, 0.006, 0.020]}
-    step_s, _, _ = steptime.estimate(rounds, 64, "paired", typical=typical)  # rounds 1 and 2
-    assert step_s == pytest.approx({64: 0.013, 32: 0.013 * (0.6 + 0.5) / 2})
-    assert steptime.estimate(rounds, 64, "median", typical=typical)[:2] == (
-        {64: 0.014, 32: 0.007}, 3)
-    assert steptime.estimate(rounds, 64, "median")[:2] == ({64: 0.010, 32: 0.006}, 3)
-    # the reference timed right beside each size: its ratios, 0.6/1.2 and 0.5/1.0 -> 0.5
-    beside = {64: [0.010, 0.010, 0.020], 32: [0.012, 0.010, 0.024]}
-    assert steptime.estimate(rounds, 64, "paired", beside)[0] == pytest.approx(
-        {64: 0.010, 32: 0.005})
+def _rounds(fastest, typical=None, beside=None):
+    samples = {"fastest_s": fastest, "typical_s": typical or fastest,
+               "starts_s": [0.001] * len(fastest)}
+    return {**samples, "beside_s": beside} if beside else samples
+
+
+def test_paired_estimate_is_the_median_ratio_to_the_reference_beside_over_calm_rounds():
+    rounds = {"64": _rounds([0.010, 0.010, 0.020], [0.012, 0.014, 0.030]),
+              "32": _rounds([0.006, 0.005, 0.012], beside=[0.010, 0.010, 0.020])}
+    table = steptime.estimate(rounds, reference=64, how="paired")
+    # the reference's rounds over its fastest: 1.0, 1.0, 2.0 (> 1.25: left out); the level is
+    # the median of its typical steps in rounds 1 and 2, 0.013. Size 32's pairs, the larger of
+    # each side over its fastest: 1.2, 1.0, 2.4 (out): ratios 0.6 and 0.5, median 0.55
+    assert table["step_s"] == pytest.approx({"64": 0.013, "32": 0.013 * 0.55})
+    assert table["rounds_used"] == {"64": 2, "32": 2}
+    assert table["ratio_error"] == {"64": 0.0, "32": None}  # two ratios tell no spread
+    assert table["epoch_start_s"] == {"64": 0.001, "32": 0.001}
+    median = steptime.estimate(rounds, 64, "median")
+    assert median["step_s"] == {"64": 0.014, "32": 0.006}
+    assert median["rounds_used"] == {"64": 3, "32": 3}
 
 
 def test_a_ratio_error_is_the_median_s_standard_error_from_the_rounds_spread():
-    # median 1.0, absolute deviations 0, .1, .1, .2, .2: MAD 0.1, spread 1.4826 * 0.1;
-    # the median's error sqrt(pi/2) * spread / sqrt(5) = 1.2533141 * 0.14826 / 2.2360680
-    assert steptime.relative_error([1.0, 1.1, 0.9, 1.2, 0.8]) == pytest.approx(0.0830996, rel=1e-6)
-    assert steptime.relative_error([2.0, 2.2, 1.8, 2.4, 1.6]) == pytest.approx(0.0830996, rel=1e-6)
+    # median 1.0, absolute deviations 0, .1, .1, .2, .2: MAD 0.1, normal spread 1.4826022 * 0.1;
+    # the median's error sqrt(pi/2) * spread / sqrt(5) = 1.2533141 * 0.14826022 / 2.2360680
+    assert steptime.relative_error([1.0, 1.1, 0.9, 1.2, 0.8]) == pytest.approx(0.0830997,
+                                                                                 rel=1e-6)
+    assert steptime.relative_error([2.0, 2.2, 1.8, 2.4, 1.6]) == pytest.approx(0.0830997,
+                                                                                 rel=1e-6)
     assert steptime.relative_error([1.0, 5.0]) is None  # two rounds say nothing of the spread
-    rounds = {64: [0.010] * 5, 32: [0.005, 0.0055, 0.0045, 0.006, 0.004]}
-    _, used, errors = steptime.estimate(rounds, 64, "paired")
-    assert used == 5
-    assert errors == pytest.approx({64: 0.0, 32: 0.0830996}, rel=1e-6)
+    rounds = {"64": _rounds([0.010] * 5),
+              "32": _rounds([0.005, 0.0055, 0.0045, 0.006, 0.004], beside=[0.010] * 5)}
+    table = steptime.estimate(rounds, 64, "paired")
+    assert table["rounds_used"] == {"64": 5, "32": 3}  # 0.0055 and 0.006 run over 1.25 x 0.004
+    # ratios 0.5, 0.45, 0.4: MAD 0.05 -> 1.2533141 * 1.4826022 * 0.05 / sqrt(3) / 0.45
+    assert table["ratio_error"] == pytest.approx({"64": 0.0, "32": 0.1192014}, rel=1e-6)
     # "median": the size's own error and the reference's, in quadrature
-    typical = {64: [0.010, 0.011, 0.009, 0.012, 0.008], 32: [0.005] * 5}
-    assert steptime.estimate(rounds, 64, "median", typical=typical)[2] == pytest.approx(
-        {64: 0.0, 32: 0.0830996}, rel=1e-6)
-    two = {64: [0.010, 0.011], 32: [0.005, 0.006]}
-    assert steptime.estimate(two, 64, "paired")[2] == {64: 0.0, 32: None}
-    assert steptime.estimate(two, 64, "median")[2] == {64: 0.0, 32: None}
+    rounds["64"]["typical_s"] = [0.010, 0.011, 0.009, 0.012, 0.008]
+    rounds["32"]["typical_s"] = [0.005] * 5
+    assert steptime.estimate(rounds, 64, "median")["ratio_error"] == pytest.approx(
+        {"64": 0.0, "32": 0.0830997}, rel=1e-6)
 
 
 def test_a_machine_busy_all_through_keeps_the_calmest_half_of_the_rounds():
-    # reference 10 ms throughout; the other size's fastest round 5 ms, the rest 8-10 ms: every
-    # round but the first runs over DISTURBED, and two rounds would state no noise at all
-    ref = [0.010] * 6
-    other = [0.005, 0.010, 0.0085, 0.008, 0.0095, 0.009]
-    # slowness per round, the median of (1.0, other/0.005): 1.0, 1.5, 1.35, 1.3, 1.45, 1.4
     assert steptime.calm_rounds([1.0, 1.5, 1.35, 1.3, 1.45, 1.4]) == [0, 2, 3]
     assert steptime.calm_rounds([1.0, 1.2, 1.5, 1.1]) == [0, 1, 3]  # enough calm ones: those
-    step_s, used, errors = steptime.estimate({64: ref, 32: other}, 64, "paired")
-    # rounds 0, 2, 3: ratios 0.5, 0.85, 0.8 -> median 0.8; deviations 0.3, 0.05, 0 -> MAD 0.05
-    assert used == 3
-    assert step_s == pytest.approx({64: 0.010, 32: 0.008})
-    assert errors[32] == pytest.approx(1.2533141 * 1.4826 * 0.05 / 3 ** 0.5 / 0.8, rel=1e-6)
+    # the reference 10 ms throughout; the other size's fastest round 5 ms, the rest 8-10 ms:
+    # every round but the first runs over DISTURBED, and one round would state no noise at all
+    rounds = {"64": _rounds([0.010] * 6),
+              "32": _rounds([0.005, 0.010, 0.0085, 0.008, 0.0095, 0.009], beside=[0.010] * 6)}
+    table = steptime.estimate(rounds, 64, "paired")
+    # slowness 1.0, 2.0, 1.7, 1.6, 1.9, 1.8: rounds 0, 3, 2 kept, ratios 0.5, 0.8, 0.85 -> 0.8;
+    # deviations 0.3, 0, 0.05 -> MAD 0.05
+    assert table["rounds_used"]["32"] == 3
+    assert table["step_s"] == pytest.approx({"64": 0.010, "32": 0.008})
+    assert table["ratio_error"]["32"] == pytest.approx(0.0670508, rel=1e-6)
 
 
-def test_real_time_scheduling_while_measuring_then_restored_or_a_fallback(monkeypatch):
+def test_a_table_takes_new_sizes_without_moving_the_ones_it_has():
+    from helpers import stand_in_table
+    kept = stand_in_table([32], seconds=0.010)
+    added = stand_in_table([96], seconds=0.020)  # another moment: every step twice as long
+    table = steptime.joined(kept, added)
+    assert table["step_s"] == pytest.approx({"32": 0.005, "64": 0.010, "96": 0.015})
+    assert table["rounds"]["64"] == kept["rounds"]["64"]  # the kept reference sets the level
+    assert table["order"] == kept["order"] + added["order"]
+    assert steptime.joined(table, sizes={96})["step_s"] == pytest.approx(
+        {"64": 0.010, "96": 0.015})  # restricted to the sizes asked, with the reference
+
+
+def test_real_time_scheduling_while_measuring_then_restored():
     before = os.sched_getscheduler(0)
     try:
         with priority.device_to_ourselves() as how:
@@ -101,15 +119,7 @@ def test_real_time_scheduling_while_measuring_then_restored_or_a_fallback(monkey
     except PermissionError:
         pytest.skip("the tests may not change scheduling here")
     assert (how == "real-time scheduling") == (inside == os.SCHED_FIFO)  # it says what it did
-    assert os.sched_getscheduler(0) == before
-
-    def refused(*args):
-        raise PermissionError("not permitted")
-
-    monkeypatch.setattr(priority.os, "sched_setscheduler", refused)
-    with priority.device_to_ourselves(step=5) as how:
-        pass
-    assert how in ("priority raised by 5", ) or how.startswith("normal priority")
+    assert os.sched_getscheduler(0) == before  # the fallbacks: the next test
 
 
 def test_priority_is_raised_while_measuring_and_restored(monkeypatch):
@@ -134,56 +144,44 @@ def test_priority_is_raised_while_measuring_and_restored(monkeypatch):
     assert how.startswith("normal priority (PermissionError: raising it needs root")
 
 
-def _fake_rounds(factors):
-    """Stand-in for the timed rounds: each call adds `repeats` rounds with every step taking
-    size/64 × 10 ms × the next factor (2.0: a machine slow throughout)."""
+def _timed_epochs(monkeypatch, slow_calls):
+    """Stand-in for the timed epochs: every step takes size/64 x 10 ms (11 ms typical), twice
+    that for the first `slow_calls` calls (a machine slow throughout)."""
     calls = []
 
-    def rounds(timed, samples, order, too_big, warmup, repeats, optimizer, device,
-               reference=None, beside=None):
-        factor = factors[min(len(calls), len(factors) - 1)]
-        calls.append(factor)
-        for _ in range(repeats):
-            for size in samples["fastest"]:
-                samples["fastest"][size].append(factor * size / 64 * 0.010)
-                samples["typical"][size].append(factor * size / 64 * 0.011)
-                samples["start"][size].append(0.0)
-                order.append(size)
-                if beside is not None:
-                    beside[size].append(factor * 0.010)
-    return rounds, calls
+    def time_epoch(trainer, saved, size, steps):
+        factor = 2.0 if len(calls) < slow_calls else 1.0
+        calls.append(size)
+        return factor * size / 64 * 0.010, factor * size / 64 * 0.011, 0.0
+    monkeypatch.setattr(steptime, "time_epoch", time_epoch)
+    return calls
 
 
 def test_a_measurement_slow_throughout_measures_more_and_keeps_the_calm_rounds(tmp_path,
                                                                               monkeypatch):
     trainer = Trainer(tiny_spec("fixed"), tmp_path)
-    rounds, calls = _fake_rounds([2.0, 1.0])
-    monkeypatch.setattr(steptime, "_rounds", rounds)
+    calls = _timed_epochs(monkeypatch, slow_calls=9)  # a set of rounds: 3 x (32, 64 beside, 64)
     table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
                              runs_step_s=0.010)
-    assert calls == [2.0, 1.0]
+    assert len(calls) == 18
     assert table["extra_rounds"] == 3
     assert not table["slow_throughout"]
-    assert table["rounds_used"] == 3  # the three slow rounds are left out
+    assert table["rounds_used"] == {"32": 3, "64": 3}  # the three slow rounds are left out
     # the level: the calm rounds' typical reference step (11 ms), the ratio from the fastest
     assert table["step_s"] == pytest.approx({"32": 0.0055, "64": 0.011})
 
 
+@pytest.mark.parametrize(("runs_step_s", "sets", "slow"), [(0.010, 1 + steptime.EXTRA, True),
+                                                          (None, 1, False)])
 def test_a_machine_slow_to_the_end_is_said_so_and_nothing_is_added_without_a_reference(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, runs_step_s, sets, slow):
     trainer = Trainer(tiny_spec("fixed"), tmp_path)
-    rounds, calls = _fake_rounds([2.0])
-    monkeypatch.setattr(steptime, "_rounds", rounds)
+    calls = _timed_epochs(monkeypatch, slow_calls=10 ** 6)
     table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
-                             runs_step_s=0.010)
-    assert len(calls) == 1 + steptime.EXTRA
-    assert table["slow_throughout"]
-    rounds, calls = _fake_rounds([2.0])
-    monkeypatch.setattr(steptime, "_rounds", rounds)
-    table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0)
-    assert calls == [2.0]
-    assert table["extra_rounds"] == 0
-    assert not table["slow_throughout"]
+                             runs_step_s=runs_step_s)
+    assert len(calls) == 9 * sets
+    assert table["slow_throughout"] is slow
+    assert table["extra_rounds"] == 3 * (sets - 1)
 
 
 def test_the_report_names_a_table_measured_slow_throughout():
@@ -200,50 +198,51 @@ def test_paired_measure_times_every_size_with_the_reference_beside_it(tmp_path):
     table = steptime.measure(trainer, [40], reference=64, repeats=2, steps=1, warmup=0)
     assert table["estimate"] == "paired"
     assert table["order"] == [40, 64] * 2
-    assert set(table["step_s"]) == {"40", "64"}
-    rounds = {int(s): t for s, t in table["rounds_s"].items()}
-    assert all(len(t) == 2 for t in rounds.values())  # one a repeat, each size
-    beside = {int(s): t for s, t in table["beside_s"].items()}
-    typical = {int(s): t for s, t in table["typical_s"].items()}
-    assert table["rounds_used"] == steptime.estimate(rounds, 64, "paired", beside, typical)[1]
+    assert [len(table["rounds"]["40"][part]) for part in ("fastest_s", "beside_s")] == [2, 2]
+    assert "beside_s" not in table["rounds"]["64"]
+    assert steptime.estimate(table["rounds"], 64, "paired")["step_s"] == table["step_s"]
 
 
-def _counting_tables(monkeypatch):
+def _counting_tables(monkeypatch, reached=()):
     """The step-time stage with a stand-in for the measurement itself (the real one is tested
-    above and in the pipeline test): which (arch, dataset) tables it measures."""
+    above and in the pipeline test), over runs that reached `reached`: which (arch, dataset)
+    tables it measures, and at which sizes."""
     from deba_pipeline.stages import steptime as stage
-    measured = []
 
-    def fake_table(cfg, arch, dataset, reached, calm, threads=None):
+    from helpers import stand_in_table
+    measured, sizes_timed = [], []
+
+    def fake_table(cfg, arch, dataset, sizes, calm):
         measured.append(arch)
-        return {"device": "cpu", "step_s": {"64": 0.01 * len(measured)}}
+        sizes_timed.append(sorted(sizes))
+        return stand_in_table(sizes, seconds=0.01 * len(measured))
     monkeypatch.setattr(stage, "table", fake_table)
-    return stage, measured
+    monkeypatch.setattr(stage, "read_records", lambda runs: [
+        {"arch": arch, "dataset": "digits", "method": "deba",
+         "epochs": [{"batch_size": size, "epoch_time_s": 1.0} for size in reached]}
+        for arch in ("test_resnet", "test_vit")])
+    return stage, measured, sizes_timed
 
 
-def test_a_table_is_measured_once_for_its_inputs_and_again_when_they_change(tmp_path,
-                                                                            monkeypatch):
+def test_a_study_that_reaches_new_sizes_times_only_those(tmp_path, monkeypatch):
+    """Adding a strategy that reaches 96 times 96 (beside the reference) and nothing else, and
+    leaves every size already kept as it was."""
     from helpers import tiny_cfg
-    stage, measured = _counting_tables(monkeypatch)
-    cfg = tiny_cfg(study={"archs": ["test_resnet", "test_vit"], "datasets": ["digits"]})
+    cfg = tiny_cfg(study={"archs": ["test_resnet"], "datasets": ["digits"]},
+                   timing={"sizes": "reached"})
     cfg.tracking.dir = str(tmp_path / "state")
-    out = tmp_path / "steptime"
-    first = stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
-    assert measured == ["test_resnet", "test_vit"]
-    again = stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
-    assert measured == ["test_resnet", "test_vit"]
-    assert again == first
-    cfg.train.model_kwargs = {"test_vit": {"patch_size": 2}}  # only test_vit's runs change
-    stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
-    assert measured == ["test_resnet", "test_vit", "test_vit"]
-    cfg.timing.repeats = 3  # a timing param changes every table
-    stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
-    assert measured[3:] == ["test_resnet", "test_vit"]
-    from deba_pipeline.execution import steptime as measuring
-    monkeypatch.setattr(measuring, "measuring_code", lambda: "changed")  # so does its code
-    stage.run(cfg, ["test_resnet", "test_vit"], runs=str(tmp_path), out=str(out))
-    assert measured[5:] == ["test_resnet", "test_vit"]
-    assert sorted(p.name for p in out.iterdir()) == ["test_resnet.json", "test_vit.json"]
+    stage, measured, sizes_timed = _counting_tables(monkeypatch, reached=(64, 51))
+    first = stage.run(cfg, ["test_resnet"], runs=str(tmp_path), out=str(tmp_path / "out"))
+    stage, measured, sizes_timed = _counting_tables(monkeypatch, reached=(64, 51, 96))
+    again = stage.run(cfg, ["test_resnet"], runs=str(tmp_path), out=str(tmp_path / "out"))
+    assert sizes_timed == [[96]]
+    before, after = first["test_resnet"]["digits"], again["test_resnet"]["digits"]
+    assert set(after["step_s"]) == {"51", "64", "96"}
+    assert {s: after["step_s"][s] for s in before["step_s"]} == before["step_s"]
+    stage, measured, sizes_timed = _counting_tables(monkeypatch, reached=(64, 96))
+    fewer = stage.run(cfg, ["test_resnet"], runs=str(tmp_path), out=str(tmp_path / "out"))
+    assert measured == []  # a strategy removed: nothing to time, its size left out of the table
+    assert fewer["test_resnet"]["digits"]["step_s"] == {s: after["step_s"][s] for s in ("64", "96")}
 
 
 def test_a_slow_machine_is_told_from_one_process_runs_only():
@@ -279,7 +278,7 @@ def test_a_step_is_timed_as_the_loop_runs_it_with_its_batch_and_the_epoch_start(
     monkeypatch.setattr(data, "_resize", _slow(0.040, data._resize))   # every batch, both paths
     monkeypatch.setattr(data, "_epoch_order", _slow(0.100, data._epoch_order))  # every epoch
     table = steptime.measure(trainer, [64], reference=64, repeats=2, steps=2, warmup=0)
-    assert min(table["rounds_s"]["64"]) >= 0.040
+    assert min(table["rounds"]["64"]["fastest_s"]) >= 0.040
     assert table["step_s"]["64"] >= 0.040
     assert table["epoch_start_s"]["64"] >= 0.060
     assert table["data_path"] == placement
@@ -308,23 +307,14 @@ def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(t
 
 
 @pytest.mark.parametrize(("sizes", "expected"), [
-    ("ladder", [16, 20, 25, 32, 40, 51, 64, 96, 144, 216, 324, 486, 729, 1093, 1438]),
+    ("ladder", [16, 20, 25, 32, 40, 51, 64, 96, 144, 216, 324, 486, 729, 1093, 1639, 2048]),
     ("reached", [51, 64, 76])])  # 76: reached off the ladder (a DDP fit or a plugin's policy)
-def test_a_table_covers_the_ladder_or_only_the_sizes_the_runs_reached(tmp_path, monkeypatch,
-                                                                      sizes, expected):
-    from deba_pipeline.execution import steptime as execution
+def test_a_table_covers_the_ladder_or_only_the_sizes_the_runs_reached(sizes, expected):
+    from deba_pipeline.execution.steptime import wanted
 
     from helpers import tiny_cfg
-    cfg = tiny_cfg(timing={"sizes": sizes})
-    cfg.tracking.dir = str(tmp_path)
-    asked = {}
-
-    def measure(trainer, sizes, reference, *args):
-        asked.update(sizes=sorted(set(sizes) | {reference}), reference=reference)
-        return {"step_s": {}}
-    monkeypatch.setattr(execution, "measure", measure)
-    execution.table(cfg, "test_resnet", "digits", {51, 76}, None)
-    assert asked == {"sizes": sorted(set(expected) | {76}), "reference": 64}
+    cfg = tiny_cfg(timing={"sizes": sizes}, deba={"max_batch": 2048})
+    assert sorted(wanted(cfg, {51, 76})) == sorted(set(expected) | {76})
 
 
 def test_a_table_size_option_outside_its_choices_is_refused_with_them():

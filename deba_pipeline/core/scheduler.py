@@ -65,6 +65,7 @@ class DEBAScheduler:
         check(_is_int(batch_size) and batch_size % world_size == 0, "batch_size", batch_size,
               f"a multiple of world_size = {world_size}")
         self.world_size = world_size
+        self._grad_numbers: int | None = None  # numbers in the model's gradients, once seen
         self.rule = plugins.create("rule", cfg.rule, cfg.theta_stab, cfg.theta_conf,
                                    options=cfg.rule_options, where="rule_options")
         self.signals = {name: plugins.create("signal", name, options=cfg.signal_options.get(name),
@@ -121,7 +122,7 @@ class DEBAScheduler:
         # frozen that epoch)
         size = sum(g.numel() for g in grads if g is not None)
         frozen = any(g is None for g in grads)  # not `in`: that compares tensors
-        full = getattr(self, "_grad_numbers", None)
+        full = self._grad_numbers
         check(full is None or size == full or (frozen and size < full), "grads",
               f"<gradients holding {size} numbers>", f"the same model's gradients every epoch "
               f"({full} numbers before): a new model needs a new scheduler")

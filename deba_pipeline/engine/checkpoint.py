@@ -125,8 +125,8 @@ def trainer_state(trainer) -> dict:
 
 
 def restore(trainer, saved: dict) -> tuple:
-    """Put `trainer_state`'s `saved` back into `trainer`: (epochs done, the pending epoch's
-    fields or None)."""
+    """Put `trainer_state`'s `saved` back into `trainer` (a checkpoint's, or a snapshot the step
+    timing restores before each timed epoch): (epochs done, the pending epoch's fields or None)."""
     try:
         trainer.model.load_state_dict(saved["model"])
         trainer.optimizer.load_state_dict(saved["optimizer"])
@@ -141,4 +141,4 @@ def restore(trainer, saved: dict) -> tuple:
         torch.cuda.set_rng_state(saved["rng"]["cuda"].cpu(), trainer.device)
     trainer.record, trainer.last_fit = saved["record"], saved["last_fit"]
     trainer.lr_product = saved.get("lr_product", 1.0)
-    return saved["epoch"], saved.get("pending")
+    return saved.get("epoch", 0), saved.get("pending")

@@ -1,6 +1,7 @@
 """RunSpec: everything that determines one training run's result, and the run record's frame."""
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -15,8 +16,9 @@ PROJECT = Path(__file__).resolve().parents[2]  # the folder holding deba_pipelin
 # The code that decides a training run's numbers, relative to the project root, and nothing else:
 # the scheduler and its built-in plugins (core), then the loop, its per-step sums, the data and
 # datasets, the models, the flat gradient, DDP's collectives and this spec (engine). The run key
-# hashes it, so a change here retrains; a change elsewhere (tracking, checkpoints and the
-# finished-run cache, locks, file writing, step-time timing, messages) reuses every finished run.
+# hashes what it does (`code_digest`: not its comments or layout), so a change here retrains; a
+# change elsewhere (tracking, checkpoints and the finished-run cache, locks, file writing,
+# step-time timing, messages) reuses every finished run.
 # Every DVC stage that trains (profile, train, ablate) lists exactly these first, then plugins/
 # for the plugin files that params name (tests/test_dependencies.py holds dvc.yaml to it).
 TRAINING_CODE = (
@@ -55,15 +57,36 @@ def training_files() -> list:
 def _digest(paths: tuple) -> str:
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(Path(path).read_bytes())
+        digest.update(code_of(Path(path)).encode())
     return digest.hexdigest()[:16]
+
+
+def code_digest(paths) -> str:
+    """The hash of what the Python files at `paths` do: their syntax trees without docstrings,
+    so a comment, a docstring or a reformatting keeps every run key and kept table, and any
+    change to a statement changes them."""
+    return _digest(tuple(str(p) for p in paths))
+
+
+def code_of(path: Path) -> str:
+    """`path`'s syntax tree, docstrings left out, as text; a file that does not parse, its
+    bytes (loading it then says what is wrong)."""
+    source = path.read_bytes()
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source.hex()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
+                and ast.get_docstring(node, clean=False) is not None:
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def code_fingerprint(plugin_files=()) -> str:
     """The training code and plugin files a result came from: a code change retrains, as the
     DVC stages' code dependencies say it should, instead of reusing an older result."""
-    paths = [str(p) for p in training_files()] + [str(Path(p).resolve()) for p in plugin_files]
-    return _digest(tuple(paths))
+    return code_digest([*training_files(), *(Path(p).resolve() for p in plugin_files)])
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What a step-time table (docs/method.md) is measured for: the batch sizes the runs reached, the
+"""What a step-time table (docs/method.md) is measured for: the batch sizes a study needs, the
 runs' own typical step and thread count, where a table of those inputs is kept, and where it is
 measured (`measure_apart`: the device to itself)."""
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from deba_pipeline.engine.loop import Trainer
+from deba_pipeline.engine.spec import code_digest
 from deba_pipeline.execution.process import prepare, threads_per_run
 from deba_pipeline.execution.study import run_spec
 from deba_pipeline.timing.steptime import device_name, ladder, measure
@@ -37,17 +38,30 @@ def runs_step(records, arch, dataset, size) -> float | None:
     return statistics.median(steps) if steps else None
 
 
-def table(cfg, arch, dataset, reached, runs_step_s) -> dict:
-    """One architecture's table on one dataset, measured where this is called, in a process set
-    up with the runs' threads (`execution.cpus_per_run`)."""
-    d, t = cfg.deba, cfg.timing
+def wanted(cfg, reached) -> set:
+    """The sizes a table of this study must hold: those the runs `reached` and the fixed batch,
+    and with timing.sizes "ladder" every size the multiplicative policy reaches from it
+    (docs/method.md); sizes beyond the training set are noted by the table, not timed."""
+    d, t = cfg.deba, cfg.train
+    sizes = set(reached) | {t.batch_size}
+    if cfg.timing.sizes == "ladder":  # "reached" leaves out sizes no modelled time reads
+        sizes |= set(ladder(t.batch_size, d.growth, d.rollback, d.min_batch, d.max_batch,
+                            t.processes))
+    return sizes
+
+
+def covered(table) -> set:
+    """The sizes a table answers for: timed, out of memory, or beyond the training set."""
+    return {int(s) for s in table["rounds"]} | set(table["out_of_memory"]) | \
+        set(table["beyond_data"])
+
+
+def table(cfg, arch, dataset, sizes, runs_step_s) -> dict:
+    """One architecture's table of `sizes` on one dataset, measured where this is called, in a
+    process set up with the runs' threads (`execution.cpus_per_run`)."""
+    t = cfg.timing
     trainer = Trainer(run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"),
                       cfg.tracking.dir)
-    high = min(d.max_batch, trainer.data.train_size)
-    sizes = set(reached)
-    if t.sizes == "ladder":  # docs/method.md; "reached" leaves out sizes no modelled time reads
-        sizes |= set(ladder(cfg.train.batch_size, d.growth, d.rollback, d.min_batch, high,
-                            cfg.train.processes))
     return {"device": device_name(trainer.device), "repeats": t.repeats, "steps": t.steps,
             **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats, t.steps,
                       t.warmup, t.estimate, runs_step_s)}
@@ -55,22 +69,19 @@ def table(cfg, arch, dataset, reached, runs_step_s) -> dict:
 
 def measuring_code() -> str:
     """The code that measures a table beyond the engine's, whose hash the run key holds (the
-    stage's threads and oneDNN settings, the ladder, Ray's task): a change measures again."""
+    stage's threads and oneDNN settings, Ray's task): a change measures again."""
     here = Path(__file__).parent
-    digest = hashlib.sha256()
-    for name in ("process.py", "steptime.py", "ray_tasks.py"):
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return code_digest(here / name for name in ("process.py", "steptime.py", "ray_tasks.py"))
 
 
-def kept_path(cfg, arch, dataset, reached) -> Path:
+def kept_path(cfg, arch, dataset) -> Path:
     """Where the table of these inputs is kept: the run key of the fixed baseline (model, data,
-    training config, training code) with the ladder, the sizes reached, the timing params and
-    the measuring code."""
+    training config, training code) with the timing params and the measuring code, but not its
+    sizes: a study that reaches a new size adds it to the kept table (`timing.steptime.joined`)
+    and times no size again."""
     spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
-    d = cfg.deba
-    inputs = [spec.key(), sorted(reached), d.growth, d.rollback, d.min_batch, d.max_batch,
-              dict(cfg.timing), measuring_code()]  # the key holds the runs' threads
+    timing = {k: v for k, v in cfg.timing.items() if k != "sizes"}
+    inputs = [spec.key(), timing, measuring_code()]  # the key holds the runs' threads
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cfg.tracking.dir) / "steptime" / f"{digest}.json"
 

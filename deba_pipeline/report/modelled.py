@@ -20,7 +20,8 @@ def _seconds(value, low_ok: bool) -> bool:
 def table_problem(table, needed=()) -> str | None:
     """What makes a step-time table unusable, or None: no step times, a time that is not a
     positive finite number of seconds, an epoch start below 0 or not finite, or a batch size in
-    `needed` (sizes the runs reached) that it lacks without having run out of memory there."""
+    `needed` (sizes the runs reached) that it lacks without having run out of memory there or
+    being beyond the training set."""
     if not isinstance(table, dict) or not isinstance(table.get("step_s"), dict) \
             or not table["step_s"]:
         return "it holds no step times"
@@ -30,7 +31,7 @@ def table_problem(table, needed=()) -> str | None:
     for size, seconds in (table.get("epoch_start_s") or {}).items():
         if not _seconds(seconds, low_ok=True):
             return f"its epoch start at batch {size} is {seconds!r}, not a finite number >= 0"
-    skipped = {str(s) for s in table.get("out_of_memory") or ()}
+    skipped = {str(s) for part in ("out_of_memory", "beyond_data") for s in table.get(part) or ()}
     missing = sorted({str(s) for s in needed} - set(table["step_s"]) - skipped, key=int)
     if missing:
         return f"it lacks batch sizes the runs reached: {', '.join(missing)}"
@@ -43,18 +44,13 @@ def _disagrees(table) -> str | None:
     a modelled speedup from 5.3% to 24.8%)."""
     from deba_pipeline.timing.steptime import estimate
     try:
-        rounds = {int(s): t for s, t in table["rounds_s"].items()}
-        typical = {int(s): t for s, t in table["typical_s"].items()}
-        beside = table["beside_s"] and {int(s): t for s, t in table["beside_s"].items()}
-        steps, _, _ = estimate(rounds, table["reference"], table["estimate"], beside, typical)
-        starts = {int(s): statistics.median(t) for s, t in table["starts_s"].items()}
+        computed = estimate(table["rounds"], table["reference"], table["estimate"])
     except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError,
             statistics.StatisticsError):
         return "it lacks the rounds its step times come from, or they are malformed"
-    for name, computed in (("step time", steps), ("epoch start", starts)):
-        stated = table["step_s"] if name == "step time" else table.get("epoch_start_s", {})
-        for size, seconds in computed.items():
-            value = stated.get(str(size))
+    for name, part in (("step time", "step_s"), ("epoch start", "epoch_start_s")):
+        for size, seconds in computed[part].items():
+            value = (table.get(part) or {}).get(size)
             if not isinstance(value, (int, float)) or \
                     abs(value - seconds) > 1e-9 * max(abs(seconds), 1e-12):
                 return (f"its {name} at batch {size} is {value!r}, but its own rounds give "

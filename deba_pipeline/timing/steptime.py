@@ -4,31 +4,28 @@ that depends on whatever else the machine was doing.
 
     table = measure(trainer, sizes=[16, 40, 64, 96], reference=64, repeats=15, steps=5)
 
-Every size is timed from one saved model state, round-robin over the sizes (a noisy stretch of
-time then touches every size alike), `repeats` times after `warmup` untimed rounds. A step is
-timed as the loop runs it (docs/method.md): a repeat is one call of the loop's own epoch over
-batches drawn as the run draws them (the gather from device-resident data or the loader's wait,
-augmentation, resize, then forward, backward, update and the loop's per-step sums), noting the
-time whenever the loop asks for the next batch. Of the `steps` steps after the first (and after
-the loader's prefetched batches, which no step waits for), a repeat keeps the fastest and the
-median; the epoch's own start (its permutation, the loader's first batch, the call's set-up and
-end sync) is kept per size as `epoch_start_s`, and a modelled epoch is steps × step + start.
+Every size is timed from one snapshot of the trainer, round-robin over the sizes (a noisy stretch
+of time then touches every size alike), `repeats` times after `warmup` untimed rounds. A step is
+timed as the loop runs it: a round is one call of the loop's own epoch over batches drawn as the
+run draws them (the gather or the loader's wait, augmentation, resize, then forward, backward,
+update and the loop's per-step sums), noting the time whenever the loop asks for the next batch.
+Of the `steps` steps after the first (and after the loader's prefetched batches, which no step
+waits for), a round keeps the fastest and the median; the epoch's own start (its permutation, the
+loader's first batch, the call's set-up and end sync) is kept too, and a modelled epoch is
+steps × step + start.
 
-How the repeats become one time per size (`estimate`):
-- "median" (the reference method): the median over repeats of each repeat's median step.
-- "paired" (the default, an option: docs/method.md): the shape across sizes from the fastest
-  steps, the level from the reference's median step. Each round's fastest step over the same
-  round's fastest at the reference size (the fixed batch every speedup is taken against, timed
-  right beside it), the median of those ratios times the reference's median step; rounds that ran
-  slow across the board (their median size over its fastest round above DISTURBED) are left out,
-  though never more than half of them (`calm_rounds`). A process beside ours only ever adds time
-  to a step, so a repeat's fastest step is its least disturbed one (measured on 2 cores with a CPU
-  burner beside it: the mean of a repeat's steps moved step-time ratios by up to 5×, its fastest
-  step by a few percent), and a modelled speedup only reads these ratios. The level is the typical
-  step, as the runs take it, over the rounds kept: the fastest alone read 0.79-0.87 of the fixed
-  runs' measured time on this machine. The level is the machine's at the time of measuring: a
-  2-core VM here ran the same step at 7.5 ms and at 12 ms minutes apart, which the report's
-  modelled/measured column shows against the runs' clock noise.
+A table keeps each size's rounds on their own (`rounds`: size -> its samples), and every number
+it states is computed from one size's rounds and the reference's (`estimate`), so a table can
+take more sizes later without timing again the ones it has (`joined`). Two estimates:
+- "median" (the reference method): the median over rounds of each round's median step.
+- "paired" (the default, an option: docs/method.md): each round of a size is timed with the
+  reference size (the fixed batch every speedup is taken against) right beside it; the size's
+  step is the median of its fastest step over the reference's beside it, times the reference's
+  median step. A process beside ours only ever adds time to a step, so a round's fastest step is
+  its least disturbed one (on 2 cores beside a CPU burner the mean of a round's steps moved the
+  ratios by up to 5×, the fastest by a few percent), and a modelled speedup only reads ratios.
+  Rounds that ran slow (over DISTURBED times the size's fastest) are left out, never more than
+  half of them (`calm_rounds`).
 """
 from __future__ import annotations
 
@@ -40,10 +37,19 @@ from contextlib import nullcontext
 from itertools import islice
 
 import torch
+from scipy.stats import median_abs_deviation
 
 from deba_pipeline.core.policies.multiplicative import floor_times
 from deba_pipeline.core.scheduler import fit_world
+from deba_pipeline.engine.checkpoint import restore, trainer_state
 from deba_pipeline.timing.priority import device_to_ourselves
+
+DISTURBED = 1.25  # a round this much over the size's fastest round is left out
+KEPT_AT_LEAST = 0.5  # of the rounds, the calmest: a few rounds' spread says little of the noise
+ESTIMATES = ("paired", "median")
+SLOW = 1.25  # a typical reference step this much over the runs' typical: the machine is slow
+EXTRA = 1    # at most this many more sets of `repeats` rounds while it stays slow
+PARTS = ("fastest_s", "typical_s", "starts_s")  # a round's samples, one list each per size
 
 
 def ladder(start: int, growth: float, rollback: float, low: int, high: int,
@@ -72,60 +78,11 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
 
 
-DISTURBED = 1.25  # a round whose typical size ran this much over its fastest round is left out
-KEPT_AT_LEAST = 0.5  # of the rounds, the calmest: a few rounds' spread says little of the noise
-ESTIMATES = ("paired", "median")
-
-
-SLOW = 1.25  # a typical reference step this much over the runs' typical: the machine is slow
-EXTRA = 1    # at most this many more sets of `repeats` rounds while it stays slow
-
-
-def _slow_throughout(reference_times, runs_step_s) -> bool:
-    """The typical reference step of the last set of rounds well over the runs' own: a
-    host-wide slow stretch (seen on a 2-core VM: every step 1.5-2x slower for minutes, with the
-    sizes' ratios changed), which would set the table's level off the runs'."""
-    return bool(reference_times and runs_step_s
-                and statistics.median(reference_times) > SLOW * runs_step_s)
-
-
-def estimate(rounds: dict, reference: int, how: str = "paired",
-             beside: dict | None = None, typical: dict | None = None) -> tuple[dict, int, dict]:
-    """({size: seconds per step}, rounds used, {size: relative standard error of its ratio to
-    the reference}) from {size: [fastest seconds, one per round]}; `beside[size]` holds the
-    reference's time measured right after that size in each round (a disturbance of a second or
-    so then touches both sides of a ratio), else the round's own reference time is used.
-    `typical[size]` holds each round's median step, the level: "median" returns its median over
-    rounds, and "paired" scales its ratios by the reference's median over the rounds it keeps
-    (without it, by the reference's fastest steps). The standard error is the table's own noise
-    (docs/method.md), what a modelled speedup can move by when the table is measured again (None
-    where too few rounds tell it); the reference's is 0, as a speedup reads only ratios to it."""
-    typical = typical or rounds
-    if how == "median" or reference not in rounds:
-        own = {s: relative_error(typical[s]) for s in rounds}
-        ref_error = own.get(reference, 0.0)
-        return ({s: statistics.median(typical[s]) for s in rounds},
-                len(rounds[next(iter(rounds))]),
-                {s: 0.0 if s == reference else None if e is None or ref_error is None
-                 else math.hypot(e, ref_error) for s, e in own.items()})
-    fastest = {s: min(t) for s, t in rounds.items()}
-    count = len(rounds[reference])
-    slowness = [statistics.median(t[i] / fastest[s] for s, t in rounds.items())
-                for i in range(count)]
-    kept = calm_rounds(slowness)
-    ref = statistics.median(typical[reference][i] for i in kept)
-    partner = beside or {s: rounds[reference] for s in rounds}
-    ratios = {s: [t[i] / partner[s][i] for i in kept] for s, t in rounds.items()}
-    return ({s: ref * statistics.median(r) for s, r in ratios.items()}, len(kept),
-            {s: 0.0 if s == reference else relative_error(r) for s, r in ratios.items()})
-
-
 def calm_rounds(slowness) -> list:
     """The indices of the rounds to keep: those not over DISTURBED, or, where fewer than
     KEPT_AT_LEAST of them are, that many of the calmest. A machine that drifts or stays busy
     leaves few rounds under the line (a 2-core VM here: 7 of 15 calm, 4 of 15 beside a CPU
-    burner, 2 in one CI run), and a median and spread of two rounds are no estimate: that table
-    stated no noise at all for a speedup its rerun moved by 3.2 points."""
+    burner, 2 in one CI run), and a median and spread of two rounds are no estimate."""
     count = len(slowness)
     calm = [i for i in range(count) if slowness[i] <= DISTURBED]
     least = math.ceil(KEPT_AT_LEAST * count)
@@ -136,84 +93,156 @@ def calm_rounds(slowness) -> list:
 
 def relative_error(values) -> float | None:
     """The standard error of the median of `values` over the median, from their median absolute
-    deviation (1.4826 MAD estimates a normal spread, and the median's error is sqrt(pi/2) times
-    the mean's), so one wild round does not set it; None (not known) below three values, whose
-    spread says nothing."""
+    deviation scaled to a normal spread (so one wild round does not set it; the median's error
+    is sqrt(pi/2) times the mean's); None (not known) below three values, whose spread says
+    nothing."""
     if len(values) < 3:
         return None
-    middle = statistics.median(values)
-    spread = 1.4826 * statistics.median(abs(v - middle) for v in values)
-    return math.sqrt(math.pi / 2) * spread / math.sqrt(len(values)) / middle
+    spread = median_abs_deviation(values, scale="normal")
+    return math.sqrt(math.pi / 2) * spread / math.sqrt(len(values)) / statistics.median(values)
 
 
-def measure(trainer, sizes, reference: int | None = None, repeats: int = 15, steps: int = 5,
+def _kept(times) -> list:
+    fastest = min(times)
+    return calm_rounds([t / fastest for t in times])
+
+
+def estimate(rounds: dict, reference: int, how: str = "paired") -> dict:
+    """From `rounds` ({size: {"fastest_s", "typical_s", "starts_s", and with "paired" the
+    reference's fastest step timed right beside each round, "beside_s"}}, sizes as strings):
+    {"step_s", "epoch_start_s", "ratio_error", "rounds_used"}, each {size: value}. The error is
+    the relative standard error of a size's step over the reference's, the table's own noise
+    (docs/method.md): what a modelled speedup can move by when the table is measured again (None
+    where too few rounds tell it; the reference's is 0, as a speedup reads only ratios to it)."""
+    ref = rounds.get(str(reference))
+    paired = how == "paired" and ref is not None
+    if paired:
+        level_rounds = _kept(ref["fastest_s"])
+        level = statistics.median(ref["typical_s"][i] for i in level_rounds)
+    ref_error = relative_error(ref["typical_s"]) if ref is not None and not paired else 0.0
+    out: dict = {"step_s": {}, "epoch_start_s": {}, "ratio_error": {}, "rounds_used": {}}
+    for size, samples in rounds.items():
+        typical = samples["typical_s"]
+        if size == str(reference):
+            step, used = (level, len(level_rounds)) if paired else \
+                (statistics.median(typical), len(typical))
+            error: float | None = 0.0
+        elif paired:
+            pairs = list(zip(samples["fastest_s"], samples["beside_s"]))
+            fastest = min(samples["fastest_s"]), min(samples["beside_s"])
+            slowness = [max(a / fastest[0], b / fastest[1]) for a, b in pairs]
+            ratios = [pairs[i][0] / pairs[i][1] for i in calm_rounds(slowness)]
+            step, used, error = level * statistics.median(ratios), len(ratios), \
+                relative_error(ratios)
+        else:
+            own = relative_error(typical)
+            step, used = statistics.median(typical), len(typical)
+            error = None if own is None or ref_error is None else math.hypot(own, ref_error)
+        out["step_s"][size], out["ratio_error"][size], out["rounds_used"][size] = \
+            step, error, used
+        out["epoch_start_s"][size] = statistics.median(samples["starts_s"])
+    return out
+
+
+NOTHING_ADDED = {"rounds": {}, "out_of_memory": [], "beyond_data": [], "order": [],
+                 "slow_throughout": False}
+
+
+def joined(kept: dict, added: dict = NOTHING_ADDED, sizes=None) -> dict:
+    """`kept` with the sizes `added` timed that it lacks (its own rounds are never replaced, so a
+    size's step, and every speedup that reads it, stays what it was), restricted to `sizes`
+    where given (with the reference): every stated number computed again from the rounds."""
+    rounds = {**added["rounds"], **kept["rounds"]}
+    if sizes is not None:
+        wanted = {str(s) for s in sizes} | {str(kept["reference"])}
+        rounds = {s: r for s, r in rounds.items() if s in wanted}
+    out = {**added, **kept, "rounds": dict(sorted(rounds.items(), key=lambda kv: int(kv[0]))),
+           "out_of_memory": sorted(set(kept["out_of_memory"]) | set(added["out_of_memory"])),
+           "beyond_data": sorted(set(kept["beyond_data"]) | set(added["beyond_data"])),
+           "order": kept["order"] + added["order"],
+           "slow_throughout": kept["slow_throughout"] or added["slow_throughout"]}
+    return {**out, **estimate(out["rounds"], out["reference"], out["estimate"])}
+
+
+def measure(trainer, sizes, reference: int, repeats: int = 15, steps: int = 5,
             warmup: int = 1, how: str = "paired", runs_step_s: float | None = None,
             alone: bool = True) -> dict:
-    """{"step_s": {size: seconds per step}, "spread": {size: [min, max]}, "rounds_s": {size:
-    [seconds per round]}, "order": [...], "out_of_memory": [sizes that did not fit],
-    "measured_at": priority, "estimate": how, "rounds_used": n}; sizes above the training set
-    are skipped. `reference` (the fixed batch size) is measured even when not in `sizes`.
-    `runs_step_s`, the typical step the runs themselves took at `reference`, tells a machine
-    slow all through the measurement: then up to EXTRA more sets of rounds are measured, and
-    the disturbed-round filter keeps the calm ones if any come."""
-    sizes = set(sizes) | ({reference} if reference else set())
-    model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
-    saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()),
-             data.generator.get_state())
-    sync = (lambda: torch.cuda.synchronize(trainer.device)) if trainer.device.type == "cuda" \
-        else (lambda: None)
-    kept = [size for size in sorted(sizes) if size <= data.train_size]
-    samples = {part: {size: [] for size in kept} for part in ("fastest", "typical", "start")}
-    times = samples["fastest"]
-    order, too_big = [], []
-    extra = 0
-
-    def latest():  # the reference's typical steps in the last set of rounds
-        return samples["typical"].get(reference, [])[-repeats:]
-
-    def timed(size):
-        return _timed(trainer, saved, sync, size, steps)
-
-    beside = {size: [] for size in times} if how == "paired" and reference in times else None
-    cuda = [trainer.device] if trainer.device.type == "cuda" else []
-    with device_to_ourselves() if alone else nullcontext("the run's own") as priority, \
-            torch.random.fork_rng(devices=cuda):  # dropout's draws leave the run's as they were
-        _rounds(timed, samples, order, too_big, warmup, repeats, optimizer, trainer.device,
-                reference, beside)
-        while extra < EXTRA and _slow_throughout(latest(), runs_step_s):
+    """The table of `sizes` and `reference` (the fixed batch size, always measured): its rounds,
+    the numbers `estimate` states from them, "order" (the sizes as timed), "out_of_memory" and
+    "beyond_data" (sizes that did not fit, or exceed the training set: not timed) and
+    "measured_at" (the priority). `runs_step_s`, the typical step the runs themselves took at
+    `reference`, tells a machine slow all through the measurement: then up to EXTRA more sets
+    of rounds are measured, and the filter of slow rounds keeps the calm ones if any come."""
+    train_size = trainer.data.train_size
+    asked = sorted(set(sizes) | {reference})
+    rounds = {str(s): {part: [] for part in PARTS} for s in asked if s <= train_size}
+    if how == "paired" and str(reference) in rounds:
+        for size, samples in rounds.items():
+            if size != str(reference):
+                samples["beside_s"] = []
+    order: list = []
+    too_big: list = []
+    saved = copy.deepcopy(trainer_state(trainer))
+    with device_to_ourselves() if alone else nullcontext("the run's own") as priority:
+        _rounds(trainer, saved, rounds, reference, steps, warmup + repeats, warmup, order,
+                too_big)
+        extra = 0
+        while extra < EXTRA and _slow_throughout(rounds, reference, repeats, runs_step_s):
             extra += 1
-            _rounds(timed, samples, order, too_big, 0, repeats, optimizer, trainer.device,
-                    reference, beside)
-    model.load_state_dict(saved[0])
-    optimizer.load_state_dict(saved[1])  # the last use of saved: its tensors may stay
-    data.generator.set_state(saved[2])
-    if beside is not None:
-        beside = {size: beside[size] for size in times}  # sizes that ran out of memory: gone
-    step_s, used, errors = estimate(times, reference, how, beside, samples["typical"]) \
-        if times else ({}, 0, {})
-    return {"step_s": {str(s): v for s, v in step_s.items()},
-            "epoch_start_s": {str(s): statistics.median(t) for s, t in samples["start"].items()},
-            "ratio_error": {str(s): v for s, v in errors.items()},
-            "estimate": how, "rounds_used": used, "extra_rounds": extra * repeats,
-            "slow_throughout": _slow_throughout(latest(), runs_step_s), "data_path": data.path,
-            "spread": {str(s): [min(t), max(t)] for s, t in times.items()},
-            "rounds_s": {str(s): t for s, t in times.items()},
-            "typical_s": {str(s): t for s, t in samples["typical"].items()},
-            # what step_s and epoch_start_s are computed from, so a kept table proves itself
-            "reference": reference if reference in times else None,
-            "beside_s": None if beside is None else {str(s): t for s, t in beside.items()},
-            "starts_s": {str(s): t for s, t in samples["start"].items() if s in times},
-            "order": order, "out_of_memory": too_big, "measured_at": priority}
+            _rounds(trainer, saved, rounds, reference, steps, repeats, 0, order, too_big)
+    restore(trainer, saved)
+    return {"estimate": how, "reference": reference, "data_path": trainer.data.path,
+            "rounds": rounds, **estimate(rounds, reference, how),
+            "order": order, "out_of_memory": too_big,
+            "beyond_data": [s for s in asked if s > train_size], "extra_rounds": extra * repeats,
+            "slow_throughout": _slow_throughout(rounds, reference, repeats, runs_step_s),
+            "measured_at": priority}
 
 
-def _timed(trainer, saved, sync, size: int, steps: int) -> tuple:
-    """(fastest, typical, epoch start) of one call of the loop's epoch over batches drawn as the
-    run draws them, from the `saved` state: the first, then the loader's prefetched ones (steps
-    that do not wait for its workers), then `steps` timed steps, of which the fastest and the
-    median are kept. The first interval holds the epoch's start (its permutation, the loader's
-    first batch); with the call's set-up and end sync, less a typical step, that is the start."""
-    trainer.model.load_state_dict(saved[0])
-    trainer.optimizer.load_state_dict(copy.deepcopy(saved[1]))  # it keeps, not copies, tensors
+def _slow_throughout(rounds, reference, repeats, runs_step_s) -> bool:
+    """The typical reference step of the last set of rounds well over the runs' own: a
+    host-wide slow stretch (seen on a 2-core VM: every step 1.5-2x slower for minutes, with the
+    sizes' ratios changed), which would set the table's level off the runs'."""
+    latest = rounds.get(str(reference), {}).get("typical_s", [])[-repeats:]
+    return bool(latest and runs_step_s and statistics.median(latest) > SLOW * runs_step_s)
+
+
+def _rounds(trainer, saved, rounds, reference, steps, count, warmup, order, too_big) -> None:
+    """`count` rounds over every size in `rounds`, round-robin, the first `warmup` untimed; a size
+    with a "beside_s" list has the reference timed again right after it."""
+    for round_ in range(count):
+        for size in list(rounds):
+            samples = rounds[size]
+            try:
+                measured = time_epoch(trainer, saved, int(size), steps)
+                beside = time_epoch(trainer, saved, reference, steps)[0] \
+                    if "beside_s" in samples else None
+            except torch.OutOfMemoryError:
+                trainer.optimizer.zero_grad(set_to_none=True)
+                if trainer.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                too_big.append(int(size))
+                del rounds[size]
+                continue
+            if round_ < warmup:
+                continue
+            for part, seconds in zip(PARTS, measured):
+                samples[part].append(seconds)
+            if beside is not None:
+                samples["beside_s"].append(beside)
+            order.append(int(size))
+
+
+def time_epoch(trainer, saved: dict, size: int, steps: int) -> tuple:
+    """(fastest, typical, epoch start) of one call of the loop's epoch from the `saved` snapshot
+    (`trainer_state`) over batches drawn as the run draws them: the first, then the loader's
+    prefetched ones (steps that do not wait for its workers), then `steps` timed steps, of which
+    the fastest and the median are kept. The first interval holds the epoch's start (its
+    permutation, the loader's first batch); with the call's set-up and end sync, less a typical
+    step, that is the start."""
+    restore(trainer, copy.deepcopy(saved))  # the optimizer keeps, not copies, the state's tensors
+    device = trainer.device
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     stamps: list = []
     ahead = 1 + trainer.data.prefetched
     sync()
@@ -235,17 +264,17 @@ def probe_round(trainer, steps: int = 3) -> None:
     timed beside the run, at the run's priority and over the whole run, where a table takes the
     cores to itself and leaves out slow rounds to get the ratios between sizes right. The
     machine's speed moves between minutes (a 2-core VM here took the same step in 13.6 and
-    22.3 ms two runs apart, and a step timed with the cores to itself read 0.72 of the runs'),
-    so only a step timed beside a run can tell whether a table times a step as the loop runs it
-    (docs/method.md). The model, optimizer, data order and random draws are left as they were. Three
-    steps a round (timed after the first), one round an epoch: about 5% of a test model's run."""
+    22.3 ms two runs apart), so only a step timed beside a run can tell whether a table times a
+    step as the loop runs it (docs/method.md). The model, optimizer, data order and random draws
+    are left as they were. Three steps a round (timed after the first), one round an epoch: about
+    5% of a test model's run."""
     size = trainer.spec.train.batch_size
-    probe = trainer.record.setdefault("step_probe", {"batch_size": size, "rounds_s": [],
-                                                     "starts_s": []})
     # streamed, the loader's workers keep filling its queue while the prefetched batches are
     # taken: time as many steps again, so a round reaches the steps that wait for them
     table = measure(trainer, [size], size, repeats=1, steps=steps + trainer.data.prefetched,
                     warmup=0, how="median", alone=False)
+    probe = trainer.record.setdefault("step_probe", {"batch_size": size, "rounds_s": [],
+                                                     "starts_s": []})
     probe["rounds_s"].append(table["step_s"][str(size)])
     probe["starts_s"].append(table["epoch_start_s"][str(size)])
     probe["step_s"] = statistics.median(probe["rounds_s"])
@@ -263,29 +292,3 @@ def _stamped(batches, stamps: list, sync):
         if batch is None:
             return
         yield batch
-
-
-def _rounds(timed, samples, order, too_big, warmup, repeats, optimizer, device,
-            reference=None, beside=None) -> None:
-    """`warmup` untimed and `repeats` timed rounds over every size, round-robin; with `beside`,
-    the reference size is timed again right after each other size."""
-    for round_ in range(warmup + repeats):
-        for size in list(samples["fastest"]):
-            try:
-                measured = timed(size)
-                partner = timed(reference)[0] if beside is not None and size != reference \
-                    else measured[0]
-            except torch.OutOfMemoryError:
-                optimizer.zero_grad(set_to_none=True)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                too_big.append(size)
-                for part in samples.values():
-                    del part[size]
-                continue
-            if round_ >= warmup:
-                for part, seconds in zip(samples.values(), measured):
-                    part[size].append(seconds)
-                order.append(size)
-                if beside is not None:
-                    beside[size].append(partner)
