@@ -23,13 +23,13 @@ PRESET = Path(__file__).resolve().parents[1] / "pipelines" / "quick.yaml"
 
 
 def _summary(comparisons: dict, prefix: str) -> dict:
-    speedups = [c["speedup_mean"] for c in comparisons.values()]
-    deltas = [c["delta_acc"] for c in comparisons.values()]
+    speedups = [c.speedup_mean for c in comparisons.values()]
+    deltas = [c.delta_acc for c in comparisons.values()]
     return {f"{prefix}_speedup_pct": {"value": round(statistics.fmean(speedups), 2), "goal": None,
-                                      "per_arch": {f"{a}/{d}": round(c["speedup_mean"], 2)
+                                      "per_arch": {f"{a}/{d}": round(c.speedup_mean, 2)
                                                    for (a, d), c in comparisons.items()}},
             f"{prefix}_delta_acc": {"value": round(statistics.fmean(deltas), 3), "goal": None,
-                                    "per_arch": {f"{a}/{d}": round(c["delta_acc"], 3)
+                                    "per_arch": {f"{a}/{d}": round(c.delta_acc, 3)
                                                  for (a, d), c in comparisons.items()}}}
 
 

@@ -1,4 +1,6 @@
 """The report's computations (docs/method.md, docs/pipeline.md) pinned to values worked out by hand."""
+from dataclasses import replace
+
 import pytest
 
 from deba_pipeline.config import TaxonomyConfig
@@ -12,6 +14,7 @@ from deba_pipeline.report.analysis import (
     profile_summary,
     stability_score,
 )
+from deba_pipeline.report.cell import Cell
 from deba_pipeline.report.comparison import compare
 from deba_pipeline.report.held import prediction_held
 from deba_pipeline.report.modelled import clock_noise, modelled_time
@@ -85,13 +88,12 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None, test_
     from deba_pipeline.report.intervals import t_interval
     deltas = [b - a for a, b in zip(acc_fixed, acc_method)]
     speedups = speedups or [speedup] * len(deltas)
-    c = {"seeds": list(range(len(deltas))), "acc_fixed": acc_fixed, "acc_method": acc_method,
-         "delta_accs": deltas,
-         "delta_acc": sum(deltas) / len(deltas), "delta_acc_ci": t_interval(deltas),
-         "verdict_speedup": sum(speedups) / len(speedups), "verdict_speedups": speedups,
-         "verdict_speedup_ci": t_interval(speedups), "speedup_basis": "modelled",
-         "rollback": rollbacks, "test_spread": test_spread}
-    return c | {"outcome": outcome(c)}
+    c = Cell(seeds=list(range(len(deltas))), acc_fixed=acc_fixed, acc_method=acc_method,
+             delta_accs=deltas, delta_acc=sum(deltas) / len(deltas),
+             delta_acc_ci=t_interval(deltas), verdict_speedup=sum(speedups) / len(speedups),
+             verdict_speedups=speedups, verdict_speedup_ci=t_interval(speedups),
+             speedup_basis="modelled", rollback=rollbacks, test_spread=test_spread)
+    return replace(c, outcome=outcome(c))
 
 
 @pytest.mark.parametrize(("prediction", "c", "expected"), [
@@ -132,7 +134,7 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None, test_
 def test_prediction_check(prediction, c, expected):
     held, why = prediction_held(prediction, c, seed_spread=1.0)
     assert held == expected
-    assert why.startswith(f"ΔAcc {c['delta_acc']:+.2f} ")
+    assert why.startswith(f"ΔAcc {c.delta_acc:+.2f} ")
 
 
 def test_prediction_check_says_why():
@@ -160,7 +162,7 @@ def test_a_t_interval_and_the_seeds_a_verdict_needs_by_hand():
 
 def test_a_modelled_speedup_of_1_9_plus_minus_23_on_three_seeds_is_inconclusive():
     c = comparison([80] * 3, [80.5] * 3, 1.9, speedups=[-21.4, 25.2, 1.9])
-    assert c["outcome"] == "inconclusive"  # once called "marginal"
+    assert c.outcome == "inconclusive"  # once called "marginal"
 
 
 def run(method, seed, sizes, seconds, steps=None):
@@ -199,15 +201,15 @@ def test_modelled_speedup_ignores_a_disturbed_clock():
     a = compare([fixed, calm], steptime=STEPTIME)[("a", "d")]
     b = compare([fixed, disturbed], steptime=STEPTIME)[("a", "d")]
     expected = 100 * (1 - (0.22 + 2 * 0.168) / (3 * 0.22))
-    assert a["model_speedup_mean"] == b["model_speedup_mean"] == pytest.approx(expected)
-    assert a["speedup_mean"] == pytest.approx(100 * (1 - 2.6 / 3))
-    assert b["speedup_mean"] == pytest.approx(100 * (1 - 7.8 / 3))
-    assert b["disagree"] is True
-    assert b["verdict_speedup"] == b["model_speedup_mean"]
+    assert a.model_speedup_mean == b.model_speedup_mean == pytest.approx(expected)
+    assert a.speedup_mean == pytest.approx(100 * (1 - 2.6 / 3))
+    assert b.speedup_mean == pytest.approx(100 * (1 - 7.8 / 3))
+    assert b.disagree is True
+    assert b.verdict_speedup == b.model_speedup_mean
     # three epochs, two decisions that took effect: the last epoch's changes nothing
-    assert (a["increase"], a["rollback"], a["hold"], a["batch_min"], a["batch_max"]) == \
+    assert (a.increase, a.rollback, a.hold, a.batch_min, a.batch_max) == \
         (0, 0, 2, 64, 96)
-    assert a["samples_per_s_method"] == pytest.approx((22 * 64 + 28 * 96) / 2.6)
+    assert a.samples_per_s_method == pytest.approx((22 * 64 + 28 * 96) / 2.6)
 
 
 @pytest.mark.parametrize(("decisions", "expected"), [

@@ -344,9 +344,9 @@ def test_a_fixed_baseline_that_did_not_learn_leaves_no_comparison(fixed_accuracy
     records = [run("fixed", s, fixed_accuracy + s / 10) for s in range(3)] + \
         [run("deba", s, fixed_accuracy + 5 + s / 10) for s in range(3)]
     cell = compare(records)[("a", "d")]
-    assert cell["no_comparison"] == expected
+    assert cell.no_comparison == expected
     if expected:
-        assert cell["outcome"] == "no comparison"
+        assert cell.outcome == "no comparison"
         [(key, answer)] = answers({"deba": {("a", "d"): cell}}, []).items()
         assert sentence(key, answer) == (
             f"- **a on d**: no comparison: the fixed baseline did not learn ({expected}), so no "

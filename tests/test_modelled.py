@@ -74,14 +74,14 @@ def test_the_report_s_ratio_reads_each_fixed_run_against_its_own_probe():
     # 20 steps at its own probe plus the starts (0.004 at the table's level, times the probe
     # over 0.010): (0.408 / 0.4 + 0.612 / 0.6) / 2 = 1.02; at the median level (0.025) for
     # both it would read (0.51 / 0.4 + 0.51 / 0.6) / 2 = 1.0625
-    assert cell["model_ratio_fixed"] == pytest.approx(1.02)
-    assert cell["model_ratio_beside"] is True
-    assert cell["model_ratio_within_noise"] is not None
-    assert cell["model_speedup_table_noise"] == pytest.approx(3.3864633, rel=1e-6)
+    assert cell.model_ratio_fixed == pytest.approx(1.02)
+    assert cell.model_ratio_beside is True
+    assert cell.model_ratio_within_noise is not None
+    assert cell.model_speedup_table_noise == pytest.approx(3.3864633, rel=1e-6)
 
 
 def test_the_check_reads_epochs_after_the_first_as_the_clock_noise_does():
     warm = run("fixed", 2, [64, 64], [10, 10], [0.4, 0.2], probe=0.020)  # a slow first epoch
     cell = compare([warm, DEBA], steptime=at_runs_level(TABLE, [warm]))[("a", "d")]
     # epoch 2 alone: (10 * 0.020 + 0.002 * 2) / 0.2 = 1.02; with the first, 0.408 / 0.6 = 0.68
-    assert cell["model_ratio_fixed"] == pytest.approx(1.02)
+    assert cell.model_ratio_fixed == pytest.approx(1.02)

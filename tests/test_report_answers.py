@@ -1,7 +1,10 @@
 """The report's time to accuracy and its plain answer, against hand-computed values."""
+from dataclasses import replace
+
 import pytest
 
 from deba_pipeline.report import answer, time_to_accuracy
+from deba_pipeline.report.cell import Cell
 
 TABLE = {"a": {"d": {"step_s": {"64": 0.01, "96": 0.015}}}}
 
@@ -42,10 +45,10 @@ def test_time_to_accuracy_rows_pair_each_seed_with_its_fixed_run():
     assert rows[2]["Censored"] == "seed 2 (not reached in 3.3 s)"
 
 
-def cell(outcome, speedup, delta, seeds=(2, 42), needed=None, ci=(1.0, 2.0)):
-    return {"outcome": outcome, "verdict_speedup": speedup, "verdict_speedup_ci": ci,
-            "speedup_basis": "modelled", "delta_acc": delta, "delta_acc_ci": ci,
-            "seeds": list(seeds), "seeds_needed": needed}
+def cell(outcome, speedup, delta, seeds=(2, 42), needed=None, ci=(1.0, 2.0), **more):
+    return Cell(outcome=outcome, verdict_speedup=speedup, verdict_speedup_ci=ci,
+                speedup_basis="modelled", delta_acc=delta, delta_acc_ci=ci, seeds=list(seeds),
+                seeds_needed=needed, **more)
 
 
 def test_the_answer_recommends_only_a_conclusive_benefit():
@@ -94,8 +97,7 @@ def test_a_rule_that_grew_at_every_chance_is_named_a_fixed_schedule():
     assert took([grew, held_once]) is None
     assert took([run(["hold"] * 6)]) == "never adapted"
     assert took([{"epochs": []}]) is None  # a fixed run: no cooldown
-    c = cell("inconclusive", 5.0, 0.1, needed=9)
-    c["took"] = "grew at every chance"
+    c = cell("inconclusive", 5.0, 0.1, needed=9, took="grew at every chance")
     found = answer.answers({"gns": {("a", "d"): c}}, [])[("a", "d")]
     assert "Its rule grew at every chance in every seed: what was tested is a fixed " \
         "schedule, not a rule that chooses." in answer.sentence(("a", "d"), found)
@@ -126,21 +128,20 @@ def test_the_headline_is_one_short_line_per_cell():
 
 
 def test_the_seeds_an_answer_asks_for_come_with_the_range_the_spread_allows():
-    c = cell("inconclusive", 5.0, 0.1, seeds=(2, 42, 7), needed=9)
-    c["seeds_needed_range"] = (4, None)
+    c = cell("inconclusive", 5.0, 0.1, seeds=(2, 42, 7), needed=9, seeds_needed_range=(4, None))
     found = answer.answers({"gns": {("a", "d"): c}}, [])[("a", "d")]
     assert "about 9 seeds (4 to over 1000: 3 seeds tell the spread only roughly) would settle " \
         "it at 80% power." in answer.sentence(("a", "d"), found)
     from deba_pipeline.report.tables import _outcome
-    assert _outcome({**c, "seeds_needed_range": (4, 120)}) == "inconclusive (≈9 seeds, 4–120)"
+    assert _outcome(replace(c, seeds_needed_range=(4, 120))) == "inconclusive (≈9 seeds, 4–120)"
 
 
 def test_strategies_json_sets_every_strategy_beside_the_others_per_cell():
     from deba_pipeline.report.metrics import by_strategy
-    cell = {"outcome": "inconclusive", "verdict_speedup": 20.7, "delta_acc": -0.29}
+    cell = Cell(outcome="inconclusive", verdict_speedup=20.7, delta_acc=-0.29)
     found = by_strategy({"gns": {("test_resnet", "digits"): cell},
-                         "deba": {("test_resnet", "digits"): {**cell, "outcome": "benefit",
-                                                              "verdict_speedup": -3.2}}})
+                         "deba": {("test_resnet", "digits"): replace(cell, outcome="benefit",
+                                                                     verdict_speedup=-3.2)}})
     # flattened by DVC to columns `gns.test_resnet/digits` and `deba.test_resnet/digits`
     assert found == {"deba": {"test_resnet/digits": "benefit: +3% time -0.3pt"},
                      "gns": {"test_resnet/digits": "inconclusive: -21% time -0.3pt"}}

@@ -33,9 +33,9 @@ def _cell(fixed_acc, method_acc, method_sizes=(64, 96, 96, 96), steptime=None):
 def test_two_seeds_that_tie_give_no_outcome():
     # both seeds lost exactly one point: an interval of zero width, decided by a tie
     cell = _cell([98.0, 97.0], [97.0, 96.0])
-    assert cell["delta_acc_ci"] == (-1.0, -1.0)
+    assert cell.delta_acc_ci == (-1.0, -1.0)
     assert MIN_SEEDS == 3
-    assert cell["outcome"] == "too few seeds"
+    assert cell.outcome == "too few seeds"
     held, why = prediction_held("benefit", cell)
     assert held == "n/a"
     assert "2 seeds: an outcome needs at least 3" in why
@@ -44,18 +44,18 @@ def test_two_seeds_that_tie_give_no_outcome():
 def test_five_seeds_beyond_doubt_give_an_outcome():
     fixed = [98.0, 97.5, 98.2, 97.8, 98.1]
     cell = _cell(fixed, [a - 5.0 + 0.1 * i for i, a in enumerate(fixed)])
-    assert cell["outcome"] == "degraded"
+    assert cell.outcome == "degraded"
     faster = _cell(fixed, [a + 0.5 + 0.1 * i for i, a in enumerate(fixed)])
-    assert faster["outcome"] == "benefit"  # 96 a step: fewer steps, each no slower here
+    assert faster.outcome == "benefit"  # 96 a step: fewer steps, each no slower here
 
 
 def test_a_cell_whose_seeds_took_one_schedule_is_as_wide_as_its_table_noise():
     table = {"step_s": {"64": 0.010, "96": 0.012}, "epoch_start_s": {"64": 0.0, "96": 0.0},
              "ratio_error": {"64": 0.0, "96": 0.05}}
     cell = _cell([98.0, 97.5, 98.2], [98.1, 97.6, 98.3], steptime={"a": {"d": table}})
-    assert len(set(cell["model_speedups"])) == 1  # one schedule: no spread over seeds
-    noise = cell["model_speedup_table_noise"]
-    low, high = cell["model_speedup_ci"]
+    assert len(set(cell.model_speedups)) == 1  # one schedule: no spread over seeds
+    noise = cell.model_speedup_table_noise
+    low, high = cell.model_speedup_ci
     assert noise > 0
     assert high - low == pytest.approx(2 * noise)
     # by hand: the method's 96-epochs are 3 × 10 steps × 0.012 s of a fixed run's 4 × 15 × 0.01;
@@ -141,10 +141,10 @@ def test_a_faster_method_of_equal_accuracy_is_a_benefit_within_the_margin():
     method = [a + d for a, d in zip(fixed, (0.3, -0.3, 0.0, 0.2, -0.2))]  # ΔAcc 0 ± 0.25
     records = [_record("fixed", s, a, (64,) * 4) for s, a in enumerate(fixed)] + \
         [_record("deba", s, a, (64, 96, 96, 96)) for s, a in enumerate(method)]
-    assert compare(records)[("a", "d")]["outcome"] == "benefit"  # δ = 1 point by default
+    assert compare(records)[("a", "d")].outcome == "benefit"  # δ = 1 point by default
     strict = compare(records, margin=0.0)[("a", "d")]  # "ΔAcc ≥ 0": equal can never be shown
-    assert strict["outcome"] == "inconclusive"
-    assert strict["seeds_needed"] is None
+    assert strict.outcome == "inconclusive"
+    assert strict.seeds_needed is None
 
 
 def test_a_speedup_interval_is_read_on_the_log_of_the_time_ratio_and_stays_below_100():
@@ -205,12 +205,12 @@ def test_the_study_pools_its_cells_spreads_into_each_cells_floor():
     records = [_record("fixed", s, 98.0, (64,) * 4) for s in range(3)] + \
         [_record("deba", s, a, (64,) * 4) for s, a in zip(range(3), (97.0, 97.0, 97.0))]
     tied = compare(records, floor=pooled_delta_spread(records))[("a", "d")]
-    assert tied["delta_acc_ci"] == (-1.0, -1.0)  # the only cell: nothing to pool but a tie
+    assert tied.delta_acc_ci == (-1.0, -1.0)  # the only cell: nothing to pool but a tie
     other = [{**_record("deba", s, a, (64,) * 4), "variant": "cooldown2"}
              for s, a in zip(range(3), (97.0, 98.0, 99.0))]  # ΔAcc −1, 0, +1: spread 1
     floor = pooled_delta_spread(records + other)
     assert floor == pytest.approx(math.sqrt(2 * 1.0 / 4))  # pooled over 2 + 2 dof
-    low, high = compare(records + other, floor=floor)[("a", "d")]["delta_acc_ci"]
+    low, high = compare(records + other, floor=floor)[("a", "d")].delta_acc_ci
     assert high - low == pytest.approx(2 * 2.919986 * floor / math.sqrt(3), rel=1e-6)
 
 

@@ -3,6 +3,7 @@ which strategy to use, what it saves, at what accuracy cost, how sure, and wheth
 alone predicted it. A strategy is recommended only on a conclusive benefit (comparison.outcome)."""
 from __future__ import annotations
 
+from deba_pipeline.report.cell import Cell
 from deba_pipeline.report.comparison import MIN_SEEDS, OPEN
 from deba_pipeline.report.intervals import LEVEL, POWER
 
@@ -13,42 +14,42 @@ def answers(by_method: dict, checked: list) -> dict:
     out = {}
     for key in sorted({k for cells in by_method.values() for k in cells}):
         cells = {name: cells[key] for name, cells in by_method.items() if key in cells}
-        benefits = {n: c for n, c in cells.items() if c["outcome"] == "benefit"}
-        settled = all(c["outcome"] in ("degraded", "marginal") for c in cells.values())
+        benefits = {n: c for n, c in cells.items() if c.outcome == "benefit"}
+        settled = all(c.outcome in ("degraded", "marginal") for c in cells.values())
         tied = []
         if benefits:  # by what the interval guarantees: its lower bound
             use = max(benefits, key=lambda n: guaranteed(benefits[n]))
             tied = sorted(n for n in benefits if n != use and overlap(
-                benefits[n]["verdict_speedup_ci"], benefits[use]["verdict_speedup_ci"]))
+                benefits[n].verdict_speedup_ci, benefits[use].verdict_speedup_ci))
         elif settled:
             use = "fixed"
         else:
             use = None
         # shown: the recommendation; else the fastest that a verdict may still favour
-        open_ = {n: c for n, c in cells.items() if c["outcome"] in OPEN}
-        hopeful = open_ or {n: c for n, c in cells.items() if c["outcome"] != "degraded"} \
+        open_ = {n: c for n, c in cells.items() if c.outcome in OPEN}
+        hopeful = open_ or {n: c for n, c in cells.items() if c.outcome != "degraded"} \
             or cells
         shown = use if use not in (None, "fixed") else max(
-            hopeful, key=lambda n: hopeful[n]["verdict_speedup"])
+            hopeful, key=lambda n: hopeful[n].verdict_speedup)
         c, row = cells[shown], held.get(key)
-        out[key] = {"use": use, "strategy": shown, "outcome": c["outcome"],
-                    "speedup_pct": c["verdict_speedup"], "speedup_ci": c["verdict_speedup_ci"],
-                    "speedup_basis": c["speedup_basis"], "delta_acc": c["delta_acc"],
-                    "delta_acc_ci": c["delta_acc_ci"], "seeds": len(c["seeds"]),
-                    "seeds_needed": c["seeds_needed"],
-                    "seeds_needed_range": c.get("seeds_needed_range"),
-                    "others": {n: o["outcome"] for n, o in cells.items() if n != shown},
-                    "tied": tied, "took": c.get("took"),
-                    "no_comparison": c.get("no_comparison"),
+        out[key] = {"use": use, "strategy": shown, "outcome": c.outcome,
+                    "speedup_pct": c.verdict_speedup, "speedup_ci": c.verdict_speedup_ci,
+                    "speedup_basis": c.speedup_basis, "delta_acc": c.delta_acc,
+                    "delta_acc_ci": c.delta_acc_ci, "seeds": len(c.seeds),
+                    "seeds_needed": c.seeds_needed,
+                    "seeds_needed_range": c.seeds_needed_range,
+                    "others": {n: o.outcome for n, o in cells.items() if n != shown},
+                    "tied": tied, "took": c.took,
+                    "no_comparison": c.no_comparison,
                     "prediction": row["profile"]["prediction"] if row else None,
                     "prediction_held": row["held"] if row else None}
     return out
 
 
-def guaranteed(c) -> float:
+def guaranteed(c: Cell) -> float:
     """The speedup a benefit's interval guarantees: its lower bound (the mean without one)."""
-    ci = c["verdict_speedup_ci"]
-    return ci[0] if ci else c["verdict_speedup"]
+    ci = c.verdict_speedup_ci
+    return ci[0] if ci else c.verdict_speedup
 
 
 def overlap(a, b) -> bool:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from dataclasses import replace
 
 from deba_pipeline.core.record import unpack_hits
 from deba_pipeline.report.analysis import aggressiveness
 from deba_pipeline.report.analysis import sample_std as _std
+from deba_pipeline.report.cell import MARGIN, Cell
 from deba_pipeline.report.intervals import (
     above,
     at_least,
@@ -39,7 +41,6 @@ from deba_pipeline.report.modelled import (
 # factor of 0.5-16, so two seeds decide nothing however their interval falls.
 MIN_SEEDS = 3
 OPEN = ("inconclusive", "too few seeds")  # outcomes that more seeds may still settle
-MARGIN = 1.0  # points: report.non_inferiority's default, the ΔAcc a benefit may lose at most
 
 
 def _mean_or_none(values):
@@ -122,7 +123,7 @@ def compare(records, variant="baseline", steptime=None, method="deba",
             for key, (seeds, f, m) in _pairs(records, method, variant).items()}
 
 
-def _cell(seeds, f, m, steptime, margin: float = MARGIN, floor: float | None = None) -> dict:
+def _cell(seeds, f, m, steptime, margin: float = MARGIN, floor: float | None = None) -> Cell:
     acc_f = [r["final_test_accuracy"] for r in f]
     acc_m = [r["final_test_accuracy"] for r in m]
     t_f = [r["train_time_s"] for r in f]
@@ -158,11 +159,12 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN, floor: float | None = N
     c["verdict_speedup"], c["verdict_speedup_ci"] = c[f"{basis}_mean"], c[f"{basis}_ci"]
     c["verdict_speedups"] = c[f"{basis}s"]
     c["speedup_basis"] = "modelled" if modelled else "measured"
-    c["no_comparison"] = baseline_problem(f)
-    c["outcome"] = outcome(c)
-    c["seeds_needed"], c["seeds_needed_range"] = (None, None) if c["outcome"] not in OPEN \
-        else _needed(c)
-    return c
+    cell = Cell(**c, no_comparison=baseline_problem(f))
+    cell = replace(cell, outcome=outcome(cell))
+    if cell.outcome in OPEN:
+        needed, needed_range = _needed(cell)
+        cell = replace(cell, seeds_needed=needed, seeds_needed_range=needed_range)
+    return cell
 
 
 def _modelled(f, m, steptime, speedup_mean, speedup_noise) -> dict:
@@ -189,16 +191,16 @@ def _modelled(f, m, steptime, speedup_mean, speedup_noise) -> dict:
             "disagree": speedup_noise is not None and abs(speedup_mean - mean) > speedup_noise}
 
 
-def _needed(c):
+def _needed(c: Cell):
     """(seeds, (fewest, most)): the seeds the observed spread would need for a conclusive outcome
     at POWER, the most that any boundary its intervals straddle asks for (ΔAcc at −margin, the
     speedup at 0), never fewer than MIN_SEEDS, and the range the spread's own uncertainty
     gives; (None, None) where it cannot be read."""
-    margin = c.get("margin", MARGIN)
-    floor = c.get("spread_floor")
+    margin = c.margin
+    floor = c.spread_floor
     straddled = [(values, x, low) for values, ci, x, low in (
-        (c["delta_accs"], c["delta_acc_ci"], -margin, floor),
-        (c["verdict_speedups"], c["verdict_speedup_ci"], 0.0, None)) if straddles(ci, x)]
+        (c.delta_accs, c.delta_acc_ci, -margin, floor),
+        (c.verdict_speedups, c.verdict_speedup_ci, 0.0, None)) if straddles(ci, x)]
     if not straddled:  # decided already, by fewer seeds than an outcome needs
         return MIN_SEEDS, (MIN_SEEDS, MIN_SEEDS)
     asks = [seeds_needed(values, x, spread=_floored(values, low)) for values, x, low in straddled]
@@ -245,18 +247,18 @@ def summary_rows(delta_accs) -> dict:
             "mean_abs_delta_acc": statistics.fmean(abs(d) for d in values) if values else None}
 
 
-def outcome(c) -> str:
+def outcome(c: Cell) -> str:
     """What the method did, as a non-inferiority verdict with margin δ (`report.non_inferiority`,
     points), stated only where the intervals over seeds lie on one side of each boundary:
     degraded (ΔAcc below −δ), benefit (ΔAcc no worse than −δ, and faster), marginal (no worse
     than −δ, and not faster); else inconclusive. A method of truly equal accuracy can then be a
     benefit; with "ΔAcc ≥ 0" it never could, and the seeds it needed grew without bound. Below
     MIN_SEEDS seeds: "too few seeds", whatever the intervals say."""
-    if c.get("no_comparison"):
+    if c.no_comparison:
         return "no comparison"
-    if len(c["seeds"]) < MIN_SEEDS:
+    if len(c.seeds) < MIN_SEEDS:
         return "too few seeds"
-    acc, speed, margin = c["delta_acc_ci"], c["verdict_speedup_ci"], c.get("margin", MARGIN)
+    acc, speed, margin = c.delta_acc_ci, c.verdict_speedup_ci, c.margin
     if below(acc, -margin):
         return "degraded"
     if at_least(acc, -margin) and above(speed, 0):

@@ -105,10 +105,10 @@ def check(printed: dict, records) -> list:
         repeated[(row["arch"], row["dataset"])] = row["delta_acc"]
         if c is not None:
             where = f"Table 4 {row['arch']}/{row['dataset']}"
-            rows.append(_row(where, "ΔAcc", row["delta_acc"], c["delta_acc"],
-                             f"{c['delta_acc']:+.2f}", slack["delta_acc"]))
-            rows.append(_row(where, "throughput", row["throughput"], c["throughput"],
-                             f"{c['throughput']:.3f}×", slack["throughput"])
+            rows.append(_row(where, "ΔAcc", row["delta_acc"], c.delta_acc,
+                             f"{c.delta_acc:+.2f}", slack["delta_acc"]))
+            rows.append(_row(where, "throughput", row["throughput"], c.throughput,
+                             f"{c.throughput:.3f}×", slack["throughput"])
                         | {"printed": row["throughput"] + "×"})
     t3 = printed.get("table3")
     if not t3:
@@ -124,10 +124,10 @@ def check(printed: dict, records) -> list:
         where = f"Table 3 {row['arch']} baseline"
         if row["baseline"][0] != repeated.get(key):  # the same printed ΔAcc is checked once
             rows.append(_row(where, "ΔAcc against Table 4's accuracies", row["baseline"][0],
-                             c["delta_acc"], f"{c['delta_acc']:+.2f}",
+                             c.delta_acc, f"{c.delta_acc:+.2f}",
                              slacks[key]["delta_acc"]))
         # Table 3 prints the speedup of the mean times, Table 4 the mean of per-seed ones
-        speedup = 100 * (1 - 1 / c["throughput"])
+        speedup = 100 * (1 - 1 / c.throughput)
         rows.append(_row(where, "speedup against Table 4's times", row["baseline"][1],
                          speedup, f"{speedup:.2f}", slacks[key]["speedup"]))
     for v in variants:
@@ -139,7 +139,7 @@ def _summary(variant, t3, cells_found, dataset, slacks) -> list:
     """Table 3's summary rows for `variant`: a count of ΔAcc below −1 agrees where some value
     of each ΔAcc within its inputs' rounding gives it."""
     printed_rows = {row["arch"]: row for row in t3["rows"]}
-    found = [(c["delta_acc"], slacks[key]["delta_acc"] if variant == "baseline"
+    found = [(c.delta_acc, slacks[key]["delta_acc"] if variant == "baseline"
               else _half(printed_rows[key[0]][variant][0]))
              for key, c in cells_found.items() if key[1] == dataset]
     if not found:
@@ -170,11 +170,11 @@ def beside(printed, main) -> list:
         c = main.get((row["arch"], row["dataset"]))
         if c is None:
             continue
-        ours = c["model_speedup_mean"]
+        ours = c.model_speedup_mean
         mean, std = row["speedup"]  # like ours (docs/pipeline.md): the mean of per-seed speedups
         rows.append({"Architecture": row["arch"], "Dataset": row["dataset"],
-                     "ΔAcc, ours": f"{c['delta_acc']:+.2f}", "ΔAcc, paper": row["delta_acc"],
+                     "ΔAcc, ours": f"{c.delta_acc:+.2f}", "ΔAcc, paper": row["delta_acc"],
                      "Speedup, ours modelled (%)": "–" if ours is None else f"{ours:.1f}",
-                     "Speedup, ours measured (%)": f"{c['speedup_mean']:.1f}",
+                     "Speedup, ours measured (%)": f"{c.speedup_mean:.1f}",
                      "Speedup, paper (%)": f"{mean} ± {std}"})
     return rows

@@ -8,6 +8,7 @@ import io
 
 from deba_pipeline.config import PAPER_THRESHOLDS
 from deba_pipeline.report.analysis import profile_summary
+from deba_pipeline.report.cell import Cell
 from deba_pipeline.report.comparison import OPEN, summary_rows
 from deba_pipeline.report.held import prediction_held
 from deba_pipeline.report.intervals import span
@@ -45,26 +46,26 @@ def _ci(mean, ci, digits=2, sign=False):
                  {"": mean, " low": low, " high": high})
 
 
-def _outcome(c) -> str:
+def _outcome(c: Cell | None) -> str:
     if c is None:
         return "–"
-    if c["outcome"] not in OPEN:
-        return c["outcome"]
-    n, span = c["seeds_needed"], c.get("seeds_needed_range")
+    if c.outcome not in OPEN:
+        return c.outcome
+    n, span = c.seeds_needed, c.seeds_needed_range
     if n is None:
-        return c["outcome"]
+        return c.outcome
     if not span or span[0] == span[1] == n:
-        return f"{c['outcome']} (≈{n} seeds)"
-    return f"{c['outcome']} (≈{n} seeds, {span[0]}–{span[1] or '1000+'})"
+        return f"{c.outcome} (≈{n} seeds)"
+    return f"{c.outcome} (≈{n} seeds, {span[0]}–{span[1] or '1000+'})"
 
 
-def _ratio(c) -> str:
+def _ratio(c: Cell) -> str:
     """The fixed runs' modelled over measured time, flagged when outside the clock noise."""
-    if c["model_ratio_fixed"] is None:
+    if c.model_ratio_fixed is None:
         return "–"
     flag = {True: " (within noise)", False: " (outside noise)", None: ""}
-    level = "" if c.get("model_ratio_beside") else ", at the table's level"
-    return f"{c['model_ratio_fixed']:.3f}{flag[c['model_ratio_within_noise']]}{level}"
+    level = "" if c.model_ratio_beside else ", at the table's level"
+    return f"{c.model_ratio_fixed:.3f}{flag[c.model_ratio_within_noise]}{level}"
 
 
 def _noise(half_width) -> str:
@@ -107,12 +108,12 @@ def table2(checked) -> list:
                      "μ_S": _fmt(p["mu_S"], 3), "σ_S": _fmt(p["sigma_S"], 3),
                      "Conv. stability": _fmt(p["convergence_stability"], 3),
                      "Class": p["class"], "Prediction": p["prediction"],
-                     "ΔAcc": _ci(c and c["delta_acc"], c and c["delta_acc_ci"], sign=True),
-                     "Speedup, modelled (%)": _ci(c and c["model_speedup_mean"],
-                                                  c and c["model_speedup_ci"], 1),
-                     "Speedup, measured (%)": _ci(c and c["speedup_mean"],
-                                                  c and c["speedup_ci"], 1),
-                     "Aggressiveness": _fmt(c and c["aggressiveness"]),
+                     "ΔAcc": _ci(c and c.delta_acc, c and c.delta_acc_ci, sign=True),
+                     "Speedup, modelled (%)": _ci(c and c.model_speedup_mean,
+                                                  c and c.model_speedup_ci, 1),
+                     "Speedup, measured (%)": _ci(c and c.speedup_mean,
+                                                  c and c.speedup_ci, 1),
+                     "Aggressiveness": _fmt(c and c.aggressiveness),
                      "Outcome": _outcome(c), "Held?": row["held"]})
     return rows
 
@@ -132,15 +133,15 @@ def table3(found, dataset) -> list:
         row = {"Architecture": arch}
         for v in variants:
             c = found[v].get((arch, dataset))
-            row[f"{v} ΔAcc"] = _ci(c and c["delta_acc"], c and c["delta_acc_ci"], sign=True)
-            row[f"{v} speedup modelled (%)"] = _ci(c and c["model_speedup_mean"],
-                                                   c and c["model_speedup_ci"], 1)
-            row[f"{v} speedup measured (%)"] = _ci(c and c["speedup_mean"],
-                                                   c and c["speedup_ci"], 1)
+            row[f"{v} ΔAcc"] = _ci(c and c.delta_acc, c and c.delta_acc_ci, sign=True)
+            row[f"{v} speedup modelled (%)"] = _ci(c and c.model_speedup_mean,
+                                                   c and c.model_speedup_ci, 1)
+            row[f"{v} speedup measured (%)"] = _ci(c and c.speedup_mean,
+                                                   c and c.speedup_ci, 1)
         rows.append(row)
     degraded, mean_abs = {"Architecture": "Lost > 1 pt (mean)"}, {"Architecture": "Mean |ΔAcc|"}
     for v in variants:
-        s = summary_rows(c["delta_acc"] for (a, ds), c in found[v].items() if ds == dataset)
+        s = summary_rows(c.delta_acc for (a, ds), c in found[v].items() if ds == dataset)
         degraded[f"{v} ΔAcc"] = f"{s['degraded']}/{s['total']}"
         mean_abs[f"{v} ΔAcc"] = _fmt(s["mean_abs_delta_acc"])
         for kind in ("modelled", "measured"):
@@ -154,34 +155,34 @@ def table4(found) -> list:
     rows = []
     for (arch, dataset), c in sorted(found.get("baseline", {}).items()):
         common = {"Architecture": arch, "Dataset": dataset}
-        agree = "–" if c["disagree"] is None else ("no" if c["disagree"] else "yes")
+        agree = "–" if c.disagree is None else ("no" if c.disagree else "yes")
         rows.append({**common, "Method": "Fixed",
-                     "Accuracy (%)": _pm(c["acc_fixed_mean"], c["acc_fixed_std"]), "ΔAcc": "–",
-                     "Time, measured (s)": _pm(c["time_fixed_mean"], c["time_fixed_std"], 1),
-                     "Clock noise (%)": _fmt(c["noise_pct"], 1),
-                     "Time, modelled (s)": _fmt(c["model_time_fixed_mean"], 1),
+                     "Accuracy (%)": _pm(c.acc_fixed_mean, c.acc_fixed_std), "ΔAcc": "–",
+                     "Time, measured (s)": _pm(c.time_fixed_mean, c.time_fixed_std, 1),
+                     "Clock noise (%)": _fmt(c.noise_pct, 1),
+                     "Time, modelled (s)": _fmt(c.model_time_fixed_mean, 1),
                      "Modelled/measured": _ratio(c),
                      "Speedup, measured (%)": "–", "Speedup, modelled (%)": "–",
                      "Table noise (pts)": "–", "Throughput, measured": _fmt(1.0, unit="×"),
-                     "Throughput, modelled": _fmt(None if c["model_throughput"] is None
+                     "Throughput, modelled": _fmt(None if c.model_throughput is None
                                                   else 1.0, unit="×"),
-                     "Samples/s": _fmt(c["samples_per_s_fixed"], 0),
-                     "Measured agrees?": "–", "Seeds": len(c["seeds"])})
+                     "Samples/s": _fmt(c.samples_per_s_fixed, 0),
+                     "Measured agrees?": "–", "Seeds": len(c.seeds)})
         rows.append({**common, "Method": "DEBA",
-                     "Accuracy (%)": _pm(c["acc_method_mean"], c["acc_method_std"]),
-                     "ΔAcc": _ci(c["delta_acc"], c["delta_acc_ci"], sign=True),
-                     "Time, measured (s)": _pm(c["time_method_mean"], c["time_method_std"], 1),
+                     "Accuracy (%)": _pm(c.acc_method_mean, c.acc_method_std),
+                     "ΔAcc": _ci(c.delta_acc, c.delta_acc_ci, sign=True),
+                     "Time, measured (s)": _pm(c.time_method_mean, c.time_method_std, 1),
                      "Clock noise (%)": "–",
-                     "Time, modelled (s)": _fmt(c["model_time_method_mean"], 1),
+                     "Time, modelled (s)": _fmt(c.model_time_method_mean, 1),
                      "Modelled/measured": "–",
-                     "Speedup, measured (%)": _ci(c["speedup_mean"], c["speedup_ci"], 1),
-                     "Speedup, modelled (%)": _ci(c["model_speedup_mean"],
-                                                  c["model_speedup_ci"], 1),
-                     "Table noise (pts)": _noise(c["model_speedup_table_noise"]),
-                     "Throughput, measured": _fmt(c["throughput"], unit="×"),
-                     "Throughput, modelled": _fmt(c["model_throughput"], unit="×"),
-                     "Samples/s": _fmt(c["samples_per_s_method"], 0),
-                     "Measured agrees?": agree, "Seeds": len(c["seeds"])})
+                     "Speedup, measured (%)": _ci(c.speedup_mean, c.speedup_ci, 1),
+                     "Speedup, modelled (%)": _ci(c.model_speedup_mean,
+                                                  c.model_speedup_ci, 1),
+                     "Table noise (pts)": _noise(c.model_speedup_table_noise),
+                     "Throughput, measured": _fmt(c.throughput, unit="×"),
+                     "Throughput, modelled": _fmt(c.model_throughput, unit="×"),
+                     "Samples/s": _fmt(c.samples_per_s_method, 0),
+                     "Measured agrees?": agree, "Seeds": len(c.seeds)})
     return rows
 
 
@@ -191,10 +192,10 @@ def table5(found) -> list:
     for v in ablation_order(found):
         for (arch, dataset), c in sorted(found[v].items()):
             rows.append({"Architecture": arch, "Dataset": dataset, "Variant": v,
-                         "Increases": c["increase"], "Rollbacks": c["rollback"],
-                         "Holds": c["hold"], "Batch sizes": f"{c['batch_min']}–{c['batch_max']}",
-                         "Aggressiveness": _fmt(c["aggressiveness"]),
-                         "Seeds": len(c["seeds"])})
+                         "Increases": c.increase, "Rollbacks": c.rollback,
+                         "Holds": c.hold, "Batch sizes": f"{c.batch_min}–{c.batch_max}",
+                         "Aggressiveness": _fmt(c.aggressiveness),
+                         "Seeds": len(c.seeds)})
     return rows
 
 
@@ -206,15 +207,15 @@ def strategies(by_method) -> list:
                    for key, c in found.items())
     for (arch, dataset), name, c in cells:
         rows.append({"Architecture": arch, "Dataset": dataset, "Strategy": name,
-                     "ΔAcc": _ci(c["delta_acc"], c["delta_acc_ci"], sign=True),
-                     "Speedup, modelled (%)": _ci(c["model_speedup_mean"],
-                                                  c["model_speedup_ci"], 1),
-                     "Speedup, measured (%)": _ci(c["speedup_mean"], c["speedup_ci"], 1),
+                     "ΔAcc": _ci(c.delta_acc, c.delta_acc_ci, sign=True),
+                     "Speedup, modelled (%)": _ci(c.model_speedup_mean,
+                                                  c.model_speedup_ci, 1),
+                     "Speedup, measured (%)": _ci(c.speedup_mean, c.speedup_ci, 1),
                      "Outcome": _outcome(c),
-                     "Throughput, modelled": _fmt(c["model_throughput"], unit="×"),
-                     "Increases": c["increase"], "Rollbacks": c["rollback"],
-                     "Holds": c["hold"], "Final batch": _fmt(c["final_batch"], 0),
-                     "Seeds": len(c["seeds"])})
+                     "Throughput, modelled": _fmt(c.model_throughput, unit="×"),
+                     "Increases": c.increase, "Rollbacks": c.rollback,
+                     "Holds": c.hold, "Final batch": _fmt(c.final_batch, 0),
+                     "Seeds": len(c.seeds)})
     return rows
 
 

@@ -240,18 +240,18 @@ def _predicted(checked) -> list:
 def _timing_doubts(cells) -> list:
     """Where measured and modelled times disagree, read off the cells' own fields."""
     lines = []
-    disagree = [key for key, c in cells if c["disagree"]]
+    disagree = [key for key, c in cells if c.disagree]
     if disagree:
         lines += ["", "Measured and modelled speedups disagree beyond the clock noise for: " +
                   ", ".join(f"{arch}/{dataset}" for arch, dataset in disagree) +
                   ". The measured times of those runs were disturbed (or the step-time table "
                   "is); the verdicts above use the modelled ones."]
-    outside = [(key, c) for key, c in cells if c["model_ratio_fixed"] is not None
-               and c["model_ratio_within_noise"] is False]
+    outside = [(key, c) for key, c in cells if c.model_ratio_fixed is not None
+               and c.model_ratio_within_noise is False]
     if outside:
         lines += ["", "The fixed runs' modelled time lies outside the clock noise of their "
                   "measured time for: " + ", ".join(f"{arch}/{dataset} "
-                                                    f"({c['model_ratio_fixed']:.3f})"
+                                                    f"({c.model_ratio_fixed:.3f})"
                                                     for (arch, dataset), c in outside) +
                   ". The table's way of timing a step misses part of what those runs' steps "
                   "did (a data path, a resize), or the runs were disturbed between their epochs "
