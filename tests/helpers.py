@@ -197,6 +197,7 @@ def stand_in_table(sizes, reference=64, seconds=0.01, repeats=3) -> dict:
         if size != reference:
             rounds[str(size)]["beside_s"] = [seconds] * repeats
     return {"device": "cpu", "estimate": "paired", "reference": reference, "rounds": rounds,
-            **estimate(rounds, reference, "paired"), "order": [int(s) for s in rounds],
+            **estimate(rounds, reference, "paired"),
+            "order": [int(s) for _ in range(repeats) for s in rounds],
             "out_of_memory": [], "beyond_data": [], "extra_rounds": 0,
             "slow_throughout": False, "measured_at": "stand-in"}

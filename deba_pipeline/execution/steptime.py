@@ -68,10 +68,12 @@ def table(cfg, arch, dataset, sizes, runs_step_s) -> dict:
 
 
 def measuring_code() -> str:
-    """The code that measures a table beyond the engine's, whose hash the run key holds (the
-    stage's threads and oneDNN settings, Ray's task): a change measures again."""
+    """The code that measures a table beyond the engine's, whose hash its key holds (the timing
+    itself, the stage's threads and oneDNN settings, Ray's task): a change measures again."""
     here = Path(__file__).parent
-    return code_digest(here / name for name in ("process.py", "steptime.py", "ray_tasks.py"))
+    timing = sorted((here.parent / "timing").glob("*.py"))
+    return code_digest([*(here / name for name in ("process.py", "steptime.py", "ray_tasks.py")),
+                        *timing])
 
 
 def kept_path(cfg, arch, dataset) -> Path:

@@ -156,10 +156,13 @@ def joined(kept: dict, added: dict = NOTHING_ADDED, sizes=None) -> dict:
     if sizes is not None:
         wanted = {str(s) for s in sizes} | {str(kept["reference"])}
         rounds = {s: r for s, r in rounds.items() if s in wanted}
+    new = set(added["rounds"]) - set(kept["rounds"])  # the order of the rounds the table holds
+    order = [s for s in kept["order"] if str(s) in rounds] + \
+        [s for s in added["order"] if str(s) in new and str(s) in rounds]
     out = {**added, **kept, "rounds": dict(sorted(rounds.items(), key=lambda kv: int(kv[0]))),
            "out_of_memory": sorted(set(kept["out_of_memory"]) | set(added["out_of_memory"])),
            "beyond_data": sorted(set(kept["beyond_data"]) | set(added["beyond_data"])),
-           "order": kept["order"] + added["order"],
+           "order": order, "extra_rounds": kept["extra_rounds"] + added.get("extra_rounds", 0),
            "slow_throughout": kept["slow_throughout"] or added["slow_throughout"]}
     return {**out, **estimate(out["rounds"], out["reference"], out["estimate"])}
 
