@@ -14,6 +14,7 @@ whether every run's decisions, batch sizes and accuracy agree (they must: a run'
 param), and checks that neither copy has a stage left to run. Writes
 benchmarks/results/backends-<host>.json (or --out).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,17 +47,21 @@ def clone(dest: Path, execution: dict) -> Path:
 
 def reproduce(workspace: Path, stage: str) -> float:
     began = time.perf_counter()
-    done = subprocess.run(["dvc", "repro", "-q", "-s", stage], cwd=workspace,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["dvc", "repro", "-q", "-s", stage], cwd=workspace, capture_output=True, text=True
+    )
     if done.returncode != 0:
-        sys.exit(f"dvc repro -s {stage} failed in {workspace}:\n"
-                 f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        sys.exit(
+            f"dvc repro -s {stage} failed in {workspace}:\n"
+            f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
     return time.perf_counter() - began
 
 
 def left_to_run(workspace: Path) -> dict:
-    done = subprocess.run(["dvc", "status", "--json"], cwd=workspace, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        ["dvc", "status", "--json"], cwd=workspace, capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout or "{}")
 
 
@@ -65,7 +70,9 @@ def runs(workspace: Path) -> dict:
     for path in sorted((workspace / "runs").rglob("*.json")):
         r = json.loads(path.read_text())
         out[str(path.relative_to(workspace))] = (
-            [(e["decision"], e["batch_size"]) for e in r["epochs"]], r["final_test_accuracy"])
+            [(e["decision"], e["batch_size"]) for e in r["epochs"]],
+            r["final_test_accuracy"],
+        )
     return out
 
 
@@ -77,7 +84,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         copies = {
             "local": clone(Path(tmp) / "local", {"backend": "local"}),
-            "ray": clone(Path(tmp) / "ray", {"backend": "ray", "gpus_per_run": 0})}
+            "ray": clone(Path(tmp) / "ray", {"backend": "ray", "gpus_per_run": 0}),
+        }
         total, by_stage = dict.fromkeys(copies, 0.0), {}
         for i, stage in enumerate(stages):
             order = ["local", "ray"] if i % 2 == 0 else ["ray", "local"]
@@ -85,20 +93,31 @@ def main() -> int:
             for name, s in seconds.items():
                 total[name] += s
             by_stage[stage] = seconds
-            print(f"{stage:10s} local {seconds['local']:6.1f} s  ray {seconds['ray']:6.1f} s"
-                  f"  ({order[0]} first)", flush=True)
+            print(
+                f"{stage:10s} local {seconds['local']:6.1f} s  ray {seconds['ray']:6.1f} s"
+                f"  ({order[0]} first)",
+                flush=True,
+            )
         stale = {name: left_to_run(path) for name, path in copies.items()}
         if any(stale.values()):
             sys.exit(f"stages left to run after the benchmark: {stale}")
         a, b = runs(copies["local"]), runs(copies["ray"])
         differ = sum(a[k] != b.get(k) for k in a)
-    out = {"host_kind": host_kind("cpu"), "stage_s": by_stage, "total_s": total,
-           "local_over_ray": total["local"] / total["ray"], "goal": 1.0, "runs": len(a),
-           "runs_that_differ": differ}
+    out = {
+        "host_kind": host_kind("cpu"),
+        "stage_s": by_stage,
+        "total_s": total,
+        "local_over_ray": total["local"] / total["ray"],
+        "goal": 1.0,
+        "runs": len(a),
+        "runs_that_differ": differ,
+    }
     path = write_json(Path(args.out) / f"backends-{out['host_kind']}.json", out)
-    print(f"local {total['local']:.1f} s, ray {total['ray']:.1f} s: local/ray = "
-          f"{out['local_over_ray']:.3f} (goal <= 1.0); {len(a)} runs, decisions, batch sizes "
-          f"and accuracies {'identical' if not differ else f'differ in {differ}'} ({path})")
+    print(
+        f"local {total['local']:.1f} s, ray {total['ray']:.1f} s: local/ray = "
+        f"{out['local_over_ray']:.3f} (goal <= 1.0); {len(a)} runs, decisions, batch sizes "
+        f"and accuracies {'identical' if not differ else f'differ in {differ}'} ({path})"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """The measurements of issue #6. Each returns {"value": ..., "goal": ..., "check": ...}."""
+
 from __future__ import annotations
 
 import statistics
@@ -18,8 +19,7 @@ from .harness import Bench, interleaved, median_interval, paired, same_epoch, to
 
 def _epoch(bench, batch_size, batches=None):
     result = bench.trainer.train_epoch(batch_size, batches)
-    return {"train_loss": result.train_loss, "samples": result.steps * batch_size,
-            "result": result}
+    return {"train_loss": result.train_loss, "samples": result.steps * batch_size, "result": result}
 
 
 def plain(bench, batch_size):
@@ -42,10 +42,8 @@ def with_noise_scale(bench, batch_size):
     finally:
         trainer.accumulate = ()
     epoch = result["result"]
-    scheduler = DEBAScheduler(batch_size=batch_size, rule="gns",
-                              signals=["gradient_noise_scale"])
-    scheduler.step(epoch.train_loss, epoch.grads, steps=epoch.steps,
-                   accumulated=epoch.accumulated)
+    scheduler = DEBAScheduler(batch_size=batch_size, rule="gns", signals=["gradient_noise_scale"])
+    scheduler.step(epoch.train_loss, epoch.grads, steps=epoch.steps, accumulated=epoch.accumulated)
     return result
 
 
@@ -61,7 +59,9 @@ def _order(bench, batch_size):
     """The epoch's batches as index tensors, from the same generator state the loop uses."""
     data = bench.trainer.data
     order = torch.randperm(data.train_size, generator=data.generator, device=data.device)
-    return [order[i:i + batch_size] for i in range(0, data.train_size - batch_size + 1, batch_size)]
+    return [
+        order[i : i + batch_size] for i in range(0, data.train_size - batch_size + 1, batch_size)
+    ]
 
 
 def floor(bench, batch_size):
@@ -82,9 +82,15 @@ def streamed(bench, batch_size):
 def streaming(bench, batch_size=64, repeats=5):
     """The streaming path (DataLoader, 2 workers) over the device-resident one, same batches."""
     from deba_pipeline.engine.data import Split, StreamingData
+
     data = bench.trainer.data
-    split = Split(data.x_train.cpu(), data.y_train.cpu(), data.x_test.cpu(), data.y_test.cpu(),
-                  data.num_classes)
+    split = Split(
+        data.x_train.cpu(),
+        data.y_train.cpu(),
+        data.x_test.cpu(),
+        data.y_test.cpu(),
+        data.num_classes,
+    )
     bench.streaming = StreamingData(split, bench.device, seed=0, workers=2)
     bench.streaming.generator = data.generator  # the same permutations, restored alike
     m = interleaved(bench, {"device": plain, "stream": streamed}, repeats, batch_size)
@@ -100,11 +106,22 @@ def _goal(value, goal):
     if isinstance(value, (list, tuple)):
         ci = median_interval(value)
         middle = statistics.median(value)
-        met = None if goal is None or ci is None else True if ci[1] <= goal else \
-            False if ci[0] > goal else None
-        return {"value": round(middle, 4), "interval": None if ci is None else
-                [round(ci[0], 4), round(ci[1], 4)], "repeats": len(value), "goal": goal,
-                "met": met}
+        met = (
+            None
+            if goal is None or ci is None
+            else True
+            if ci[1] <= goal
+            else False
+            if ci[0] > goal
+            else None
+        )
+        return {
+            "value": round(middle, 4),
+            "interval": None if ci is None else [round(ci[0], 4), round(ci[1], 4)],
+            "repeats": len(value),
+            "goal": goal,
+            "met": met,
+        }
     return {"value": round(value, 4), "goal": goal, "met": None if goal is None else value <= goal}
 
 
@@ -170,8 +187,14 @@ def profile_share(bench, batch_size=64, repeats=5):
 
 
 def _profile_sums(bench, trainer, steps, batch_size):
-    sums = StepSums(trainer.params, trainer.device, NOISE_SUMS, profile=True,
-                    flat=trainer.flat_grads, half=steps // 2)
+    sums = StepSums(
+        trainer.params,
+        trainer.device,
+        NOISE_SUMS,
+        profile=True,
+        flat=trainer.flat_grads,
+        half=steps // 2,
+    )
     loss = torch.ones((), device=trainer.device)
     for _ in range(steps):
         sums.add(loss)
@@ -191,8 +214,13 @@ def _per_step_sums(bench, flat, steps):
 
 
 def _gns_step(bench, scheduler, epoch, dataset_size):
-    return scheduler.step(epoch.train_loss, epoch.grads, steps=epoch.steps,
-                          accumulated=epoch.accumulated, dataset_size=dataset_size)
+    return scheduler.step(
+        epoch.train_loss,
+        epoch.grads,
+        steps=epoch.steps,
+        accumulated=epoch.accumulated,
+        dataset_size=dataset_size,
+    )
 
 
 def profile_overhead(bench, batch_size=64, repeats=5):
@@ -211,10 +239,12 @@ def loaders(bench, batch_size=64, repeats=15):
         x, y = torch.utils.data.default_collate(samples)
         return x.to(to_device, non_blocking=True), y.to(to_device, non_blocking=True)
 
-    bench.loader = DataLoader(dataset, batch_sampler=[i.tolist() for i in index],
-                              collate_fn=collate)
-    m = interleaved(bench, {"ours": plain, "floor": floor, "dataloader": dataloader}, repeats,
-                    batch_size)
+    bench.loader = DataLoader(
+        dataset, batch_sampler=[i.tolist() for i in index], collate_fn=collate
+    )
+    m = interleaved(
+        bench, {"ours": plain, "floor": floor, "dataloader": dataloader}, repeats, batch_size
+    )
     same_epoch(m["results"])
     vs_floor = _goal(paired(m, "ours", "floor"), 1.02)
     if vs_floor["met"] is not True:
@@ -274,11 +304,16 @@ VARIANCE_SCRIPT = textwrap.dedent("""
 def variance_cost(device="cpu"):
     """Our σ²/‖∇‖ against torch.cat(...).var() on ResNet-50-sized gradients (~25.6M)."""
     import json
+
     runs = {"ours": [], "concat": []}
     for _ in range(5):  # fresh processes; page-ins only add to RSS, so the minimum is the cost
         for which in runs:
-            out = subprocess.run([sys.executable, "-c", VARIANCE_SCRIPT, which, device],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", VARIANCE_SCRIPT, which, device],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             runs[which].append(json.loads(out.strip().splitlines()[-1]))
     ours, concat = (min(runs[w], key=lambda r: r["peak"]) for w in ("ours", "concat"))
     ours["time"] = statistics.median(r["time"] for r in runs["ours"])
@@ -288,12 +323,12 @@ def variance_cost(device="cpu"):
             raise AssertionError(f"σ²/‖∇‖ differ: ours {ours['value']}, concat {concat['value']}")
     copy_bytes = ours["count"] * 4  # the concatenated float32 copy
     memory = _goal(max(ours["peak"], 0) / copy_bytes, 0.01)
-    memory.update(parameters=ours["count"], extra_bytes=ours["peak"],
-                  concat_extra_bytes=concat["peak"])
+    memory.update(
+        parameters=ours["count"], extra_bytes=ours["peak"], concat_extra_bytes=concat["peak"]
+    )
     if memory["met"] is not True:
         memory["profile"] = _allocations(device)
-    return memory, _goal([o["time"] / c["time"] for o, c in zip(runs["ours"], runs["concat"])],
-                         1.0)
+    return memory, _goal([o["time"] / c["time"] for o, c in zip(runs["ours"], runs["concat"])], 1.0)
 
 
 def _allocations(device, rows=4):
@@ -301,16 +336,30 @@ def _allocations(device, rows=4):
     from torch.profiler import ProfilerActivity, profile
 
     from deba_pipeline.core.gradstats import grad_stats
+
     grads = [torch.randn(250_000, device=device) for _ in range(4)]
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         grad_stats(grads)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_memory_usage, reverse=True)
-    return [{"op": e.key, "self_ms": round(e.self_cpu_memory_usage / 2 ** 20, 3),
-             "calls": e.count, "unit": "MiB allocated"} for e in events[:rows]]
+    return [
+        {
+            "op": e.key,
+            "self_ms": round(e.self_cpu_memory_usage / 2**20, 3),
+            "calls": e.count,
+            "unit": "MiB allocated",
+        }
+        for e in events[:rows]
+    ]
 
 
-def epoch_time_by_batch(archs=("test_resnet", "test_efficientnet"), sizes=None, device="cpu",
-                        size=4096, image=32, **bench_kwargs):
+def epoch_time_by_batch(
+    archs=("test_resnet", "test_efficientnet"),
+    sizes=None,
+    device="cpu",
+    size=4096,
+    image=32,
+    **bench_kwargs,
+):
     """Figure 1: seconds per epoch for each batch size, per model (one epoch each, after a
     warm-up epoch at that size)."""
     sizes = sizes or [16, 32, 64, 128, 256, 512, 1024, 2048]
@@ -328,9 +377,11 @@ def epoch_time_by_batch(archs=("test_resnet", "test_efficientnet"), sizes=None, 
     return table
 
 
-STARTUP = {"help_s": (["deba", "--help"], 0.5), "preset_diff_s": (["deba", "preset", "quick",
-                                                                  "--diff"], 0.5),
-           "validate_s": (["deba", "validate", "quick"], 3.0)}
+STARTUP = {
+    "help_s": (["deba", "--help"], 0.5),
+    "preset_diff_s": (["deba", "preset", "quick", "--diff"], 0.5),
+    "validate_s": (["deba", "validate", "quick"], 3.0),
+}
 
 
 def startup(repeats=7):
@@ -338,6 +389,7 @@ def startup(repeats=7):
     `preset quick --diff` ≤ 0.5 s, `validate quick` ≤ 3 s), each the median of `repeats` runs
     after one untimed run (which fills the timm names cache)."""
     import time
+
     root = Path(__file__).resolve().parent.parent
     out = {}
     for key, (command, goal) in STARTUP.items():

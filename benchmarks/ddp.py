@@ -7,6 +7,7 @@ steady-state epoch time of the same fixed-batch run, alternating 1 and W, and th
 The global batch is the same at every W (strong scaling: each process takes B/W samples a
 step), so a ratio below 1 is time saved. Writes benchmarks/results/ddp-<host>.json (or --out).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,21 @@ RESULTS = Path(__file__).parent / "results"
 
 def spec(world: int, gpu: bool, epochs: int):
     size = 50_000 if gpu else 4_000  # synthetic CIFAR-shaped images
-    cfg = merge(OmegaConf.create({
-        "data": {"synthetic": {"train_size": size, "test_size": 1000}},
-        "train": {"epochs": epochs, "batch_size": 1024 if gpu else 128, "processes": world,
-                  "device": "cuda" if gpu else "cpu", "eval_batch_size": 1000},
-        "tracking": {"wandb": "disabled"}}))
+    cfg = merge(
+        OmegaConf.create(
+            {
+                "data": {"synthetic": {"train_size": size, "test_size": 1000}},
+                "train": {
+                    "epochs": epochs,
+                    "batch_size": 1024 if gpu else 128,
+                    "processes": world,
+                    "device": "cuda" if gpu else "cpu",
+                    "eval_batch_size": 1000,
+                },
+                "tracking": {"wandb": "disabled"},
+            }
+        )
+    )
     return run_spec(cfg, "resnet18" if gpu else "test_resnet", "synthetic", 0, "fixed", "bench")
 
 
@@ -61,9 +72,13 @@ def main() -> int:
         for world in worlds:
             times[world].append(steady_epoch_s(world, args.gpu, args.epochs))
     base = statistics.median(times[1])
-    out = {"host_kind": host_kind("cuda" if args.gpu else "cpu"), "devices_present": present,
-           "setup": spec(1, args.gpu, args.epochs).name, "epoch_s": times,
-           "ratio_to_one_process": {w: statistics.median(t) / base for w, t in times.items()}}
+    out = {
+        "host_kind": host_kind("cuda" if args.gpu else "cpu"),
+        "devices_present": present,
+        "setup": spec(1, args.gpu, args.epochs).name,
+        "epoch_s": times,
+        "ratio_to_one_process": {w: statistics.median(t) / base for w, t in times.items()},
+    }
     path = write_json(Path(args.out) / f"ddp-{out['host_kind']}.json", out)
     print(json.dumps(out["ratio_to_one_process"]), f"(epoch time on W processes over 1; {path})")
     if args.gpu and present < 2:

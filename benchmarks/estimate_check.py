@@ -7,6 +7,7 @@ two warm-up steps, then the median of three). `python -m benchmarks.estimate_che
 [--direct-up-to PIXELS]`: models whose input side is above PIXELS are timed directly at the
 probe batch and scaled by samples only (ViT-B/16 at 224 pixels takes minutes a step at 64 on
 two cores)."""
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,10 @@ def main() -> None:
             probe = min(batch, PROBE_BATCH)
             measured = direct(cfg, arch, dataset, probe) * batch / probe
             how = f" (at {probe}, ×{batch // probe})"
-        print(f"| {arch} | {estimated:.3f} | {measured:.3f}{how} | {estimated / measured:.2f} |",
-              flush=True)
+        print(
+            f"| {arch} | {estimated:.3f} | {measured:.3f}{how} | {estimated / measured:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Timing that can be trusted on a noisy machine: interleaved repeats from one saved state, so
 every variant computes the same epoch, and a check that it did before any ratio is reported."""
+
 from __future__ import annotations
 
 import copy
@@ -17,12 +18,34 @@ from deba_pipeline.execution.study import run_spec
 class Bench:
     """A model, its optimiser and its held data, restorable to one state between variants."""
 
-    def __init__(self, arch="test_resnet", dataset="synthetic", size=2048, image=32, device="cpu",
-                 precision="fp32", channels_last=False, method="deba", state_dir="/tmp/deba-bench"):
-        cfg = merge(OmegaConf.create({
-            "data": {"synthetic": {"train_size": size, "test_size": 256, "image_size": image}},
-            "train": {"device": device, "precision": precision, "channels_last": channels_last},
-            "deba": {"thresholds": "fixed"}, "tracking": {"wandb": "disabled"}}))
+    def __init__(
+        self,
+        arch="test_resnet",
+        dataset="synthetic",
+        size=2048,
+        image=32,
+        device="cpu",
+        precision="fp32",
+        channels_last=False,
+        method="deba",
+        state_dir="/tmp/deba-bench",
+    ):
+        cfg = merge(
+            OmegaConf.create(
+                {
+                    "data": {
+                        "synthetic": {"train_size": size, "test_size": 256, "image_size": image}
+                    },
+                    "train": {
+                        "device": device,
+                        "precision": precision,
+                        "channels_last": channels_last,
+                    },
+                    "deba": {"thresholds": "fixed"},
+                    "tracking": {"wandb": "disabled"},
+                }
+            )
+        )
         self.spec = run_spec(cfg, arch, dataset, 0, method, "bench")
         self.trainer = Trainer(self.spec, state_dir)
         self.device = self.trainer.device
@@ -30,8 +53,11 @@ class Bench:
 
     def _state(self):
         t = self.trainer
-        return (copy.deepcopy(t.model.state_dict()), copy.deepcopy(t.optimizer.state_dict()),
-                t.data.generator.get_state())
+        return (
+            copy.deepcopy(t.model.state_dict()),
+            copy.deepcopy(t.optimizer.state_dict()),
+            t.data.generator.get_state(),
+        )
 
     def restore(self):
         model, optimizer, generator = self.saved
@@ -67,8 +93,11 @@ def interleaved(bench, variants: dict, repeats: int, *args) -> dict:
         for name, fn in variants.items():
             seconds, results[name] = bench.timed(fn, *args)
             times[name].append(seconds)
-    return {"median_s": {n: statistics.median(t) for n, t in times.items()},
-            "times_s": times, "results": results}
+    return {
+        "median_s": {n: statistics.median(t) for n, t in times.items()},
+        "times_s": times,
+        "results": results,
+    }
 
 
 LEVEL = 0.90  # the confidence of every benchmark interval
@@ -80,6 +109,7 @@ def median_interval(values, level: float = LEVEL):
     `level` (5 repeats: the minimum and maximum, 93.75 %). None where n is too small for it. A
     repeat that another process slowed moves a mean, not this."""
     from scipy.stats import binom
+
     xs, n = sorted(values), len(values)
     ks = [k for k in range(1, n // 2 + 1) if 1 - 2 * binom.cdf(k - 1, n, 0.5) >= level]
     return (xs[max(ks) - 1], xs[n - max(ks)]) if ks else None
@@ -97,15 +127,19 @@ def same_epoch(results: dict) -> None:
     samples = {name: r["samples"] for name, r in results.items()}
     reference = next(iter(losses.values()))
     if len(set(samples.values())) != 1 or any(
-            abs(v - reference) > 1e-5 * abs(reference) for v in losses.values()):
-        raise AssertionError(f"variants computed different epochs: losses {losses}, "
-                             f"samples {samples}")
+        abs(v - reference) > 1e-5 * abs(reference) for v in losses.values()
+    ):
+        raise AssertionError(
+            f"variants computed different epochs: losses {losses}, samples {samples}"
+        )
 
 
 def _self_times(fn, bench, *args) -> dict:
     from torch.profiler import ProfilerActivity, profile
+
     activities = [ProfilerActivity.CPU] + (
-        [ProfilerActivity.CUDA] if bench.device.type == "cuda" else [])
+        [ProfilerActivity.CUDA] if bench.device.type == "cuda" else []
+    )
     bench.restore()
     with profile(activities=activities) as prof:
         fn(bench, *args)
@@ -122,5 +156,7 @@ def top_ops(fn, bench, *args, baseline=None, rows=6) -> list:
     grown = {op: (ms - theirs.get(op, (0.0, 0))[0], calls) for op, (ms, calls) in mine.items()}
     ranked = sorted(grown.items(), key=lambda item: item[1][0], reverse=True)[:rows]
     unit = "ms more than baseline" if baseline else "ms"
-    return [{"op": op, "self_ms": round(ms, 2), "calls": calls, "unit": unit}
-            for op, (ms, calls) in ranked]
+    return [
+        {"op": op, "self_ms": round(ms, 2), "calls": calls, "unit": unit}
+        for op, (ms, calls) in ranked
+    ]

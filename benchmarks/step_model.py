@@ -7,6 +7,7 @@ fixed runs' modelled time over their measured time, against their clock noise.
 
     python -m benchmarks.step_model          # about 3 minutes on 2 cores
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,21 +27,30 @@ RESULTS = Path(__file__).parent / "results"
 
 def cell(cfg, arch: str, dataset: str, state_dir: str) -> dict:
     """One architecture on one path: its fixed runs, the fixed size's step time, the check."""
-    records = [Trainer(run_spec(cfg, arch, dataset, seed, "fixed", "baseline"),
-                       state_dir).run(progress=False) for seed in cfg.study.seeds]
-    trainer = Trainer(run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"),
-                      state_dir)
+    records = [
+        Trainer(run_spec(cfg, arch, dataset, seed, "fixed", "baseline"), state_dir).run(
+            progress=False
+        )
+        for seed in cfg.study.seeds
+    ]
+    trainer = Trainer(
+        run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"), state_dir
+    )
     size, t = cfg.train.batch_size, cfg.timing
     table = measure(trainer, [size], size, t.repeats, t.steps, t.warmup, t.estimate)
     check = fixed_check(records, at_runs_level({arch: {dataset: table}}, records))
-    return {"data_path": records[0]["data_path"],
-            "ratio": round(check["model_ratio_fixed"], 3),
-            "noise_pct": round(fixed_noise_pct(records), 1),
-            "within_noise": check["model_ratio_within_noise"],
-            "run_step_ms": [round(1000 * r["train_time_s"] / sum(e["steps"] for e in r["epochs"]),
-                                  2) for r in records],
-            "probe_step_ms": [round(1000 * r["step_probe"]["step_s"], 2) for r in records],
-            "table_step_ms": round(1000 * table["step_s"][str(size)], 2)}
+    return {
+        "data_path": records[0]["data_path"],
+        "ratio": round(check["model_ratio_fixed"], 3),
+        "noise_pct": round(fixed_noise_pct(records), 1),
+        "within_noise": check["model_ratio_within_noise"],
+        "run_step_ms": [
+            round(1000 * r["train_time_s"] / sum(e["steps"] for e in r["epochs"]), 2)
+            for r in records
+        ],
+        "probe_step_ms": [round(1000 * r["step_probe"]["step_s"], 2) for r in records],
+        "table_step_ms": round(1000 * table["step_s"][str(size)], 2),
+    }
 
 
 def main() -> int:
@@ -56,11 +66,14 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as state:
                 result = cell(cfg, arch, "digits", state)
             out[f"{arch}/{placement}"] = result
-            print(f"{arch:18} {placement:6} modelled/measured {result['ratio']:.3f}, clock noise "
-                  f"{result['noise_pct']:.1f}%: "
-                  f"{'within' if result['within_noise'] else 'outside'} noise "
-                  f"(runs {result['run_step_ms']} ms a step, beside them "
-                  f"{result['probe_step_ms']}, table {result['table_step_ms']})", flush=True)
+            print(
+                f"{arch:18} {placement:6} modelled/measured {result['ratio']:.3f}, clock noise "
+                f"{result['noise_pct']:.1f}%: "
+                f"{'within' if result['within_noise'] else 'outside'} noise "
+                f"(runs {result['run_step_ms']} ms a step, beside them "
+                f"{result['probe_step_ms']}, table {result['table_step_ms']})",
+                flush=True,
+            )
     write_json(RESULTS / "step_model.json", out)
     return 0 if all(r["within_noise"] for r in out.values()) else 1
 

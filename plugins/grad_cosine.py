@@ -6,6 +6,7 @@ changes. Name this file in params.yaml (`deba.plugins: [plugins/grad_cosine.py]`
 
 Cost: it keeps one float32 copy of the previous epoch's gradient (P floats), once per epoch.
 """
+
 import torch
 
 from deba_pipeline import Signal, hookimpl

@@ -13,9 +13,12 @@ def pytest_cmdline_main(config):
     """The fast tier, `pytest -m "not slow"`, runs on two workers (pytest-xdist) unless -n says
     otherwise: about 80 s on 2 cores, against 110-190 s one test after another on a shared VM.
     The whole suite (`pytest`, CI) stays serial: its end-to-end tests time and load the machine."""
-    if config.option.markexpr == "not slow" and config.pluginmanager.hasplugin("xdist") \
-            and config.getoption("numprocesses", None) is None \
-            and "PYTEST_XDIST_WORKER" not in os.environ:
+    if (
+        config.option.markexpr == "not slow"
+        and config.pluginmanager.hasplugin("xdist")
+        and config.getoption("numprocesses", None) is None
+        and "PYTEST_XDIST_WORKER" not in os.environ
+    ):
         config.option.numprocesses = 2
         config.option.dist = "worksteal"  # an idle worker takes queued tests: no slow tail
 
@@ -58,6 +61,7 @@ def busy_micro_study(tmp_path_factory):
     """The micro preset's `dvc repro` in a fresh copy beside one CPU-burning process:
     (workspace, completed process)."""
     import sys
+
     workspace = copy_project(tmp_path_factory.mktemp("busy"))
     burner = subprocess.Popen([sys.executable, "-c", BURNER])
     try:
@@ -68,10 +72,10 @@ def busy_micro_study(tmp_path_factory):
     return workspace, result
 
 
-
 @pytest.fixture(autouse=True, scope="session")
 def _the_console_as_deba_sets_it_up():
     """The package's lines go where `deba` sends them, whichever test runs first: a test that
     reads a warning from stderr must not depend on an earlier test having called `main`."""
     from deba_pipeline.execution import console
+
     console.configure()

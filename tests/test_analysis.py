@@ -1,4 +1,5 @@
 """The report's computations (docs/method.md, docs/pipeline.md) pinned to values worked out by hand."""
+
 from dataclasses import replace
 
 import pytest
@@ -25,17 +26,33 @@ EPS = 1e-8
 
 def profile(seed, variances, norm_vars, loss_vars, losses, norm_variation=None, arch="a"):
     norm_variation = norm_variation or [None] * len(variances)
-    epochs = [{"epoch": i + 1, "batch_size": 64, "train_loss": loss, "grad_norm_var": nv,
-               "loss_var": lv, "decision": "hold",
-               "signals": {"grad_variance": v, "grad_norm_variation": dn}}
-              for i, (v, nv, lv, loss, dn) in enumerate(
-                  zip(variances, norm_vars, loss_vars, losses, norm_variation))]
-    return {"schema": 2, "arch": arch, "dataset": "d", "seed": seed, "method": "fixed",
-            "variant": "profile", "epochs": epochs}
+    epochs = [
+        {
+            "epoch": i + 1,
+            "batch_size": 64,
+            "train_loss": loss,
+            "grad_norm_var": nv,
+            "loss_var": lv,
+            "decision": "hold",
+            "signals": {"grad_variance": v, "grad_norm_variation": dn},
+        }
+        for i, (v, nv, lv, loss, dn) in enumerate(
+            zip(variances, norm_vars, loss_vars, losses, norm_variation)
+        )
+    ]
+    return {
+        "schema": 2,
+        "arch": arch,
+        "dataset": "d",
+        "seed": seed,
+        "method": "fixed",
+        "variant": "profile",
+        "epochs": epochs,
+    }
 
 
 # S = 1 / (1 + CV(σ²) + mean Var(‖∇L‖) + mean Var(L))
-HALF = profile(2, [1.0, 3.0], [0.2, 0.4], [0.1, 0.3], [2.0, 1.0])     # 1 / (1 + 0.5 + 0.3 + 0.2)
+HALF = profile(2, [1.0, 3.0], [0.2, 0.4], [0.1, 0.3], [2.0, 1.0])  # 1 / (1 + 0.5 + 0.3 + 0.2)
 QUARTER = profile(42, [1.0, 3.0], [1.5, 1.5], [1.0, 1.0], [1.0, 1.0])  # 1 / (1 + 0.5 + 1.5 + 1)
 
 
@@ -52,32 +69,38 @@ def test_profile_summary_by_hand():
     assert summary["mu_S"] == pytest.approx(0.375)
     assert summary["sigma_S"] == pytest.approx(0.17677669529663687)  # stdev(0.5, 0.25), ddof 1
     assert summary["convergence_stability"] == pytest.approx(0.25)  # mean of 0.5 and 0
-    assert summary["class"] == "dynamically stable"                # σ_S > 0.15 comes first
+    assert summary["class"] == "dynamically stable"  # σ_S > 0.15 comes first
     assert summary["prediction"] == "benefit through rollbacks, seed-sensitive"
 
 
-@pytest.mark.parametrize(("mu", "sigma", "expected"), [
-    (0.50, 0.16, "dynamically stable"),
-    (0.50, 0.15, "moderately stable"),     # σ_S = 0.15 is not > 0.15
-    (0.20, None, "naturally unstable"),    # one seed: no σ_S
-    (0.26, 0.0, "intermediate"),           # μ_S = 0.26 is not < 0.26
-    (0.44, 0.0, "intermediate"),
-    (0.45, 0.0, "moderately stable"),
-    (0.54, 0.0, "moderately stable"),      # μ_S = 0.54 is not > 0.54
-    (0.5401, 0.0, "overly stable"),
-])
+@pytest.mark.parametrize(
+    ("mu", "sigma", "expected"),
+    [
+        (0.50, 0.16, "dynamically stable"),
+        (0.50, 0.15, "moderately stable"),  # σ_S = 0.15 is not > 0.15
+        (0.20, None, "naturally unstable"),  # one seed: no σ_S
+        (0.26, 0.0, "intermediate"),  # μ_S = 0.26 is not < 0.26
+        (0.44, 0.0, "intermediate"),
+        (0.45, 0.0, "moderately stable"),
+        (0.54, 0.0, "moderately stable"),  # μ_S = 0.54 is not > 0.54
+        (0.5401, 0.0, "overly stable"),
+    ],
+)
 def test_classify_in_spec_order(mu, sigma, expected):
     assert classify(mu, sigma, BOUNDS) == expected
 
 
-@pytest.mark.parametrize(("cls", "convergence", "expected"), [
-    ("moderately stable", 0.9, "benefit"),
-    ("overly stable", 0.19, "benefit"),
-    ("overly stable", 0.20, "marginal"),   # stagnation bound 0.20 is not < 0.20
-    ("dynamically stable", 0.0, "benefit through rollbacks, seed-sensitive"),
-    ("naturally unstable", 0.0, "unreliable, seed-dependent"),
-    ("intermediate", 0.0, "no prediction (intermediate)"),
-])
+@pytest.mark.parametrize(
+    ("cls", "convergence", "expected"),
+    [
+        ("moderately stable", 0.9, "benefit"),
+        ("overly stable", 0.19, "benefit"),
+        ("overly stable", 0.20, "marginal"),  # stagnation bound 0.20 is not < 0.20
+        ("dynamically stable", 0.0, "benefit through rollbacks, seed-sensitive"),
+        ("naturally unstable", 0.0, "unreliable, seed-dependent"),
+        ("intermediate", 0.0, "no prediction (intermediate)"),
+    ],
+)
 def test_predict(cls, convergence, expected):
     assert predict(cls, convergence, BOUNDS) == expected
 
@@ -86,51 +109,86 @@ def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None, test_
     """A cell as comparison._cell makes it: every seed at `speedup` unless `speedups` says."""
     from deba_pipeline.report.comparison import outcome
     from deba_pipeline.report.intervals import t_interval
+
     deltas = [b - a for a, b in zip(acc_fixed, acc_method)]
     speedups = speedups or [speedup] * len(deltas)
-    c = Cell(seeds=list(range(len(deltas))), acc_fixed=acc_fixed, acc_method=acc_method,
-             delta_accs=deltas, delta_acc=sum(deltas) / len(deltas),
-             delta_acc_ci=t_interval(deltas), verdict_speedup=sum(speedups) / len(speedups),
-             verdict_speedups=speedups, verdict_speedup_ci=t_interval(speedups),
-             speedup_basis="modelled", rollback=rollbacks, test_spread=test_spread)
+    c = Cell(
+        seeds=list(range(len(deltas))),
+        acc_fixed=acc_fixed,
+        acc_method=acc_method,
+        delta_accs=deltas,
+        delta_acc=sum(deltas) / len(deltas),
+        delta_acc_ci=t_interval(deltas),
+        verdict_speedup=sum(speedups) / len(speedups),
+        verdict_speedups=speedups,
+        verdict_speedup_ci=t_interval(speedups),
+        speedup_basis="modelled",
+        rollback=rollbacks,
+        test_spread=test_spread,
+    )
     return replace(c, outcome=outcome(c))
 
 
-@pytest.mark.parametrize(("prediction", "c", "expected"), [
-    ("benefit", comparison([80] * 3, [81] * 3, 10.0), "yes"),                 # ΔAcc ≥ 0, faster
-    ("benefit", comparison([80] * 3, [79.5] * 3, 10.0), "yes"),               # within δ = 1
-    ("benefit", comparison([80] * 3, [78.5] * 3, 10.0), "no"),                # ΔAcc < −δ
-    ("benefit", comparison([80] * 3, [81] * 3, -1.0), "no"),                  # slower
-    ("benefit", comparison([80] * 2, [81] * 2, 10.0), "n/a"),                 # two seeds: no call
-    ("marginal", comparison([80] * 3, [79.5] * 3, 30.0), "yes"),              # within a point
-    ("marginal", comparison([80] * 3, [78] * 3, 30.0), "no"),                 # fell by 2 points
-    ("marginal", comparison([80] * 3, [81] * 3, 9.9), "yes"),                 # a small benefit
-    ("marginal", comparison([80] * 3, [81] * 3, 10.0), "no"),                 # a clear benefit
-    # ΔAcc +1, +3.5, +6 (std 2.5): its spread's 90% lower bound, 1.65, is above the line of 1
-    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [81, 83.5, 86], 5.0, 2),
-     "yes"),
-    # ΔAcc +1 with seeds at −1, +3, +1: its interval [−2.4, +4.4] decides nothing
-    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [79, 83, 81], 5.0, 2),
-     "inconclusive"),
-    ("benefit", comparison([80] * 3, [80.5] * 3, 1.9, speedups=[-21.4, 25.2, 1.9]),
-     "inconclusive"),
-    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [79, 83, 81], 5.0, 0),
-     "no"),
-    ("benefit through rollbacks, seed-sensitive", comparison([80] * 3, [81, 81.2, 81.1], 5.0, 2),
-     "no"),
-    ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 2), "n/a"),
-    # std 2: its spread lies in [1.32, 6.16] (90% one-sided bounds, chi-square on 2 dof)
-    ("unreliable, seed-dependent", comparison([80] * 3, [78, 82, 80], 5.0), "yes"),
-    # std 1.5: [0.99, 4.62] straddles the line of 1, though the point is above it
-    ("unreliable, seed-dependent", comparison([80] * 3, [79, 82, 80.5], 5.0), "inconclusive"),
-    # seeds that disagree in sign, std 0.35: [0.23, 1.08], no call
-    ("unreliable, seed-dependent", comparison([80] * 3, [79.8, 80.5, 80.2], 5.0), "inconclusive"),
-    ("unreliable, seed-dependent", comparison([80] * 3, [80.5, 80.6, 80.55], 5.0), "no"),
-    # std 2 where the test set alone explains a spread of 3: the line moves to 3
-    ("unreliable, seed-dependent", comparison([80] * 3, [78, 82, 80], 5.0, test_spread=3.0),
-     "inconclusive"),
-    ("no prediction (intermediate)", comparison([80] * 3, [81] * 3, 5.0), "n/a"),
-])
+@pytest.mark.parametrize(
+    ("prediction", "c", "expected"),
+    [
+        ("benefit", comparison([80] * 3, [81] * 3, 10.0), "yes"),  # ΔAcc ≥ 0, faster
+        ("benefit", comparison([80] * 3, [79.5] * 3, 10.0), "yes"),  # within δ = 1
+        ("benefit", comparison([80] * 3, [78.5] * 3, 10.0), "no"),  # ΔAcc < −δ
+        ("benefit", comparison([80] * 3, [81] * 3, -1.0), "no"),  # slower
+        ("benefit", comparison([80] * 2, [81] * 2, 10.0), "n/a"),  # two seeds: no call
+        ("marginal", comparison([80] * 3, [79.5] * 3, 30.0), "yes"),  # within a point
+        ("marginal", comparison([80] * 3, [78] * 3, 30.0), "no"),  # fell by 2 points
+        ("marginal", comparison([80] * 3, [81] * 3, 9.9), "yes"),  # a small benefit
+        ("marginal", comparison([80] * 3, [81] * 3, 10.0), "no"),  # a clear benefit
+        # ΔAcc +1, +3.5, +6 (std 2.5): its spread's 90% lower bound, 1.65, is above the line of 1
+        (
+            "benefit through rollbacks, seed-sensitive",
+            comparison([80] * 3, [81, 83.5, 86], 5.0, 2),
+            "yes",
+        ),
+        # ΔAcc +1 with seeds at −1, +3, +1: its interval [−2.4, +4.4] decides nothing
+        (
+            "benefit through rollbacks, seed-sensitive",
+            comparison([80] * 3, [79, 83, 81], 5.0, 2),
+            "inconclusive",
+        ),
+        (
+            "benefit",
+            comparison([80] * 3, [80.5] * 3, 1.9, speedups=[-21.4, 25.2, 1.9]),
+            "inconclusive",
+        ),
+        (
+            "benefit through rollbacks, seed-sensitive",
+            comparison([80] * 3, [79, 83, 81], 5.0, 0),
+            "no",
+        ),
+        (
+            "benefit through rollbacks, seed-sensitive",
+            comparison([80] * 3, [81, 81.2, 81.1], 5.0, 2),
+            "no",
+        ),
+        ("benefit through rollbacks, seed-sensitive", comparison([80], [81], 5.0, 2), "n/a"),
+        # std 2: its spread lies in [1.32, 6.16] (90% one-sided bounds, chi-square on 2 dof)
+        ("unreliable, seed-dependent", comparison([80] * 3, [78, 82, 80], 5.0), "yes"),
+        # std 1.5: [0.99, 4.62] straddles the line of 1, though the point is above it
+        ("unreliable, seed-dependent", comparison([80] * 3, [79, 82, 80.5], 5.0), "inconclusive"),
+        # seeds that disagree in sign, std 0.35: [0.23, 1.08], no call
+        (
+            "unreliable, seed-dependent",
+            comparison([80] * 3, [79.8, 80.5, 80.2], 5.0),
+            "inconclusive",
+        ),
+        ("unreliable, seed-dependent", comparison([80] * 3, [80.5, 80.6, 80.55], 5.0), "no"),
+        # std 2 where the test set alone explains a spread of 3: the line moves to 3
+        (
+            "unreliable, seed-dependent",
+            comparison([80] * 3, [78, 82, 80], 5.0, test_spread=3.0),
+            "inconclusive",
+        ),
+        ("no prediction (intermediate)", comparison([80] * 3, [81] * 3, 5.0), "n/a"),
+    ],
+)
 def test_prediction_check(prediction, c, expected):
     held, why = prediction_held(prediction, c, seed_spread=1.0)
     assert held == expected
@@ -139,12 +197,15 @@ def test_prediction_check(prediction, c, expected):
 
 def test_prediction_check_says_why():
     assert prediction_held("marginal", comparison([80] * 3, [78] * 3, 30.0)) == (
-        "no", "ΔAcc -2.00 [-2.00, -2.00], modelled speedup 30.0% [30.0, 30.0]: marginal needs "
-              "ΔAcc ≥ −1 and no clear benefit (ΔAcc ≥ 0 with a speedup ≥ 10%)")
+        "no",
+        "ΔAcc -2.00 [-2.00, -2.00], modelled speedup 30.0% [30.0, 30.0]: marginal needs "
+        "ΔAcc ≥ −1 and no clear benefit (ΔAcc ≥ 0 with a speedup ≥ 10%)",
+    )
 
 
 def test_a_t_interval_and_the_seeds_a_verdict_needs_by_hand():
     from deba_pipeline.report.intervals import seeds_needed, seeds_needed_range, t_interval
+
     # [1, 3]: mean 2, std √2, t(0.95, 1 dof) = 6.3138: 2 ± 6.3138·√2/√2
     low, high = t_interval([1.0, 3.0])
     assert (low, high) == (pytest.approx(2 - 6.313752), pytest.approx(2 + 6.313752))
@@ -166,12 +227,27 @@ def test_a_modelled_speedup_of_1_9_plus_minus_23_on_three_seeds_is_inconclusive(
 
 
 def run(method, seed, sizes, seconds, steps=None):
-    return {"arch": "a", "dataset": "d", "method": method, "variant": "baseline", "seed": seed,
-            "final_test_accuracy": 90.0, "train_time_s": sum(seconds),
-            "epochs": [{"epoch": i + 1, "batch_size": b, "epoch_time_s": t, "decision": "hold",
-                        "steps": None if steps is None else steps[i],
-                        "samples": None if steps is None else steps[i] * b, "signals": {}}
-                       for i, (b, t) in enumerate(zip(sizes, seconds))]}
+    return {
+        "arch": "a",
+        "dataset": "d",
+        "method": method,
+        "variant": "baseline",
+        "seed": seed,
+        "final_test_accuracy": 90.0,
+        "train_time_s": sum(seconds),
+        "epochs": [
+            {
+                "epoch": i + 1,
+                "batch_size": b,
+                "epoch_time_s": t,
+                "decision": "hold",
+                "steps": None if steps is None else steps[i],
+                "samples": None if steps is None else steps[i] * b,
+                "signals": {},
+            }
+            for i, (b, t) in enumerate(zip(sizes, seconds))
+        ],
+    }
 
 
 STEPTIME = {"a": {"d": {"step_s": {"64": 0.010, "96": 0.012}}}}
@@ -185,12 +261,11 @@ def test_modelled_time_is_steps_times_the_table():
     assert modelled_time(r, {}) is None
     # each epoch's own start at its size (the permutation, the loader's first batch) is added
     started = {"a": {"d": {**STEPTIME["a"]["d"], "epoch_start_s": {"64": 0.003, "96": 0.001}}}}
-    assert modelled_time(r, started) == pytest.approx(22 * 0.010 + 0.003
-                                                      + 2 * (14 * 0.012 + 0.001))
+    assert modelled_time(r, started) == pytest.approx(22 * 0.010 + 0.003 + 2 * (14 * 0.012 + 0.001))
 
 
 def test_clock_noise_is_the_spread_of_epoch_times_after_the_first():
-    r = run("fixed", 2, [64] * 4, [9.0, 1.0, 1.2, 0.8])   # the first epoch warms up
+    r = run("fixed", 2, [64] * 4, [9.0, 1.0, 1.2, 0.8])  # the first epoch warms up
     assert clock_noise(r) == pytest.approx(0.16329931618554522)  # pstdev(1, 1.2, .8) / 1
 
 
@@ -207,20 +282,23 @@ def test_modelled_speedup_ignores_a_disturbed_clock():
     assert b.disagree is True
     assert b.verdict_speedup == b.model_speedup_mean
     # three epochs, two decisions that took effect: the last epoch's changes nothing
-    assert (a.increase, a.rollback, a.hold, a.batch_min, a.batch_max) == \
-        (0, 0, 2, 64, 96)
+    assert (a.increase, a.rollback, a.hold, a.batch_min, a.batch_max) == (0, 0, 2, 64, 96)
     assert a.samples_per_s_method == pytest.approx((22 * 64 + 28 * 96) / 2.6)
 
 
-@pytest.mark.parametrize(("decisions", "expected"), [
-    (("increase", "increase", "rollback", "hold"), 1 / 3),
-    # the last epoch's rollback takes no effect: no epoch follows it
-    (("increase", "increase", "hold", "rollback"), 1.0),
-    (("hold",), 0.0),
-])
+@pytest.mark.parametrize(
+    ("decisions", "expected"),
+    [
+        (("increase", "increase", "rollback", "hold"), 1 / 3),
+        # the last epoch's rollback takes no effect: no epoch follows it
+        (("increase", "increase", "hold", "rollback"), 1.0),
+        (("hold",), 0.0),
+    ],
+)
 def test_aggressiveness_counts_the_decisions_that_took_effect(decisions, expected):
-    assert aggressiveness({"epochs": [{"decision": d} for d in decisions]}) == \
-        pytest.approx(expected)
+    assert aggressiveness({"epochs": [{"decision": d} for d in decisions]}) == pytest.approx(
+        expected
+    )
 
 
 def test_calibrate_by_hand():
@@ -239,6 +317,8 @@ def test_calibrate_by_hand():
 
 def test_calibrate_without_a_defined_variation_is_a_clear_error():
     one_epoch = profile(2, [1.0], [0], [0], [1])
-    with pytest.raises(DebaError, match="cannot calibrate a/d: its profile runs have no epoch "
-                                        "with a defined Δ‖∇‖ and c_t"):
+    with pytest.raises(
+        DebaError,
+        match="cannot calibrate a/d: its profile runs have no epoch with a defined Δ‖∇‖ and c_t",
+    ):
         calibrate([one_epoch], window=2)

@@ -2,6 +2,7 @@
 commands or the library, asserting the one-line message and that nothing wrong was written or
 reused. Classes: 1 caches, 2 image folders, 3 study.methods, 4 Ray settings, 5 the library's
 per-step inputs, 6 lost work, 7 wording."""
+
 import json
 import math
 import os
@@ -42,34 +43,43 @@ def image_folder(root, classes=("a", "b"), per_class=3, side=8, mode="L", value=
             (root / part / name).mkdir(parents=True, exist_ok=True)
             for i in range(per_class):
                 fill = value if value is not None else 40 * label + 10 * i
-                Image.new(mode, (side, side), fill).save(root / part / name / f"{i}.png",
-                                                         compress_level=0)
+                Image.new(mode, (side, side), fill).save(
+                    root / part / name / f"{i}.png", compress_level=0
+                )
     return root
 
 
 # -- 2. image folders ---------------------------------------------------------------------------
 def _folder_study(path, name="mine"):
-    return {"data": {"folders": {name: str(path)}},
-            "study": {"datasets": [name]}, "ablate": {"dataset": name}}
+    return {
+        "data": {"folders": {name: str(path)}},
+        "study": {"datasets": [name]},
+        "ablate": {"dataset": name},
+    }
 
 
 @pytest.mark.parametrize("name", ["..", "../../x", "a/b", ".hidden"])
 def test_an_image_folder_name_that_would_be_a_path_is_refused_at_validation(
-        tmp_path, monkeypatch, capsys, name):
-    code, err = refused(tmp_path, monkeypatch, capsys,
-                        _folder_study(image_folder(tmp_path / "img"), name))
+    tmp_path, monkeypatch, capsys, name
+):
+    code, err = refused(
+        tmp_path, monkeypatch, capsys, _folder_study(image_folder(tmp_path / "img"), name)
+    )
     assert code == 2
-    assert f"`data.folders` = {name!r} is not allowed: it must be a name of " \
+    assert (
+        f"`data.folders` = {name!r} is not allowed: it must be a name of "
         f"letters, digits, '_', '-' and '.'" in err
+    )
 
 
-def test_an_image_folder_named_like_a_registered_dataset_is_refused(tmp_path, monkeypatch,
-                                                                    capsys):
+def test_an_image_folder_named_like_a_registered_dataset_is_refused(tmp_path, monkeypatch, capsys):
     overrides = {"data": {"folders": {"digits": str(image_folder(tmp_path / "img"))}}}
     code, err = refused(tmp_path, monkeypatch, capsys, overrides)
     assert code == 2
-    assert "`data.folders` = 'digits' is not allowed: it must be a name other " \
+    assert (
+        "`data.folders` = 'digits' is not allowed: it must be a name other "
         "than a registered dataset's" in err
+    )
 
 
 def _break(kind, root):
@@ -107,7 +117,8 @@ FOLDER_FAULTS = {
 
 @pytest.mark.parametrize("kind", FOLDER_FAULTS)
 def test_a_faulty_image_folder_is_refused_by_validate_before_anything_trains(
-        tmp_path, monkeypatch, capsys, kind):
+    tmp_path, monkeypatch, capsys, kind
+):
     root = image_folder(tmp_path / "img")
     _break(kind, root)
     code, err = refused(tmp_path, monkeypatch, capsys, _folder_study(root))
@@ -119,6 +130,7 @@ def test_a_faulty_image_folder_is_refused_by_validate_before_anything_trains(
 def test_sixteen_bit_greyscale_images_keep_their_values(tmp_path):
     """A 16-bit PNG converted to 8 bits saturates to white; read as 16 bits it keeps its range."""
     from deba_pipeline.engine.datasets.folders import load_folder
+
     root = tmp_path / "img"
     for part in ("train", "test"):
         for label, level in enumerate((1000, 30000)):
@@ -134,6 +146,7 @@ def test_sixteen_bit_greyscale_images_keep_their_values(tmp_path):
 
 def test_an_image_replaced_by_another_of_the_same_size_and_time_changes_the_run_key(tmp_path):
     from deba_pipeline.engine.datasets import folders
+
     root = image_folder(tmp_path / "img", value=200)
     before = folders.fingerprint(str(root))
     target = root / "train" / "a" / "0.png"
@@ -148,11 +161,12 @@ def test_an_image_replaced_by_another_of_the_same_size_and_time_changes_the_run_
 
 def test_a_folder_replaced_during_a_stage_changes_the_key_in_the_same_process(tmp_path):
     from deba_pipeline.engine.datasets import folders
+
     root = image_folder(tmp_path / "img", value=200)
     before = folders.fingerprint(str(root))
     target = root / "train" / "a" / "0.png"
     Image.new("L", (8, 8), 0).save(target, compress_level=0)
-    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10 ** 9))
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
     assert folders.fingerprint(str(root)) != before  # no new process needed
     restored = image_folder(tmp_path / "img", value=200)
     os.utime(restored / "train" / "a" / "0.png", ns=(1, 2))
@@ -162,6 +176,7 @@ def test_a_folder_replaced_during_a_stage_changes_the_key_in_the_same_process(tm
 def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):
     from deba_pipeline.engine.datasets import folders
     from deba_pipeline.engine.datasets.folders import load_folder
+
     root = image_folder(tmp_path / "img", value=200)
     before = folders.fingerprint(str(root))
     for part in ("train", "test"):
@@ -176,44 +191,57 @@ def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):
 
 def test_the_estimate_counts_an_image_folder_by_its_real_size(tmp_path):
     from deba_pipeline.execution.estimate import _shape
+
     root = image_folder(tmp_path / "img", classes=("a", "b", "c"), per_class=5, side=12)
     from helpers import tiny_cfg
+
     cfg = tiny_cfg(data={"folders": {"mine": str(root)}})
     assert _shape(cfg, "mine") == (15, 3, 12, 1)
 
 
 # -- 3. study.methods, 4. Ray settings, 7. wording: refused at validation, one line -------------
 METHOD_FAULTS = {
-    "null entry": ({"x": None}, "`study.methods.x` = None is not allowed: it must be a mapping "
-                   "of deba overrides"),
+    "null entry": (
+        {"x": None},
+        "`study.methods.x` = None is not allowed: it must be a mapping of deba overrides",
+    ),
     "scalar entry": ({"x": 3}, "`study.methods.x` = 3 is not allowed: it must be a mapping"),
     "list entry": ({"x": [1]}, "`study.methods.x` = [1] is not allowed: it must be a mapping"),
-    "plugins in a method": ({"x": {"plugins": ["plugins/a.py"]}},
-                            "`study.methods.x.plugins` is not allowed: plugin files are "
-                            "study-wide: list them in deba.plugins"),
-    "unknown key in a method": ({"x": {"rulee": "gns"}},
-                                "unknown key `study.methods.x.rulee`. Did you mean "
-                                "`study.methods.x.rule`?"),
+    "plugins in a method": (
+        {"x": {"plugins": ["plugins/a.py"]}},
+        "`study.methods.x.plugins` is not allowed: plugin files are "
+        "study-wide: list them in deba.plugins",
+    ),
+    "unknown key in a method": (
+        {"x": {"rulee": "gns"}},
+        "unknown key `study.methods.x.rulee`. Did you mean `study.methods.x.rule`?",
+    ),
     "schedule beyond the epochs": (
         {"x": {"rule": "step_schedule", "cooldown": 0, "rule_options": {"at": [2, 9]}}},
         "`study.methods.x.rule_options.at` = [2, 9] is not allowed: it must be epochs before "
-        "the last (train.epochs = 4): [9] would never change a batch"),
+        "the last (train.epochs = 4): [9] would never change a batch",
+    ),
     "schedule at the last epoch": (
         {"x": {"rule": "step_schedule", "cooldown": 0, "rule_options": {"at": [4]}}},
-        "epochs before the last (train.epochs = 4): [4] would never change a batch"),
-    "schedule without at": ({"x": {"rule": "step_schedule", "cooldown": 0}},
-                            "`study.methods.x.rule_options.at` = None is not allowed"),
+        "epochs before the last (train.epochs = 4): [4] would never change a batch",
+    ),
+    "schedule without at": (
+        {"x": {"rule": "step_schedule", "cooldown": 0}},
+        "`study.methods.x.rule_options.at` = None is not allowed",
+    ),
     "schedule blocked by the cooldown": (
         {"x": {"rule": "step_schedule", "rule_options": {"at": [2, 3]}}},
-        "would never fire"),
+        "would never fire",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", METHOD_FAULTS)
 def test_a_bad_study_method_is_refused_naming_it(tmp_path, monkeypatch, capsys, case):
     entry, message = METHOD_FAULTS[case]
-    code, err = refused(tmp_path, monkeypatch, capsys, {"study": {"methods": entry},
-                                                        "train": {"epochs": 4}})
+    code, err = refused(
+        tmp_path, monkeypatch, capsys, {"study": {"methods": entry}, "train": {"epochs": 4}}
+    )
     assert code == 2, err
     assert message in err, err
 
@@ -221,7 +249,7 @@ def test_a_bad_study_method_is_refused_naming_it(tmp_path, monkeypatch, capsys, 
 def test_a_method_named_by_a_number_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     params = yaml.safe_load(small_params({}))
-    params["study"]["methods"] = {1: {}}                # YAML reads `1:` as a number
+    params["study"]["methods"] = {1: {}}  # YAML reads `1:` as a number
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert main(["validate", "params.yaml"]) == 2
     err = capsys.readouterr().err
@@ -230,20 +258,31 @@ def test_a_method_named_by_a_number_is_refused(tmp_path, monkeypatch, capsys):
 
 
 SETTING_FAULTS = {
-    "address without a port": ({"execution": {"address": "head-node"}},
-                               "`execution.address` = 'head-node' is not allowed: it must be "
-                               "HOST:PORT"),
-    "address port out of range": ({"execution": {"address": "10.0.0.5:99999"}},
-                                  "`execution.address` = '10.0.0.5:99999' is not allowed"),
-    "infinite cpus": ({"execution": {"cpus_per_run": math.inf}},
-                      "`execution.cpus_per_run` = inf is not allowed: it must be a number > 0"),
-    "zero cpus": ({"execution": {"cpus_per_run": 0}},
-                  "`execution.cpus_per_run` = 0.0 is not allowed"),
-    "null where a value belongs": ({"train": {"epochs": None}},
-                                   "`train.epochs` = None is not allowed: it must be an "
-                                   "integer (null is not a value here; leave the key out for its default)"),
-    "unknown key": ({"train": {"epoch": 3}}, "unknown key `train.epoch`. Did you mean "
-                                             "`train.epochs`?"),
+    "address without a port": (
+        {"execution": {"address": "head-node"}},
+        "`execution.address` = 'head-node' is not allowed: it must be HOST:PORT",
+    ),
+    "address port out of range": (
+        {"execution": {"address": "10.0.0.5:99999"}},
+        "`execution.address` = '10.0.0.5:99999' is not allowed",
+    ),
+    "infinite cpus": (
+        {"execution": {"cpus_per_run": math.inf}},
+        "`execution.cpus_per_run` = inf is not allowed: it must be a number > 0",
+    ),
+    "zero cpus": (
+        {"execution": {"cpus_per_run": 0}},
+        "`execution.cpus_per_run` = 0.0 is not allowed",
+    ),
+    "null where a value belongs": (
+        {"train": {"epochs": None}},
+        "`train.epochs` = None is not allowed: it must be an "
+        "integer (null is not a value here; leave the key out for its default)",
+    ),
+    "unknown key": (
+        {"train": {"epoch": 3}},
+        "unknown key `train.epoch`. Did you mean `train.epochs`?",
+    ),
 }
 
 
@@ -256,8 +295,7 @@ def test_a_bad_setting_is_one_line_naming_the_key(tmp_path, monkeypatch, capsys,
     assert err.count("\n") == 1, err
 
 
-def test_a_params_file_that_is_not_yaml_is_one_line_for_deba_plugins(tmp_path, monkeypatch,
-                                                                     capsys):
+def test_a_params_file_that_is_not_yaml_is_one_line_for_deba_plugins(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.yaml").write_text("study: [unclosed\n")
     assert main(["plugins", "--params", "bad.yaml"]) == 2
@@ -266,14 +304,26 @@ def test_a_params_file_that_is_not_yaml_is_one_line_for_deba_plugins(tmp_path, m
     assert err.count("\n") == 1, err
 
 
-def test_aggregate_compare_with_a_file_that_is_not_a_report_is_one_line(tmp_path, monkeypatch,
-                                                                        capsys):
+def test_aggregate_compare_with_a_file_that_is_not_a_report_is_one_line(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(small_params({}))
     (tmp_path / "other.yaml").write_text("study: {name: x}\n")
     (tmp_path / "runs").mkdir()
-    code = main(["aggregate", "--runs", "runs", "--out", "reports", "--compare", "other.yaml",
-                 "--steptime", ""])
+    code = main(
+        [
+            "aggregate",
+            "--runs",
+            "runs",
+            "--out",
+            "reports",
+            "--compare",
+            "other.yaml",
+            "--steptime",
+            "",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "other.yaml" in err
@@ -282,13 +332,23 @@ def test_aggregate_compare_with_a_file_that_is_not_a_report_is_one_line(tmp_path
     assert not (tmp_path / "reports").exists()
 
 
-def test_aggregate_with_a_steptime_folder_that_does_not_exist_says_so(tmp_path, monkeypatch,
-                                                                      capsys):
+def test_aggregate_with_a_steptime_folder_that_does_not_exist_says_so(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(small_params({}))
     (tmp_path / "runs").mkdir()
-    code = main(["aggregate", "--runs", "runs", "--out", "reports", "--steptime",
-                 str(tmp_path / "nonexistent")])
+    code = main(
+        [
+            "aggregate",
+            "--runs",
+            "runs",
+            "--out",
+            "reports",
+            "--steptime",
+            str(tmp_path / "nonexistent"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert f"{tmp_path / 'nonexistent'} does not exist" in err, err
@@ -300,35 +360,53 @@ def _gns():
     return DEBAScheduler(batch_size=64, signals=["gradient_noise_scale"], rule="gns", cooldown=0)
 
 
-GOOD = {"steps": 4, "accumulated": {"grad_sq_norm": 10.0, "grad_sum": [torch.full((3,), 2.0)]},
-        "dataset_size": 1000}
+GOOD = {
+    "steps": 4,
+    "accumulated": {"grad_sq_norm": 10.0, "grad_sum": [torch.full((3,), 2.0)]},
+    "dataset_size": 1000,
+}
 INPUT_FAULTS = {
-    "fractional steps": ({"steps": 2.5}, "`steps` = 2.5 is not allowed: it must be an integer "
-                                         "in [1, 2^53)"),
+    "fractional steps": (
+        {"steps": 2.5},
+        "`steps` = 2.5 is not allowed: it must be an integer in [1, 2^53)",
+    ),
     "negative steps": ({"steps": -1}, "`steps` = -1 is not allowed"),
     "zero steps": ({"steps": 0}, "`steps` = 0 is not allowed"),
     "boolean steps": ({"steps": True}, "`steps` = True is not allowed"),
-    "accumulated as a list": ({"accumulated": [1, 2]}, "`accumulated` = [1, 2] is not allowed: "
-                                                       "it must be a mapping"),
-    "negative sum of squares": ({"accumulated": {**GOOD["accumulated"], "grad_sq_norm": -1.0}},
-                                "`accumulated['grad_sq_norm']` = -1.0 is not allowed: it must "
-                                "be a finite number >= 0"),
-    "sum of squares as text": ({"accumulated": {**GOOD["accumulated"], "grad_sq_norm": "10"}},
-                               "`accumulated['grad_sq_norm']` = '10' is not allowed"),
-    "NaN sum of squares": ({"accumulated": {**GOOD["accumulated"], "grad_sq_norm": math.nan}},
-                           "`accumulated['grad_sq_norm']` = nan is not allowed"),
+    "accumulated as a list": (
+        {"accumulated": [1, 2]},
+        "`accumulated` = [1, 2] is not allowed: it must be a mapping",
+    ),
+    "negative sum of squares": (
+        {"accumulated": {**GOOD["accumulated"], "grad_sq_norm": -1.0}},
+        "`accumulated['grad_sq_norm']` = -1.0 is not allowed: it must be a finite number >= 0",
+    ),
+    "sum of squares as text": (
+        {"accumulated": {**GOOD["accumulated"], "grad_sq_norm": "10"}},
+        "`accumulated['grad_sq_norm']` = '10' is not allowed",
+    ),
+    "NaN sum of squares": (
+        {"accumulated": {**GOOD["accumulated"], "grad_sq_norm": math.nan}},
+        "`accumulated['grad_sq_norm']` = nan is not allowed",
+    ),
     "gradient sum of the wrong shape": (
         {"accumulated": {**GOOD["accumulated"], "grad_sum": [torch.ones(5)]}},
         "`accumulated['grad_sum']` = '<1 tensors of shapes [(5,)]>' is not allowed: it must be "
-        "tensors holding as many numbers as the gradients (3)"),
-    "an accumulator nobody offers": ({"accumulated": {**GOOD["accumulated"], "grad_cube": 1}},
-                                     "`accumulated` key 'grad_cube' is not allowed"),
-    "an accumulator missing": ({"accumulated": {"grad_sq_norm": 10.0}},
-                               "`accumulated` = {'grad_sq_norm'} is not allowed: it must be a "
-                               "mapping holding grad_sum"),
-    "a dataset smaller than the epoch": ({"dataset_size": 100},
-                                         "`dataset_size` = 100 is not allowed: it must be at "
-                                         "least the epoch's samples (steps × batch = 256)"),
+        "tensors holding as many numbers as the gradients (3)",
+    ),
+    "an accumulator nobody offers": (
+        {"accumulated": {**GOOD["accumulated"], "grad_cube": 1}},
+        "`accumulated` key 'grad_cube' is not allowed",
+    ),
+    "an accumulator missing": (
+        {"accumulated": {"grad_sq_norm": 10.0}},
+        "`accumulated` = {'grad_sq_norm'} is not allowed: it must be a mapping holding grad_sum",
+    ),
+    "a dataset smaller than the epoch": (
+        {"dataset_size": 100},
+        "`dataset_size` = 100 is not allowed: it must be at "
+        "least the epoch's samples (steps × batch = 256)",
+    ),
 }
 
 
@@ -365,42 +443,53 @@ def _forge(path, edit):
 
 
 TAMPERING = {
-    "accuracy edited": lambda p: p.write_text(p.read_text().replace(
-        '"final_test_accuracy": ', '"final_test_accuracy": 1', 1)),
-    "method edited": lambda p: p.write_text(p.read_text().replace('"method": "fixed"',
-                                                                  '"method": "deba"', 1)),
+    "accuracy edited": lambda p: p.write_text(
+        p.read_text().replace('"final_test_accuracy": ', '"final_test_accuracy": 1', 1)
+    ),
+    "method edited": lambda p: p.write_text(
+        p.read_text().replace('"method": "fixed"', '"method": "deba"', 1)
+    ),
     "emptied": lambda p: p.write_text("{}"),
     "truncated": lambda p: p.write_text(p.read_text()[:200]),
     "written by an older version": lambda p: p.write_text(json.dumps(_entry(p)["content"])),
     "another run's entry": lambda p: _forge(p, lambda e: e["identity"].update(key="0" * 16)),
     "fewer epochs, checksum redone": lambda p: _forge(
-        p, lambda e: e["content"].update(epochs=e["content"]["epochs"][:1])),
+        p, lambda e: e["content"].update(epochs=e["content"]["epochs"][:1])
+    ),
     "another architecture, checksum redone": lambda p: _forge(
-        p, lambda e: e["content"].update(arch="test_vit")),
+        p, lambda e: e["content"].update(arch="test_vit")
+    ),
     "final accuracy off its last epoch, checksum redone": lambda p: _forge(
-        p, lambda e: e["content"].update(final_test_accuracy=100.0)),
+        p, lambda e: e["content"].update(final_test_accuracy=100.0)
+    ),
     # content that contradicts itself or its run, resealed: the checksum cannot tell
     "training time not its epochs' sum, resealed": lambda p: _forge(
-        p, lambda e: e["content"].update(train_time_s=e["content"]["train_time_s"] * 2)),
+        p, lambda e: e["content"].update(train_time_s=e["content"]["train_time_s"] * 2)
+    ),
     "a fixed run whose batch changes, resealed": lambda p: _forge(
-        p, lambda e: e["content"]["epochs"][1].update(batch_size=96)),
+        p, lambda e: e["content"]["epochs"][1].update(batch_size=96)
+    ),
     "a batch beyond its training set, resealed": lambda p: _forge(
-        p, lambda e: [x.update(batch_size=5000) for x in e["content"]["epochs"]]),
+        p, lambda e: [x.update(batch_size=5000) for x in e["content"]["epochs"]]
+    ),
     "a negative epoch time, resealed": lambda p: _forge(
-        p, lambda e: e["content"]["epochs"][0].update(epoch_time_s=-1.0)),
+        p, lambda e: e["content"]["epochs"][0].update(epoch_time_s=-1.0)
+    ),
     "a string loss, resealed": lambda p: _forge(
-        p, lambda e: e["content"]["epochs"][0].update(train_loss="0.5")),
+        p, lambda e: e["content"]["epochs"][0].update(train_loss="0.5")
+    ),
     "another world size, resealed": lambda p: _forge(
-        p, lambda e: e["content"].update(world_size=2)),
+        p, lambda e: e["content"].update(world_size=2)
+    ),
     "a newer schema, resealed": lambda p: _forge(p, lambda e: e["content"].update(schema=99)),
     "per-sample results of another accuracy, resealed": lambda p: _forge(
-        p, lambda e: e["content"]["test_hits"].update(bits="A" * 60)),
+        p, lambda e: e["content"]["test_hits"].update(bits="A" * 60)
+    ),
 }
 
 
 @pytest.mark.parametrize("case", TAMPERING)
-def test_a_tampered_finished_run_is_set_aside_and_trained_again(finished, tmp_path, capsys,
-                                                                 case):
+def test_a_tampered_finished_run_is_set_aside_and_trained_again(finished, tmp_path, capsys, case):
     state, spec, record = finished
     mine = tmp_path / "state"
     shutil.copytree(state, mine)
@@ -442,11 +531,13 @@ def _steptime_stage(monkeypatch, tmp_path):
     from deba_pipeline.stages import steptime as stage
 
     from helpers import stand_in_table, tiny_cfg
+
     measured = []
 
     def fake_table(cfg, arch, dataset, sizes, calm):
         measured.append(arch)
         return stand_in_table(sizes)  # 96: 0.015 s a step
+
     monkeypatch.setattr(stage, "table", fake_table)
     cfg = tiny_cfg(study={"datasets": ["digits"]})
     cfg.tracking.dir = str(tmp_path / "state")
@@ -456,25 +547,38 @@ def _steptime_stage(monkeypatch, tmp_path):
 TABLE_TAMPERING = {
     "a size times 100": lambda p: p.write_text(p.read_text().replace("0.015", "1.5")),
     "a negative time, checksum redone": lambda p: _forge(
-        p, lambda e: e["content"]["step_s"].update({"96": -0.015})),
+        p, lambda e: e["content"]["step_s"].update({"96": -0.015})
+    ),
     "a size missing, checksum redone": lambda p: _forge(
-        p, lambda e: e["content"]["step_s"].pop("96")),
+        p, lambda e: e["content"]["step_s"].pop("96")
+    ),
     "a negative epoch start, checksum redone": lambda p: _forge(
-        p, lambda e: e["content"]["epoch_start_s"].update({"64": -0.5})),
+        p, lambda e: e["content"]["epoch_start_s"].update({"64": -0.5})
+    ),
     "emptied": lambda p: p.write_text("{}"),
 }
 
 
 @pytest.mark.parametrize("case", TABLE_TAMPERING)
-def test_a_tampered_step_time_table_is_set_aside_and_measured_again(tmp_path, monkeypatch,
-                                                                    capsys, case):
+def test_a_tampered_step_time_table_is_set_aside_and_measured_again(
+    tmp_path, monkeypatch, capsys, case
+):
     stage, cfg, measured = _steptime_stage(monkeypatch, tmp_path)
     records = tmp_path / "runs"
-    record = {"schema": 2, "arch": "test_resnet", "dataset": "digits", "method": "deba",
-              "variant": "baseline", "seed": 2, "final_test_accuracy": 90.0,
-              "train_time_s": 2.0, "epochs": [
-                  {"epoch": e, "batch_size": b, "epoch_time_s": 1.0, "test_accuracy": 90.0}
-                  for e, b in ((1, 64), (2, 96))]}
+    record = {
+        "schema": 2,
+        "arch": "test_resnet",
+        "dataset": "digits",
+        "method": "deba",
+        "variant": "baseline",
+        "seed": 2,
+        "final_test_accuracy": 90.0,
+        "train_time_s": 2.0,
+        "epochs": [
+            {"epoch": e, "batch_size": b, "epoch_time_s": 1.0, "test_accuracy": 90.0}
+            for e, b in ((1, 64), (2, 96))
+        ],
+    }
     (records / "train").mkdir(parents=True)
     (records / "train" / "r.json").write_text(json.dumps(record))
     first = stage.run(cfg, ["test_resnet"], runs=str(records), out=str(tmp_path / "out"))
@@ -490,7 +594,8 @@ def test_a_tampered_step_time_table_is_set_aside_and_measured_again(tmp_path, mo
 
 
 def test_a_measured_table_whose_cache_cannot_be_written_still_reaches_the_stage(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     stage, cfg, measured = _steptime_stage(monkeypatch, tmp_path)
     records = tmp_path / "runs" / "train"
     records.mkdir(parents=True)
@@ -499,7 +604,12 @@ def test_a_measured_table_whose_cache_cannot_be_written_still_reaches_the_stage(
     tables = stage.run(cfg, ["test_resnet"], runs=str(records.parent), out=str(tmp_path / "out"))
     err = capsys.readouterr().err
     assert measured == ["test_resnet"]
-    assert json.loads((tmp_path / "out" / "test_resnet.json").read_text()) == \
-        tables["test_resnet"] != {}
-    assert "deba: test_resnet/digits: step times measured; the table is in the stage's output, " \
-           "but not kept for reuse: cannot write " in err, err
+    assert (
+        json.loads((tmp_path / "out" / "test_resnet.json").read_text())
+        == tables["test_resnet"]
+        != {}
+    )
+    assert (
+        "deba: test_resnet/digits: step times measured; the table is in the stage's output, "
+        "but not kept for reuse: cannot write " in err
+    ), err

@@ -2,6 +2,7 @@
 before it is used; names from params never become paths; recovery advice is true when followed;
 a bad file or folder is one line naming it with nothing half-written; a plugin's sys.exit is a
 failed run. (Validation: test_bad_input.py; the library's contract: test_contract.py.)"""
+
 import errno
 import json
 import math
@@ -35,14 +36,16 @@ def scaling_policy(factor):
 
 
 @pytest.mark.parametrize("factor", [-1.0, 0.0, math.nan, math.inf, "2"])
-def test_a_learning_rate_factor_that_is_not_finite_and_positive_is_refused(register_plugin,
-                                                                         factor):
+def test_a_learning_rate_factor_that_is_not_finite_and_positive_is_refused(register_plugin, factor):
     register_plugin(scaling_policy(factor), "scaling")
     sched = DEBAScheduler(policy="scaling", theta_conf=100.0, theta_stab=100.0, cooldown=0)
     sched.step(1.0, [torch.ones(2)])
     before = sched.state_dict()
-    with pytest.raises(PluginError, match=r"policy 'scaling' returned learning-rate factor .* "
-                                          r"at epoch 2: it must be a finite number > 0"):
+    with pytest.raises(
+        PluginError,
+        match=r"policy 'scaling' returned learning-rate factor .* "
+        r"at epoch 2: it must be a finite number > 0",
+    ):
         sched.step(0.9, [torch.ones(2)])
     assert sched.state_dict() == before
 
@@ -61,8 +64,9 @@ def test_a_variant_name_that_would_be_a_path_is_refused(tmp_path, monkeypatch, c
     (tmp_path / "params.yaml").write_text(small_params({"ablate": {"variants": {name: {}}}}))
     assert main(stage("ablate", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
-    assert f"`ablate.variants.{name}` = '{name}' is not allowed: it must be a name of letters" \
-        in err
+    assert (
+        f"`ablate.variants.{name}` = '{name}' is not allowed: it must be a name of letters" in err
+    )
     assert "Traceback" not in err
     assert not list(tmp_path.parent.glob("*.json"))
     assert not (tmp_path / "runs").exists()
@@ -71,23 +75,33 @@ def test_a_variant_name_that_would_be_a_path_is_refused(tmp_path, monkeypatch, c
 def test_a_record_path_outside_the_stage_folder_is_refused_whatever_let_it_in(tmp_path):
     from deba_pipeline.core.errors import ConfigError
     from deba_pipeline.execution.study import record_path
+
     spec = tiny_spec(variant="../../../../../escape")  # "deba-.." is a folder: 5 up leave it
-    with pytest.raises(ConfigError, match="outside .*: architecture, dataset and variant names "
-                                          "must not be paths"):
+    with pytest.raises(
+        ConfigError, match="outside .*: architecture, dataset and variant names must not be paths"
+    ):
         record_path(tmp_path / "runs", spec)
-    assert record_path("runs", tiny_spec()).as_posix() == \
-        "runs/test_resnet/digits/deba-baseline-seed2.json"
+    assert (
+        record_path("runs", tiny_spec()).as_posix()
+        == "runs/test_resnet/digits/deba-baseline-seed2.json"
+    )
 
 
 FLAKY_FILE = (  # a signal plugin that fails at epoch 2 until its file is fixed
     "from deba_pipeline import Signal, hookimpl\n"
     "class Flaky(Signal):\n    name = 'flaky'\n"
     "    def compute(self, obs):\n        return {value}\n"
-    "@hookimpl\ndef register_signals(register):\n    register(Flaky)\n")
-PLUGIN_STUDY = {"train": {"epochs": 3}, "ablate": {"variants": {"only": {}}},
-                "deba": {"thresholds": "fixed", "plugins": ["plugins/flaky.py"],
-                         "signals": ["grad_variance", "grad_norm_variation", "loss_variation",
-                                     "flaky"]}}
+    "@hookimpl\ndef register_signals(register):\n    register(Flaky)\n"
+)
+PLUGIN_STUDY = {
+    "train": {"epochs": 3},
+    "ablate": {"variants": {"only": {}}},
+    "deba": {
+        "thresholds": "fixed",
+        "plugins": ["plugins/flaky.py"],
+        "signals": ["grad_variance", "grad_norm_variation", "loss_variation", "flaky"],
+    },
+}
 
 
 def plugin_project(tmp_path, monkeypatch, value):
@@ -98,12 +112,15 @@ def plugin_project(tmp_path, monkeypatch, value):
 
 
 def test_the_advice_after_a_plugin_file_fault_is_what_happens_when_followed(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     plugin_project(tmp_path, monkeypatch, "float('nan') if obs.epoch == 2 else 1.0")
     assert main(stage("ablate", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
-    assert "a fix to a file in plugins/ makes a new run (the files are part of its identity) " \
+    assert (
+        "a fix to a file in plugins/ makes a new run (the files are part of its identity) "
         "that starts from epoch 1" in err
+    )
     assert "Traceback" not in err
     new_process()  # each `deba` command is one
     plugin_project(tmp_path, monkeypatch, "1.0")  # the fix the message asks for
@@ -151,8 +168,10 @@ def test_a_truncated_record_is_one_line_naming_it(tmp_path, monkeypatch, capsys)
     record.write_text('{"schema": 2, "epochs": [')
     assert main(["aggregate", "--runs", "runs", "--out", "reports"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"deba: error: {record.relative_to(tmp_path)} is unreadable (Expecting "
-                          f"value): delete it and run `dvc repro`")
+    assert err.startswith(
+        f"deba: error: {record.relative_to(tmp_path)} is unreadable (Expecting "
+        f"value): delete it and run `dvc repro`"
+    )
     assert err.count("\n") == 1
     assert not (tmp_path / "reports").exists()
 
@@ -163,7 +182,8 @@ def test_missing_calibrated_thresholds_name_the_file_and_the_stage(tmp_path, mon
     assert main(stage("train", "--arch", "test_resnet")) == 2
     assert capsys.readouterr().err == (
         "deba: error: results/thresholds.json does not exist: run the calibrate stage (`dvc "
-        "repro calibrate`), or set deba.thresholds to paper or fixed.\n")
+        "repro calibrate`), or set deba.thresholds to paper or fixed.\n"
+    )
 
 
 def test_an_output_path_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys):
@@ -172,8 +192,10 @@ def test_an_output_path_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys
     (tmp_path / "results").write_text("a file where a folder belongs")
     assert main(stage("steptime", "--arch", "test_resnet", "--runs", "none")) == 2
     err = capsys.readouterr().err
-    assert err == ("deba: error: cannot write results/steptime/test_resnet.json: results is a "
-                   "file where a folder is needed: move it away or delete it, then rerun.\n")
+    assert err == (
+        "deba: error: cannot write results/steptime/test_resnet.json: results is a "
+        "file where a folder is needed: move it away or delete it, then rerun.\n"
+    )
 
 
 def test_a_full_disk_leaves_nothing_half_written(tmp_path, monkeypatch):
@@ -184,8 +206,11 @@ def test_a_full_disk_leaves_nothing_half_written(tmp_path, monkeypatch):
 
     (tmp_path / "table.json").write_text('{"before": 1}')
     monkeypatch.setattr(files.os, "fsync", full)
-    with pytest.raises(loop.DebaError, match=r"cannot write .*table.json: No space left on "
-                                             r"device\. Make sure"):
+    with pytest.raises(
+        loop.DebaError,
+        match=r"cannot write .*table.json: No space left on "
+        r"device\. Make sure",
+    ):
         files.write_json(tmp_path / "table.json", {"after": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["table.json"]
     assert json.loads((tmp_path / "table.json").read_text()) == {"before": 1}

@@ -2,6 +2,7 @@
 `step` and `load_state_dict` is a ConfigError naming it and leaves the scheduler as it was;
 plugin state of common types checkpoints and restores, anything else is refused when saved;
 a damaged checkpoint is refused, never resumed."""
+
 import collections
 
 import numpy as np
@@ -18,38 +19,47 @@ from helpers import checkpoint_of, tiny_spec, without_times
 GRADS = [torch.ones(3), torch.zeros(2)]
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [
-    ({"batch_size": "64"}, "`batch_size` = '64'"),
-    ({"batch_size": True}, "`batch_size` = True"),
-    ({"signals": "grad_variance"}, "`signals` = 'grad_variance'"),  # not a list of letters
-    ({"signals": []}, "`signals` = []"),
-    ({"window": "5"}, "`window` = '5'"),
-    ({"growth": float("nan")}, "`growth` = nan"),
-    ({"rule": "nope"}, "unknown rule 'nope'"),
-    ({"policy": 3}, "`policy` = 3 is not allowed: it must be a policy name"),
-    ({"config": 5}, "`config` = 5"),
-    ({"plugins": "x.py"}, "`plugins` = 'x.py'"),
-    ({"rule_options": [1]}, "`rule_options` = [1]"),
-    ({"cooldwn": 2}, "unknown DEBA option `cooldwn`. Did you mean `cooldown`?"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"batch_size": "64"}, "`batch_size` = '64'"),
+        ({"batch_size": True}, "`batch_size` = True"),
+        ({"signals": "grad_variance"}, "`signals` = 'grad_variance'"),  # not a list of letters
+        ({"signals": []}, "`signals` = []"),
+        ({"window": "5"}, "`window` = '5'"),
+        ({"growth": float("nan")}, "`growth` = nan"),
+        ({"rule": "nope"}, "unknown rule 'nope'"),
+        ({"policy": 3}, "`policy` = 3 is not allowed: it must be a policy name"),
+        ({"config": 5}, "`config` = 5"),
+        ({"plugins": "x.py"}, "`plugins` = 'x.py'"),
+        ({"rule_options": [1]}, "`rule_options` = [1]"),
+        ({"cooldwn": 2}, "unknown DEBA option `cooldwn`. Did you mean `cooldown`?"),
+    ],
+)
 def test_a_bad_constructor_argument_is_a_config_error_naming_it(kwargs, named):
     with pytest.raises(ConfigError) as info:
         DEBAScheduler(**kwargs)
     assert named in str(info.value)
 
 
-@pytest.mark.parametrize(("loss", "grads", "named"), [
-    ("1.0", GRADS, "`loss` = '1.0'"),
-    (float("inf"), GRADS, "`loss` = inf"),
-    (1.0, None, "`grads` = None"),
-    (1.0, "abc", "`grads` = 'abc'"),
-    (1.0, torch.ones(3), "`grads` = '<one tensor of shape (3,)>'"),
-    (1.0, [None, None], "`grads` = '<2 items: all None>'"),
-    (1.0, [torch.ones(2), 3.0], "`grads` = '<2 items: float>'"),
-    (1.0, [torch.ones(3), torch.tensor([1.0, float("nan")])],  # the model's shape, one NaN
-     "`grads` = '<gradients with variance nan"),
-    (1.0, [torch.ones(4)], "`grads` = '<gradients holding 4 numbers>'"),  # another model's
-])
+@pytest.mark.parametrize(
+    ("loss", "grads", "named"),
+    [
+        ("1.0", GRADS, "`loss` = '1.0'"),
+        (float("inf"), GRADS, "`loss` = inf"),
+        (1.0, None, "`grads` = None"),
+        (1.0, "abc", "`grads` = 'abc'"),
+        (1.0, torch.ones(3), "`grads` = '<one tensor of shape (3,)>'"),
+        (1.0, [None, None], "`grads` = '<2 items: all None>'"),
+        (1.0, [torch.ones(2), 3.0], "`grads` = '<2 items: float>'"),
+        (
+            1.0,
+            [torch.ones(3), torch.tensor([1.0, float("nan")])],  # the model's shape, one NaN
+            "`grads` = '<gradients with variance nan",
+        ),
+        (1.0, [torch.ones(4)], "`grads` = '<gradients holding 4 numbers>'"),  # another model's
+    ],
+)
 def test_a_bad_step_argument_is_a_config_error_and_changes_nothing(loss, grads, named):
     sched = DEBAScheduler(cooldown=0)
     sched.step(2.0, GRADS)
@@ -68,23 +78,30 @@ def _edited(state, **changes):
     return {**state, **changes}
 
 
-@pytest.mark.parametrize(("edit", "named"), [
-    (lambda s: None, "`state` = 'NoneType'"),
-    (lambda s: [], "`state` = 'list'"),
-    (lambda s: {}, "`state` = [] is not allowed: it must be a mapping with exactly the keys"),
-    (lambda s: _edited(s, extra=1), "'extra'"),
-    (lambda s: _edited(s, batch_size="a"), "`state['batch_size']` = 'a'"),
-    (lambda s: _edited(s, batch_size=4096), "`state['batch_size']` = 4096"),
-    (lambda s: _edited(s, epoch=-1), "`state['epoch']` = -1"),
-    (lambda s: _edited(s, last_adaptation=99), "`state['last_adaptation']` = 99"),
-    (lambda s: _edited(s, max_batch=1), "`state['max_batch']` = 1"),
-    (lambda s: _edited(s, windows={"x": []}), "`state['windows']` = {'x': []}"),
-    (lambda s: _edited(s, windows={**s["windows"], "grad_variance": "abc"}),
-     "`state['windows']['grad_variance']` = 'abc'"),
-    (lambda s: _edited(s, windows={**s["windows"], "grad_variance": [1.0] * 20}),
-     "at most `window` = 15 long"),
-    (lambda s: _edited(s, names={**s["names"], "rule": "other"}), "scheduler state was saved"),
-])
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda s: None, "`state` = 'NoneType'"),
+        (lambda s: [], "`state` = 'list'"),
+        (lambda s: {}, "`state` = [] is not allowed: it must be a mapping with exactly the keys"),
+        (lambda s: _edited(s, extra=1), "'extra'"),
+        (lambda s: _edited(s, batch_size="a"), "`state['batch_size']` = 'a'"),
+        (lambda s: _edited(s, batch_size=4096), "`state['batch_size']` = 4096"),
+        (lambda s: _edited(s, epoch=-1), "`state['epoch']` = -1"),
+        (lambda s: _edited(s, last_adaptation=99), "`state['last_adaptation']` = 99"),
+        (lambda s: _edited(s, max_batch=1), "`state['max_batch']` = 1"),
+        (lambda s: _edited(s, windows={"x": []}), "`state['windows']` = {'x': []}"),
+        (
+            lambda s: _edited(s, windows={**s["windows"], "grad_variance": "abc"}),
+            "`state['windows']['grad_variance']` = 'abc'",
+        ),
+        (
+            lambda s: _edited(s, windows={**s["windows"], "grad_variance": [1.0] * 20}),
+            "at most `window` = 15 long",
+        ),
+        (lambda s: _edited(s, names={**s["names"], "rule": "other"}), "scheduler state was saved"),
+    ],
+)
 def test_a_bad_state_is_a_config_error_and_leaves_the_scheduler_as_it_was(edit, named):
     source = DEBAScheduler(cooldown=0)
     for loss in (2.0, 1.5, 1.2):
@@ -103,14 +120,18 @@ def test_a_bad_state_is_a_config_error_and_leaves_the_scheduler_as_it_was(edit, 
 
 class Remembering(Signal):
     """Keeps numpy scalars and arrays, a deque and a tuple: what a plugin author reaches for."""
+
     name = "remembering"
 
     def compute(self, obs):
         seen = self.state.get("seen", collections.deque(maxlen=3))
         seen.append(np.float32(obs.loss))
-        self.state = {"seen": seen, "count": np.int64(obs.epoch),
-                      "losses": np.append(self.state.get("losses", np.zeros(0)), obs.loss),
-                      "pair": (obs.epoch, "epoch")}
+        self.state = {
+            "seen": seen,
+            "count": np.int64(obs.epoch),
+            "losses": np.append(self.state.get("losses", np.zeros(0)), obs.loss),
+            "pair": (obs.epoch, "epoch"),
+        }
         return float(np.mean(seen))
 
 
@@ -127,13 +148,16 @@ def signal_plugin(cls):
         @hookimpl
         def register_signals(self, register):
             register(cls)
+
     return Plugin()
 
 
 def test_plugin_state_of_common_types_checkpoints_and_restores(register_plugin, tmp_path):
     register_plugin(signal_plugin(Remembering), "remembering")
-    sched = DEBAScheduler(signals=["grad_variance", "grad_norm_variation", "loss_variation",
-                                   "remembering"], cooldown=0)
+    sched = DEBAScheduler(
+        signals=["grad_variance", "grad_norm_variation", "loss_variation", "remembering"],
+        cooldown=0,
+    )
     for loss in (2.0, 1.5, 1.2, 1.1):
         sched.step(loss, GRADS)
     save_torch(tmp_path / "s.pt", sched.state_dict())
@@ -151,8 +175,11 @@ def test_plugin_state_of_common_types_checkpoints_and_restores(register_plugin, 
 
 def test_a_run_with_common_plugin_state_resumes_to_the_same_record(register_plugin, tmp_path):
     register_plugin(signal_plugin(Remembering), "remembering")
-    spec = lambda: tiny_spec(train={"epochs": 5}, deba={  # noqa: E731
-        "signals": ["grad_variance", "grad_norm_variation", "loss_variation", "remembering"]})
+
+    def spec():
+        signals = ["grad_variance", "grad_norm_variation", "loss_variation", "remembering"]
+        return tiny_spec(train={"epochs": 5}, deba={"signals": signals})
+
     straight = one_run.train(spec(), state_dir=tmp_path / "a", progress=False)
     checkpoint_of(spec(), tmp_path / "b", 3)  # cut after epoch 3, as a kill would
     resumed = one_run.train(spec(), state_dir=tmp_path / "b", progress=False)
@@ -161,10 +188,14 @@ def test_a_run_with_common_plugin_state_resumes_to_the_same_record(register_plug
 
 def test_plugin_state_a_checkpoint_cannot_hold_is_refused_when_saved(register_plugin, tmp_path):
     register_plugin(signal_plugin(Opaque), "opaque")
-    spec = tiny_spec(deba={"signals": ["grad_variance", "grad_norm_variation",
-                                       "loss_variation", "opaque"]})
-    with pytest.raises(PluginError, match=r"signal 'opaque' keeps state\['handle'\] = object in "
-                                          r"its state, which a checkpoint cannot hold"):
+    spec = tiny_spec(
+        deba={"signals": ["grad_variance", "grad_norm_variation", "loss_variation", "opaque"]}
+    )
+    with pytest.raises(
+        PluginError,
+        match=r"signal 'opaque' keeps state\['handle'\] = object in "
+        r"its state, which a checkpoint cannot hold",
+    ):
         one_run.train(spec, state_dir=tmp_path, progress=False)
     assert not (tmp_path / "finished").exists()
 
@@ -175,7 +206,10 @@ def test_a_damaged_checkpoint_is_refused_not_resumed(tmp_path):
     data = bytearray(checkpoint.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside the weights
     checkpoint.write_bytes(bytes(data))
-    with pytest.raises(DebaError, match=r"is damaged: its content does not match the checksum "
-                                        r"written with it. Delete it to start"):
+    with pytest.raises(
+        DebaError,
+        match=r"is damaged: its content does not match the checksum "
+        r"written with it. Delete it to start",
+    ):
         one_run.train(spec, state_dir=tmp_path, progress=False)
     assert not (tmp_path / "finished").exists()

@@ -1,5 +1,6 @@
 """The README is a front door of about 200 lines, and every link in it and in docs/ resolves
 inside the repository (a clone has nothing else)."""
+
 import re
 from pathlib import Path
 

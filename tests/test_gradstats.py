@@ -17,12 +17,21 @@ def _grads(dtypes, seed=0):
     for i, shape in enumerate(SHAPES * 3):
         scale = 10.0 ** (i % 5 - 3)  # magnitudes from 1e-3 to 10: mixed scales stress the combine
         offset = 0.01 * (i % 3)
-        grads.append((torch.randn(shape, generator=gen) * scale + offset).to(dtypes[i % len(dtypes)]))
+        grads.append(
+            (torch.randn(shape, generator=gen) * scale + offset).to(dtypes[i % len(dtypes)])
+        )
     return grads
 
 
-@pytest.mark.parametrize("dtypes", [[torch.float32], [torch.bfloat16], [torch.float16],
-                                    [torch.float32, torch.bfloat16, torch.float16]])
+@pytest.mark.parametrize(
+    "dtypes",
+    [
+        [torch.float32],
+        [torch.bfloat16],
+        [torch.float16],
+        [torch.float32, torch.bfloat16, torch.float16],
+    ],
+)
 @pytest.mark.parametrize("chunk", [1 << 20, 7])  # 7 forces many chunks within every tensor
 def test_variance_and_norm_match_concatenation(monkeypatch, dtypes, chunk):
     monkeypatch.setattr(gradstats, "CHUNK", chunk)
@@ -38,7 +47,7 @@ def test_none_entries_are_skipped():
     grads = [torch.tensor([1.0, 2.0]), None, torch.tensor([3.0, 4.0])]
     stats = grad_stats(grads)
     assert float(stats.variance) == pytest.approx(1.25, rel=1e-12)  # var of 1,2,3,4
-    assert float(stats.norm) == pytest.approx(30 ** 0.5, rel=1e-12)
+    assert float(stats.norm) == pytest.approx(30**0.5, rel=1e-12)
 
 
 def test_all_none_is_an_error():
@@ -63,8 +72,9 @@ PEAK_SCRIPT = textwrap.dedent("""
 
 
 def _peak_growth(which):
-    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, which], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, which], check=True, capture_output=True, text=True
+    ).stdout
     return int(out.strip().splitlines()[-1])
 
 

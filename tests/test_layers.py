@@ -1,5 +1,6 @@
 """The house's layers (pyproject.toml's import-linter contracts): each layer imports only from
 those below it, and no package's modules import each other in a circle."""
+
 import os
 import shutil
 import subprocess
@@ -9,8 +10,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lint_imports(project: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["lint-imports", "--no-cache"], cwd=project, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(project)})
+    return subprocess.run(
+        ["lint-imports", "--no-cache"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(project)},
+    )
 
 
 def test_the_layer_contracts_hold():
@@ -25,8 +31,11 @@ def lint_with_import(tmp_path, module: str) -> subprocess.CompletedProcess:
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "pyproject.toml", project)
-    shutil.copytree(ROOT / "deba_pipeline", project / "deba_pipeline",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "deba_pipeline",
+        project / "deba_pipeline",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     edited = project / "deba_pipeline" / module
     edited.write_text(edited.read_text() + "\nfrom deba_pipeline.engine import loop\n")
     return lint_imports(project)

@@ -1,5 +1,6 @@
 """Modelled times at the runs' own level, and how far a table's own noise moves a speedup
 (docs/method.md), by hand."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,18 +10,41 @@ from deba_pipeline.report.modelled import at_runs_level, own_level, table_noise
 
 
 def run(method, seed, sizes, steps, seconds, probe=None):
-    record = {"arch": "a", "dataset": "d", "method": method, "variant": "baseline",
-              "seed": seed, "final_test_accuracy": 90.0, "train_time_s": sum(seconds),
-              "epochs": [{"epoch": i + 1, "batch_size": b, "steps": n, "epoch_time_s": t,
-                          "test_accuracy": 90.0, "decision": "hold", "samples": 64 * n}
-                         for i, (b, n, t) in enumerate(zip(sizes, steps, seconds))]}
+    record = {
+        "arch": "a",
+        "dataset": "d",
+        "method": method,
+        "variant": "baseline",
+        "seed": seed,
+        "final_test_accuracy": 90.0,
+        "train_time_s": sum(seconds),
+        "epochs": [
+            {
+                "epoch": i + 1,
+                "batch_size": b,
+                "steps": n,
+                "epoch_time_s": t,
+                "test_accuracy": 90.0,
+                "decision": "hold",
+                "samples": 64 * n,
+            }
+            for i, (b, n, t) in enumerate(zip(sizes, steps, seconds))
+        ],
+    }
     if probe is not None:
         record["step_probe"] = {"batch_size": 64, "step_s": probe}
     return record
 
 
-TABLE = {"a": {"d": {"step_s": {"64": 0.010, "96": 0.012}, "epoch_start_s": {"64": 0.002},
-                     "ratio_error": {"64": 0.0, "96": 0.05}}}}
+TABLE = {
+    "a": {
+        "d": {
+            "step_s": {"64": 0.010, "96": 0.012},
+            "epoch_start_s": {"64": 0.002},
+            "ratio_error": {"64": 0.0, "96": 0.05},
+        }
+    }
+}
 FIXED = run("fixed", 2, [64, 64], [10, 10], [0.2, 0.2], probe=0.020)
 DEBA = run("deba", 2, [64, 96], [10, 7], [0.2, 0.2])
 
@@ -31,8 +55,9 @@ def test_table_noise_is_each_size_s_error_times_how_far_the_speedup_moves_with_i
     # half-width at 90%: 1.6448536 * 100 * 0.084 / 0.204 * 0.05 = 3.3864633
     assert table_noise([FIXED], [DEBA], TABLE) == pytest.approx(3.3864633, rel=1e-6)
     assert table_noise([FIXED], [FIXED], TABLE) == 0.0  # the same sizes: nothing to move
-    assert table_noise([FIXED], [DEBA], {"a": {"d": {"step_s": TABLE["a"]["d"]["step_s"]}}}) \
-        is None  # a table without errors (measured before they were kept) says nothing
+    assert (
+        table_noise([FIXED], [DEBA], {"a": {"d": {"step_s": TABLE["a"]["d"]["step_s"]}}}) is None
+    )  # a table without errors (measured before they were kept) says nothing
     unknown = {"a": {"d": {**TABLE["a"]["d"], "ratio_error": {"64": 0.0, "96": None}}}}
     assert table_noise([FIXED], [DEBA], unknown) is None  # too few rounds to tell: not known
 
@@ -40,8 +65,11 @@ def test_table_noise_is_each_size_s_error_times_how_far_the_speedup_moves_with_i
 def test_a_size_s_error_is_floored_by_the_median_of_its_table_s_errors():
     # 96's own 1% is below the median of the table's nonzero errors (1% and 5%): 3%; so the
     # half-width is 1.6448536 * 100 * 0.084 / 0.204 * 0.03 = 2.0318780
-    cell = {**TABLE["a"]["d"], "step_s": {"64": 0.010, "96": 0.012, "128": 0.014},
-            "ratio_error": {"64": 0.0, "96": 0.01, "128": 0.05}}
+    cell = {
+        **TABLE["a"]["d"],
+        "step_s": {"64": 0.010, "96": 0.012, "128": 0.014},
+        "ratio_error": {"64": 0.0, "96": 0.01, "128": 0.05},
+    }
     assert table_noise([FIXED], [DEBA], {"a": {"d": cell}}) == pytest.approx(2.0318780, rel=1e-6)
     assert table_noise([FIXED], [FIXED], {"a": {"d": cell}}) == 0.0  # the reference stays exact
 

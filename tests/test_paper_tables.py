@@ -1,6 +1,7 @@
 """The paper's own Tables 3 and 4, written as run records: our aggregate must reproduce the
 printed ΔAcc and throughput columns, compute the summary rows, and flag printed values that
 disagree with the paper's own inputs."""
+
 import json
 from pathlib import Path
 
@@ -27,17 +28,20 @@ def report(tmp_path_factory):
     # no --compare: the paper's cells are in the records, so the check comes without a flag
     defaults = runs / "defaults.yaml"
     defaults.write_text("{}\n")  # the paper's settings: the schema's defaults
-    assert main(["aggregate", "--runs", str(runs), "--out", str(out), "--params",
-                 str(defaults)]) == 0
+    assert (
+        main(["aggregate", "--runs", str(runs), "--out", str(out), "--params", str(defaults)]) == 0
+    )
     return out
 
 
 def test_table4_reproduces_the_printed_delta_acc_and_throughput(report):
     table = (report / "tables" / "table4.md").read_text()
-    for expected in ("| resnet18 | cifar10 | DEBA | 85.48 ± 0.66 | +2.43 [",
-                     "| mobilenetv3_large_100 | cifar10 | DEBA | 76.52 ± 0.45 | +6.98 [",
-                     "| vit_base_patch16_224 | cifar100 | DEBA | 39.62 ± 2.34 | +1.05 [",
-                     "| resnet50 | cifar10 | DEBA | 82.48 ± 1.62 | -0.59 ["):
+    for expected in (
+        "| resnet18 | cifar10 | DEBA | 85.48 ± 0.66 | +2.43 [",
+        "| mobilenetv3_large_100 | cifar10 | DEBA | 76.52 ± 0.45 | +6.98 [",
+        "| vit_base_patch16_224 | cifar100 | DEBA | 39.62 ± 2.34 | +1.05 [",
+        "| resnet50 | cifar10 | DEBA | 82.48 ± 1.62 | -0.59 [",
+    ):
         assert expected in table
     assert "| 2.22× |" in table  # DenseNet-121 CIFAR-10: 2906 / 1310
     # resnet18 CIFAR-10: the mean of per-seed speedups, 34.6 over 5 seeds; the interval on
@@ -48,10 +52,14 @@ def test_table4_reproduces_the_printed_delta_acc_and_throughput(report):
 
 def test_table3_summary_rows_are_computed(report):
     table = (report / "tables" / "table3.md").read_text()
-    assert ("| Lost > 1 pt (mean) | 0/6 | – | – | 0/6 | – | – | 5/6 | – | – | 1/6 | – | – | 0/6 "
-            "| – | – |") in table
-    assert ("| Mean \\|ΔAcc\\| | 2.40 | – | – | 1.47 | – | – | 4.07 | – | – | 1.87 | – | – | "
-            "1.54 | – | – |") in table
+    assert (
+        "| Lost > 1 pt (mean) | 0/6 | – | – | 0/6 | – | – | 5/6 | – | – | 1/6 | – | – | 0/6 "
+        "| – | – |"
+    ) in table
+    assert (
+        "| Mean \\|ΔAcc\\| | 2.40 | – | – | 1.47 | – | – | 4.07 | – | – | 1.87 | – | – | "
+        "1.54 | – | – |"
+    ) in table
 
 
 def test_report_names_exactly_where_the_paper_disagrees_with_itself(report):

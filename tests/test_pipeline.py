@@ -1,4 +1,5 @@
 """The DVC pipeline end to end on the micro preset, and the presets' run counts."""
+
 import json
 import math
 import shutil
@@ -22,10 +23,10 @@ def test_paper_preset_counts_the_runs_of_spec_section_3():
     assert cfg.deba.cooldown == 10
     assert cfg.deba.window == 15
     counts = count_runs(cfg)
-    assert counts["profile"] == 6 * 2 * 3                  # profile seeds 2, 42, 199
-    assert counts["train"] == 6 * 2 * 5 * 2                # fixed and DEBA, five seeds
-    assert counts["ablate"] == 6 * 4 * 5                   # four ablations on CIFAR-10
-    assert counts["train_reused_from_profile"] == 0       # fixed baselines trained apart
+    assert counts["profile"] == 6 * 2 * 3  # profile seeds 2, 42, 199
+    assert counts["train"] == 6 * 2 * 5 * 2  # fixed and DEBA, five seeds
+    assert counts["ablate"] == 6 * 4 * 5  # four ablations on CIFAR-10
+    assert counts["train_reused_from_profile"] == 0  # fixed baselines trained apart
     assert counts["trained"] == 36 + 120 + 120
     cfg.study.reuse_profile_runs = True
     assert count_runs(cfg)["train_reused_from_profile"] == 6 * 2 * 3
@@ -34,10 +35,17 @@ def test_paper_preset_counts_the_runs_of_spec_section_3():
 
 @pytest.mark.slow
 def test_validate_command_on_every_preset():
-    out = subprocess.run(["deba", "validate", "paper", "micro", "quick"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
-    assert ("paper.yaml: valid. 36 profile runs, 120 train records (fixed baselines trained "
-            "apart from profiling), 120 ablation runs: 276 runs to train") in out
+    out = subprocess.run(
+        ["deba", "validate", "paper", "micro", "quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (
+        "paper.yaml: valid. 36 profile runs, 120 train records (fixed baselines trained "
+        "apart from profiling), 120 ablation runs: 276 runs to train"
+    ) in out
     assert out.count("valid.") == 3
 
 
@@ -55,9 +63,13 @@ def test_micro_repro_writes_every_table_and_figure(micro_study):
         assert (reports / "tables" / f"{name}.md").read_text().startswith("| Architecture")
         assert (reports / "tables" / f"{name}.csv").stat().st_size > 0
     figures = sorted(p.name for p in (reports / "figures").glob("*.png"))
-    assert figures == ["accuracy_against_time.png", "batch_size_trajectories.png",
-                       "figure1_time_per_epoch.png", "figure2_grad_variance_digits.png",
-                       "signal_trajectories.png"]
+    assert figures == [
+        "accuracy_against_time.png",
+        "batch_size_trajectories.png",
+        "figure1_time_per_epoch.png",
+        "figure2_grad_variance_digits.png",
+        "signal_trajectories.png",
+    ]
 
 
 @pytest.mark.slow
@@ -73,12 +85,25 @@ def test_micro_report_renders_and_names_nothing_a_clone_lacks(micro_study):
 @pytest.mark.slow
 def test_micro_metrics_carry_a_headline_per_cell_and_every_ablation(micro_study):
     metrics = json.loads((_micro(micro_study) / "reports" / "metrics.json").read_text())
-    assert set(metrics["ablations"]) == {"baseline", "universal", "cooldown2", "cooldown5",
-                                         "full_history"}
+    assert set(metrics["ablations"]) == {
+        "baseline",
+        "universal",
+        "cooldown2",
+        "cooldown5",
+        "full_history",
+    }
     headline = metrics["per_arch"]["test_resnet/digits"]
-    assert set(headline) == {"delta_acc", "speedup_modelled_pct", "speedup_measured_pct",
-                             "speedup_modelled_table_noise_pct", "increases", "rollbacks",
-                             "holds", "batch_min", "batch_max"}
+    assert set(headline) == {
+        "delta_acc",
+        "speedup_modelled_pct",
+        "speedup_measured_pct",
+        "speedup_modelled_table_noise_pct",
+        "increases",
+        "rollbacks",
+        "holds",
+        "batch_min",
+        "batch_max",
+    }
     assert headline["speedup_modelled_pct"] is not None
     # five epochs, four decisions that took effect: the last epoch's changes nothing
     assert headline["increases"] + headline["rollbacks"] + headline["holds"] == 4
@@ -89,8 +114,11 @@ def test_micro_metrics_carry_a_headline_per_cell_and_every_ablation(micro_study)
 def test_micro_step_time_table_covers_every_size_reached_round_robin(micro_study):
     workspace = _micro(micro_study)
     table = json.loads((workspace / "results/steptime/test_resnet.json").read_text())["digits"]
-    reached = {e["batch_size"] for path in (workspace / "runs").rglob("*.json")
-               for e in json.loads(path.read_text())["epochs"]}
+    reached = {
+        e["batch_size"]
+        for path in (workspace / "runs").rglob("*.json")
+        for e in json.loads(path.read_text())["epochs"]
+    }
     assert reached <= {int(size) for size in table["step_s"]}
     # the sizes the predict stage timed, then the steptime stage's new ones, each round-robin:
     # every size it holds was timed `repeats` times (more when the machine ran slow), and its
@@ -105,12 +133,17 @@ def test_micro_step_time_table_covers_every_size_reached_round_robin(micro_study
 def test_micro_dvc_plots_hold_the_curves_of_every_method(micro_study):
     workspace = _micro(micro_study)
     curves = sorted(p.name for p in (workspace / "reports" / "plots" / "batch_size").glob("*.csv"))
-    assert curves == ["test_resnet_digits_deba-cooldown2.csv", "test_resnet_digits_deba-cooldown5.csv",
-                      "test_resnet_digits_deba-full_history.csv",
-                      "test_resnet_digits_deba-universal.csv", "test_resnet_digits_deba.csv",
-                      "test_resnet_digits_fixed.csv"]
-    plots = subprocess.run(["dvc", "plots", "show", "--json"], cwd=workspace,
-                           capture_output=True, text=True)
+    assert curves == [
+        "test_resnet_digits_deba-cooldown2.csv",
+        "test_resnet_digits_deba-cooldown5.csv",
+        "test_resnet_digits_deba-full_history.csv",
+        "test_resnet_digits_deba-universal.csv",
+        "test_resnet_digits_deba.csv",
+        "test_resnet_digits_fixed.csv",
+    ]
+    plots = subprocess.run(
+        ["dvc", "plots", "show", "--json"], cwd=workspace, capture_output=True, text=True
+    )
     assert plots.returncode == 0
     assert "reports/plots/batch_size/test_resnet_digits_deba.csv" in plots.stdout
 
@@ -118,8 +151,13 @@ def test_micro_dvc_plots_hold_the_curves_of_every_method(micro_study):
 @pytest.mark.slow
 def test_micro_stability_summary_names_the_class_and_prediction(micro_study):
     path = _micro(micro_study) / "results" / "stability" / "test_resnet.json"
-    assert set(json.loads(path.read_text())["digits"]) >= {"S", "mu_S", "sigma_S", "class",
-                                                           "prediction"}
+    assert set(json.loads(path.read_text())["digits"]) >= {
+        "S",
+        "mu_S",
+        "sigma_S",
+        "class",
+        "prediction",
+    }
 
 
 @pytest.mark.slow
@@ -130,21 +168,28 @@ def test_micro_fixed_baseline_is_trained_apart_from_the_profile_run(micro_study)
     assert fixed["key"] != profile["key"]
     assert "reused_from" not in fixed
     # the same trajectory, its own time
-    assert [e["train_loss"] for e in fixed["epochs"]] == [e["train_loss"] for e in profile["epochs"]]
+    assert [e["train_loss"] for e in fixed["epochs"]] == [
+        e["train_loss"] for e in profile["epochs"]
+    ]
 
 
 @pytest.mark.slow
 def test_micro_second_repro_is_up_to_date(micro_study):
-    second = subprocess.run(["dvc", "repro"], cwd=_micro(micro_study), capture_output=True,
-                            text=True)
+    second = subprocess.run(
+        ["dvc", "repro"], cwd=_micro(micro_study), capture_output=True, text=True
+    )
     assert second.returncode == 0
     assert "Data and pipelines are up to date" in second.stdout
 
 
 @pytest.mark.slow
 def test_micro_dvc_metrics_show_one_line_per_cell_in_120_columns(micro_study):
-    shown = subprocess.run(["dvc", "metrics", "show", "reports/answer.json"],
-                           cwd=_micro(micro_study), capture_output=True, text=True)
+    shown = subprocess.run(
+        ["dvc", "metrics", "show", "reports/answer.json"],
+        cwd=_micro(micro_study),
+        capture_output=True,
+        text=True,
+    )
     lines = shown.stdout.splitlines()
     assert shown.returncode == 0
     assert lines[0].split() == ["Path", "test_resnet", "on", "digits"]
@@ -156,6 +201,7 @@ def assert_markdown_tables_render(text):
     """Every table in `text`, parsed as Markdown (CommonMark + tables), has the header's cells
     in every row: a stray | would add a cell."""
     from markdown_it import MarkdownIt
+
     tokens = MarkdownIt("commonmark").enable("table").parse(text)
     rows, tables = [], 0
     for token in tokens:
@@ -177,6 +223,7 @@ def assert_markdown_tables_render(text):
 def presets_here(tmp_path, monkeypatch):
     """A git repository holding the presets, as the working folder: `main` of the CLI."""
     from deba_pipeline.cli import main
+
     shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
     monkeypatch.chdir(tmp_path)
     subprocess.run(["git", "init", "-q"], check=True)
@@ -190,16 +237,21 @@ def test_preset_writes_the_complete_params(presets_here, capsys):
     assert written == OmegaConf.structured(load_params("pipelines/micro.yaml"))  # complete
     assert written.deba.cooldown == 1
     assert written.train.lr == 0.01
-    assert Path("params.yaml").read_text().startswith("# The study `dvc repro` runs. Written by "
-                                                      "`deba preset micro`")
+    assert (
+        Path("params.yaml")
+        .read_text()
+        .startswith("# The study `dvc repro` runs. Written by `deba preset micro`")
+    )
 
 
 def test_preset_never_overwrites_an_edit_git_does_not_hold(presets_here, capsys):
     assert presets_here(["preset", "micro"]) == 0
     Path("params.yaml").write_text(Path("params.yaml").read_text() + "# my note\n")
     assert presets_here(["preset", "quick"]) == 2
-    assert ("params.yaml has changes git does not hold, and `deba preset quick` would overwrite "
-            "them: commit them, or rerun with --force") in capsys.readouterr().err
+    assert (
+        "params.yaml has changes git does not hold, and `deba preset quick` would overwrite "
+        "them: commit them, or rerun with --force"
+    ) in capsys.readouterr().err
     assert Path("params.yaml").read_text().endswith("# my note\n")
 
 
@@ -215,8 +267,9 @@ def test_preset_force_keeps_the_edited_file_as_bak(presets_here, capsys):
 def test_preset_replaces_a_file_git_holds(presets_here):
     assert presets_here(["preset", "quick"]) == 0
     subprocess.run(["git", "add", "params.yaml"], check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p"],
-                   check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p"], check=True
+    )
     assert presets_here(["preset", "micro"]) == 0
     assert OmegaConf.load("params.yaml").study.name != "quick"
 
@@ -228,6 +281,7 @@ def test_an_unknown_preset_names_the_known_ones(presets_here, capsys):
 
 def test_preset_diff_shows_only_what_changes(tmp_path, monkeypatch, capsys):
     from deba_pipeline.cli import main
+
     shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
     monkeypatch.chdir(tmp_path)
     assert main(["preset", "--diff", "micro"]) == 0  # no params.yaml yet: against the defaults
@@ -239,7 +293,9 @@ def test_preset_diff_shows_only_what_changes(tmp_path, monkeypatch, capsys):
     assert not Path("params.yaml").exists()  # --diff writes nothing
     assert main(["preset", "micro"]) == 0
     assert main(["preset", "--diff", "micro"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "preset micro changes nothing in params.yaml."
+    assert (
+        capsys.readouterr().out.splitlines()[-1] == "preset micro changes nothing in params.yaml."
+    )
 
 
 @pytest.mark.parametrize("name", ["micro", "quick", "paper"])
@@ -249,13 +305,17 @@ def test_presets_are_overlays_of_only_what_differs(name):
     for group, values in overlay.items():
         for key, value in values.items():
             assert value != defaults[group][key], f"{name}: {group}.{key} repeats the default"
-    lines = [line for line in (ROOT / "pipelines" / f"{name}.yaml").read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line
+        for line in (ROOT / "pipelines" / f"{name}.yaml").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert len(lines) <= 20
 
 
 def test_wandb_group_is_the_experiment_or_study_and_when_the_invocation_began(monkeypatch):
     from deba_pipeline.execution.invocation import wandb_group
+
     cfg = load_params(ROOT / "pipelines" / "micro.yaml")
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     monkeypatch.setenv("DEBA_INVOCATION", "2026-12-01 13:52:07")
@@ -269,6 +329,7 @@ def test_two_reproductions_of_one_study_log_to_two_wandb_groups(tmp_path):
     import os
 
     from helpers import copy_project, read_offline_run
+
     workspace = copy_project(tmp_path / "w")
     params = OmegaConf.load(workspace / "params.yaml")
     params.tracking.wandb = "offline"
@@ -277,11 +338,18 @@ def test_two_reproductions_of_one_study_log_to_two_wandb_groups(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBA_", "DVC_", "WANDB_"))}
     for _ in range(2):  # each trains the profile run afresh: no finished run to reuse
         shutil.rmtree(workspace / ".deba" / "finished", ignore_errors=True)
-        done = subprocess.run(["dvc", "repro", "--force", "profile"], cwd=workspace, env=env,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["dvc", "repro", "--force", "profile"],
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    pieces = [read_offline_run(p)["run"] for p in
-              sorted((workspace / ".deba" / "wandb" / "wandb").glob("offline-run-*"))]
+    pieces = [
+        read_offline_run(p)["run"]
+        for p in sorted((workspace / ".deba" / "wandb" / "wandb").glob("offline-run-*"))
+    ]
     assert len(pieces) == 2
     assert pieces[0]["id"] == pieces[1]["id"]
     groups = [p["group"] for p in pieces]
@@ -295,14 +363,16 @@ def test_a_deba_command_outside_dvc_is_an_invocation_of_its_own(monkeypatch):
     import psutil
 
     from deba_pipeline.execution.invocation import invocation_started
+
     monkeypatch.setenv("DEBA_INVOCATION", "")  # unset, and unset again after the test
     began = psutil.Process().create_time()  # pytest is no dvc process, nor are its parents
     assert invocation_started() == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began))
 
 
 @pytest.mark.slow
-def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_study,
-                                                                      busy_micro_study, tmp_path):
+def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(
+    micro_study, busy_micro_study, tmp_path
+):
     """The study reproduced in a fresh clone beside a CPU-burning process, then its step-time
     tables measured again right after, with the burner gone: the two sets of modelled speedups
     agree up to the two tables' own noise (each table states it), as do the prediction verdicts.
@@ -312,6 +382,7 @@ def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_stud
     difference, so a busy machine that biases the table fails, and ordinary noise one run in a
     thousand. The measured speedups of the busy study are its own runs' clocks, free to move."""
     from statistics import NormalDist
+
     _, first = micro_study
     busy, result = busy_micro_study
     assert first.returncode == 0
@@ -324,17 +395,21 @@ def test_a_busy_machine_moves_measured_speedups_but_not_modelled_ones(micro_stud
         assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     a, b = (json.loads((w / "reports" / "metrics.json").read_text()) for w in (calm, busy))
     widen = NormalDist().inv_cdf(0.9995) / NormalDist().inv_cdf(0.95)  # 90% to 99.9%
-    pairs = [(a["per_arch"][c], b["per_arch"][c], "") for c in a["per_arch"]] + \
-        [(a["ablations"][v], b["ablations"][v], "mean_") for v in a["ablations"]]
+    pairs = [(a["per_arch"][c], b["per_arch"][c], "") for c in a["per_arch"]] + [
+        (a["ablations"][v], b["ablations"][v], "mean_") for v in a["ablations"]
+    ]
     for calm_cell, busy_cell, prefix in pairs:
-        moved = abs(calm_cell[f"{prefix}speedup_modelled_pct"]
-                    - busy_cell[f"{prefix}speedup_modelled_pct"])
-        noise = [cell[f"{prefix}speedup_modelled_table_noise_pct"]
-                 for cell in (calm_cell, busy_cell)]
+        moved = abs(
+            calm_cell[f"{prefix}speedup_modelled_pct"] - busy_cell[f"{prefix}speedup_modelled_pct"]
+        )
+        noise = [
+            cell[f"{prefix}speedup_modelled_table_noise_pct"] for cell in (calm_cell, busy_cell)
+        ]
         assert None not in noise, (calm_cell, busy_cell)  # each table tells its own noise
         assert moved <= widen * math.hypot(*noise) + 1e-3, (calm_cell, busy_cell)  # 4 decimals
-    verdicts = [(w / "reports" / "tables" / "table2.csv").read_text().splitlines()
-                for w in (calm, busy)]
+    verdicts = [
+        (w / "reports" / "tables" / "table2.csv").read_text().splitlines() for w in (calm, busy)
+    ]
     held = [[line.rsplit(",", 1)[1] for line in v] for v in verdicts]
     assert held[0] == held[1]
 
@@ -351,6 +426,7 @@ def test_the_committed_report_renders_and_its_metrics_carry_both_speedups():
 
 def test_validate_estimate_counts_the_steps_of_every_run(monkeypatch):
     from deba_pipeline.execution import estimate, pool
+
     monkeypatch.setattr(estimate, "step_seconds", lambda cfg, arch, dataset: 0.01)
     monkeypatch.setattr(estimate, "probe_batch", lambda cfg, side=0: 16)  # as for large inputs
     monkeypatch.setattr(pool, "usable_cores", lambda: 2)
@@ -359,24 +435,31 @@ def test_validate_estimate_counts_the_steps_of_every_run(monkeypatch):
     # = 42 runs of 12 epochs of 899 // 64 = 14 steps (half the digits train at test_fraction
     # 0.5) at 10 ms: 70.56 s = 0.0196 h; three archs: 0.0588 h, two at a time on 2 cores (one
     # thread a run): 0.0294 h of wall-clock
-    assert ("test_resnet/digits: 10.0 ms a step at batch 64 (from batch 16, scaled by samples), "
-            "42 runs: 0.020 device-hours") in text  # step_seconds stands in: scaling inside it
-    assert "total: 0.059 device-hours; about 0.029 hours of wall-clock with 2 run(s) in flight " \
+    assert (
+        "test_resnet/digits: 10.0 ms a step at batch 64 (from batch 16, scaled by samples), "
+        "42 runs: 0.020 device-hours"
+    ) in text  # step_seconds stands in: scaling inside it
+    assert (
+        "total: 0.059 device-hours; about 0.029 hours of wall-clock with 2 run(s) in flight "
         "(local backend)" in text
+    )
 
 
 def test_validate_estimate_times_a_real_step_here(monkeypatch, capsys):
     from deba_pipeline.cli import main
+
     monkeypatch.chdir(ROOT)
     assert main(["validate", "micro", "--estimate"]) == 0
     out, err = capsys.readouterr()
     step_ms = float(out.split("test_resnet/digits: ")[1].split(" ms")[0])
-    runs, hours = out.split(" ms a step at batch 64, ")[1].split(" device-hours")[0].split(
-        " runs: ")
+    runs, hours = (
+        out.split(" ms a step at batch 64, ")[1].split(" device-hours")[0].split(" runs: ")
+    )
     # micro: 5 epochs of 1,438 // 64 = 22 steps a run; the step is printed to 0.1 ms
     steps = int(runs) * 5 * 22
-    assert float(hours) == pytest.approx(step_ms / 1000 * steps / 3600,
-                                         abs=0.0005 + 0.00005 * steps / 3600)
+    assert float(hours) == pytest.approx(
+        step_ms / 1000 * steps / 3600, abs=0.0005 + 0.00005 * steps / 3600
+    )
     assert out.count("estimate on ") == 1
     # progress as each architecture is timed (8-pixel digits: at the study's own batch)
     assert "deba: timing test_resnet on 8x8x1 inputs at batch " in err
@@ -388,10 +471,25 @@ def test_the_committed_report_recomputes_from_the_committed_records(tmp_path, mo
     """The run records and step-time tables are committed (DVC outputs with cache: false), so
     `deba aggregate` in a clone gives the committed report without training."""
     from deba_pipeline.cli import main
+
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
     out = tmp_path / "reports"
-    assert main(["aggregate", "--runs", "runs", "--out", str(out), "--steptime",
-                 "results/steptime", "--prediction", "results/prediction.json"]) == 0
+    assert (
+        main(
+            [
+                "aggregate",
+                "--runs",
+                "runs",
+                "--out",
+                str(out),
+                "--steptime",
+                "results/steptime",
+                "--prediction",
+                "results/prediction.json",
+            ]
+        )
+        == 0
+    )
     for name in ("REPORT.md", "metrics.json", "answer.json", "strategies.json"):
         assert (out / name).read_text() == (root / "reports" / name).read_text(), name

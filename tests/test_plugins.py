@@ -60,8 +60,9 @@ class MyPlugin:
 
 def test_in_process_plugins_are_used_by_name(register_plugin, capsys):
     register_plugin(MyPlugin(), "my-plugin")
-    sched = DEBAScheduler(signals=["constant_seven"], rule="rollback_when_seven",
-                          policy="halve", cooldown=0)
+    sched = DEBAScheduler(
+        signals=["constant_seven"], rule="rollback_when_seven", policy="halve", cooldown=0
+    )
     sched.step(1.0, [torch.ones(3)])
     record = sched.step(1.0, [torch.ones(3)])
     assert (record.decision, record.batch_size, record.lr_factor) == ("rollback", 32, 0.5)
@@ -81,7 +82,9 @@ def test_unknown_name_lists_the_available_ones():
 
 def test_rule_requiring_a_missing_signal_is_refused(register_plugin):
     register_plugin(MyPlugin(), "my-plugin")
-    with pytest.raises(Exception, match="includes \\['constant_seven'\\], which rule 'rollback_when_seven' reads"):
+    with pytest.raises(
+        Exception, match="includes \\['constant_seven'\\], which rule 'rollback_when_seven' reads"
+    ):
         DEBAScheduler(rule="rollback_when_seven")
 
 
@@ -110,14 +113,20 @@ def test_plugin_that_raises_is_reported_with_its_name(register_plugin):
             raise RuntimeError("boom")
 
     register_plugin(Broken(), "broken-plugin")
-    with pytest.raises(PluginError, match="plugin 'broken-plugin' .* raised while registering rules: RuntimeError: boom"):
+    with pytest.raises(
+        PluginError,
+        match="plugin 'broken-plugin' .* raised while registering rules: RuntimeError: boom",
+    ):
         plugins.registry("rule")
 
 
-@pytest.mark.parametrize(("value", "fragment"), [
-    (float("nan"), "returned nan at epoch 1"),
-    ("high", "returned 'high' (str) at epoch 1"),
-])
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (float("nan"), "returned nan at epoch 1"),
+        ("high", "returned 'high' (str) at epoch 1"),
+    ],
+)
 def test_signal_returning_garbage_is_named(register_plugin, value, fragment):
     class Garbage(Signal):
         name = "garbage"
@@ -131,21 +140,25 @@ def test_signal_returning_garbage_is_named(register_plugin, value, fragment):
             register(Garbage)
 
     register_plugin(Reg(), "garbage-plugin")
-    sched = DEBAScheduler(signals=["grad_variance", "grad_norm_variation", "loss_variation",
-                                   "garbage"])
-    with pytest.raises(PluginError, match=f"signal 'garbage' {fragment}".replace("(", r"\(").replace(")", r"\)")):
+    sched = DEBAScheduler(
+        signals=["grad_variance", "grad_norm_variation", "loss_variation", "garbage"]
+    )
+    with pytest.raises(
+        PluginError, match=f"signal 'garbage' {fragment}".replace("(", r"\(").replace(")", r"\)")
+    ):
         sched.step(1.0, [torch.ones(2)])
 
 
 def test_example_grad_cosine_plugin_file():
     plugins.load_plugin_file(ROOT / "plugins" / "grad_cosine.py")
-    sched = DEBAScheduler(signals=["grad_variance", "grad_norm_variation", "loss_variation",
-                                   "grad_cosine"])
+    sched = DEBAScheduler(
+        signals=["grad_variance", "grad_norm_variation", "loss_variation", "grad_cosine"]
+    )
     first = sched.step(1.0, [torch.tensor([1.0, 0.0]), torch.tensor([0.0])])
     second = sched.step(1.0, [torch.tensor([1.0, 1.0]), torch.tensor([0.0])])
     third = sched.step(1.0, [torch.tensor([-1.0, -1.0]), None])
     assert first.signals["grad_cosine"] is None
-    assert second.signals["grad_cosine"] == pytest.approx(2 ** -0.5, rel=1e-6)
+    assert second.signals["grad_cosine"] == pytest.approx(2**-0.5, rel=1e-6)
     assert third.signals["grad_cosine"] == pytest.approx(-1.0, rel=1e-6)
 
 
@@ -171,8 +184,7 @@ PACKAGE = {
         def register_signals(register):
             register(Ones)
     """,
-    "deba_extra_plugin-1.2.3.dist-info/METADATA":
-        "Metadata-Version: 2.1\nName: deba-extra-plugin\nVersion: 1.2.3\n",
+    "deba_extra_plugin-1.2.3.dist-info/METADATA": "Metadata-Version: 2.1\nName: deba-extra-plugin\nVersion: 1.2.3\n",
     "deba_extra_plugin-1.2.3.dist-info/entry_points.txt": "[deba]\nextra = deba_extra_plugin\n",
     "deba_extra_plugin-1.2.3.dist-info/RECORD": "",
 }
@@ -186,20 +198,29 @@ def test_entry_point_plugin_from_an_installed_distribution(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    listing = subprocess.run([sys.executable, "-m", "deba_pipeline.cli", "plugins"], env=env,
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "deba_pipeline.cli", "plugins"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "always_one" in listing
     assert "package (deba-extra-plugin 1.2.3)" in listing
-    use = ("import torch; from deba_pipeline import DEBAScheduler;"
-           "s = DEBAScheduler(signals=['grad_variance','grad_norm_variation','loss_variation',"
-           "'always_one']); print(s.step(1.0, [torch.ones(2)]).signals['always_one'])")
-    out = subprocess.run([sys.executable, "-c", use], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    use = (
+        "import torch; from deba_pipeline import DEBAScheduler;"
+        "s = DEBAScheduler(signals=['grad_variance','grad_norm_variation','loss_variation',"
+        "'always_one']); print(s.step(1.0, [torch.ones(2)]).signals['always_one'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", use], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "1.0"
 
 
 class EveryNth(Rule):
     """A rule with an option: increase every `period`-th time it is asked."""
+
     name = "every_nth"
 
     def __init__(self, theta_stab, theta_conf, *, period=2):
@@ -236,37 +257,61 @@ class OptionPlugin:
 
 def test_plugin_options_reach_the_constructor_and_are_checked(register_plugin):
     register_plugin(OptionPlugin(), "options")
-    sched = DEBAScheduler(rule="every_nth", rule_options={"period": 3}, cooldown=0,
-                          signals=["grad_variance", "scaled_loss"],
-                          signal_options={"scaled_loss": {"factor": 2.0}})
+    sched = DEBAScheduler(
+        rule="every_nth",
+        rule_options={"period": 3},
+        cooldown=0,
+        signals=["grad_variance", "scaled_loss"],
+        signal_options={"scaled_loss": {"factor": 2.0}},
+    )
     assert sched.rule.period == 3
     assert sched.signals["scaled_loss"].factor == 2.0
     decisions = [sched.step(1.5, [torch.ones(2)]) for _ in range(7)]
-    assert [d.decision for d in decisions] == ["hold", "hold", "hold", "increase", "hold", "hold",
-                                               "increase"]  # asked from epoch 2, every third
+    assert [d.decision for d in decisions] == [
+        "hold",
+        "hold",
+        "hold",
+        "increase",
+        "hold",
+        "hold",
+        "increase",
+    ]  # asked from epoch 2, every third
     assert decisions[0].signals["scaled_loss"] == 3.0
     with pytest.raises(ConfigError, match="rule 'every_nth': period = 0 must be an integer >= 1"):
         DEBAScheduler(rule="every_nth", rule_options={"period": 0})
     with pytest.raises(ConfigError) as info:
         DEBAScheduler(rule="every_nth", rule_options={"perod": 3})
-    assert str(info.value) == ("rule 'every_nth' does not take the option 'perod' (from "
-                               "`rule_options`); it takes period.")
-    with pytest.raises(ConfigError, match="signal 'scaled_loss' does not take the option 'f' "
-                                          r"\(from `signal_options.scaled_loss`\); it takes factor"):
-        DEBAScheduler(signals=["grad_variance", "grad_norm_variation", "loss_variation",
-                               "scaled_loss"], signal_options={"scaled_loss": {"f": 1}})
+    assert str(info.value) == (
+        "rule 'every_nth' does not take the option 'perod' (from `rule_options`); it takes period."
+    )
+    with pytest.raises(
+        ConfigError,
+        match="signal 'scaled_loss' does not take the option 'f' "
+        r"\(from `signal_options.scaled_loss`\); it takes factor",
+    ):
+        DEBAScheduler(
+            signals=["grad_variance", "grad_norm_variation", "loss_variation", "scaled_loss"],
+            signal_options={"scaled_loss": {"f": 1}},
+        )
 
 
 def test_plugin_options_come_from_params(register_plugin):
     from helpers import tiny_spec
+
     register_plugin(OptionPlugin(), "options")
     spec = tiny_spec(deba={"rule": "every_nth", "rule_options": {"period": 4}})
     assert spec.new_scheduler().rule.period == 4
 
 
 def test_a_listing_cut_short_by_its_reader_ends_quietly(tmp_path):
-    listing = subprocess.run("deba plugins | head -1", shell=True, cwd=tmp_path,
-                             capture_output=True, text=True, executable="/bin/bash")
+    listing = subprocess.run(
+        "deba plugins | head -1",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        executable="/bin/bash",
+    )
     assert listing.stdout == "signals:\n"
     assert listing.stderr == ""
 
@@ -282,12 +327,16 @@ def test_built_ins_arrive_only_through_the_package_s_entry_points(monkeypatch):
     import pluggy
 
     from deba_pipeline.core import hookspecs
+
     bare = pluggy.PluginManager("deba")
     bare.add_hookspecs(hookspecs)
     monkeypatch.setattr(bare, "load_setuptools_entrypoints", lambda group: 0)  # not installed
     monkeypatch.setattr(plugins, "pm", bare)
     monkeypatch.setattr(plugins, "_loaded", False)
-    with pytest.raises(PluginError, match=r"built-in plugins were not found: they register "
-                                          r"through the package's `deba` entry points.*"
-                                          r"pip install -e \."):
+    with pytest.raises(
+        PluginError,
+        match=r"built-in plugins were not found: they register "
+        r"through the package's `deba` entry points.*"
+        r"pip install -e \.",
+    ):
         plugins.registry("signal")

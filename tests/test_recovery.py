@@ -1,5 +1,6 @@
 """Faults lose nothing: a NaN loss, a misbehaving plugin, a corrupt checkpoint, a second process,
 a killed `dvc repro` — each stops with a clear message and resumes to the same results."""
+
 import math
 import os
 import signal
@@ -54,7 +55,7 @@ class FlakyPolicy(Policy):
 
     def update(self, decision, batch_size):
         if FAULT["mode"] == "bounds":
-            return 10 ** 6
+            return 10**6
         if FAULT["mode"] == "float":
             return 80.5
         return batch_size + 8 if decision == "increase" else batch_size
@@ -75,36 +76,54 @@ class FlakyPlugin:
 
 
 def flaky_spec():
-    return tiny_spec(train={"epochs": 6}, deba={"signals": SIGNALS, "rule": "flaky_rule",
-                                                 "policy": "flaky_policy", "cooldown": 0,
-                                                 "theta_conf": 10.0, "theta_stab": 10.0})
+    return tiny_spec(
+        train={"epochs": 6},
+        deba={
+            "signals": SIGNALS,
+            "rule": "flaky_rule",
+            "policy": "flaky_policy",
+            "cooldown": 0,
+            "theta_conf": 10.0,
+            "theta_stab": 10.0,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def straight_flaky_run(tmp_path_factory):
     """The flaky plugins' run when they behave, trained once for every fault case below."""
     from deba_pipeline.core import plugins
+
     plugins.registry("signal")  # installed plugins first, as register_plugin does
     plugins.pm.register(FlakyPlugin(), name="flaky-plugin")
     try:
         FAULT["mode"] = None
-        return one_run.train(flaky_spec(), state_dir=tmp_path_factory.mktemp("straight"),
-                             progress=False)
+        return one_run.train(
+            flaky_spec(), state_dir=tmp_path_factory.mktemp("straight"), progress=False
+        )
     finally:
         plugins.pm.unregister(name="flaky-plugin")
 
 
-@pytest.mark.parametrize(("mode", "epoch", "message"), [  # the signal fails at epoch 3, the rule and
-    ("raise", 3, "signal 'flaky' raised at epoch 3: RuntimeError: sensor offline"),  # policy
-    ("nan", 3, "signal 'flaky' returned nan at epoch 3"),          # when first asked (epoch 2)
-    ("inf", 3, "signal 'flaky' returned inf at epoch 3"),
-    ("type", 3, "signal 'flaky' returned '0.5' (str) at epoch 3"),
-    ("decision", 2, "rule 'flaky_rule' returned 'sideways' at epoch 2"),
-    ("bounds", 2, "policy 'flaky_policy' returned batch size 1000000 for 'increase' at epoch 2"),
-    ("float", 2, "policy 'flaky_policy' returned batch size 80.5"),
-])
-def test_plugin_fault_stops_after_checkpointing_and_resumes(tmp_path, register_plugin, mode,
-                                                            epoch, message, straight_flaky_run):
+@pytest.mark.parametrize(
+    ("mode", "epoch", "message"),
+    [  # the signal fails at epoch 3, the rule and
+        ("raise", 3, "signal 'flaky' raised at epoch 3: RuntimeError: sensor offline"),  # policy
+        ("nan", 3, "signal 'flaky' returned nan at epoch 3"),  # when first asked (epoch 2)
+        ("inf", 3, "signal 'flaky' returned inf at epoch 3"),
+        ("type", 3, "signal 'flaky' returned '0.5' (str) at epoch 3"),
+        ("decision", 2, "rule 'flaky_rule' returned 'sideways' at epoch 2"),
+        (
+            "bounds",
+            2,
+            "policy 'flaky_policy' returned batch size 1000000 for 'increase' at epoch 2",
+        ),
+        ("float", 2, "policy 'flaky_policy' returned batch size 80.5"),
+    ],
+)
+def test_plugin_fault_stops_after_checkpointing_and_resumes(
+    tmp_path, register_plugin, mode, epoch, message, straight_flaky_run
+):
     register_plugin(FlakyPlugin(), "flaky-plugin")
     FAULT["mode"] = mode
     with pytest.raises(PluginError) as info:
@@ -128,12 +147,19 @@ def test_plugin_fault_through_the_cli(tmp_path, monkeypatch, capsys):
         "from deba_pipeline import Signal, hookimpl\n"
         "class Bad(Signal):\n    name = 'bad_signal'\n"
         "    def compute(self, obs):\n        return float('nan') if obs.epoch == 2 else 1.0\n"
-        "@hookimpl\ndef register_signals(register):\n    register(Bad)\n")
-    params = {"study": {"archs": ["test_resnet"], "seeds": [2]},
-              "train": {"epochs": 3, "device": "cpu"}, "tracking": {"wandb": "disabled"},
-              "deba": {"thresholds": "fixed", "plugins": ["plugins/flaky.py"],
-                       "signals": SIGNALS[:3] + ["bad_signal"]},
-              "ablate": {"variants": {"only": {}}}}
+        "@hookimpl\ndef register_signals(register):\n    register(Bad)\n"
+    )
+    params = {
+        "study": {"archs": ["test_resnet"], "seeds": [2]},
+        "train": {"epochs": 3, "device": "cpu"},
+        "tracking": {"wandb": "disabled"},
+        "deba": {
+            "thresholds": "fixed",
+            "plugins": ["plugins/flaky.py"],
+            "signals": SIGNALS[:3] + ["bad_signal"],
+        },
+        "ablate": {"variants": {"only": {}}},
+    }
     (tmp_path / "params.yaml").write_text(small_params(params))
     assert main(stage("ablate", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err
@@ -181,7 +207,9 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     mine = checkpoint_of(spec, tmp_path / "a")
     theirs = checkpoint_of(other, tmp_path / "b")
     theirs.replace(mine)
-    with pytest.raises(DebaError, match="belongs to another run \\(test_efficientnet/digits/deba/2\\)"):
+    with pytest.raises(
+        DebaError, match="belongs to another run \\(test_efficientnet/digits/deba/2\\)"
+    ):
         one_run.train(spec, state_dir=tmp_path / "a", progress=False)
 
 
@@ -209,8 +237,9 @@ def test_two_dvc_repro_in_one_workspace(tmp_path):
     params = OmegaConf.load(workspace / "params.yaml")
     params.train.epochs = 2  # only DVC's lock is under test here
     OmegaConf.save(params, workspace / "params.yaml")
-    first = subprocess.Popen(["dvc", "repro"], cwd=workspace, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        ["dvc", "repro"], cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     assert _wait_for(lambda: (workspace / ".deba" / "locks").exists())
     second = subprocess.run(["dvc", "repro"], cwd=workspace, capture_output=True, text=True)
     assert second.returncode != 0  # DVC's own lock refuses it, and its message is passed on
@@ -225,21 +254,37 @@ def test_killed_dvc_repro_resumes_to_the_same_results(tmp_path, micro_study):
     reference, clean = micro_study
     assert clean.returncode == 0
     workspace = copy_project(tmp_path, brief_timing=True)
-    first = subprocess.Popen(["dvc", "repro"], cwd=workspace, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    first = subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=workspace,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     finished = workspace / ".deba" / "finished"
     checkpoints = workspace / ".deba" / "checkpoints"
     # kill it in the middle of a training stage: some runs finished, one checkpointed mid-run
-    assert _wait_for(lambda: finished.exists() and len(list(finished.glob("*.json"))) >= 2
-                     and checkpoints.exists() and list(checkpoints.glob("*.pt")))
+    assert _wait_for(
+        lambda: (
+            finished.exists()
+            and len(list(finished.glob("*.json"))) >= 2
+            and checkpoints.exists()
+            and list(checkpoints.glob("*.pt"))
+        )
+    )
     os.killpg(first.pid, signal.SIGKILL)
     before_kill = first.communicate()[0]
     done_before = {p.name for p in finished.glob("*.json")}
 
     second = subprocess.run(["dvc", "repro"], cwd=workspace, capture_output=True, text=True)
     assert second.returncode == 0, second.stdout + second.stderr
-    trained_before = {line.split(":")[0] for line in before_kill.splitlines() if " epochs, " in line}
-    trained_again = {line.split(":")[0] for line in second.stdout.splitlines() if " epochs, " in line}
+    trained_before = {
+        line.split(":")[0] for line in before_kill.splitlines() if " epochs, " in line
+    }
+    trained_again = {
+        line.split(":")[0] for line in second.stdout.splitlines() if " epochs, " in line
+    }
     assert trained_before
     assert not trained_before & trained_again
     assert any("(resumed after epoch" in line for line in second.stdout.splitlines())
@@ -252,9 +297,11 @@ def test_diverging_run_through_the_cli(tmp_path, monkeypatch, capsys):
     earlier = tmp_path / "runs" / "profile" / "test_resnet" / "digits" / "kept.json"
     earlier.parent.mkdir(parents=True)
     earlier.write_text('{"computed": "before"}')
-    params = {"study": {"archs": ["test_resnet"], "profile_seeds": [2]},
-              "train": {"epochs": 3, "lr": 1000.0, "device": "cpu"},
-              "tracking": {"wandb": "disabled"}}
+    params = {
+        "study": {"archs": ["test_resnet"], "profile_seeds": [2]},
+        "train": {"epochs": 3, "lr": 1000.0, "device": "cpu"},
+        "tracking": {"wandb": "disabled"},
+    }
     (tmp_path / "params.yaml").write_text(small_params(params))
     assert main(stage("profile", "--arch", "test_resnet")) == 2
     err = capsys.readouterr().err

@@ -1,5 +1,6 @@
 """docs/method.md's step-time table: the sizes it covers, its interleaved order, and the priority it is
 measured at."""
+
 import os
 import statistics
 import time
@@ -14,7 +15,23 @@ from helpers import tiny_spec, without_times
 
 def test_ladder_is_spec_section_1s_growth_and_rollback_sizes():
     assert steptime.ladder(64, 1.5, 0.8, 16, 2048) == [
-        16, 20, 25, 32, 40, 51, 64, 96, 144, 216, 324, 486, 729, 1093, 1639, 2048]
+        16,
+        20,
+        25,
+        32,
+        40,
+        51,
+        64,
+        96,
+        144,
+        216,
+        324,
+        486,
+        729,
+        1093,
+        1639,
+        2048,
+    ]
     assert steptime.ladder(64, 1.5, 0.8, 48, 200) == [48, 51, 64, 96, 144, 200]  # clamped
     assert steptime.ladder(16, 1.5, 0.8, 16, 16) == [16]
     # three processes, down from 63: 50 → 48, 38 → 36, 28 → 27, 21, then 16 → 15 < 16 → 18
@@ -25,11 +42,12 @@ def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):
     trainer = Trainer(tiny_spec("fixed"), tmp_path)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     generator = trainer.data.generator.get_state()
-    table = steptime.measure(trainer, [96, 40, 5000], reference=64, repeats=3, steps=2,
-                             warmup=1, how="median")
+    table = steptime.measure(
+        trainer, [96, 40, 5000], reference=64, repeats=3, steps=2, warmup=1, how="median"
+    )
     assert list(table["step_s"]) == ["40", "64", "96"]
     assert table["beyond_data"] == [5000]  # more than the training set: noted, not timed
-    assert table["order"] == [40, 64, 96] * 3            # round-robin, warm-up untimed
+    assert table["order"] == [40, 64, 96] * 3  # round-robin, warm-up untimed
     # "median" (the reference method): the median over rounds of each round's median step
     assert table["step_s"] == {s: sorted(r["typical_s"])[1] for s, r in table["rounds"].items()}
     assert table["data_path"] == "device"
@@ -42,14 +60,19 @@ def test_measure_interleaves_every_size_and_restores_the_state(tmp_path):
 
 
 def _rounds(fastest, typical=None, beside=None):
-    samples = {"fastest_s": fastest, "typical_s": typical or fastest,
-               "starts_s": [0.001] * len(fastest)}
+    samples = {
+        "fastest_s": fastest,
+        "typical_s": typical or fastest,
+        "starts_s": [0.001] * len(fastest),
+    }
     return {**samples, "beside_s": beside} if beside else samples
 
 
 def test_paired_estimate_is_the_median_ratio_to_the_reference_beside_over_calm_rounds():
-    rounds = {"64": _rounds([0.010, 0.010, 0.020], [0.012, 0.014, 0.030]),
-              "32": _rounds([0.006, 0.005, 0.012], beside=[0.010, 0.010, 0.020])}
+    rounds = {
+        "64": _rounds([0.010, 0.010, 0.020], [0.012, 0.014, 0.030]),
+        "32": _rounds([0.006, 0.005, 0.012], beside=[0.010, 0.010, 0.020]),
+    }
     table = steptime.estimate(rounds, reference=64, how="paired")
     # the reference's rounds over its fastest: 1.0, 1.0, 2.0 (> 1.25: left out); the level is
     # the median of its typical steps in rounds 1 and 2, 0.013. Size 32's pairs, the larger of
@@ -66,13 +89,13 @@ def test_paired_estimate_is_the_median_ratio_to_the_reference_beside_over_calm_r
 def test_a_ratio_error_is_the_median_s_standard_error_from_the_rounds_spread():
     # median 1.0, absolute deviations 0, .1, .1, .2, .2: MAD 0.1, normal spread 1.4826022 * 0.1;
     # the median's error sqrt(pi/2) * spread / sqrt(5) = 1.2533141 * 0.14826022 / 2.2360680
-    assert steptime.relative_error([1.0, 1.1, 0.9, 1.2, 0.8]) == pytest.approx(0.0830997,
-                                                                                 rel=1e-6)
-    assert steptime.relative_error([2.0, 2.2, 1.8, 2.4, 1.6]) == pytest.approx(0.0830997,
-                                                                                 rel=1e-6)
+    assert steptime.relative_error([1.0, 1.1, 0.9, 1.2, 0.8]) == pytest.approx(0.0830997, rel=1e-6)
+    assert steptime.relative_error([2.0, 2.2, 1.8, 2.4, 1.6]) == pytest.approx(0.0830997, rel=1e-6)
     assert steptime.relative_error([1.0, 5.0]) is None  # two rounds say nothing of the spread
-    rounds = {"64": _rounds([0.010] * 5),
-              "32": _rounds([0.005, 0.0055, 0.0045, 0.006, 0.004], beside=[0.010] * 5)}
+    rounds = {
+        "64": _rounds([0.010] * 5),
+        "32": _rounds([0.005, 0.0055, 0.0045, 0.006, 0.004], beside=[0.010] * 5),
+    }
     table = steptime.estimate(rounds, 64, "paired")
     assert table["rounds_used"] == {"64": 5, "32": 3}  # 0.0055 and 0.006 run over 1.25 x 0.004
     # ratios 0.5, 0.45, 0.4: MAD 0.05 -> 1.2533141 * 1.4826022 * 0.05 / sqrt(3) / 0.45
@@ -81,7 +104,8 @@ def test_a_ratio_error_is_the_median_s_standard_error_from_the_rounds_spread():
     rounds["64"]["typical_s"] = [0.010, 0.011, 0.009, 0.012, 0.008]
     rounds["32"]["typical_s"] = [0.005] * 5
     assert steptime.estimate(rounds, 64, "median")["ratio_error"] == pytest.approx(
-        {"64": 0.0, "32": 0.0830997}, rel=1e-6)
+        {"64": 0.0, "32": 0.0830997}, rel=1e-6
+    )
 
 
 def test_a_machine_busy_all_through_keeps_the_calmest_half_of_the_rounds():
@@ -89,8 +113,10 @@ def test_a_machine_busy_all_through_keeps_the_calmest_half_of_the_rounds():
     assert steptime.calm_rounds([1.0, 1.2, 1.5, 1.1]) == [0, 1, 3]  # enough calm ones: those
     # the reference 10 ms throughout; the other size's fastest round 5 ms, the rest 8-10 ms:
     # every round but the first runs over DISTURBED, and one round would state no noise at all
-    rounds = {"64": _rounds([0.010] * 6),
-              "32": _rounds([0.005, 0.010, 0.0085, 0.008, 0.0095, 0.009], beside=[0.010] * 6)}
+    rounds = {
+        "64": _rounds([0.010] * 6),
+        "32": _rounds([0.005, 0.010, 0.0085, 0.008, 0.0095, 0.009], beside=[0.010] * 6),
+    }
     table = steptime.estimate(rounds, 64, "paired")
     # slowness 1.0, 2.0, 1.7, 1.6, 1.9, 1.8: rounds 0, 3, 2 kept, ratios 0.5, 0.8, 0.85 -> 0.8;
     # deviations 0.3, 0, 0.05 -> MAD 0.05
@@ -101,6 +127,7 @@ def test_a_machine_busy_all_through_keeps_the_calmest_half_of_the_rounds():
 
 def test_a_table_takes_new_sizes_without_moving_the_ones_it_has():
     from helpers import stand_in_table
+
     kept = stand_in_table([32], seconds=0.010)
     added = stand_in_table([96], seconds=0.020)  # another moment: every step twice as long
     table = steptime.joined(kept, added)
@@ -108,7 +135,8 @@ def test_a_table_takes_new_sizes_without_moving_the_ones_it_has():
     assert table["rounds"]["64"] == kept["rounds"]["64"]  # the kept reference sets the level
     assert table["order"] == kept["order"] + [96] * 3  # the rounds it holds: not added's 64
     assert steptime.joined(table, sizes={96})["step_s"] == pytest.approx(
-        {"64": 0.010, "96": 0.015})  # restricted to the sizes asked, with the reference
+        {"64": 0.010, "96": 0.015}
+    )  # restricted to the sizes asked, with the reference
 
 
 def test_real_time_scheduling_while_measuring_then_restored():
@@ -153,16 +181,19 @@ def _timed_epochs(monkeypatch, slow_calls):
         factor = 2.0 if len(calls) < slow_calls else 1.0
         calls.append(size)
         return factor * size / 64 * 0.010, factor * size / 64 * 0.011, 0.0
+
     monkeypatch.setattr(steptime, "time_epoch", time_epoch)
     return calls
 
 
-def test_a_measurement_slow_throughout_measures_more_and_keeps_the_calm_rounds(tmp_path,
-                                                                              monkeypatch):
+def test_a_measurement_slow_throughout_measures_more_and_keeps_the_calm_rounds(
+    tmp_path, monkeypatch
+):
     trainer = Trainer(tiny_spec("fixed"), tmp_path)
     calls = _timed_epochs(monkeypatch, slow_calls=9)  # a set of rounds: 3 x (32, 64 beside, 64)
-    table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
-                             runs_step_s=0.010)
+    table = steptime.measure(
+        trainer, [32], reference=64, repeats=3, steps=1, warmup=0, runs_step_s=0.010
+    )
     assert len(calls) == 18
     assert table["extra_rounds"] == 3
     assert not table["slow_throughout"]
@@ -171,14 +202,17 @@ def test_a_measurement_slow_throughout_measures_more_and_keeps_the_calm_rounds(t
     assert table["step_s"] == pytest.approx({"32": 0.0055, "64": 0.011})
 
 
-@pytest.mark.parametrize(("runs_step_s", "sets", "slow"), [(0.010, 1 + steptime.EXTRA, True),
-                                                          (None, 1, False)])
+@pytest.mark.parametrize(
+    ("runs_step_s", "sets", "slow"), [(0.010, 1 + steptime.EXTRA, True), (None, 1, False)]
+)
 def test_a_machine_slow_to_the_end_is_said_so_and_nothing_is_added_without_a_reference(
-        tmp_path, monkeypatch, runs_step_s, sets, slow):
+    tmp_path, monkeypatch, runs_step_s, sets, slow
+):
     trainer = Trainer(tiny_spec("fixed"), tmp_path)
-    calls = _timed_epochs(monkeypatch, slow_calls=10 ** 6)
-    table = steptime.measure(trainer, [32], reference=64, repeats=3, steps=1, warmup=0,
-                             runs_step_s=runs_step_s)
+    calls = _timed_epochs(monkeypatch, slow_calls=10**6)
+    table = steptime.measure(
+        trainer, [32], reference=64, repeats=3, steps=1, warmup=0, runs_step_s=runs_step_s
+    )
     assert len(calls) == 9 * sets
     assert table["slow_throughout"] is slow
     assert table["extra_rounds"] == 3 * (sets - 1)
@@ -186,10 +220,15 @@ def test_a_machine_slow_to_the_end_is_said_so_and_nothing_is_added_without_a_ref
 
 def test_the_report_names_a_table_measured_slow_throughout():
     from deba_pipeline.report.text import _slow_tables
-    tables = {"test_vit": {"digits": {"slow_throughout": True}},
-              "test_resnet": {"digits": {"slow_throughout": False}}}
-    assert _slow_tables(tables).startswith(" The step-time tables of test_vit/digits were "
-                                           "measured while this machine ran slow throughout")
+
+    tables = {
+        "test_vit": {"digits": {"slow_throughout": True}},
+        "test_resnet": {"digits": {"slow_throughout": False}},
+    }
+    assert _slow_tables(tables).startswith(
+        " The step-time tables of test_vit/digits were "
+        "measured while this machine ran slow throughout"
+    )
     assert _slow_tables({"test_resnet": tables["test_resnet"]}) == ""
 
 
@@ -210,17 +249,28 @@ def _counting_tables(monkeypatch, reached=()):
     from deba_pipeline.stages import steptime as stage
 
     from helpers import stand_in_table
+
     measured, sizes_timed = [], []
 
     def fake_table(cfg, arch, dataset, sizes, calm):
         measured.append(arch)
         sizes_timed.append(sorted(sizes))
         return stand_in_table(sizes, seconds=0.01 * len(measured))
+
     monkeypatch.setattr(stage, "table", fake_table)
-    monkeypatch.setattr(stage, "read_records", lambda runs: [
-        {"arch": arch, "dataset": "digits", "method": "deba",
-         "epochs": [{"batch_size": size, "epoch_time_s": 1.0} for size in reached]}
-        for arch in ("test_resnet", "test_vit")])
+    monkeypatch.setattr(
+        stage,
+        "read_records",
+        lambda runs: [
+            {
+                "arch": arch,
+                "dataset": "digits",
+                "method": "deba",
+                "epochs": [{"batch_size": size, "epoch_time_s": 1.0} for size in reached],
+            }
+            for arch in ("test_resnet", "test_vit")
+        ],
+    )
     return stage, measured, sizes_timed
 
 
@@ -228,8 +278,10 @@ def test_a_study_that_reaches_new_sizes_times_only_those(tmp_path, monkeypatch):
     """Adding a strategy that reaches 96 times 96 (beside the reference) and nothing else, and
     leaves every size already kept as it was."""
     from helpers import tiny_cfg
-    cfg = tiny_cfg(study={"archs": ["test_resnet"], "datasets": ["digits"]},
-                   timing={"sizes": "reached"})
+
+    cfg = tiny_cfg(
+        study={"archs": ["test_resnet"], "datasets": ["digits"]}, timing={"sizes": "reached"}
+    )
     cfg.tracking.dir = str(tmp_path / "state")
     stage, measured, sizes_timed = _counting_tables(monkeypatch, reached=(64, 51))
     first = stage.run(cfg, ["test_resnet"], runs=str(tmp_path), out=str(tmp_path / "out"))
@@ -251,8 +303,14 @@ def test_a_slow_machine_is_told_from_one_process_runs_only():
     from deba_pipeline.execution.steptime import runs_step
 
     def fixed(world, *seconds):
-        return {"arch": "a", "dataset": "d", "method": "fixed", "world_size": world,
-                "epochs": [{"batch_size": 64, "steps": 10, "epoch_time_s": s} for s in seconds]}
+        return {
+            "arch": "a",
+            "dataset": "d",
+            "method": "fixed",
+            "world_size": world,
+            "epochs": [{"batch_size": 64, "steps": 10, "epoch_time_s": s} for s in seconds],
+        }
+
     # the median over the one-process runs' epochs: 0.1, 0.2 and 0.3 s a step
     assert runs_step([fixed(2, 0.5), fixed(1, 1.0, 2.0, 3.0)], "a", "d", 64) == 0.2
     assert runs_step([fixed(2, 0.5)], "a", "d", 64) is None
@@ -260,22 +318,25 @@ def test_a_slow_machine_is_told_from_one_process_runs_only():
 
 def _slow(seconds, function):
     """`function`, taking at least `seconds` longer (a sleep: a lower bound, never an upper)."""
+
     def slowed(*args, **kwargs):
         time.sleep(seconds)
         return function(*args, **kwargs)
+
     return slowed
 
 
 @pytest.mark.parametrize("placement", ["device", "stream"])
 def test_a_step_is_timed_as_the_loop_runs_it_with_its_batch_and_the_epoch_start(
-        tmp_path, monkeypatch, placement):
+    tmp_path, monkeypatch, placement
+):
     """docs/method.md: the gather (or the loader), augmentation and resize are in a step's time, and an
     epoch's own start (its permutation) in the epoch's. Before, the table timed batches sliced
     beforehand: a 40 ms gather left every step at a few ms."""
     trainer = Trainer(tiny_spec("fixed", data={"placement": placement, "workers": 0}), tmp_path)
     data = trainer.data
     assert data.path == placement
-    monkeypatch.setattr(data, "_resize", _slow(0.040, data._resize))   # every batch, both paths
+    monkeypatch.setattr(data, "_resize", _slow(0.040, data._resize))  # every batch, both paths
     monkeypatch.setattr(data, "_epoch_order", _slow(0.100, data._epoch_order))  # every epoch
     table = steptime.measure(trainer, [64], reference=64, repeats=2, steps=2, warmup=0)
     assert min(table["rounds"]["64"]["fastest_s"]) >= 0.040
@@ -284,12 +345,14 @@ def test_a_step_is_timed_as_the_loop_runs_it_with_its_batch_and_the_epoch_start(
     assert table["data_path"] == placement
 
 
-def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(tmp_path,
-                                                                               monkeypatch):
+def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(
+    tmp_path, monkeypatch
+):
     from deba_pipeline.execution.one_run import train
 
     def alone():
         raise AssertionError("the probe takes its steps as the run did, at the run's priority")
+
     spec = tiny_spec("fixed")
     unprobed = Trainer(spec, tmp_path / "plain").run(progress=False)  # a library caller's loop
     assert "step_probe" not in unprobed
@@ -302,17 +365,23 @@ def test_a_fixed_run_times_its_step_beside_every_epoch_and_a_deba_run_does_not(t
     # the rounds restore the model, optimizer, data order and random draws: the same run
     assert without_times(record) == without_times(unprobed)
     for method, variant in (("deba", "baseline"), ("fixed", "profile")):  # not baselines
-        assert "step_probe" not in train(tiny_spec(method, variant), state_dir=tmp_path,
-                                         progress=False)
+        assert "step_probe" not in train(
+            tiny_spec(method, variant), state_dir=tmp_path, progress=False
+        )
 
 
-@pytest.mark.parametrize(("sizes", "expected"), [
-    ("ladder", [16, 20, 25, 32, 40, 51, 64, 96, 144, 216, 324, 486, 729, 1093, 1639, 2048]),
-    ("reached", [51, 64, 76])])  # 76: reached off the ladder (a DDP fit or a plugin's policy)
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ("ladder", [16, 20, 25, 32, 40, 51, 64, 96, 144, 216, 324, 486, 729, 1093, 1639, 2048]),
+        ("reached", [51, 64, 76]),
+    ],
+)  # 76: reached off the ladder (a DDP fit or a plugin's policy)
 def test_a_table_covers_the_ladder_or_only_the_sizes_the_runs_reached(sizes, expected):
     from deba_pipeline.execution.steptime import wanted
 
     from helpers import tiny_cfg
+
     cfg = tiny_cfg(timing={"sizes": sizes}, deba={"max_batch": 2048})
     assert sorted(wanted(cfg, {51, 76})) == sorted(set(expected) | {76})
 
@@ -322,5 +391,6 @@ def test_a_table_size_option_outside_its_choices_is_refused_with_them():
 
     from deba_pipeline.config import merge
     from deba_pipeline.core.errors import DebaError
+
     with pytest.raises(DebaError, match="ladder.*reached|reached.*ladder"):
         merge(OmegaConf.create({"timing": {"sizes": "all"}}))

@@ -1,19 +1,24 @@
 """A table's rows: Markdown shows the text, CSV carries the numbers behind it (docs/pipeline.md
 "Reading the report")."""
+
 from __future__ import annotations
 
 from deba_pipeline.report.tables import Shown, _ci, _pm, to_csv, to_markdown
 
 
 def test_an_interval_is_text_in_markdown_and_three_numbers_in_csv():
-    rows = [{"Cell": "a", "ΔAcc": _ci(0.5, (-0.25, 1.25), sign=True), "Acc": _pm(97.5, 0.31)},
-            {"Cell": "b", "ΔAcc": "–", "Acc": _pm(None, None)},
-            {"Cell": "c", "ΔAcc": _ci(-1.0, None, sign=True), "Acc": "not run"}]
+    rows = [
+        {"Cell": "a", "ΔAcc": _ci(0.5, (-0.25, 1.25), sign=True), "Acc": _pm(97.5, 0.31)},
+        {"Cell": "b", "ΔAcc": "–", "Acc": _pm(None, None)},
+        {"Cell": "c", "ΔAcc": _ci(-1.0, None, sign=True), "Acc": "not run"},
+    ]
     assert rows[0]["ΔAcc"] == "+0.50 [-0.25, +1.25]"  # still the text it shows
-    assert to_csv(rows) == ("Cell,ΔAcc,ΔAcc low,ΔAcc high,Acc,Acc std\r\n"
-                            "a,0.5,-0.25,1.25,97.5,0.31\r\n"
-                            "b,,,,,\r\n"
-                            "c,-1.0,,,not run,\r\n")  # one seed: no interval; text stays
+    assert to_csv(rows) == (
+        "Cell,ΔAcc,ΔAcc low,ΔAcc high,Acc,Acc std\r\n"
+        "a,0.5,-0.25,1.25,97.5,0.31\r\n"
+        "b,,,,,\r\n"
+        "c,-1.0,,,not run,\r\n"
+    )  # one seed: no interval; text stays
     assert "| a | +0.50 [-0.25, +1.25] | 97.50 ± 0.31 |" in to_markdown(rows)
 
 

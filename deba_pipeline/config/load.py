@@ -1,5 +1,6 @@
 """params.yaml merged over the schema, its keys checked by name, then validated: an unknown key,
 a wrong type or an out-of-range value stops before any training with the file and key named."""
+
 from __future__ import annotations
 
 import difflib
@@ -20,15 +21,19 @@ def load_params(path="params.yaml", overrides: list | None = None) -> DictConfig
     """params.yaml merged over the schema and validated; raises ConfigError naming file and key."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such params file. Run from the project root, or write one "
-                          f"from a preset: `deba preset quick`.")
+        raise ConfigError(
+            f"{path}: no such params file. Run from the project root, or write one "
+            f"from a preset: `deba preset quick`."
+        )
     try:
         user = OmegaConf.load(path)
     except Exception as exc:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if yaml.safe_load(path.read_text()) is None:  # empty or comments only; `{}` means defaults
-        raise ConfigError(f"{path} is empty: write a study into it with `deba preset quick` (or "
-                          f"`deba preset paper` for the paper's full grid).")
+        raise ConfigError(
+            f"{path} is empty: write a study into it with `deba preset quick` (or "
+            f"`deba preset paper` for the paper's full grid)."
+        )
     return merge(user, source=str(path), overrides=overrides)
 
 
@@ -56,8 +61,12 @@ def _expected(schema_, key: str) -> str | None:
 
 def merge(user, source: str = "<params>", overrides: list | None = None) -> DictConfig:
     schema_ = schema()
-    _check_keys(OmegaConf.to_container(user) if isinstance(user, (DictConfig, ListConfig))
-                else user, schema_, source, "")
+    _check_keys(
+        OmegaConf.to_container(user) if isinstance(user, (DictConfig, ListConfig)) else user,
+        schema_,
+        source,
+        "",
+    )
     try:
         cfg = OmegaConf.merge(schema_, user, OmegaConf.from_dotlist(overrides or []))
     except OmegaConfBaseException as exc:  # a value of the wrong type for the schema
@@ -65,14 +74,32 @@ def merge(user, source: str = "<params>", overrides: list | None = None) -> Dict
         wanted = _expected(schema_, key)
         if wanted is None:
             raise ConfigError(f"{source}: key `{key}`: {exc}".splitlines()[0]) from None
-        fail(key, value, wanted if value is not None else f"{wanted} (null is not a value "
-             f"here; leave the key out for its default)", f"{source}: ")
+        fail(
+            key,
+            value,
+            wanted
+            if value is not None
+            else f"{wanted} (null is not a value here; leave the key out for its default)",
+            f"{source}: ",
+        )
     for group in ("ablate.variants", "study.methods"):  # the user's replace the paper's
         named = OmegaConf.select(user, group) if isinstance(user, DictConfig) else None
         if named is not None:
-            OmegaConf.update(cfg, group, OmegaConf.merge(named, OmegaConf.from_dotlist(
-                [o.removeprefix(group + ".") for o in overrides or []
-                 if o.startswith(group + ".")])), merge=False)
+            OmegaConf.update(
+                cfg,
+                group,
+                OmegaConf.merge(
+                    named,
+                    OmegaConf.from_dotlist(
+                        [
+                            o.removeprefix(group + ".")
+                            for o in overrides or []
+                            if o.startswith(group + ".")
+                        ]
+                    ),
+                ),
+                merge=False,
+            )
     validate(cfg, source)
     return cfg
 
@@ -88,15 +115,23 @@ def _check_named(entries, group, source) -> None:
     deba_schema = schema().deba
     for name, overrides in entries.items():
         if not isinstance(name, str):
-            raise ConfigError(f"{source}: `{group}` key {name!r} is not allowed: it must be a "
-                              f"name (text) such as my_method.")
+            raise ConfigError(
+                f"{source}: `{group}` key {name!r} is not allowed: it must be a "
+                f"name (text) such as my_method."
+            )
         if not isinstance(overrides, dict):
-            fail(f"{group}.{name}", overrides, "a mapping of deba overrides, e.g. {rule: gns} "
-                 "(`{}` for deba as it is)", f"{source}: ")
+            fail(
+                f"{group}.{name}",
+                overrides,
+                "a mapping of deba overrides, e.g. {rule: gns} (`{}` for deba as it is)",
+                f"{source}: ",
+            )
         if "plugins" in overrides:
-            raise ConfigError(f"{source}: `{group}.{name}.plugins` is not allowed: plugin files "
-                              f"are study-wide: list them in deba.plugins (a file in plugins/), "
-                              f"and name what they register in `{group}.{name}`.")
+            raise ConfigError(
+                f"{source}: `{group}.{name}.plugins` is not allowed: plugin files "
+                f"are study-wide: list them in deba.plugins (a file in plugins/), "
+                f"and name what they register in `{group}.{name}`."
+            )
         _check_keys(overrides, deba_schema, source, f"{group}.{name}.")
 
 
@@ -105,8 +140,12 @@ def _check_keys(user, schema, source, prefix):
     reverse), named by key, before OmegaConf's terser messages."""
     if not isinstance(user, dict):
         if prefix == "":
-            fail("(the whole file)", user, "a mapping of params groups (study, train, ...)",
-                 f"{source}: ")
+            fail(
+                "(the whole file)",
+                user,
+                "a mapping of params groups (study, train, ...)",
+                f"{source}: ",
+            )
         return
     if not isinstance(schema, DictConfig):
         return
@@ -116,8 +155,11 @@ def _check_keys(user, schema, source, prefix):
         path = f"{prefix}{key}"
         if typed and key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" Did you mean `{prefix}{close[0]}`?" if close else \
-                f" Known keys here: {', '.join(known)}."
+            hint = (
+                f" Did you mean `{prefix}{close[0]}`?"
+                if close
+                else f" Known keys here: {', '.join(known)}."
+            )
             raise ConfigError(f"{source}: unknown key `{path}`.{hint}")
         node = schema.get(key)
         if isinstance(node, DictConfig) and value is not None and not isinstance(value, dict):

@@ -1,6 +1,7 @@
 """Presets: a file in pipelines/ is an overlay, only what differs from the defaults (the
 paper's, in config/schema.py); `deba preset NAME` writes it out as a complete params.yaml, and
 `deba preset --diff NAME` says what it would change."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,6 @@ HEADER = """\
 """
 
 
-
 def resolve_preset(name: str) -> Path:
     """A params file path, or a preset name looked up in pipelines/ of the current project."""
     path = Path(name)
@@ -26,13 +26,17 @@ def resolve_preset(name: str) -> Path:
         return path
     folder = Path(PRESETS)  # of the project deba runs in, not of wherever it was installed
     if not folder.is_dir():
-        raise ConfigError(f"no {PRESETS}/ folder in {Path.cwd()}: run deba from the project root "
-                          f"(the folder holding dvc.yaml), or give a params file path.")
+        raise ConfigError(
+            f"no {PRESETS}/ folder in {Path.cwd()}: run deba from the project root "
+            f"(the folder holding dvc.yaml), or give a params file path."
+        )
     preset = folder / f"{name}.yaml"
     if not preset.is_file():
         known = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "paper_printed")
-        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(known)} "
-                          f"(files in {PRESETS}/), or give a params file path.")
+        raise ConfigError(
+            f"unknown preset {name!r}: choose one of {', '.join(known)} "
+            f"(files in {PRESETS}/), or give a params file path."
+        )
     return preset
 
 
@@ -52,9 +56,11 @@ def diff(name: str, params: str = "params.yaml") -> str:
     old_cfg = load_params(base) if base.is_file() else merge(OmegaConf.create({}), "defaults")
     old = _flat(OmegaConf.to_container(old_cfg))
     against = str(base) if base.is_file() else "the defaults"
-    lines = [f"  {key}: {old.get(key, '(absent)')} → {new.get(key, '(absent)')}"
-             for key in list(old) + [k for k in new if k not in old]
-             if old.get(key) != new.get(key)]
+    lines = [
+        f"  {key}: {old.get(key, '(absent)')} → {new.get(key, '(absent)')}"
+        for key in list(old) + [k for k in new if k not in old]
+        if old.get(key) != new.get(key)
+    ]
     if not lines:
         return f"preset {name} changes nothing in {against}."
     return f"preset {name} against {against}:\n" + "\n".join(lines)

@@ -1,5 +1,6 @@
 """The checks of params.yaml beyond its types: ranges, names, and what the keys mean together.
 `config.merge` runs `validate` on every params file it loads, before any training."""
+
 from __future__ import annotations
 
 import difflib
@@ -17,15 +18,23 @@ from deba_pipeline.core.options import check_deba, finite_number
 def known_datasets(cfg) -> list:
     """The registered datasets (built-in, installed, loaded plugin files) and data.folders."""
     from deba_pipeline.core import plugins
+
     registered = list(plugins.registry("dataset"))
     return registered + [name for name in cfg.data.folders if name not in registered]
+
+
 def check_dataset_names(cfg, where: str) -> None:
     """Every dataset the study names is registered or a name of data.folders."""
     known = known_datasets(cfg)
     for dataset in list(cfg.study.datasets) + [cfg.ablate.dataset]:
         if dataset not in known:
-            fail("study.datasets", dataset, f"one of {', '.join(known)} (a name of data.folders "
-                 f"reads an image folder){did_you_mean(dataset, known)}", where)
+            fail(
+                "study.datasets",
+                dataset,
+                f"one of {', '.join(known)} (a name of data.folders "
+                f"reads an image folder){did_you_mean(dataset, known)}",
+                where,
+            )
 
 
 def did_you_mean(name, known) -> str:
@@ -37,8 +46,10 @@ def deba_groups(cfg) -> dict:
     """{where in params: the `deba` group it resolves to}: deba itself, each of study.methods
     and each of ablate.variants (overrides merged over deba)."""
     groups = {"deba": cfg.deba}
-    for where, named in (("study.methods", cfg.study.methods),
-                         ("ablate.variants", cfg.ablate.variants)):
+    for where, named in (
+        ("study.methods", cfg.study.methods),
+        ("ablate.variants", cfg.ablate.variants),
+    ):
         for name, overrides in named.items():
             try:
                 groups[f"{where}.{name}"] = OmegaConf.merge(cfg.deba, overrides)
@@ -48,15 +59,22 @@ def deba_groups(cfg) -> dict:
 
 
 MAX_EPOCHS = 10_000  # more is a typo, not a study
-RAY_ADDRESS = re.compile(r"(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
+RAY_ADDRESS = re.compile(
+    r"(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})"
+)
 
 
 def parse_ray_address(address, where: str = "") -> tuple[str, int]:
     """(host, port) of `execution.address` (or RAY_ADDRESS), or one ConfigError saying the form."""
     match = RAY_ADDRESS.fullmatch(str(address).strip())
     if not match or not 0 < int(match["port"]) < 65536:
-        fail("execution.address", address, "HOST:PORT, as `ray start --head` prints it (e.g. "
-             "10.0.0.5:6379), or null to start Ray on this machine", where)
+        fail(
+            "execution.address",
+            address,
+            "HOST:PORT, as `ray start --head` prints it (e.g. "
+            "10.0.0.5:6379), or null to start Ray on this machine",
+            where,
+        )
     return match["host"].strip("[]"), int(match["port"])
 
 
@@ -72,8 +90,7 @@ def _validate_data(cfg, where) -> None:
         if side < 1:
             fail(f"train.image_size.{arch}", side, "an integer >= 1 (pixels)", where)
     if d.workers < 0:
-        fail("data.workers", d.workers, "an integer >= 0 (0: load in the training process)",
-             where)
+        fail("data.workers", d.workers, "an integer >= 0 (0: load in the training process)", where)
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device):
         fail("train.device", t.device, "auto, cpu, mps, cuda or cuda:N", where)
 
@@ -81,11 +98,14 @@ def _validate_data(cfg, where) -> None:
 def _validate_execution(ex, where) -> None:
     gpus = ex.gpus_per_run
     if gpus != "auto" and not (finite_number(gpus) and gpus >= 0):
-        fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)",
-             where)
+        fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)", where)
     if not (finite_number(ex.cpus_per_run) and ex.cpus_per_run > 0):
-        fail("execution.cpus_per_run", ex.cpus_per_run, "a number > 0 (the threads of a run; 1 "
-             "keeps every core busy with a run of its own)", where)
+        fail(
+            "execution.cpus_per_run",
+            ex.cpus_per_run,
+            "a number > 0 (the threads of a run; 1 keeps every core busy with a run of its own)",
+            where,
+        )
     if ex.address is not None and ex.address not in ("auto", "local"):
         parse_ray_address(ex.address, where)
     if ex.max_retries < 0:
@@ -99,16 +119,30 @@ def _validate_processes(cfg, where) -> None:
     if w < 1:
         fail("train.processes", w, "an integer >= 1 (1: one process, no DDP)", where)
     if cfg.train.sync_batchnorm and w > 1 and cfg.train.device == "cpu":
-        fail("train.sync_batchnorm", True, "false on the CPU (PyTorch's SyncBatchNorm runs on "
-             "GPUs only; BatchNorm then keeps its statistics per rank)", where)
+        fail(
+            "train.sync_batchnorm",
+            True,
+            "false on the CPU (PyTorch's SyncBatchNorm runs on "
+            "GPUs only; BatchNorm then keeps its statistics per rank)",
+            where,
+        )
     if w > 1 and (size < w or size % w):
-        fail("train.batch_size", size, f"a multiple of train.processes = {w}, at least {w} (the "
-             f"batch is global: each of the {w} processes takes batch_size/{w} samples a step)",
-             where)
+        fail(
+            "train.batch_size",
+            size,
+            f"a multiple of train.processes = {w}, at least {w} (the "
+            f"batch is global: each of the {w} processes takes batch_size/{w} samples a step)",
+            where,
+        )
     for name, group in deba_groups(cfg).items():
         if w > 1 and group.min_batch < w:
-            fail(f"{name}.min_batch", group.min_batch, f"at least train.processes = {w} (a "
-                 f"global batch below {w} leaves a process without a sample)", where)
+            fail(
+                f"{name}.min_batch",
+                group.min_batch,
+                f"at least train.processes = {w} (a "
+                f"global batch below {w} leaves a process without a sample)",
+                where,
+            )
 
 
 def validate(cfg: DictConfig, source: str = "<params>") -> None:
@@ -135,18 +169,36 @@ def _validate_study(cfg, where) -> None:
     for key in ("archs", "datasets", "seeds", "profile_seeds"):
         repeated = sorted({str(v) for v in s[key] if list(s[key]).count(v) > 1})
         if repeated:
-            fail(f"study.{key}", list(s[key]), f"a list without repeats ({', '.join(repeated)} "
-                 f"appears twice)", where)
+            fail(
+                f"study.{key}",
+                list(s[key]),
+                f"a list without repeats ({', '.join(repeated)} appears twice)",
+                where,
+            )
     for seed in list(s.seeds) + list(s.profile_seeds):
-        if not 0 <= seed < 2 ** 63:
-            fail("study.seeds", seed, "an integer in [0, 2^63 - 1] (a signed 64-bit seed, as "
-                 "torch and the run keys hold it)", where)
+        if not 0 <= seed < 2**63:
+            fail(
+                "study.seeds",
+                seed,
+                "an integer in [0, 2^63 - 1] (a signed 64-bit seed, as "
+                "torch and the run keys hold it)",
+                where,
+            )
     if not SAFE_NAME.fullmatch(s.name):
-        fail("study.name", s.name, "a name of letters, digits, '_', '-' and '.' (it names the "
-             "W&B group)", where)
+        fail(
+            "study.name",
+            s.name,
+            "a name of letters, digits, '_', '-' and '.' (it names the W&B group)",
+            where,
+        )
     if not 2 <= cfg.train.epochs <= MAX_EPOCHS:  # Δ‖∇‖ and ΔL are undefined in epoch 1
-        fail("train.epochs", cfg.train.epochs, f"an integer in [2, {MAX_EPOCHS}] (the Δ signals "
-             "and the calibration need a previous epoch)", where)
+        fail(
+            "train.epochs",
+            cfg.train.epochs,
+            f"an integer in [2, {MAX_EPOCHS}] (the Δ signals "
+            "and the calibration need a previous epoch)",
+            where,
+        )
 
 
 def _validate_numbers(cfg, where) -> None:
@@ -154,8 +206,9 @@ def _validate_numbers(cfg, where) -> None:
     if cfg.timing.warmup < 0:
         fail("timing.warmup", cfg.timing.warmup, "an integer >= 0", where)
     if not cfg.tracking.dir.strip():
-        fail("tracking.dir", cfg.tracking.dir, "a folder path (for W&B files and checkpoints)",
-             where)
+        fail(
+            "tracking.dir", cfg.tracking.dir, "a folder path (for W&B files and checkpoints)", where
+        )
     tolerance = cfg.report.accuracy_tolerance
     if not (math.isfinite(tolerance) and 0 <= tolerance < 100):
         fail("report.accuracy_tolerance", tolerance, "a number of points in [0, 100)", where)
@@ -166,9 +219,13 @@ def _validate_numbers(cfg, where) -> None:
         if not (math.isfinite(value) and value >= 0):
             fail(f"taxonomy.{key}", value, "a finite number >= 0", where)
     t = cfg.train
-    positive = {"train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
-                "train.checkpoint_every": t.checkpoint_every, "timing.repeats": cfg.timing.repeats,
-                "timing.steps": cfg.timing.steps}
+    positive = {
+        "train.batch_size": t.batch_size,
+        "train.eval_batch_size": t.eval_batch_size,
+        "train.checkpoint_every": t.checkpoint_every,
+        "timing.repeats": cfg.timing.repeats,
+        "timing.steps": cfg.timing.steps,
+    }
     for key, value in positive.items():
         if value < 1:
             fail(key, value, "an integer >= 1", where)
@@ -183,29 +240,50 @@ def _validate_train(t, where) -> None:
         fail("train.lr", t.lr, "a finite number > 0 (at 0 nothing trains)", where)
     for key in ("lr", "momentum", "weight_decay"):
         if t[key] is not None and not (math.isfinite(t[key]) and t[key] >= 0):
-            fail(f"train.{key}", t[key], "a finite number >= 0" + (
-                "" if key == "lr" else ", or null for the optimizer's own"), where)
+            fail(
+                f"train.{key}",
+                t[key],
+                "a finite number >= 0"
+                + ("" if key == "lr" else ", or null for the optimizer's own"),
+                where,
+            )
     if t.optimizer in OPTIMIZER_DEFAULTS:
         for key in ("momentum", "weight_decay"):
             if t[key] is not None and key not in OPTIMIZER_DEFAULTS[t.optimizer]:
-                fail(f"train.{key}", t[key], f"null with train.optimizer = {t.optimizer} "
-                     f"(it has no {key} option)", where)
+                fail(
+                    f"train.{key}",
+                    t[key],
+                    f"null with train.optimizer = {t.optimizer} (it has no {key} option)",
+                    where,
+                )
     for arch, kwargs in t.model_kwargs.items():
         reserved = {"num_classes", "in_chans", "img_size", "pretrained"} & set(kwargs or {})
         if reserved:
-            fail(f"train.model_kwargs.{arch}", sorted(reserved), "free of num_classes, in_chans, "
-                 "img_size and pretrained (set from the dataset and train.image_size)", where)
+            fail(
+                f"train.model_kwargs.{arch}",
+                sorted(reserved),
+                "free of num_classes, in_chans, "
+                "img_size and pretrained (set from the dataset and train.image_size)",
+                where,
+            )
 
 
 def _validate_strategies(cfg, where) -> None:
     """The names of strategies and ablation variants, and each one's deba options."""
-    for group, reserved, what in (("ablate.variants", ("baseline", "profile"), "variant"),
-                                  ("study.methods", ("fixed",), "method")):
+    for group, reserved, what in (
+        ("ablate.variants", ("baseline", "profile"), "variant"),
+        ("study.methods", ("fixed",), "method"),
+    ):
         for name in OmegaConf.select(cfg, group):
             if not SAFE_NAME.fullmatch(str(name)) or name in reserved:
-                fail(f"{group}.{name}", name, f"a name of letters, digits, '_', '-' and '.' "
-                     f"not starting with '.', other than {' and '.join(reserved)} (it names "
-                     f"the {what}'s record files)", where)
+                fail(
+                    f"{group}.{name}",
+                    name,
+                    f"a name of letters, digits, '_', '-' and '.' "
+                    f"not starting with '.', other than {' and '.join(reserved)} (it names "
+                    f"the {what}'s record files)",
+                    where,
+                )
     if len(cfg.study.methods) == 0:
         fail("study.methods", {}, "at least one strategy, e.g. {deba: {}}", where)
     try:
@@ -225,20 +303,34 @@ def _validate_schedule_epochs(group, epochs, where, prefix) -> None:
         return  # check_deba named a missing or malformed `at`
     late = [e for e in at if e >= epochs]
     if late:
-        fail(f"{prefix}rule_options.at", list(at), f"epochs before the last (train.epochs = "
-             f"{epochs}): {late} would never change a batch", where)
+        fail(
+            f"{prefix}rule_options.at",
+            list(at),
+            f"epochs before the last (train.epochs = {epochs}): {late} would never change a batch",
+            where,
+        )
 
 
 def _validate_folder_names(cfg, where) -> None:
     """An image folder's name names its record folders and must not hide a registered
     dataset (the folder would silently replace it)."""
     from deba_pipeline.core import plugins
+
     registered = sorted(plugins.registry("dataset"))
     for name in cfg.data.folders:
         if not SAFE_NAME.fullmatch(str(name)):
-            fail("data.folders", name, "a name of letters, digits, '_', '-' and '.' not "
-                 "starting with '.' (it names the dataset's record folders)", where)
+            fail(
+                "data.folders",
+                name,
+                "a name of letters, digits, '_', '-' and '.' not "
+                "starting with '.' (it names the dataset's record folders)",
+                where,
+            )
         if name in registered:
-            fail("data.folders", name, f"a name other than a registered dataset's "
-                 f"({', '.join(registered)}): the folder would silently replace it", where)
-
+            fail(
+                "data.folders",
+                name,
+                f"a name other than a registered dataset's "
+                f"({', '.join(registered)}): the folder would silently replace it",
+                where,
+            )

@@ -1,4 +1,5 @@
 """What a plugin subclasses: Signal, Rule and Policy, and what each of them is handed."""
+
 from __future__ import annotations
 
 import copy
@@ -21,23 +22,23 @@ class Observation:
     """What the training loop saw in epoch `epoch` (numbered from 1)."""
 
     epoch: int
-    loss: float                               # mean training loss of the epoch
-    grads: Sequence[torch.Tensor | None]   # the gradients docs/method.md names (None = frozen)
-    grad_variance: float                      # σ² of the flattened gradient, population
-    grad_norm: float                          # ‖∇‖₂ of the flattened gradient
-    batch_size: int | None = None          # samples a step this epoch (global under DDP)
-    steps: int | None = None               # steps this epoch
+    loss: float  # mean training loss of the epoch
+    grads: Sequence[torch.Tensor | None]  # the gradients docs/method.md names (None = frozen)
+    grad_variance: float  # σ² of the flattened gradient, population
+    grad_norm: float  # ‖∇‖₂ of the flattened gradient
+    batch_size: int | None = None  # samples a step this epoch (global under DDP)
+    steps: int | None = None  # steps this epoch
     accumulated: dict = field(default_factory=dict)  # what signals' `accumulate` asked for
-    dataset_size: int | None = None        # N the epoch drew from without replacement
+    dataset_size: int | None = None  # N the epoch drew from without replacement
 
 
 # What a signal may ask the loop to accumulate over an epoch's steps, on the device, with one
 # host sync an epoch (Signal.accumulate); each arrives in Observation.accumulated by its name.
 ACCUMULATORS = {
     "grad_sq_norm": "Σₜ ‖gₜ‖², the sum over the epoch's steps of each step's squared gradient "
-                    "norm (a float, summed in float64)",
+    "norm (a float, summed in float64)",
     "grad_sum": "Σₜ gₜ, the running sum of the epoch's step gradients (a list of tensors like "
-                "the parameters: P more floats on the device while a signal asks for it)",
+    "the parameters: P more floats on the device while a signal asks for it)",
 }
 
 
@@ -126,29 +127,41 @@ def checkpointable(value, owner: str, path: str = "state"):
     and where in its state it sits, when the state is saved (not when it is read back)."""
     import numpy as np  # here: a command that trains nothing loads the plugins without them
     import torch
+
     if isinstance(value, (*_KEY, torch.Tensor)):
         return value
     if isinstance(value, (np.generic, np.ndarray)) and value.dtype != object:
         try:  # as a tensor, so the dtype (and a float32's rounding) survives
-            return {"__deba_numpy__": torch.from_numpy(np.array(value)),
-                    "scalar": isinstance(value, np.generic)}
+            return {
+                "__deba_numpy__": torch.from_numpy(np.array(value)),
+                "scalar": isinstance(value, np.generic),
+            }
         except TypeError:  # a dtype torch has no tensor for
             if isinstance(value, np.generic):
                 return value.item()
     if isinstance(value, deque):
-        return {"__deba_deque__": [checkpointable(v, owner, f"{path}[{i}]")
-                                   for i, v in enumerate(value)], "maxlen": value.maxlen}
+        return {
+            "__deba_deque__": [
+                checkpointable(v, owner, f"{path}[{i}]") for i, v in enumerate(value)
+            ],
+            "maxlen": value.maxlen,
+        }
     if isinstance(value, tuple):
-        return {"__deba_tuple__": [checkpointable(v, owner, f"{path}[{i}]")
-                                   for i, v in enumerate(value)]}
+        return {
+            "__deba_tuple__": [
+                checkpointable(v, owner, f"{path}[{i}]") for i, v in enumerate(value)
+            ]
+        }
     if isinstance(value, list):
         return [checkpointable(v, owner, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(k, _KEY) for k in value):
         return {k: checkpointable(v, owner, f"{path}[{k!r}]") for k, v in value.items()}
-    raise PluginError(f"{owner} keeps {path} = {type(value).__name__} in its state, which a "
-                      f"checkpoint cannot hold: keep numbers, strings, lists, tuples, dicts (with "
-                      f"plain keys), deques, tensors or numpy arrays there, or convert it in the "
-                      f"plugin's state_dict() and load_state_dict().")
+    raise PluginError(
+        f"{owner} keeps {path} = {type(value).__name__} in its state, which a "
+        f"checkpoint cannot hold: keep numbers, strings, lists, tuples, dicts (with "
+        f"plain keys), deques, tensors or numpy arrays there, or convert it in the "
+        f"plugin's state_dict() and load_state_dict()."
+    )
 
 
 def restored(value):

@@ -1,4 +1,5 @@
 """The four kinds of plugin. Each hook receives a `register` callback and calls it with classes."""
+
 import pluggy
 
 hookspec = pluggy.HookspecMarker("deba")

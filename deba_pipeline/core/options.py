@@ -1,5 +1,6 @@
 """DEBA's options: `DebaConfig` (the paper's defaults, docs/pipeline.md) and the one table of what
 each value may be. params.yaml's `deba` group and `DEBAScheduler(...)` both check against it."""
+
 from __future__ import annotations
 
 import difflib
@@ -19,25 +20,25 @@ INITIAL_BATCH = 64  # samples: the paper's initial (and fixed-method) batch
 
 @dataclass
 class DebaConfig:
-    thresholds: str = "paper"       # paper (Table 1) | calibrated (calibrate stage) | fixed
-    theta_stab: float = 0.55        # ResNet-18's; read when thresholds is fixed, and by the library
+    thresholds: str = "paper"  # paper (Table 1) | calibrated (calibrate stage) | fixed
+    theta_stab: float = 0.55  # ResNet-18's; read when thresholds is fixed, and by the library
     theta_conf: float = 0.6
-    cooldown: int = 10              # epochs between adaptations
-    window: Any = 15                # epochs of σ² history, or "full"
-    growth: float = 1.5             # α_grow
-    rollback: float = 0.8           # α_roll
-    min_batch: int = 16             # samples
-    max_batch: int = 2048           # samples
-    signals: list[str] = field(default_factory=lambda: [
-        "grad_variance", "grad_norm_variation", "loss_variation"])
+    cooldown: int = 10  # epochs between adaptations
+    window: Any = 15  # epochs of σ² history, or "full"
+    growth: float = 1.5  # α_grow
+    rollback: float = 0.8  # α_roll
+    min_batch: int = 16  # samples
+    max_batch: int = 2048  # samples
+    signals: list[str] = field(
+        default_factory=lambda: ["grad_variance", "grad_norm_variation", "loss_variation"]
+    )
     rule: str = "deba"
     policy: str = "multiplicative"
-    rule_options: dict[str, Any] = field(default_factory=dict)    # keywords of the rule's class
+    rule_options: dict[str, Any] = field(default_factory=dict)  # keywords of the rule's class
     policy_options: dict[str, Any] = field(default_factory=dict)  # keywords of the policy's class
     signal_options: dict[str, Any] = field(default_factory=dict)  # signal name -> its keywords
     gradient_source: str = "last_batch"  # last_batch | epoch_mean (docs/method.md)
     plugins: list[str] = field(default_factory=list)  # files in plugins/, e.g. grad_cosine.py
-
 
 
 def _int(v) -> bool:
@@ -70,14 +71,18 @@ DEBA_RULES = {  # key: (test, what is allowed)
     "rollback": (lambda v: finite_number(v) and 0 < v < 1, "a number in (0, 1)"),
     "min_batch": (lambda v: _int(v) and v >= 1, "an integer >= 1 (samples)"),
     "max_batch": (lambda v: _int(v) and v >= 1, "an integer >= 1 (samples)"),
-    "signals": (lambda v: _names(v) and 0 < len(v) == len(set(v)),
-                "a non-empty list of distinct signal names"),
+    "signals": (
+        lambda v: _names(v) and 0 < len(v) == len(set(v)),
+        "a non-empty list of distinct signal names",
+    ),
     "rule": (lambda v: isinstance(v, str) and v != "", "a rule name (see `deba plugins`)"),
     "policy": (lambda v: isinstance(v, str) and v != "", "a policy name (see `deba plugins`)"),
     "rule_options": (_mapping, "a mapping of option names to values"),
     "policy_options": (_mapping, "a mapping of option names to values"),
-    "signal_options": (lambda v: _mapping(v) and all(_mapping(o) for o in v.values()),
-                       "a mapping of signal names to mappings of options"),
+    "signal_options": (
+        lambda v: _mapping(v) and all(_mapping(o) for o in v.values()),
+        "a mapping of signal names to mappings of options",
+    ),
     "gradient_source": (lambda v: v in GRADIENT_SOURCES, " or ".join(GRADIENT_SOURCES)),
     "plugins": (_names, "a list of plugin file paths"),
 }
@@ -92,12 +97,20 @@ def check_deba(values: dict, where: str = "", prefix: str = "") -> None:
         if not test(value):
             fail(f"{prefix}{key}", value, allowed, where)
     if values["min_batch"] > values["max_batch"]:
-        fail(f"{prefix}min_batch", values["min_batch"],
-             f"<= {prefix}max_batch ({values['max_batch']})", where)
+        fail(
+            f"{prefix}min_batch",
+            values["min_batch"],
+            f"<= {prefix}max_batch ({values['max_batch']})",
+            where,
+        )
     unknown = set(values["signal_options"]) - set(values["signals"])
     if unknown:
-        fail(f"{prefix}signal_options", sorted(unknown), "options of signals listed in "
-             f"{prefix}signals", where)
+        fail(
+            f"{prefix}signal_options",
+            sorted(unknown),
+            f"options of signals listed in {prefix}signals",
+            where,
+        )
     if values["rule"] == "step_schedule":
         _check_schedule(values["rule_options"].get("at"), values["cooldown"], where, prefix)
 
@@ -108,8 +121,13 @@ def _check_schedule(at, cooldown, where, prefix) -> None:
     (docs/method.md). Without this, at = [5, 12, 14] with the paper's cooldown 10 fires only at
     12."""
     if not at:
-        fail(f"{prefix}rule_options.at", at, "a non-empty list of epochs at whose end "
-             "step_schedule increases the batch, e.g. [30, 60, 80]", where)
+        fail(
+            f"{prefix}rule_options.at",
+            at,
+            "a non-empty list of epochs at whose end "
+            "step_schedule increases the batch, e.g. [30, 60, 80]",
+            where,
+        )
     if not isinstance(cooldown, int) or not all(_int(e) for e in at):
         return  # the rule itself names a malformed `at`
     blocked, last = [], 0  # the epoch of the last increase (t_last)
@@ -119,14 +137,18 @@ def _check_schedule(at, cooldown, where, prefix) -> None:
         else:
             last = epoch
     if blocked and cooldown == 0:
-        fail(f"{prefix}rule_options.at", list(at), "epochs from 2 on: epoch 1 always holds",
-             where)
+        fail(f"{prefix}rule_options.at", list(at), "epochs from 2 on: epoch 1 always holds", where)
     if blocked:
-        fail(f"{prefix}rule_options.at", list(at), f"epochs the schedule can reach: "
-             f"{prefix}cooldown = {cooldown} holds the {cooldown} epochs at the start and after "
-             f"each increase, so {blocked} would never fire; set {prefix}cooldown: 0 (as "
-             f"step_schedule is meant to run), or start after epoch {cooldown} and space the "
-             f"epochs more than {cooldown} apart", where)
+        fail(
+            f"{prefix}rule_options.at",
+            list(at),
+            f"epochs the schedule can reach: "
+            f"{prefix}cooldown = {cooldown} holds the {cooldown} epochs at the start and after "
+            f"each increase, so {blocked} would never fire; set {prefix}cooldown: 0 (as "
+            f"step_schedule is meant to run), or start after epoch {cooldown} and space the "
+            f"epochs more than {cooldown} apart",
+            where,
+        )
 
 
 def deba_config(config=None, **overrides) -> DebaConfig:

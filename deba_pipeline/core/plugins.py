@@ -1,6 +1,7 @@
 """The one PluginManager. Built-ins arrive through this package's own `deba` entry points, exactly
 like a third-party package's; project files are loaded by path. `registry(kind)` says what exists
 and where it came from."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,8 +20,12 @@ from deba_pipeline.core.errors import (
     UnknownPluginError,
 )
 
-KINDS = {"signal": "register_signals", "rule": "register_rules", "policy": "register_policies",
-         "dataset": "register_datasets"}
+KINDS = {
+    "signal": "register_signals",
+    "rule": "register_rules",
+    "policy": "register_policies",
+    "dataset": "register_datasets",
+}
 PLURAL = {"signal": "signals", "rule": "rules", "policy": "policies", "dataset": "datasets"}
 
 pm = pluggy.PluginManager("deba")
@@ -37,14 +42,19 @@ def _ensure_loaded() -> None:
     try:
         pm.load_setuptools_entrypoints("deba")
     except PLUGIN_FAULTS as exc:
-        raise PluginError(f"an installed `deba` plugin failed to load: {type(exc).__name__}: "
-                          f"{exc}. Uninstall or fix it (`pip list` shows what is "
-                          f"installed).") from exc
-    if not any(getattr(plugin, "__name__", "").startswith("deba_pipeline.")
-               for plugin in pm.get_plugins()):
-        raise PluginError("deba_pipeline's built-in plugins were not found: they register through "
-                          "the package's `deba` entry points, which only an installed package has. "
-                          "Install it (`pip install -e .` in the project).")
+        raise PluginError(
+            f"an installed `deba` plugin failed to load: {type(exc).__name__}: "
+            f"{exc}. Uninstall or fix it (`pip list` shows what is "
+            f"installed)."
+        ) from exc
+    if not any(
+        getattr(plugin, "__name__", "").startswith("deba_pipeline.") for plugin in pm.get_plugins()
+    ):
+        raise PluginError(
+            "deba_pipeline's built-in plugins were not found: they register through "
+            "the package's `deba` entry points, which only an installed package has. "
+            "Install it (`pip install -e .` in the project)."
+        )
 
 
 def load_plugin_file(path) -> str:
@@ -58,16 +68,18 @@ def load_plugin_file(path) -> str:
         raise PluginError(f"plugin file {str(path)!r} does not exist: fix the path in `plugins`.")
     spec = importlib.util.spec_from_file_location(f"deba_plugin_{path.stem}", path)
     if spec is None or spec.loader is None:  # not a Python source file
-        raise PluginError(f"plugin file {str(path)!r} is not a Python module: name a .py file "
-                          f"in `plugins`.")
+        raise PluginError(
+            f"plugin file {str(path)!r} is not a Python module: name a .py file in `plugins`."
+        )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # as an import would: timm's @register_model looks it up
     try:
         spec.loader.exec_module(module)
     except PLUGIN_FAULTS as exc:
         del sys.modules[spec.name]
-        raise PluginError(f"plugin file {str(path)!r} failed to import: "
-                          f"{type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
     pm.register(module, name=name)
     return name
 
@@ -76,9 +88,13 @@ def project_models() -> dict:
     """{model name: source} of the timm models that loaded plugin files register (timm's own
     `@register_model`), so `study.archs` can name them."""
     import timm
-    return {model: source_of(name) for name, plugin in pm.list_name_plugin()
-            if name.startswith("file:")
-            for model in timm.list_models(module=getattr(plugin, "__name__", ""))}
+
+    return {
+        model: source_of(name)
+        for name, plugin in pm.list_name_plugin()
+        if name.startswith("file:")
+        for model in timm.list_models(module=getattr(plugin, "__name__", ""))
+    }
 
 
 def source_of(plugin_name: str) -> str:
@@ -102,11 +118,15 @@ def registry(kind: str) -> dict:
         def register(cls, source=source):
             name = getattr(cls, "name", None)
             if not isinstance(name, str) or not name:
-                raise PluginError(f"{kind} plugin from {source} registered {cls!r} without a "
-                                  f"`name` string attribute.")
+                raise PluginError(
+                    f"{kind} plugin from {source} registered {cls!r} without a "
+                    f"`name` string attribute."
+                )
             if name in found:
-                raise PluginError(f"{kind} {name!r} is registered twice: by {found[name][1]} and "
-                                  f"by {source}. Rename one of them.")
+                raise PluginError(
+                    f"{kind} {name!r} is registered twice: by {found[name][1]} and "
+                    f"by {source}. Rename one of them."
+                )
             found[name] = (cls, source)
 
         try:
@@ -114,8 +134,10 @@ def registry(kind: str) -> dict:
         except PluginError:
             raise
         except PLUGIN_FAULTS as exc:
-            raise PluginError(f"plugin {impl.plugin_name!r} ({source}) raised while registering "
-                              f"{kind}s: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"plugin {impl.plugin_name!r} ({source}) raised while registering "
+                f"{kind}s: {type(exc).__name__}: {exc}"
+            ) from exc
     return found
 
 
@@ -123,9 +145,11 @@ def get(kind: str, name: str):
     """The class registered as `name`, or an error listing what is available."""
     found = registry(kind)
     if not isinstance(name, str) or name not in found:
-        raise UnknownPluginError(f"unknown {kind} {name!r}. Available {PLURAL[kind]}: "
-                          f"{', '.join(sorted(found)) or 'none'}. Install or load the plugin "
-                          f"that provides it (see `deba plugins`).")
+        raise UnknownPluginError(
+            f"unknown {kind} {name!r}. Available {PLURAL[kind]}: "
+            f"{', '.join(sorted(found)) or 'none'}. Install or load the plugin "
+            f"that provides it (see `deba plugins`)."
+        )
     return found[name][0]
 
 
@@ -139,12 +163,16 @@ def create(kind: str, name: str, *args, options: dict | None = None, where: str 
         takes = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
         unknown = sorted(set(options) - set(takes))
         if unknown:
-            raise ConfigError(f"{kind} {name!r} does not take the option {unknown[0]!r} (from "
-                              f"`{where}`); it takes {', '.join(takes) or 'no options'}.")
+            raise ConfigError(
+                f"{kind} {name!r} does not take the option {unknown[0]!r} (from "
+                f"`{where}`); it takes {', '.join(takes) or 'no options'}."
+            )
     try:
         return cls(*args, **options)
     except DebaError:
         raise
     except PLUGIN_FAULTS as exc:
-        raise PluginError(f"{kind} {name!r} failed to start with options {options} (from "
-                          f"`{where}`): {type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"{kind} {name!r} failed to start with options {options} (from "
+            f"`{where}`): {type(exc).__name__}: {exc}"
+        ) from exc

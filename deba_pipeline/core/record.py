@@ -5,6 +5,7 @@ Schema 2 nests each epoch's signal values under `signals`, so a plugin's signal 
 one of the record's own fields (a signal named `lr` used to overwrite the learning rate).
 Schema 1 records (signals as top-level epoch keys) are read through `upgrade`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,9 +16,22 @@ from deba_pipeline.core.options import finite_number
 
 RECORD_SCHEMA = 2
 TIMING_KEYS = ("epoch_time_s", "samples_per_s", "eval_time_s", "peak_memory_mb")
-EPOCH_FIELDS = ("epoch", "batch_size", "lr", "train_loss", "test_accuracy", "epoch_time_s",
-                "eval_time_s", "samples_per_s", "signals", "decision", "next_batch_size",
-                "peak_memory_mb", "grad_norm_var", "loss_var")
+EPOCH_FIELDS = (
+    "epoch",
+    "batch_size",
+    "lr",
+    "train_loss",
+    "test_accuracy",
+    "epoch_time_s",
+    "eval_time_s",
+    "samples_per_s",
+    "signals",
+    "decision",
+    "next_batch_size",
+    "peak_memory_mb",
+    "grad_norm_var",
+    "loss_var",
+)
 
 
 def is_record(data) -> bool:
@@ -62,8 +76,12 @@ def unpack_hits(record: dict):
         return None
     hits = np.unpackbits(bits)[:size].astype(bool)
     accuracy = record.get("final_test_accuracy")
-    if hits.size != size or size == 0 or not isinstance(accuracy, (int, float)) \
-            or abs(100.0 * hits.sum() / size - accuracy) > 1e-9:
+    if (
+        hits.size != size
+        or size == 0
+        or not isinstance(accuracy, (int, float))
+        or abs(100.0 * hits.sum() / size - accuracy) > 1e-9
+    ):
         return None
     return hits
 
@@ -110,8 +128,10 @@ def record_problem(record) -> str | None:
         return "it is not a run record (no schema or epochs)"
     schema = record["schema"]
     if not isinstance(schema, int) or isinstance(schema, bool) or not 1 <= schema <= RECORD_SCHEMA:
-        return (f"its schema is {schema!r}, and this deba-pipeline reads schemas 1 to "
-                f"{RECORD_SCHEMA} (a newer one wrote it: upgrade deba-pipeline)")
+        return (
+            f"its schema is {schema!r}, and this deba-pipeline reads schemas 1 to "
+            f"{RECORD_SCHEMA} (a newer one wrote it: upgrade deba-pipeline)"
+        )
     problem = _fields_problem(record)
     if problem:
         return problem
@@ -124,8 +144,10 @@ def record_problem(record) -> str | None:
             return problem
     if record["method"] == "fixed" and len({e["batch_size"] for e in epochs}) > 1:
         return "it is a fixed-batch run whose batch changes"
-    if "test_accuracy" in epochs[-1] and \
-            record["final_test_accuracy"] != epochs[-1]["test_accuracy"]:
+    if (
+        "test_accuracy" in epochs[-1]
+        and record["final_test_accuracy"] != epochs[-1]["test_accuracy"]
+    ):
         return "its final accuracy is not its last epoch's"
     total, seconds = record.get("train_time_s"), sum(e["epoch_time_s"] for e in epochs)
     if not (finite_number(total) and abs(total - seconds) <= 1e-6 * max(1.0, seconds)):

@@ -7,6 +7,7 @@ caller makes it again.
     keep(path, record, identity)              # atomically, with its checksum
     kept(path, identity, check) -> content    # or None: absent, or set aside just now
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,15 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def _digest(identity, content) -> str:
-    blob = json.dumps({"identity": identity, "content": content}, sort_keys=True,
-                      allow_nan=False)
+    blob = json.dumps({"identity": identity, "content": content}, sort_keys=True, allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def keep(path, content, identity: dict) -> Path:
     """Write `content` to `path` with `identity` and the checksum over both."""
-    return write_json(path, {"sha256": _digest(identity, content), "identity": identity,
-                             "content": content})
+    return write_json(
+        path, {"sha256": _digest(identity, content), "identity": identity, "content": content}
+    )
 
 
 def kept(path, identity: dict, check=None):
@@ -49,8 +50,12 @@ def kept(path, identity: dict, check=None):
     if problem is None:
         return entry["content"]
     aside = set_aside(path)
-    log.warning("deba: %s was not used: %s. It is set aside as %s and made again.", path,
-                problem, aside.name)
+    log.warning(
+        "deba: %s was not used: %s. It is set aside as %s and made again.",
+        path,
+        problem,
+        aside.name,
+    )
     return None
 
 
@@ -73,8 +78,6 @@ def _problem(entry, identity, check) -> str | None:
 
 def set_aside(path: Path) -> Path:
     """Rename `path` to `<name>.set-aside-<time>`: out of the way, and kept for a look."""
-    aside = path.with_name(f"{path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}-"
-                           f"{os.getpid()}")
+    aside = path.with_name(f"{path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     os.replace(path, aside)
     return aside
-

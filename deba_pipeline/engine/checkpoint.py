@@ -2,6 +2,7 @@
 finished-run cache; and the lock that keeps two processes off the same run. The trainer hands
 over the state to keep (model, optimiser, scheduler, RNG, partial record) and takes it back.
 A finished run leaves only its record behind."""
+
 from __future__ import annotations
 
 import logging
@@ -35,14 +36,23 @@ class Checkpointer:
             with FileLock(self.lock_path, timeout=0):
                 yield
         except Timeout:
-            raise DebaError(f"{self.spec.name} is being trained by another process right now "
-                            f"(lock {self.lock_path}): wait for it to finish.") from None
+            raise DebaError(
+                f"{self.spec.name} is being trained by another process right now "
+                f"(lock {self.lock_path}): wait for it to finish."
+            ) from None
 
     def identity(self) -> dict:
         """What a finished-run entry must have been made for."""
         s = self.spec
-        return {"key": self.key, "arch": s.arch, "dataset": s.dataset, "method": s.method,
-                "seed": s.seed, "epochs": s.train.epochs, "profile": s.profile}
+        return {
+            "key": self.key,
+            "arch": s.arch,
+            "dataset": s.dataset,
+            "method": s.method,
+            "seed": s.seed,
+            "epochs": s.train.epochs,
+            "profile": s.profile,
+        }
 
     def finished(self):
         """The record of this run if it finished before and its entry is intact and this run's;
@@ -63,8 +73,10 @@ class Checkpointer:
         if len(record["epochs"]) != s.train.epochs:
             return f"it holds {len(record['epochs'])} epochs, not train.epochs = {s.train.epochs}"
         if record.get("world_size", 1) != s.train.processes:
-            return f"its world_size is {record.get('world_size', 1)}, not train.processes = " \
-                   f"{s.train.processes}"
+            return (
+                f"its world_size is {record.get('world_size', 1)}, not train.processes = "
+                f"{s.train.processes}"
+            )
         if unpack_hits(record) is None:
             return "its per-sample test results are missing or disagree with its accuracy"
         return None
@@ -72,8 +84,16 @@ class Checkpointer:
     def save(self, epoch: int, state: dict, pending=None) -> Path:
         """Keep `state` as of the end of `epoch`; `pending` is an epoch trained after it whose
         scheduler step has not happened yet (its fields are saved, not a copy of its tensors)."""
-        save_torch(self.path, {"key": self.key, "name": self.spec.name, "epoch": epoch,
-                               "pending": None if pending is None else vars(pending), **state})
+        save_torch(
+            self.path,
+            {
+                "key": self.key,
+                "name": self.spec.name,
+                "epoch": epoch,
+                "pending": None if pending is None else vars(pending),
+                **state,
+            },
+        )
         return self.path
 
     def describe_last(self) -> str:
@@ -92,14 +112,20 @@ class Checkpointer:
         try:
             state = load_torch(self.path, device)
         except DamagedFile as exc:
-            raise DebaError(f"checkpoint {self.path} is damaged: {exc}. Delete it to start "
-                            f"{self.spec.name} afresh.") from None
+            raise DebaError(
+                f"checkpoint {self.path} is damaged: {exc}. Delete it to start "
+                f"{self.spec.name} afresh."
+            ) from None
         except Exception as exc:
-            raise DebaError(f"checkpoint {self.path} is unreadable ({type(exc).__name__}): "
-                            f"delete it to start {self.spec.name} afresh.") from None
+            raise DebaError(
+                f"checkpoint {self.path} is unreadable ({type(exc).__name__}): "
+                f"delete it to start {self.spec.name} afresh."
+            ) from None
         if state.get("key") != self.key:
-            raise DebaError(f"checkpoint {self.path} belongs to another run "
-                            f"({state.get('name')}): delete it to start {self.spec.name} afresh.")
+            raise DebaError(
+                f"checkpoint {self.path} belongs to another run "
+                f"({state.get('name')}): delete it to start {self.spec.name} afresh."
+            )
         return state
 
     def finish(self, record: dict) -> None:
@@ -108,8 +134,12 @@ class Checkpointer:
         try:
             keep(self.done_path, record, self.identity())
         except DebaError as exc:
-            log.warning("deba: %s finished; its record is kept in the stage's output, but not "
-                        "for reuse: %s", self.spec.name, exc)
+            log.warning(
+                "deba: %s finished; its record is kept in the stage's output, but not "
+                "for reuse: %s",
+                self.spec.name,
+                exc,
+            )
             return
         self.path.unlink(missing_ok=True)
 
@@ -119,9 +149,15 @@ def trainer_state(trainer) -> dict:
     rng = {"torch": torch.get_rng_state(), "data": trainer.data.generator.get_state()}
     if trainer.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(trainer.device)
-    return {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-            "scheduler": trainer.scheduler.state_dict(), "rng": rng, "record": trainer.record,
-            "last_fit": trainer.last_fit, "lr_product": trainer.lr_product}
+    return {
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "rng": rng,
+        "record": trainer.record,
+        "last_fit": trainer.last_fit,
+        "lr_product": trainer.lr_product,
+    }
 
 
 def restore(trainer, saved: dict) -> tuple:
@@ -132,9 +168,11 @@ def restore(trainer, saved: dict) -> tuple:
         trainer.optimizer.load_state_dict(saved["optimizer"])
         trainer.scheduler.load_state_dict(saved["scheduler"])
     except (RuntimeError, ValueError, KeyError, DebaError) as exc:
-        raise DebaError(f"checkpoint {trainer.checkpoints.path} does not match "
-                        f"{trainer.spec.name} ({str(exc).splitlines()[0]}): delete it to start "
-                        f"afresh.") from None
+        raise DebaError(
+            f"checkpoint {trainer.checkpoints.path} does not match "
+            f"{trainer.spec.name} ({str(exc).splitlines()[0]}): delete it to start "
+            f"afresh."
+        ) from None
     torch.set_rng_state(saved["rng"]["torch"].cpu())
     trainer.data.generator.set_state(saved["rng"]["data"].cpu())
     if "cuda" in saved["rng"]:

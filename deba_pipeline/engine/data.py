@@ -4,6 +4,7 @@ batch size costs nothing. Data that does not fit streams from host memory throug
 whose batch sampler changes size between epochs without being rebuilt. The last partial batch
 is dropped either way.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,9 +33,11 @@ def load_split(name: str, seed: int, data_cfg, image_size: int | None = None) ->
     its training split's statistics; the split is fixed by `seed` where it is ours."""
     if name in data_cfg.folders:
         from deba_pipeline.engine.datasets.folders import load_folder
+
         split = load_folder(data_cfg.folders[name], image_size)
     else:
         from deba_pipeline.core import plugins
+
         split = plugins.create("dataset", name).load(seed, data_cfg, image_size)
     x_train, y_train, x_test, y_test, num_classes = split
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
@@ -50,9 +53,11 @@ def hold(split: Split, device, seed: int, data_cfg, image_size=None):
             return DeviceData(split, device, seed, data_cfg.augment, image_size)
         except torch.OutOfMemoryError:
             if data_cfg.placement == "device":
-                raise DebaError(f"the dataset ({tuple(split.x_train.shape)} training images) "
-                                f"does not fit on {device}: set data.placement to auto or "
-                                f"stream.") from None
+                raise DebaError(
+                    f"the dataset ({tuple(split.x_train.shape)} training images) "
+                    f"does not fit on {device}: set data.placement to auto or "
+                    f"stream."
+                ) from None
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     return StreamingData(split, device, seed, data_cfg.augment, image_size, data_cfg.workers)
@@ -62,13 +67,20 @@ class DeviceData:
     """The whole split on `device`, read by index: a new batch size costs nothing."""
 
     path = "device"  # what the run record says ran
-    prefetched = 0   # batches ready before the loop asks: none, each is gathered when asked
+    prefetched = 0  # batches ready before the loop asks: none, each is gathered when asked
 
-    def __init__(self, split: Split, device: torch.device, seed: int, augment: bool = False,
-                 image_size: int | None = None):
+    def __init__(
+        self,
+        split: Split,
+        device: torch.device,
+        seed: int,
+        augment: bool = False,
+        image_size: int | None = None,
+    ):
         self._setup(split, device, seed, augment, image_size)
         self.x_train, self.y_train, self.x_test, self.y_test = (
-            t.to(device) for t in (split.x_train, split.y_train, split.x_test, split.y_test))
+            t.to(device) for t in (split.x_train, split.y_train, split.x_test, split.y_test)
+        )
 
     def _setup(self, split, device, seed, augment, image_size) -> None:
         self.device, self.augment, self.num_classes = device, augment, split.num_classes
@@ -88,9 +100,11 @@ class DeviceData:
     def _epoch_order(self, batch_size: int):
         """This epoch's permutation and this rank's share of each global batch."""
         if batch_size > self.train_size:
-            raise DebaError(f"batch size {batch_size} is larger than the training set "
-                            f"({self.train_size} samples): lower train.batch_size or "
-                            f"deba.max_batch.")
+            raise DebaError(
+                f"batch size {batch_size} is larger than the training set "
+                f"({self.train_size} samples): lower train.batch_size or "
+                f"deba.max_batch."
+            )
         order = torch.randperm(self.train_size, generator=self.generator, device=self.device)
         return order, batch_size // self.world
 
@@ -99,7 +113,7 @@ class DeviceData:
         order, share = self._epoch_order(batch_size)
         for start in range(0, self.train_size - batch_size + 1, batch_size):
             mine = start + self.rank * share
-            index = order[mine:mine + share]
+            index = order[mine : mine + share]
             x, y = self._take(self.x_train, index), self._take(self.y_train, index)
             if self.augment:
                 x = self._augment(x)
@@ -107,8 +121,8 @@ class DeviceData:
 
     def test_batches(self, batch_size: int):
         for start in range(0, len(self.y_test), batch_size):
-            x = self.x_test[start:start + batch_size].to(self.device, non_blocking=True)
-            y = self.y_test[start:start + batch_size].to(self.device, non_blocking=True)
+            x = self.x_test[start : start + batch_size].to(self.device, non_blocking=True)
+            y = self.y_test[start : start + batch_size].to(self.device, non_blocking=True)
             yield self._resize(x), y
 
     def _take(self, tensor, index):
@@ -117,8 +131,9 @@ class DeviceData:
     def _resize(self, x):
         if self.image_size is None:
             return x
-        return F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                             align_corners=False)
+        return F.interpolate(
+            x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+        )
 
     def _augment(self, x, pad: int = 4):
         """Random crop with `pad` pixels of zero padding and a horizontal flip, per sample."""
@@ -143,7 +158,7 @@ class _EpochBatches(torch.utils.data.Sampler):
 
     def __iter__(self):
         for start in range(0, len(self.order) - self.size + 1, self.size):
-            yield self.order[start + self.offset:start + self.offset + self.share].tolist()
+            yield self.order[start + self.offset : start + self.offset + self.share].tolist()
 
     def __len__(self):
         return len(self.order) // self.size
@@ -174,16 +189,27 @@ class StreamingData(DeviceData):
 
     path = "stream"
 
-    def __init__(self, split: Split, device: torch.device, seed: int, augment: bool = False,
-                 image_size: int | None = None, workers: int = 2):
+    def __init__(
+        self,
+        split: Split,
+        device: torch.device,
+        seed: int,
+        augment: bool = False,
+        image_size: int | None = None,
+        workers: int = 2,
+    ):
         self._setup(split, device, seed, augment, image_size)
         self.x_train, self.y_train = split.x_train.share_memory_(), split.y_train.share_memory_()
         self.x_test, self.y_test = split.x_test, split.y_test
         self.sampler = _EpochBatches()
         self.loader = torch.utils.data.DataLoader(
-            _HostTensors(self.x_train, self.y_train), batch_sampler=self.sampler,
-            collate_fn=_as_is, num_workers=workers, pin_memory=device.type == "cuda",
-            persistent_workers=workers > 0)
+            _HostTensors(self.x_train, self.y_train),
+            batch_sampler=self.sampler,
+            collate_fn=_as_is,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0,
+        )
         self.prefetched = workers * (self.loader.prefetch_factor or 0)  # made ahead of the loop
 
     def train_batches(self, batch_size: int):

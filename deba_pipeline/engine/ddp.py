@@ -10,6 +10,7 @@ collective). Only rank 0 writes the record, checkpoints and W&B.
 The processes are started by torchrun (execution/torchrun.py on one machine; `deba run NAME`
 under torchrun over several); each runs `rank.run_rank`.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,10 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DebaError(f"train.device is {name!r} but no CUDA device is visible: set "
-                        f"train.device to auto or cpu.")
+        raise DebaError(
+            f"train.device is {name!r} but no CUDA device is visible: set "
+            f"train.device to auto or cpu."
+        )
     return torch.device(name)
 
 
@@ -48,16 +51,20 @@ def sync_batchnorm(model, device, name: str):
     """BatchNorm layers that average their statistics over every rank's share of the global
     batch (PyTorch's SyncBatchNorm, which runs on GPUs only)."""
     if device.type != "cuda":
-        raise DebaError(f"{name}: train.sync_batchnorm needs GPUs (PyTorch's SyncBatchNorm does "
-                        f"not run on {device.type}): set it to false, and BatchNorm keeps its "
-                        f"statistics per rank.")
+        raise DebaError(
+            f"{name}: train.sync_batchnorm needs GPUs (PyTorch's SyncBatchNorm does "
+            f"not run on {device.type}): set it to false, and BatchNorm keeps its "
+            f"statistics per rank."
+        )
     return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def wrap(model, device):
     from torch.nn.parallel import DistributedDataParallel
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                   else None)
+
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
 
 
 def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
@@ -72,7 +79,9 @@ def check_agreement(name: str, epoch: int, decision: str, next_batch: int) -> No
     dist.all_gather_object(everyone, (decision, next_batch))
     if any(theirs != (decision, next_batch) for theirs in everyone):
         seen = ", ".join(f"rank {r}: {d} to {b}" for r, (d, b) in enumerate(everyone))
-        raise DebaError(f"{name}: the processes disagree at epoch {epoch} ({seen}). Every rank "
-                        f"decides from the same synchronized gradients, so a signal or rule "
-                        f"plugin that reads rank-local state (its own randomness, a rank's loss) "
-                        f"is at fault: make it depend only on what it observes.")
+        raise DebaError(
+            f"{name}: the processes disagree at epoch {epoch} ({seen}). Every rank "
+            f"decides from the same synchronized gradients, so a signal or rule "
+            f"plugin that reads rank-local state (its own randomness, a rank's loss) "
+            f"is at fault: make it depend only on what it observes."
+        )

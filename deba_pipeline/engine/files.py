@@ -1,4 +1,5 @@
 """Atomic file writes: a kill never leaves a half-written record, table or checkpoint."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,9 +32,11 @@ def make_folder(path, writing=None) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
-        raise DebaError(f"{f'cannot write {writing}: ' if writing else ''}{blocker} is a file "
-                        f"where a folder is needed: move it away or delete it, then "
-                        f"rerun.") from None
+        raise DebaError(
+            f"{f'cannot write {writing}: ' if writing else ''}{blocker} is a file "
+            f"where a folder is needed: move it away or delete it, then "
+            f"rerun."
+        ) from None
     return path
 
 
@@ -53,9 +56,11 @@ def _atomic(path, write) -> Path:
     except OSError as exc:
         _remove(tmp)
         where = exc.filename if exc.filename not in (None, tmp, str(path)) else None
-        raise DebaError(f"cannot write {path}: {exc.strerror or exc}"
-                        f"{f' ({where})' if where else ''}. Make sure its folder "
-                        f"is a writable folder with free space, then rerun.") from None
+        raise DebaError(
+            f"cannot write {path}: {exc.strerror or exc}"
+            f"{f' ({where})' if where else ''}. Make sure its folder "
+            f"is a writable folder with free space, then rerun."
+        ) from None
     except BaseException:
         _remove(tmp)
         raise
@@ -82,6 +87,7 @@ CHECKSUM = b"deba-checkpoint sha256:"  # the first line of a checkpoint, then to
 def save_torch(path, obj) -> Path:
     """torch.save's bytes after a line with their SHA-256, so a damaged file is found on load."""
     import torch  # here, not above: the commands that train nothing never import torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     payload = buffer.getbuffer()
@@ -96,11 +102,12 @@ class DamagedFile(ValueError):
 def load_torch(path, device="cpu"):
     """What `save_torch` wrote, read with weights_only=True after its checksum is verified."""
     import torch
+
     data = Path(path).read_bytes()
     header, _, payload = data.partition(b"\n")
     if not header.startswith(CHECKSUM):
         raise DamagedFile("it has no checksum line (not written by this version of deba-pipeline)")
-    if hashlib.sha256(payload).hexdigest().encode() != header[len(CHECKSUM):]:
+    if hashlib.sha256(payload).hexdigest().encode() != header[len(CHECKSUM) :]:
         raise DamagedFile("its content does not match the checksum written with it")
     return torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
 

@@ -2,6 +2,7 @@
 squared norm of a step's gradient and the running gradient sum are then one operation each on the
 device, not one per parameter tensor (measured on 2 cores: the per-tensor path cost ~5 % of a
 test_resnet epoch, 1.049 against 1.003 this way, most of it per-call overhead on small tensors)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,11 @@ ROW = 256  # floats a row: each row's float32 norm is exact to about 1e-8 (measu
 class FlatGrads:
     def __init__(self, params):
         self.params = list(params)
-        self.buffer = torch.zeros(sum(p.numel() for p in self.params),
-                                  dtype=self.params[0].dtype, device=self.params[0].device)
+        self.buffer = torch.zeros(
+            sum(p.numel() for p in self.params),
+            dtype=self.params[0].dtype,
+            device=self.params[0].device,
+        )
         whole = self.buffer.numel() // ROW * ROW
         self._rows, self._tail = self.buffer[:whole].view(-1, ROW), self.buffer[whole:]
 
@@ -22,7 +26,7 @@ class FlatGrads:
         Called each epoch: an out-of-memory fallback may have set the gradients to None."""
         offset = 0
         for p in self.params:
-            p.grad = self.buffer[offset:offset + p.numel()].view_as(p)
+            p.grad = self.buffer[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
 
     def zero(self) -> None:

@@ -6,6 +6,7 @@
 Per step the loop does the step and nothing else; the host syncs once per epoch (loss sums and
 profile accumulators stay on the device). Signals are computed once per epoch by the scheduler.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,13 +55,18 @@ class Trainer:
         side = t.image_size.get(spec.arch, split.shape[-1])
         self.data = hold(split, self.device, spec.seed, spec.data, side)
         self.data.shard(self.rank, self.world)
-        self.model = create_model(spec.arch, split.num_classes, split.shape[0], side,
-                                  **t.model_kwargs.get(spec.arch, {})).to(self.device)
+        self.model = create_model(
+            spec.arch, split.num_classes, split.shape[0], side, **t.model_kwargs.get(spec.arch, {})
+        ).to(self.device)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         check_takes(self.model, next(self.data.test_batches(2))[0], spec)
-        check_fits(self.model, spec, int(max(split.y_train.max(), split.y_test.max())) + 1,
-                   self.data.train_size)
+        check_fits(
+            self.model,
+            spec,
+            int(max(split.y_train.max(), split.y_test.max())) + 1,
+            self.data.train_size,
+        )
         if self.world > 1 and t.sync_batchnorm:  # else BatchNorm keeps statistics per rank
             self.model = ddp.sync_batchnorm(self.model, self.device, spec.name)
         self.net = ddp.wrap(self.model, self.device) if self.world > 1 else self.model
@@ -75,23 +81,30 @@ class Trainer:
         self.record = spec.new_record()
         self.record["data_path"] = self.data.path  # device-resident or streamed
         self.record["threads"] = torch.get_num_threads()  # CPU results depend on it
-        self.record["num_classes"] = split.num_classes    # chance is 100 / num_classes percent
+        self.record["num_classes"] = split.num_classes  # chance is 100 / num_classes percent
         self.record["train_size"] = self.data.train_size  # an epoch's steps: train_size // B
         self.checkpoints = Checkpointer(Path(state_dir), spec)
         self.last_fit = None  # the last batch size that completed an epoch
         self.hits = None  # the last evaluation's right/wrong per test sample, on the device
 
     # -- the run -----------------------------------------------------------------------------
-    def run(self, tracker: Tracker | None = None, progress: bool | str = True,
-            after_epoch=None) -> dict:
+    def run(
+        self, tracker: Tracker | None = None, progress: bool | str = True, after_epoch=None
+    ) -> dict:
         """Train to the last epoch (resuming where a checkpoint left off); `after_epoch(self)`,
         where given, runs after each epoch's record entry (the execution layer's step probe)."""
         start, pending = self.resume()
         epochs = self.spec.train.epochs
         # a bar on a terminal, else one line a run; "line": a line wherever (runs side by side)
         bar_shown = progress is True and sys.stderr.isatty()
-        bar = tqdm(total=epochs, initial=start, desc=self.spec.name, leave=False, unit="epoch",
-                   disable=not bar_shown)
+        bar = tqdm(
+            total=epochs,
+            initial=start,
+            desc=self.spec.name,
+            leave=False,
+            unit="epoch",
+            disable=not bar_shown,
+        )
         where = Progress(self.spec.name, epochs, start, lines=bool(progress) and not bar_shown)
         for epoch in range(start + 1, epochs + 1):
             result = pending or self.epoch(epoch)
@@ -103,12 +116,15 @@ class Trainer:
             at = where.update(entry)
             if tracker:
                 tracker.log({**entry, "progress": at}, step=epoch)
-            bar.set_postfix(acc=f"{entry['test_accuracy']:.1f}", batch=entry["batch_size"],
-                            loss=f"{entry['train_loss']:.3f}",
-                            sps=f"{entry['samples_per_s']:.0f}", decision=entry["decision"])
+            bar.set_postfix(
+                acc=f"{entry['test_accuracy']:.1f}",
+                batch=entry["batch_size"],
+                loss=f"{entry['train_loss']:.3f}",
+                sps=f"{entry['samples_per_s']:.0f}",
+                decision=entry["decision"],
+            )
             bar.update()
-            if epoch % self.spec.train.checkpoint_every == 0 and epoch < epochs \
-                    and self.rank == 0:
+            if epoch % self.spec.train.checkpoint_every == 0 and epoch < epochs and self.rank == 0:
                 self.checkpoints.save(epoch, self.state())
         bar.close()
         done = self.record["epochs"]
@@ -121,11 +137,15 @@ class Trainer:
         if self.rank == 0:  # kept before it is announced: a run said finished is never retrained
             self.checkpoints.finish(self.record)
         if progress and not bar_shown:  # logs (DVC, CI) get one line per run
-            log.info("%s%s", summary_line(self.spec.name, self.record),
-                     f" (resumed after epoch {start})" if start else "")
+            log.info(
+                "%s%s",
+                summary_line(self.spec.name, self.record),
+                f" (resumed after epoch {start})" if start else "",
+            )
         if tracker:
-            tracker.summary({k: self.record[k] for k in
-                             ("final_test_accuracy", "train_time_s", "eval_time_s")})
+            tracker.summary(
+                {k: self.record[k] for k in ("final_test_accuracy", "train_time_s", "eval_time_s")}
+            )
         return self.record
 
     def epoch(self, number: int) -> EpochResult:
@@ -153,13 +173,14 @@ class Trainer:
                 f"{self.spec.name}: the training loss became {result.train_loss} in epoch "
                 f"{number}. {self.checkpoints.describe_last()} Lower train.lr or check the data: "
                 f"a changed setting starts a new run, and rerunning unchanged (after fixing the "
-                f"data) resumes from that checkpoint.")
+                f"data) resumes from that checkpoint."
+            )
         self.last_fit = result.batch_size
         began = time.perf_counter()
         result.test_accuracy = self.evaluate()
         result.eval_time_s = time.perf_counter() - began
         if self.device.type == "cuda":
-            result.peak_memory_mb = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+            result.peak_memory_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
         return result
 
     def fall_back(self, epoch: int, batch_size: int) -> int:
@@ -170,18 +191,32 @@ class Trainer:
             torch.cuda.empty_cache()
         fallback = self.last_fit
         if self.world > 1:
-            raise DebaError(f"{self.spec.name}: out of device memory at global batch "
-                            f"{batch_size} ({batch_size // self.world} a process) in "
-                            f"epoch {epoch}: lower deba.max_batch.") from None
+            raise DebaError(
+                f"{self.spec.name}: out of device memory at global batch "
+                f"{batch_size} ({batch_size // self.world} a process) in "
+                f"epoch {epoch}: lower deba.max_batch."
+            ) from None
         if fallback is None or fallback >= batch_size:
-            raise DebaError(f"{self.spec.name}: out of device memory at batch size "
-                            f"{batch_size} in epoch {epoch}, with no smaller size known "
-                            f"to fit: lower train.batch_size.") from None
+            raise DebaError(
+                f"{self.spec.name}: out of device memory at batch size "
+                f"{batch_size} in epoch {epoch}, with no smaller size known "
+                f"to fit: lower train.batch_size."
+            ) from None
         self.scheduler.cap_max_batch(fallback)
-        self.record["events"].append({"epoch": epoch, "event": "out_of_memory",
-                                      "batch_size": batch_size, "fallback": fallback})
-        log.warning("%s: out of memory at batch %d; continuing at %d and capping max_batch "
-                    "there", self.spec.name, batch_size, fallback)
+        self.record["events"].append(
+            {
+                "epoch": epoch,
+                "event": "out_of_memory",
+                "batch_size": batch_size,
+                "fallback": fallback,
+            }
+        )
+        log.warning(
+            "%s: out of memory at batch %d; continuing at %d and capping max_batch there",
+            self.spec.name,
+            batch_size,
+            fallback,
+        )
         return fallback
 
     def learning_rate(self) -> float:
@@ -192,16 +227,20 @@ class Trainer:
         rate = t.lr * self.scheduler.lr_scale() * self.lr_product
         if t.lr_schedule == "cosine":  # over samples, so a larger batch does not stretch it
             seen = sum(e["samples"] for e in self.record["epochs"])
-            rate *= 0.5 * (1 + math.cos(math.pi * min(1.0, seen / (t.epochs
-                                                                    * self.data.train_size))))
+            rate *= 0.5 * (
+                1 + math.cos(math.pi * min(1.0, seen / (t.epochs * self.data.train_size)))
+            )
         return rate
 
     def step_scheduler(self, result: EpochResult) -> dict:
         """The scheduler's step for a trained epoch, and the epoch's record entry. A plugin that
         fails here stops the run after checkpointing the trained epoch, so no work is lost."""
         try:
-            epoch = {"steps": result.steps, "accumulated": result.accumulated,
-                     "dataset_size": self.data.train_size}  # an epoch is one permutation
+            epoch = {
+                "steps": result.steps,
+                "accumulated": result.accumulated,
+                "dataset_size": self.data.train_size,
+            }  # an epoch is one permutation
             if self.spec.method == "fixed":
                 signals = self.scheduler.observe(result.train_loss, result.grads, **epoch)
                 decision, lr_factor = "hold", 1.0
@@ -212,31 +251,43 @@ class Trainer:
             if self.rank != 0:
                 raise
             path = self.checkpoints.save(result.epoch - 1, self.state(), pending=result)
-            raise type(exc)(f"{self.spec.name}: {exc} The trained epoch {result.epoch} is saved "
-                            f"in {path}. Fix the plugin and rerun: a fixed installed plugin "
-                            f"package resumes there; a fix to a file in plugins/ makes a new run "
-                            f"(the files are part of its identity) that starts from epoch 1."
-                            ) from None
+            raise type(exc)(
+                f"{self.spec.name}: {exc} The trained epoch {result.epoch} is saved "
+                f"in {path}. Fix the plugin and rerun: a fixed installed plugin "
+                f"package resumes there; a fix to a file in plugins/ makes a new run "
+                f"(the files are part of its identity) that starts from epoch 1."
+            ) from None
         except ConfigError as exc:  # the loss or gradients are not finite: the training's fault
-            raise DebaError(f"{self.spec.name}: epoch {result.epoch} ended with a non-finite "
-                            f"loss or gradient ({exc}) {self.checkpoints.describe_last()} "
-                            f"Rerunning unchanged repeats this epoch: lower train.lr, or use "
-                            f"train.precision fp32.") from None
+            raise DebaError(
+                f"{self.spec.name}: epoch {result.epoch} ended with a non-finite "
+                f"loss or gradient ({exc}) {self.checkpoints.describe_last()} "
+                f"Rerunning unchanged repeats this epoch: lower train.lr, or use "
+                f"train.precision fp32."
+            ) from None
         if self.world > 1:
             ddp.check_agreement(self.spec.name, result.epoch, decision, self.scheduler.batch_size)
         self.lr_product *= lr_factor
-        entry = {"epoch": result.epoch, "batch_size": result.batch_size, "lr": result.lr,
-                 "train_loss": result.train_loss, "test_accuracy": result.test_accuracy,
-                 "epoch_time_s": result.epoch_time_s, "eval_time_s": result.eval_time_s,
-                 "steps": result.steps, "samples": result.steps * result.batch_size,
-                 "samples_per_s": result.steps * result.batch_size / result.epoch_time_s,
-                 "signals": signals, "decision": decision,
-                 "next_batch_size": self.scheduler.batch_size,
-                 "peak_memory_mb": result.peak_memory_mb}
+        entry = {
+            "epoch": result.epoch,
+            "batch_size": result.batch_size,
+            "lr": result.lr,
+            "train_loss": result.train_loss,
+            "test_accuracy": result.test_accuracy,
+            "epoch_time_s": result.epoch_time_s,
+            "eval_time_s": result.eval_time_s,
+            "steps": result.steps,
+            "samples": result.steps * result.batch_size,
+            "samples_per_s": result.steps * result.batch_size / result.epoch_time_s,
+            "signals": signals,
+            "decision": decision,
+            "next_batch_size": self.scheduler.batch_size,
+            "peak_memory_mb": result.peak_memory_mb,
+        }
         if self.spec.profile:
             entry["grad_norm_var"], entry["loss_var"] = result.grad_norm_var, result.loss_var
-            entry["gradient"] = gradient_parts(result.noise_sums, result.batch_size,
-                                               self.data.train_size)
+            entry["gradient"] = gradient_parts(
+                result.noise_sums, result.batch_size, self.data.train_size
+            )
         return entry
 
     # -- one epoch ---------------------------------------------------------------------------
@@ -268,8 +319,16 @@ class Trainer:
         flat = None
         if accumulate and not epoch_mean and self.world == 1:
             self.flat_grads = flat = self.flat_grads or FlatGrads(self.params)
-        return StepSums(self.params, self.device, accumulate, self.spec.profile, epoch_mean,
-                        self.world, flat, half)
+        return StepSums(
+            self.params,
+            self.device,
+            accumulate,
+            self.spec.profile,
+            epoch_mean,
+            self.world,
+            flat,
+            half,
+        )
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -279,8 +338,9 @@ class Trainer:
         for x, y in self.data.test_batches(self.spec.train.eval_batch_size):
             if self.spec.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(x.device.type, dtype=self.autocast,
-                                enabled=self.autocast is not None):
+            with torch.autocast(
+                x.device.type, dtype=self.autocast, enabled=self.autocast is not None
+            ):
                 hits.append(self.model(x).argmax(dim=1) == y)
         self.hits = torch.cat(hits)
         return 100.0 * self.hits.sum().item() / len(self.data.y_test)

@@ -1,4 +1,5 @@
 """RunSpec: everything that determines one training run's result, and the run record's frame."""
+
 from __future__ import annotations
 
 import ast
@@ -77,8 +78,10 @@ def code_of(path: Path) -> str:
     except (SyntaxError, ValueError):
         return source.hex()
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
-                and ast.get_docstring(node, clean=False) is not None:
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and ast.get_docstring(node, clean=False) is not None
+        ):
             node.body = node.body[1:] or [ast.Pass()]
     return ast.dump(tree)
 
@@ -91,18 +94,18 @@ def code_fingerprint(plugin_files=()) -> str:
 
 @dataclass
 class RunSpec:
-    arch: str                 # timm name
-    dataset: str              # digits | synthetic | cifar10 | cifar100
+    arch: str  # timm name
+    dataset: str  # digits | synthetic | cifar10 | cifar100
     seed: int
-    method: str               # "fixed" | "deba"
-    variant: str              # "profile" | "baseline" | an ablation name
+    method: str  # "fixed" | "deba"
+    variant: str  # "profile" | "baseline" | an ablation name
     train: TrainConfig
     data: DataConfig
     deba: DebaConfig | None = None  # deba runs: thresholds resolved to numbers
-    profile: bool = False     # record per-step gradient-norm and loss variances (docs/method.md)
+    profile: bool = False  # record per-step gradient-norm and loss variances (docs/method.md)
     plugins: list = field(default_factory=list)  # plugin files (deba.plugins): models, datasets
     extra: dict = field(default_factory=dict)  # provenance, e.g. where thresholds came from
-    threads: int = 1          # torch threads a process (execution.cpus_per_run): CPU sums follow
+    threads: int = 1  # torch threads a process (execution.cpus_per_run): CPU sums follow
 
     def config(self) -> dict:
         """The spec as plain data (a Choice as its text): records, checkpoints, W&B, run keys."""
@@ -128,6 +131,7 @@ class RunSpec:
         config["code"] = code_fingerprint(self.plugins)
         if self.dataset in self.data.folders:  # the images themselves, not only their path
             from deba_pipeline.engine.datasets.folders import fingerprint
+
             config["images"] = fingerprint(self.data.folders[self.dataset])
         blob = json.dumps(config, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -141,16 +145,28 @@ class RunSpec:
     def new_scheduler(self, world: int = 1):
         """The run's scheduler; a fixed run's observes only, so its record carries the signals."""
         from deba_pipeline.core.scheduler import DEBAScheduler  # torch: only where a run trains
+
         if self.method == "fixed":
             size = self.train.batch_size
-            return DEBAScheduler(batch_size=size, min_batch=world, max_batch=max(size, 2048),
-                                 world_size=world)
-        return DEBAScheduler(batch_size=self.train.batch_size, config=self.deba,
-                             world_size=world)
+            return DEBAScheduler(
+                batch_size=size, min_batch=world, max_batch=max(size, 2048), world_size=world
+            )
+        return DEBAScheduler(batch_size=self.train.batch_size, config=self.deba, world_size=world)
 
     def new_record(self) -> dict:
-        return {"schema": RECORD_SCHEMA, "arch": self.arch, "dataset": self.dataset,
-                "seed": self.seed, "method": self.method, "variant": self.variant,
-                "key": self.key(), "world_size": self.train.processes,
-                "final_test_accuracy": None, "train_time_s": None,
-                "eval_time_s": None, "config": self.config(), "events": [], "epochs": []}
+        return {
+            "schema": RECORD_SCHEMA,
+            "arch": self.arch,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "method": self.method,
+            "variant": self.variant,
+            "key": self.key(),
+            "world_size": self.train.processes,
+            "final_test_accuracy": None,
+            "train_time_s": None,
+            "eval_time_s": None,
+            "config": self.config(),
+            "events": [],
+            "epochs": [],
+        }

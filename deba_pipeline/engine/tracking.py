@@ -5,6 +5,7 @@ and a server that does not answer within INIT_TIMEOUT_S falls over to offline. T
 the run's key, with resume allowed, so a run resumed from its checkpoint continues the same W&B
 run (offline too: `wandb sync` merges the pieces by id).
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,36 +59,62 @@ def _unreachable_lately(marker: Path) -> bool:
 class Tracker:
     """Thin wrapper: log(dict, step), summary(dict), finish(). Does nothing when disabled."""
 
-    def __init__(self, mode: str, project: str, group: str, name: str, config: dict,
-                 directory: str, entity=None, run_id: str | None = None):
+    def __init__(
+        self,
+        mode: str,
+        project: str,
+        group: str,
+        name: str,
+        config: dict,
+        directory: str,
+        entity=None,
+        run_id: str | None = None,
+    ):
         self.run, self.mode = None, mode
         if mode == "disabled":
             return
         if mode == "online" and not _has_api_key():
-            _warn("tracking.wandb is 'online' but no W&B API key is set (WANDB_API_KEY or "
-                  "`wandb login`): logging offline instead; `wandb sync` uploads it later.")
+            _warn(
+                "tracking.wandb is 'online' but no W&B API key is set (WANDB_API_KEY or "
+                "`wandb login`): logging offline instead; `wandb sync` uploads it later."
+            )
             mode = "offline"
         os.environ.setdefault("WANDB_SILENT", "true")
         Path(directory).mkdir(parents=True, exist_ok=True)
         marker = Path(directory) / "wandb-unreachable"
         if mode == "online" and _unreachable_lately(marker):
-            log.warning("%s: W&B did not answer for an earlier run (%s): logging offline "
-                        "(`wandb sync` uploads it later).", name, marker.read_text().strip())
+            log.warning(
+                "%s: W&B did not answer for an earlier run (%s): logging offline "
+                "(`wandb sync` uploads it later).",
+                name,
+                marker.read_text().strip(),
+            )
             mode = "offline"
         import wandb
 
         # console="off": W&B's console capture, once a second run starts in the same process,
         # halved training speed on 2 CPU cores (measured); our logs are in the run record.
         settings = wandb.Settings(console="off", init_timeout=INIT_TIMEOUT_S)
-        same = dict(project=project, group=group, name=name, config=config, dir=directory,
-                    id=run_id, resume="allow" if run_id else None, settings=settings,
-                    job_type=config.get("variant"), reinit="finish_previous")
+        same = dict(
+            project=project,
+            group=group,
+            name=name,
+            config=config,
+            dir=directory,
+            id=run_id,
+            resume="allow" if run_id else None,
+            settings=settings,
+            job_type=config.get("variant"),
+            reinit="finish_previous",
+        )
         try:
             self.run = wandb.init(entity=entity, mode=mode, **same)
         except Exception as exc:  # a tracking failure must never fail the training run
             reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-            _warn(f"W&B could not start ({reason}); logging offline instead (`wandb sync` "
-                  f"uploads it later).")
+            _warn(
+                f"W&B could not start ({reason}); logging offline instead (`wandb sync` "
+                f"uploads it later)."
+            )
             log.warning("%s: logging to W&B offline.", name)
             if mode == "online":
                 write_text(marker, reason)
@@ -126,25 +153,40 @@ def tracker_for(spec: RunSpec, state_dir, tracking: dict | None, experiment: str
     tracking = tracking or {"wandb": "disabled"}
     if tracking["wandb"] != "disabled":
         checkpointer = Checkpointer(Path(state_dir), spec)
-        experiment = run_group(Path(state_dir) / "wandb" / "groups" / f"{checkpointer.key}",
-                               experiment, resumed=checkpointer.path.is_file())
-    return Tracker(tracking["wandb"], tracking.get("project", "deba-pipeline"), experiment,
-                   spec.name, spec.config(), str(Path(state_dir) / "wandb"),
-                   tracking.get("entity"), run_id=spec.key())
+        experiment = run_group(
+            Path(state_dir) / "wandb" / "groups" / f"{checkpointer.key}",
+            experiment,
+            resumed=checkpointer.path.is_file(),
+        )
+    return Tracker(
+        tracking["wandb"],
+        tracking.get("project", "deba-pipeline"),
+        experiment,
+        spec.name,
+        spec.config(),
+        str(Path(state_dir) / "wandb"),
+        tracking.get("entity"),
+        run_id=spec.key(),
+    )
 
 
 def summary_line(name: str, record: dict) -> str:
     """One finished run in one line, the same wherever it trained."""
     sizes = sorted({e["batch_size"] for e in record["epochs"]})
-    return (f"{name}: {len(record['epochs'])} epochs, accuracy "
-            f"{record['final_test_accuracy']:.2f}%, train {record['train_time_s']:.1f}s, batch "
-            f"sizes {sizes}")
+    return (
+        f"{name}: {len(record['epochs'])} epochs, accuracy "
+        f"{record['final_test_accuracy']:.2f}%, train {record['train_time_s']:.1f}s, batch "
+        f"sizes {sizes}"
+    )
 
 
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 class Progress:
@@ -153,8 +195,13 @@ class Progress:
     GPU run shows it is alive and a quick one stays one line a run (`deba -q` hides both)."""
 
     def __init__(self, name: str, epochs: int, start: int, lines: bool, every_s: float = 30.0):
-        self.name, self.epochs, self.start, self.lines, self.every_s = \
-            name, epochs, start, lines, every_s
+        self.name, self.epochs, self.start, self.lines, self.every_s = (
+            name,
+            epochs,
+            start,
+            lines,
+            every_s,
+        )
         self.began = self.shown = time.perf_counter()
 
     def update(self, entry: dict) -> dict:
@@ -164,7 +211,14 @@ class Progress:
         remaining = elapsed / (epoch - self.start) * (self.epochs - epoch)
         if self.lines and epoch < self.epochs and now - self.shown >= self.every_s:
             self.shown = now
-            log.info("%s: epoch %d/%d, accuracy %.2f%%, batch %d, %s elapsed, about %s to go",
-                     self.name, epoch, self.epochs, entry["test_accuracy"],
-                     entry["batch_size"], _duration(elapsed), _duration(remaining))
+            log.info(
+                "%s: epoch %d/%d, accuracy %.2f%%, batch %d, %s elapsed, about %s to go",
+                self.name,
+                epoch,
+                self.epochs,
+                entry["test_accuracy"],
+                entry["batch_size"],
+                _duration(elapsed),
+                _duration(remaining),
+            )
         return {"elapsed_s": elapsed, "remaining_s": remaining}

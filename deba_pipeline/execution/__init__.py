@@ -10,6 +10,7 @@ Either way the stage is the only writer of its outputs: a record comes back and 
 `expected_s`, a rough cost of each run (its architecture's profiled epoch time × epochs), only
 orders the work: the longest is submitted first, so it does not trail alone at the end.
 """
+
 from __future__ import annotations
 
 
@@ -18,8 +19,10 @@ def execute(cfg, specs, write, expected_s=None) -> list:
     order of `specs`."""
     if cfg.execution.backend == "ray":
         from deba_pipeline.execution.ray_tasks import run_on_ray
+
         return run_on_ray(cfg, specs, write, expected_s)
     from deba_pipeline.execution.pool import run_here
+
     return run_here(cfg, specs, write, expected_s)
 
 

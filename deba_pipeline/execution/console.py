@@ -3,6 +3,7 @@ one, a measured table) to stdout, notes that need a look (WARNING: a busy machin
 set aside) to stderr, each line as it is. `-q` keeps only the warnings; `-v` adds DEBUG and the
 libraries' own lines (Ray's, the elastic agent's). Used as a library, the package configures
 nothing: Python's last-resort handler still shows its warnings."""
+
 from __future__ import annotations
 
 import logging

@@ -6,6 +6,7 @@ TFLOP/s. `fp32` is read at the plain FP32 peak, as PyTorch runs a float32 matmul
 (`torch.backends.cuda.matmul.allow_tf32` is off); cuDNN may run convolutions on TF32 tensor
 cores, so a convnet can beat the fp32 figure. `bf16` is read at the BF16 tensor-core peak.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,6 +37,7 @@ def step_flops(cfg, arch: str, dataset: str) -> float:
 
     from deba_pipeline.engine.models import create_model
     from deba_pipeline.execution.estimate import _shape
+
     _, classes, side, channels = _shape(cfg, dataset)
     side = cfg.train.image_size.get(arch, side)
     kwargs = dict(cfg.train.model_kwargs.get(arch) or {})
@@ -53,6 +55,7 @@ def committed_rates(root: Path = Path("results/steptime")) -> dict:
 
     from deba_pipeline.config import load_params
     from deba_pipeline.config.schema import schema
+
     rates = {}
     if not root.is_dir():
         return rates
@@ -68,15 +71,19 @@ def committed_rates(root: Path = Path("results/steptime")) -> dict:
 def flops_estimate(cfg, device: str, utilization: float | None, progress=None) -> str:
     """The estimate's text for `device`, its assumptions printed beside the numbers."""
     from deba_pipeline.execution.estimate import _hours, _shape, runs_per_cell
+
     if device not in DEVICES:
-        raise ConfigError(f"--device {device!r} is not a device with a documented peak here: "
-                          f"use one of {', '.join(DEVICES)}.")
+        raise ConfigError(
+            f"--device {device!r} is not a device with a documented peak here: "
+            f"use one of {', '.join(DEVICES)}."
+        )
     utilization = UTILIZATION if utilization is None else utilization
     if not 0 < utilization <= 1:
         raise ConfigError(f"--utilization {utilization} is not allowed: it must be in (0, 1].")
     name, peaks = DEVICES[device]
-    precision = str(cfg.train.precision.name if hasattr(cfg.train.precision, "name")
-                    else cfg.train.precision)
+    precision = str(
+        cfg.train.precision.name if hasattr(cfg.train.precision, "name") else cfg.train.precision
+    )
     rate = peaks[precision] * 1e12 * utilization
     lines, total, counted = [], 0.0, {}
     for arch in cfg.study.archs:
@@ -87,23 +94,34 @@ def flops_estimate(cfg, device: str, utilization: float | None, progress=None) -
                     progress(f"counting {arch}'s FLOPs on {dataset}-shaped inputs")
                 counted[key] = step_flops(cfg, arch, dataset)
             step = counted[key] / rate
-            steps = runs_per_cell(cfg, dataset) * cfg.train.epochs * \
-                (_shape(cfg, dataset)[0] // cfg.train.batch_size)
+            steps = (
+                runs_per_cell(cfg, dataset)
+                * cfg.train.epochs
+                * (_shape(cfg, dataset)[0] // cfg.train.batch_size)
+            )
             total += steps * step
-            lines.append(f"  {arch}/{dataset}: {counted[key] / 1e9:.1f} GFLOP a step at batch "
-                         f"{cfg.train.batch_size}, {step * 1000:.2f} ms, "
-                         f"{runs_per_cell(cfg, dataset)} runs: {_hours(steps * step)} "
-                         f"device-hours")
+            lines.append(
+                f"  {arch}/{dataset}: {counted[key] / 1e9:.1f} GFLOP a step at batch "
+                f"{cfg.train.batch_size}, {step * 1000:.2f} ms, "
+                f"{runs_per_cell(cfg, dataset)} runs: {_hours(steps * step)} "
+                f"device-hours"
+            )
     rates = committed_rates()
     if rates:
         low, high = min(rates.values()), max(rates.values())
-        lines.append(f"  check: this machine's step-time tables ({', '.join(sorted(rates))}) "
-                     f"ran {low:.1f}-{high:.1f} GFLOP/s: time follows FLOPs within "
-                     f"{high / low:.1f}x across those models here")
-    return "\n".join([
-        f"estimate on one {name} (fixed-batch steps; evaluation not counted):", *lines,
-        f"  total: {_hours(total)} device-hours",
-        f"  assumes: {peaks[precision]:g} TFLOP/s ({precision} peak, dense, the datasheet's) "
-        f"× {utilization:g} utilization (--utilization); a step's time follows its FLOPs. Small "
-        f"inputs on a large GPU are bound by kernel launches instead, so for them this is a "
-        f"lower bound."])
+        lines.append(
+            f"  check: this machine's step-time tables ({', '.join(sorted(rates))}) "
+            f"ran {low:.1f}-{high:.1f} GFLOP/s: time follows FLOPs within "
+            f"{high / low:.1f}x across those models here"
+        )
+    return "\n".join(
+        [
+            f"estimate on one {name} (fixed-batch steps; evaluation not counted):",
+            *lines,
+            f"  total: {_hours(total)} device-hours",
+            f"  assumes: {peaks[precision]:g} TFLOP/s ({precision} peak, dense, the datasheet's) "
+            f"× {utilization:g} utilization (--utilization); a step's time follows its FLOPs. "
+            f"Small inputs on a large GPU are bound by kernel launches instead, so for them "
+            f"this is a lower bound.",
+        ]
+    )

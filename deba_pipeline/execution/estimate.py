@@ -17,6 +17,7 @@ step (forward and backward, counted by PyTorch's FlopCounterMode on the meta dev
 is computed) over the device's documented peak at the run's precision times a stated
 utilization.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,10 +46,12 @@ def _shape(cfg, dataset):
     """(training images, classes, side, channels): an image folder's own, counted on disk."""
     if dataset in cfg.data.folders:
         from deba_pipeline.engine.datasets.folders import describe
+
         return describe(cfg.data.folders[dataset])
     s = cfg.data.synthetic
     if dataset == "digits":  # its split follows data.test_fraction
         from deba_pipeline.execution.preflight import known_train_size
+
         return (known_train_size("digits", cfg.data), 10, 8, 1)
     return SHAPES.get(dataset, (s.train_size, s.num_classes, s.image_size, s.channels))
 
@@ -75,20 +78,37 @@ def _side(cfg, arch, dataset) -> int:
 
 def _timed_step(cfg, arch, dataset, size) -> float:
     _, classes, side, channels = _shape(cfg, dataset)
-    probe = OmegaConf.merge(cfg, {"train": {"batch_size": size}, "data": {"synthetic": {
-        "train_size": size * (WARMUP + STEPS), "test_size": size, "num_classes": classes,
-        "image_size": side, "channels": channels}}})
+    probe = OmegaConf.merge(
+        cfg,
+        {
+            "train": {"batch_size": size},
+            "data": {
+                "synthetic": {
+                    "train_size": size * (WARMUP + STEPS),
+                    "test_size": size,
+                    "num_classes": classes,
+                    "image_size": side,
+                    "channels": channels,
+                }
+            },
+        },
+    )
     spec = run_spec(probe, arch, "synthetic", cfg.study.seeds[0], "fixed", "estimate")
     try:
         return _median_step(spec, size)
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
         # the CPU allocator's own failure is a RuntimeError ("can't allocate memory")
-        if isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) \
-                and "allocate memory" not in str(exc):
+        if (
+            isinstance(exc, RuntimeError)
+            and not isinstance(exc, torch.OutOfMemoryError)
+            and "allocate memory" not in str(exc)
+        ):
             raise
-        raise DebaError(f"timing {arch} at batch {size} ran out of memory here "
-                        f"({type(exc).__name__}): estimate for the GPU you will use instead "
-                        f"(`--estimate --device h100`), which computes nothing.") from None
+        raise DebaError(
+            f"timing {arch} at batch {size} ran out of memory here "
+            f"({type(exc).__name__}): estimate for the GPU you will use instead "
+            f"(`--estimate --device h100`), which computes nothing."
+        ) from None
 
 
 def _median_step(spec, size) -> float:
@@ -116,6 +136,7 @@ def in_flight(cfg) -> int:
     ex = cfg.execution
     if ex.backend == "local":  # the process pool: the usable cores (or GPUs) it fills
         from deba_pipeline.execution.pool import slots
+
         return slots(cfg, cfg.train.processes)[0]
     if resolve_device(cfg.train.device).type == "cuda":
         share = 1.0 if ex.gpus_per_run == "auto" else float(ex.gpus_per_run) or 1.0
@@ -135,25 +156,36 @@ def estimate(cfg, progress=None) -> str:
         if key not in measured:
             if progress:
                 trained = _side(cfg, arch, dataset)
-                progress(f"timing {arch} on {trained}x{trained}x{channels} inputs at batch "
-                         f"{probe} ({done} of {len(cells)})")
+                progress(
+                    f"timing {arch} on {trained}x{trained}x{channels} inputs at batch "
+                    f"{probe} ({done} of {len(cells)})"
+                )
             measured[key] = step_seconds(cfg, arch, dataset)
-        steps = runs_per_cell(cfg, dataset) * cfg.train.epochs * \
-            (train_size // cfg.train.batch_size)
+        steps = (
+            runs_per_cell(cfg, dataset) * cfg.train.epochs * (train_size // cfg.train.batch_size)
+        )
         seconds = steps * measured[key]
         total += seconds
-        scaled = f" (from batch {probe}, scaled by samples)" \
-            if probe != cfg.train.batch_size else ""
-        lines.append(f"  {arch}/{dataset}: {measured[key] * 1000:.1f} ms a step at batch "
-                     f"{cfg.train.batch_size}{scaled}, {runs_per_cell(cfg, dataset)} runs: "
-                     f"{_hours(seconds)} device-hours")
+        scaled = (
+            f" (from batch {probe}, scaled by samples)" if probe != cfg.train.batch_size else ""
+        )
+        lines.append(
+            f"  {arch}/{dataset}: {measured[key] * 1000:.1f} ms a step at batch "
+            f"{cfg.train.batch_size}{scaled}, {runs_per_cell(cfg, dataset)} runs: "
+            f"{_hours(seconds)} device-hours"
+        )
     flight = in_flight(cfg)
     device = resolve_device(cfg.train.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "this CPU"
-    return "\n".join([f"estimate on {where} (fixed-batch steps; evaluation not counted):",
-                      *lines, f"  total: {_hours(total)} device-hours; about "
-                      f"{_hours(total / flight)} hours of wall-clock with {flight} run(s) "
-                      f"in flight ({cfg.execution.backend} backend)"])
+    return "\n".join(
+        [
+            f"estimate on {where} (fixed-batch steps; evaluation not counted):",
+            *lines,
+            f"  total: {_hours(total)} device-hours; about "
+            f"{_hours(total / flight)} hours of wall-clock with {flight} run(s) "
+            f"in flight ({cfg.execution.backend} backend)",
+        ]
+    )
 
 
 def _hours(seconds: float) -> str:

@@ -1,5 +1,6 @@
 """One W&B group per invocation (docs/pipeline.md "Comparing experiments"): what the user typed,
 `dvc repro` or a `deba` command, names the group its runs log to."""
+
 from __future__ import annotations
 
 import os
@@ -19,13 +20,13 @@ def invocation_started() -> str:
     DEBA_INVOCATION for the processes it starts (torchrun's ranks); set it to group by hand."""
     if not os.environ.get("DEBA_INVOCATION"):
         began = _invocation_process().create_time()
-        os.environ["DEBA_INVOCATION"] = time.strftime("%Y-%m-%d %H:%M:%S",
-                                                      time.localtime(began))
+        os.environ["DEBA_INVOCATION"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began))
     return os.environ["DEBA_INVOCATION"]
 
 
 def _invocation_process():
     import psutil
+
     here = psutil.Process()
     for parent in here.parents():
         try:

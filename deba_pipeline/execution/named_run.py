@@ -10,6 +10,7 @@ Rank 0 leaves the record in the finished-run cache (`tracking.dir`), and the sta
 run takes it from there at the next `dvc repro`. Names are ARCH/DATASET/METHOD/SEED, the method
 followed by `-VARIANT` for profile and ablation runs (`deba-cooldown2`, `fixed-profile`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,22 +38,30 @@ def find(cfg, name: str, thresholds: str | None = None):
     for spec in specs:
         if spec.name == name:
             return spec
-    raise DebaError(f"no run named {name!r} in this study: a name is ARCH/DATASET/METHOD/SEED "
-                    f"as a stage prints it, e.g. {specs[-1].name} or {specs[0].name}.")
+    raise DebaError(
+        f"no run named {name!r} in this study: a name is ARCH/DATASET/METHOD/SEED "
+        f"as a stage prints it, e.g. {specs[-1].name} or {specs[0].name}."
+    )
 
 
 def run(cfg, name: str, thresholds: str | None = None) -> int:
     """Train run `name` here; as a rank when torchrun started this process."""
     from deba_pipeline.execution.invocation import wandb_group
     from deba_pipeline.execution.one_run import train as train_run
+
     spec = find(cfg, name, thresholds)
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True, enum_to_str=True)
     if "LOCAL_RANK" in os.environ:  # a rank torchrun started: set up as every rank is
         from deba_pipeline.engine.rank import run_rank
         from deba_pipeline.execution.process import prepare
+
         prepare(spec.threads)
         return run_rank(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
     record = train_run(spec, cfg.tracking.dir, tracking, wandb_group(cfg))
-    log.info("%s: accuracy %.2f%%; the stage that owns it takes it from %s at the next "
-             "`dvc repro`.", spec.name, record["final_test_accuracy"], cfg.tracking.dir)
+    log.info(
+        "%s: accuracy %.2f%%; the stage that owns it takes it from %s at the next `dvc repro`.",
+        spec.name,
+        record["final_test_accuracy"],
+        cfg.tracking.dir,
+    )
     return 0

@@ -1,6 +1,7 @@
 """One run where this process is (the CLI's, a pool worker's or a Ray worker's): reused from the
 finished-run cache if this exact run finished, else trained under the run's lock (here, or on W
 processes through torchrun), resuming from its checkpoint if it was cut."""
+
 from __future__ import annotations
 
 import copy
@@ -23,13 +24,15 @@ def reuse_finished(cfg, specs, write, order, tracking) -> tuple[dict, list]:
     """({index: record} of the specs that already finished, taken from the cache and written,
     [indices of the rest, in `order`]): a stage with nothing left to train starts no worker."""
     from deba_pipeline.execution.invocation import wandb_group
+
     records, to_train = {}, []
     for index in order:
         if Checkpointer(Path(cfg.tracking.dir), specs[index]).finished() is None:
             to_train.append(index)
             continue
-        records[index] = train(specs[index], state_dir=cfg.tracking.dir, tracking=tracking,
-                               experiment=wandb_group(cfg))
+        records[index] = train(
+            specs[index], state_dir=cfg.tracking.dir, tracking=tracking, experiment=wandb_group(cfg)
+        )
         write(specs[index], records[index])
     return records, to_train
 
@@ -43,23 +46,31 @@ def note_placement(state_dir, spec: RunSpec, record: dict, placement: dict) -> N
     keep(checkpointer.done_path, record, checkpointer.identity())
 
 
-def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
-          experiment: str = "default", progress: bool = True) -> dict:
+def train(
+    spec: RunSpec,
+    state_dir=".deba",
+    tracking: dict | None = None,
+    experiment: str = "default",
+    progress: bool = True,
+) -> dict:
     """The record of `spec`: reused if this exact run already finished, resumed if it was cut."""
     checkpointer = Checkpointer(Path(state_dir), spec)
     done = checkpointer.finished()
     if done is not None:
         if progress:
-            log.info("%s: reused the finished run %s (same configuration and training code)",
-                     spec.name, checkpointer.done_path)
+            log.info(
+                "%s: reused the finished run %s (same configuration and training code)",
+                spec.name,
+                checkpointer.done_path,
+            )
         record = copy.deepcopy(done)
         record.update(variant=spec.variant, config=spec.config())
         return record
     with checkpointer.lock():
         if spec.train.processes > 1 and ddp.rank_and_world()[1] == 1:
             from deba_pipeline.execution.torchrun import launch
-            return launch(spec, state_dir, tracking or {"wandb": "disabled"}, experiment,
-                          progress)
+
+            return launch(spec, state_dir, tracking or {"wandb": "disabled"}, experiment, progress)
         prepare(spec.threads)  # wherever it is called from, a run computes with its own threads
         trainer = Trainer(spec, state_dir)
         tracker = tracker_for(spec, state_dir, tracking, experiment)
@@ -69,5 +80,3 @@ def train(spec: RunSpec, state_dir=".deba", tracking: dict | None = None,
             return trainer.run(tracker, progress, after_epoch=probe)
         finally:
             tracker.finish()
-
-

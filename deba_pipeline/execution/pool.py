@@ -5,6 +5,7 @@ machine or `taskset`, changes when a run finishes, never its numbers. Finished r
 cache first; a record is written the moment its run finishes; when a run fails, the runs in
 flight finish and are written, then the stage fails with that run's message.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,6 +37,7 @@ def visible_gpus(device: str) -> int:
     if device == "cpu":
         return 0
     import torch
+
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
@@ -45,8 +47,9 @@ def slots(cfg, world: int = 1) -> tuple[int, list]:
     gpus = visible_gpus(str(cfg.train.device))
     if gpus:
         count = max(1, gpus // world)
-        return count, [",".join(str(slot * world + rank) for rank in range(world))
-                       for slot in range(count)]
+        return count, [
+            ",".join(str(slot * world + rank) for rank in range(world)) for slot in range(count)
+        ]
     threads = threads_per_run(cfg.execution.cpus_per_run)
     return max(1, usable_cores() // (threads * world)), []
 
@@ -63,8 +66,13 @@ def run_here(cfg, specs, write, expected_s=None, progress: bool = True) -> list:
     count = min(count, len(to_train))
     if count <= 1:  # one at a time: here, as a library caller's run would go
         for index in to_train:
-            records[index] = train(specs[index], state_dir=cfg.tracking.dir, tracking=tracking,
-                                   experiment=wandb_group(cfg), progress=progress)
+            records[index] = train(
+                specs[index],
+                state_dir=cfg.tracking.dir,
+                tracking=tracking,
+                experiment=wandb_group(cfg),
+                progress=progress,
+            )
             write(specs[index], records[index])
     else:
         _side_by_side(cfg, specs, to_train, records, write, tracking, count, devices)
@@ -79,14 +87,25 @@ def _side_by_side(cfg, specs, to_train, records, write, tracking, count, devices
     for slot in devices:
         handed.put(slot)
     threads = threads_per_run(cfg.execution.cpus_per_run)
-    log.info("training %d runs, %d at once (%s)", len(to_train), count,
-             f"one a GPU set {', '.join(devices)}" if devices else
-             f"{threads} thread{'s' if threads > 1 else ''} each on {usable_cores()} cores")
+    log.info(
+        "training %d runs, %d at once (%s)",
+        len(to_train),
+        count,
+        f"one a GPU set {', '.join(devices)}"
+        if devices
+        else f"{threads} thread{'s' if threads > 1 else ''} each on {usable_cores()} cores",
+    )
     failed = []
-    with ProcessPoolExecutor(count, mp_context=context, initializer=_worker_starts,
-                             initargs=(threads, console.level(), handed, bool(devices))) as pool:
-        pending = {pool.submit(train, specs[i], cfg.tracking.dir, tracking, wandb_group(cfg),
-                               "line"): i for i in to_train}  # each says when it finishes
+    with ProcessPoolExecutor(
+        count,
+        mp_context=context,
+        initializer=_worker_starts,
+        initargs=(threads, console.level(), handed, bool(devices)),
+    ) as pool:
+        pending = {
+            pool.submit(train, specs[i], cfg.tracking.dir, tracking, wandb_group(cfg), "line"): i
+            for i in to_train
+        }  # each says when it finishes
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -96,22 +115,32 @@ def _side_by_side(cfg, specs, to_train, records, write, tracking, count, devices
                         records[index] = future.result()
                     except BrokenProcessPool:
                         # a dead worker stops the whole pool: every run in it ends here
-                        failed.append(f"  {specs[index].name}: its process, or another run's, "
-                                      f"died (killed, or out of memory); finished epochs are "
-                                      f"checkpointed")
+                        failed.append(
+                            f"  {specs[index].name}: its process, or another run's, "
+                            f"died (killed, or out of memory); finished epochs are "
+                            f"checkpointed"
+                        )
                         continue
                     except DebaError as exc:
                         failed.append(f"  {specs[index].name}: {exc}")
                         continue
                     except Exception as exc:  # reported as a bug, by name
-                        failed.append(f"  {specs[index].name}: unexpected "
-                                      f"{type(exc).__name__}: {exc}")
+                        failed.append(
+                            f"  {specs[index].name}: unexpected {type(exc).__name__}: {exc}"
+                        )
                         continue
                     world = specs[index].train.processes
-                    note_placement(cfg.tracking.dir, specs[index], records[index],
-                                   {"backend": "local", "cpus": threads * world,
-                                    "gpus": world if devices else 0,
-                                    "shared_machine": not devices})  # cores shared
+                    note_placement(
+                        cfg.tracking.dir,
+                        specs[index],
+                        records[index],
+                        {
+                            "backend": "local",
+                            "cpus": threads * world,
+                            "gpus": world if devices else 0,
+                            "shared_machine": not devices,
+                        },
+                    )  # cores shared
                     write(specs[index], records[index])
                 if failed:  # the runs in flight finish and are kept; the queued ones wait
                     for future in list(pending):
@@ -121,8 +150,10 @@ def _side_by_side(cfg, specs, to_train, records, write, tracking, count, devices
             for future in pending:
                 future.cancel()
     if failed:
-        raise DebaError(f"{len(failed)} of {len(to_train)} runs failed (every finished record "
-                        f"is written; rerun the stage to train the rest):\n" + "\n".join(failed))
+        raise DebaError(
+            f"{len(failed)} of {len(to_train)} runs failed (every finished record "
+            f"is written; rerun the stage to train the rest):\n" + "\n".join(failed)
+        )
 
 
 def _worker_starts(threads: int, level: int, handed, gpus: bool) -> None:

@@ -5,6 +5,7 @@ wherever it goes. Used as a library, the package calls none of it and changes no
 
 Environment variables are read here, once and one way (`flag`).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,10 @@ def flag(name: str) -> bool:
         return True
     if value in _OFF:
         return False
-    raise DebaError(f"the environment variable {name}={os.environ[name]!r} is neither on nor "
-                    f"off: set it to 1 (on) or 0 (off), or unset it.")
+    raise DebaError(
+        f"the environment variable {name}={os.environ[name]!r} is neither on nor "
+        f"off: set it to 1 (on) or 0 (off), or unset it."
+    )
 
 
 def threads_per_run(cpus_per_run: float) -> int:
@@ -47,10 +50,12 @@ def prepare(threads: int | None, level: int | None = None) -> None:
         os.environ.setdefault(name, value)
     if threads is not None:
         import torch
+
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         # late in training, denormal weights halve a CPU step: every process flushes them alike
         torch.set_flush_denormal(True)
     if level is not None:
         from deba_pipeline.execution import console
+
         console.configure(level)

@@ -15,6 +15,7 @@ mode is on (a cluster without authentication accepts a client that sends one).
 Ray's own log lines (its C++ core writes them to the process's stderr) reach the terminal only
 with `deba -v` or DEBA_VERBOSE=1; otherwise they are kept and read only to tell the causes apart.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,9 +56,10 @@ def session(address=None):
     try:
         import ray
     except ImportError:
-        raise DebaError("execution.backend is ray but Ray is not installed here: "
-                        "`pip install 'deba-pipeline[ray]'` (or set execution.backend: local)."
-                        ) from None
+        raise DebaError(
+            "execution.backend is ray but Ray is not installed here: "
+            "`pip install 'deba-pipeline[ray]'` (or set execution.backend: local)."
+        ) from None
     if not verbose():
         logging.getLogger("ray").setLevel(logging.ERROR)  # e.g. the token notice, every stage
     started = not ray.is_initialized()
@@ -67,11 +69,17 @@ def session(address=None):
             # "local" starts a Ray here even where a stopped cluster left its address behind
             with ray_output() as said:
                 try:
-                    ray.init(address=address, include_dashboard=False, configure_logging=False,
-                             log_to_driver=False)
+                    ray.init(
+                        address=address,
+                        include_dashboard=False,
+                        configure_logging=False,
+                        log_to_driver=False,
+                    )
                 except ConnectionError as exc:
-                    raise DebaError(f"Ray could not start on this machine ({exc}); `deba -v` "
-                                    f"shows Ray's own lines:\n{said()[-2000:]}") from None
+                    raise DebaError(
+                        f"Ray could not start on this machine ({exc}); `deba -v` "
+                        f"shows Ray's own lines:\n{said()[-2000:]}"
+                    ) from None
         else:
             join(ray, address)
     try:
@@ -88,39 +96,58 @@ def join(ray, address: str) -> None:
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        raise DebaError(f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one "
-                        f"there with `ray start --head --port={port}`, or set execution.address "
-                        f"to null to start Ray on this machine.") from None
+        raise DebaError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one "
+            f"there with `ray start --head --port={port}`, or set execution.address "
+            f"to null to start Ray on this machine."
+        ) from None
     token = token_source()
     if token and not os.environ.get("RAY_AUTH_MODE"):
         _token_mode_on()
     with ray_output() as said:
         try:
-            ray.init(address=address, include_dashboard=False, configure_logging=False,
-                     log_to_driver=False)
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                configure_logging=False,
+                log_to_driver=False,
+            )
             return
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
             failure, log = exc, said()
-    if "InvalidAuthToken" in log or "Unauthenticated" in log or "AuthenticationError" in \
-            type(failure).__name__:
+    if (
+        "InvalidAuthToken" in log
+        or "Unauthenticated" in log
+        or "AuthenticationError" in type(failure).__name__
+    ):
         raise DebaError(refused_token(address, token)) from None
     last = (str(failure).strip().splitlines() or [type(failure).__name__])[-1]
-    raise DebaError(f"cannot join the Ray cluster at {address} ({last}): check that its "
-                    f"version of Ray and Python match this machine's; `deba -v` shows Ray's own "
-                    f"lines.") from None
+    raise DebaError(
+        f"cannot join the Ray cluster at {address} ({last}): check that its "
+        f"version of Ray and Python match this machine's; `deba -v` shows Ray's own "
+        f"lines."
+    ) from None
 
 
 def refused_token(address: str, token: str | None) -> str:
-    fix = ("on the cluster's head node `ray get-auth-token` prints its token; put it in "
-           "~/.ray/auth_token here (or in RAY_AUTH_TOKEN, or a file named by RAY_AUTH_TOKEN_PATH)")
+    fix = (
+        "on the cluster's head node `ray get-auth-token` prints its token; put it in "
+        "~/.ray/auth_token here (or in RAY_AUTH_TOKEN, or a file named by RAY_AUTH_TOKEN_PATH)"
+    )
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
-        return (f"the Ray cluster at {address} asks for a token, and RAY_AUTH_MODE=disabled is "
-                f"set here: unset it; {fix}.")
+        return (
+            f"the Ray cluster at {address} asks for a token, and RAY_AUTH_MODE=disabled is "
+            f"set here: unset it; {fix}."
+        )
     if token is None:
-        return (f"the Ray cluster at {address} asks for a token (it was started with token "
-                f"authentication) and none is readable on this machine: {fix}.")
-    return (f"the Ray cluster at {address} refused the token from {token}: it is not the token "
-            f"the cluster was started with; {fix}.")
+        return (
+            f"the Ray cluster at {address} asks for a token (it was started with token "
+            f"authentication) and none is readable on this machine: {fix}."
+        )
+    return (
+        f"the Ray cluster at {address} refused the token from {token}: it is not the token "
+        f"the cluster was started with; {fix}."
+    )
 
 
 def _token_mode_on() -> None:
@@ -129,6 +156,7 @@ def _token_mode_on() -> None:
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available,
         )
+
         maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     except ImportError:  # another Ray version: the variable alone, read when Ray connects
         os.environ["RAY_AUTH_MODE"] = "token"
@@ -161,7 +189,9 @@ def check_fits(ray, cpus: float, gpus: float, what: str) -> None:
         return
     most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
     most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
-    raise ConfigError(f"{what} asks Ray for {cpus:g} cores and {gpus:g} GPUs on one node, and "
-                      f"the largest node of the cluster has {most_cpus:g} cores and {most_gpus:g} "
-                      f"GPUs: lower execution.cpus_per_run or execution.gpus_per_run (a run of "
-                      f"train.processes asks for that many times each), or add a larger node.")
+    raise ConfigError(
+        f"{what} asks Ray for {cpus:g} cores and {gpus:g} GPUs on one node, and "
+        f"the largest node of the cluster has {most_cpus:g} cores and {most_gpus:g} "
+        f"GPUs: lower execution.cpus_per_run or execution.gpus_per_run (a run of "
+        f"train.processes asks for that many times each), or add a larger node."
+    )

@@ -5,6 +5,7 @@ it comes back, and, when a run fails, finishes the others before failing with on
 failed run. A worker that dies is retried (`execution.max_retries`) and its run resumes from its
 checkpoint, which lives under `tracking.dir`: on a cluster, a folder every machine shares.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,12 +30,14 @@ def _train_in_worker(spec, state_dir, tracking, experiment, cwd, gpu_share):
     import torch
 
     from deba_pipeline.execution.one_run import train
+
     os.chdir(cwd)  # plugin files and data.root are relative to the project
     prepare(spec.threads)
     if 0 < gpu_share < 1 and torch.cuda.is_available():
         torch.cuda.set_per_process_memory_fraction(gpu_share)
-    return train(spec, state_dir=state_dir, tracking=tracking, experiment=experiment,
-                 progress=False)
+    return train(
+        spec, state_dir=state_dir, tracking=tracking, experiment=experiment, progress=False
+    )
 
 
 def _measure_in_worker(measure, args, cwd, threads):
@@ -48,6 +51,7 @@ def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
     (`execution.cpus_per_run`) to itself, timing steps with as many threads as a run had. CPU
     tables are then measured side by side, each on its own cores, as the runs trained."""
     from deba_pipeline.execution import longest_first
+
     with session(cfg.execution.address) as ray:
         threads = threads_per_run(cfg.execution.cpus_per_run)
         whole = dict(num_cpus=threads)
@@ -55,8 +59,11 @@ def measure_on_ray(cfg, measure, arg_lists, expected_s=None) -> list:
             whole["num_gpus"] = 1
         check_fits(ray, whole["num_cpus"], whole.get("num_gpus", 0), "a step-time table")
         task = ray.remote(_measure_in_worker).options(  # fresh workers: set before oneDNN's start
-            max_retries=cfg.execution.max_retries, retry_exceptions=False,
-            runtime_env={"env_vars": ENVIRONMENT}, **whole)
+            max_retries=cfg.execution.max_retries,
+            retry_exceptions=False,
+            runtime_env={"env_vars": ENVIRONMENT},
+            **whole,
+        )
         order = longest_first(len(arg_lists), expected_s)
         refs = {i: task.remote(measure, arg_lists[i], os.getcwd(), threads) for i in order}
         try:
@@ -86,10 +93,12 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
     train); the rest go to Ray longest first and are written as they come back."""
     from deba_pipeline.execution import longest_first
     from deba_pipeline.execution.one_run import reuse_finished
+
     ex, state_dir = cfg.execution, str(Path(cfg.tracking.dir).resolve())
     tracking = OmegaConf.to_container(cfg.tracking, resolve=True, enum_to_str=True)
-    records, to_train = reuse_finished(cfg, specs, write, longest_first(len(specs), expected_s),
-                                       tracking)
+    records, to_train = reuse_finished(
+        cfg, specs, write, longest_first(len(specs), expected_s), tracking
+    )
     if to_train:
         with session(ex.address) as ray:
             _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking)
@@ -98,20 +107,25 @@ def run_on_ray(cfg, specs, write, expected_s=None) -> list:
 
 def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking) -> None:
     from deba_pipeline.execution.invocation import wandb_group
+
     ex = cfg.execution
     gpus, cpus = gpus_per_run(ex.gpus_per_run, ray), ex.cpus_per_run
     for world in sorted({specs[index].train.processes for index in to_train}):
-        check_fits(ray, cpus * world, gpus * world,
-                   f"a run of {world} process{'es' if world > 1 else ''}")
+        check_fits(
+            ray, cpus * world, gpus * world, f"a run of {world} process{'es' if world > 1 else ''}"
+        )
     task = ray.remote(_train_in_worker)
     pending = {}
     for index in to_train:
         # a torchrun run (docs/cluster.md): a device per process
         world = specs[index].train.processes
-        ref = task.options(num_cpus=cpus * world, num_gpus=gpus * world,
-                           max_retries=ex.max_retries, retry_exceptions=False,
-                           runtime_env={"env_vars": ENVIRONMENT}).remote(
-            specs[index], state_dir, tracking, wandb_group(cfg), os.getcwd(), gpus)
+        ref = task.options(
+            num_cpus=cpus * world,
+            num_gpus=gpus * world,
+            max_retries=ex.max_retries,
+            retry_exceptions=False,
+            runtime_env={"env_vars": ENVIRONMENT},
+        ).remote(specs[index], state_dir, tracking, wandb_group(cfg), os.getcwd(), gpus)
         pending[ref] = index
     failed, placement = [], where_it_ran(ray, gpus, cpus)
     while pending:
@@ -123,14 +137,24 @@ def _train_on_ray(ray, cfg, specs, to_train, records, write, state_dir, tracking
             failed.append(f"  {specs[index].name}: {_reason(exc)}")
             continue
         world = specs[index].train.processes
-        note_placement(state_dir, specs[index], records[index],
-                       dict(placement, gpus=gpus * world, cpus=cpus * world))
+        note_placement(
+            state_dir,
+            specs[index],
+            records[index],
+            dict(placement, gpus=gpus * world, cpus=cpus * world),
+        )
         write(specs[index], records[index])
-        log.info("%s (on Ray, %d of %d)", summary_line(specs[index].name, records[index]),
-                 len(records), len(specs))
+        log.info(
+            "%s (on Ray, %d of %d)",
+            summary_line(specs[index].name, records[index]),
+            len(records),
+            len(specs),
+        )
     if failed:
-        raise DebaError(f"{len(failed)} of {len(specs)} runs failed (the other records are "
-                        f"written; rerun the stage to retry only these):\n" + "\n".join(failed))
+        raise DebaError(
+            f"{len(failed)} of {len(specs)} runs failed (the other records are "
+            f"written; rerun the stage to retry only these):\n" + "\n".join(failed)
+        )
 
 
 def _reason(exc) -> str:

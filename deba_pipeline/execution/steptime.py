@@ -1,6 +1,7 @@
 """What a step-time table (docs/method.md) is measured for: the batch sizes a study needs, the
 runs' own typical step and thread count, where a table of those inputs is kept, and where it is
 measured (`measure_apart`: the device to itself)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,10 +32,16 @@ def runs_step(records, arch, dataset, size) -> float | None:
     slower than it did for the runs. (Their fastest epoch was too strict a reference: on this
     2-core VM it set off more rounds for two of three tables that the runs' own median step
     would not have.)"""
-    steps = [e["epoch_time_s"] / e["steps"] for r in records
-             if r["arch"] == arch and r["dataset"] == dataset and r["method"] == "fixed"
-             and r.get("world_size", 1) == 1  # the table times one process: like with like
-             for e in r["epochs"] if e["batch_size"] == size and e.get("steps")]
+    steps = [
+        e["epoch_time_s"] / e["steps"]
+        for r in records
+        if r["arch"] == arch
+        and r["dataset"] == dataset
+        and r["method"] == "fixed"
+        and r.get("world_size", 1) == 1  # the table times one process: like with like
+        for e in r["epochs"]
+        if e["batch_size"] == size and e.get("steps")
+    ]
     return statistics.median(steps) if steps else None
 
 
@@ -45,26 +52,41 @@ def wanted(cfg, reached) -> set:
     d, t = cfg.deba, cfg.train
     sizes = set(reached) | {t.batch_size}
     if cfg.timing.sizes == "ladder":  # "reached" leaves out sizes no modelled time reads
-        sizes |= set(ladder(t.batch_size, d.growth, d.rollback, d.min_batch, d.max_batch,
-                            t.processes))
+        sizes |= set(
+            ladder(t.batch_size, d.growth, d.rollback, d.min_batch, d.max_batch, t.processes)
+        )
     return sizes
 
 
 def covered(table) -> set:
     """The sizes a table answers for: timed, out of memory, or beyond the training set."""
-    return {int(s) for s in table["rounds"]} | set(table["out_of_memory"]) | \
-        set(table["beyond_data"])
+    return (
+        {int(s) for s in table["rounds"]} | set(table["out_of_memory"]) | set(table["beyond_data"])
+    )
 
 
 def table(cfg, arch, dataset, sizes, runs_step_s) -> dict:
     """One architecture's table of `sizes` on one dataset, measured where this is called, in a
     process set up with the runs' threads (`execution.cpus_per_run`)."""
     t = cfg.timing
-    trainer = Trainer(run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"),
-                      cfg.tracking.dir)
-    return {"device": device_name(trainer.device), "repeats": t.repeats, "steps": t.steps,
-            **measure(trainer, sorted(sizes), cfg.train.batch_size, t.repeats, t.steps,
-                      t.warmup, t.estimate, runs_step_s)}
+    trainer = Trainer(
+        run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime"), cfg.tracking.dir
+    )
+    return {
+        "device": device_name(trainer.device),
+        "repeats": t.repeats,
+        "steps": t.steps,
+        **measure(
+            trainer,
+            sorted(sizes),
+            cfg.train.batch_size,
+            t.repeats,
+            t.steps,
+            t.warmup,
+            t.estimate,
+            runs_step_s,
+        ),
+    }
 
 
 def measuring_code() -> str:
@@ -72,8 +94,9 @@ def measuring_code() -> str:
     itself, the stage's threads and oneDNN settings, Ray's task): a change measures again."""
     here = Path(__file__).parent
     timing = sorted((here.parent / "timing").glob("*.py"))
-    return code_digest([*(here / name for name in ("process.py", "steptime.py", "ray_tasks.py")),
-                        *timing])
+    return code_digest(
+        [*(here / name for name in ("process.py", "steptime.py", "ray_tasks.py")), *timing]
+    )
 
 
 def kept_path(cfg, arch, dataset) -> Path:
@@ -101,6 +124,7 @@ def measure_apart(cfg, measure, arg_lists, expected_s=None) -> list:
         return []
     if cfg.execution.backend == "ray":
         from deba_pipeline.execution.ray_tasks import measure_on_ray
+
         return measure_on_ray(cfg, measure, arg_lists, expected_s)
     prepare(threads_per_run(cfg.execution.cpus_per_run))
     return [measure(*args) for args in arg_lists]

@@ -2,6 +2,7 @@
 (`elastic_launch`, as `torchrun --standalone` does); the record comes back from the finished-run
 cache, where rank 0 leaves it. Over several machines, each one runs `deba run NAME` under torchrun
 with its rendezvous flags (docs: "One run on many GPUs")."""
+
 from __future__ import annotations
 
 import os
@@ -23,24 +24,37 @@ def launch(spec, state_dir, tracking: dict, experiment: str, progress: bool = Tr
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
     world, checkpointer = spec.train.processes, Checkpointer(Path(state_dir), spec)
     logs = Path(state_dir) / "launch" / checkpointer.key
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=world,
-                          run_id=f"deba-{checkpointer.key}", rdzv_backend="c10d",
-                          rdzv_endpoint="localhost:0", max_restarts=0, start_method="spawn",
-                          logs_specs=DefaultLogsSpecs(log_dir=str(logs), redirects=Std.ERR))
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=world,
+        run_id=f"deba-{checkpointer.key}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        start_method="spawn",
+        logs_specs=DefaultLogsSpecs(log_dir=str(logs), redirects=Std.ERR),
+    )
     try:
         with _quiet_launcher():
-            elastic_launch(config, _rank)(spec, str(state_dir), tracking, experiment, progress,
-                                          console.level())
+            elastic_launch(config, _rank)(
+                spec, str(state_dir), tracking, experiment, progress, console.level()
+            )
     except ChildFailedError as exc:
-        raise DebaError(f"{spec.name}: its {world}-process run failed: {_root_cause(exc)} "
-                        f"(each process's output: {logs}). Finished epochs are checkpointed: "
-                        f"rerun to resume.") from None
+        raise DebaError(
+            f"{spec.name}: its {world}-process run failed: {_root_cause(exc)} "
+            f"(each process's output: {logs}). Finished epochs are checkpointed: "
+            f"rerun to resume."
+        ) from None
     record = checkpointer.finished()
     if record is None:
-        raise DebaError(f"{spec.name}: the processes ended without a record in "
-                        f"{checkpointer.done_path}: rerun to resume.")
+        raise DebaError(
+            f"{spec.name}: the processes ended without a record in "
+            f"{checkpointer.done_path}: rerun to resume."
+        )
     return record
 
 
@@ -69,11 +83,13 @@ def _quiet_launcher():
     stops: `launch` names the failure in one line instead (all of it with -v, and every
     process's output is in the launch folder)."""
     import logging
+
     if flag("DEBA_VERBOSE"):
         yield
         return
-    loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic",
-                                                    "torch.multiprocessing")]
+    loggers = [
+        logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing")
+    ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
@@ -88,7 +104,6 @@ def _rank(spec, state_dir, tracking, experiment, progress, level) -> None:
     """One process of a `launch`, set up as the CLI sets up its own (the run's threads): an
     error is raised, so `@record` leaves it for the agent."""
     from torch.distributed.elastic.multiprocessing.errors import record
+
     prepare(spec.threads, level)
     record(run_rank)(spec, state_dir, tracking, experiment, progress, raise_errors=True)
-
-

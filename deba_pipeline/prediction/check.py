@@ -1,6 +1,7 @@
 """Predicted beside observed (docs/method.md "prediction"): each strategy cell's modelled speedup
 to accuracy, predicted from its profile runs and each run's own batch trajectory, beside the one
 its runs had. Pure functions over records and step-time tables."""
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,11 @@ def band(per_profile: list, runs: int, level: float = BAND) -> tuple | None:
     if k < 2 or any(not math.isfinite(v) for v in per_profile):
         return None
     mean = statistics.fmean(per_profile)
-    half = float(student.ppf(0.5 + level / 2, k - 1)) * statistics.stdev(per_profile) \
+    half = (
+        float(student.ppf(0.5 + level / 2, k - 1))
+        * statistics.stdev(per_profile)
         * math.sqrt(1 / k + 1 / runs)
+    )
     return (mean - half, mean + half)
 
 
@@ -68,7 +72,8 @@ def beside(per_profile: list, per_seed: list, level: float = BAND) -> tuple | No
         return None
     mean = statistics.fmean(per_profile)
     half = float(student.ppf(0.5 + level / 2, k + n - 2)) * math.sqrt(
-        statistics.variance(per_profile) / k + statistics.variance(per_seed) / n)
+        statistics.variance(per_profile) / k + statistics.variance(per_seed) / n
+    )
     return (mean - half, mean + half)
 
 
@@ -101,8 +106,7 @@ def _replayed(runs, aims, table, transfer, curve_of=None, rates=True):
     return statistics.fmean(values)
 
 
-def given_trajectories(records, steptime, tolerance: float,
-                       transfer: float = TRANSFER) -> list:
+def given_trajectories(records, steptime, tolerance: float, transfer: float = TRANSFER) -> list:
     """One row per architecture, dataset and adaptive strategy: the modelled speedup to accuracy
     predicted from each run's own trajectory, its band, and the gns rule's final batches."""
     profiles = profiles_by_cell(records)
@@ -117,24 +121,44 @@ def given_trajectories(records, steptime, tolerance: float,
         if not table or not aims or any("train_size" not in r for r in runs):
             continue
         try:
-            per_profile = [statistics.fmean(
-                speedup(curve, trajectory(r), table, r["train_size"], aim, transfer)
-                for r in runs) for curve, aim in aims]
+            per_profile = [
+                statistics.fmean(
+                    speedup(curve, trajectory(r), table, r["train_size"], aim, transfer)
+                    for r in runs
+                )
+                for curve, aim in aims
+            ]
         except KeyError:  # a size the table lacks
             continue
         profiled = profiles[(arch, dataset)]
         delta_acc = statistics.fmean(  # the accuracy risk: where each run's progress ends
             accuracy_at(record, progress_at_end(curve, trajectory(r), r["train_size"], transfer))
-            - accuracy_at(record, progress_at_end(curve, [Epoch(curve.base, 1.0)]
-                                                  * len(r["epochs"]), r["train_size"], transfer))
-            for curve, record in profiled for r in runs)
-        own = _replayed(runs, aims, table, transfer,
-                        lambda r, curve: own_curve(r, curve.base, transfer))
-        rows.append({"arch": arch, "dataset": dataset, "method": method, "seeds": len(runs),
-                     "predicted": statistics.fmean(per_profile), "per_profile": per_profile,
-                     "band": band(per_profile, len(runs)), "with_own_noise_scale": own,
-                     "delta_acc_predicted": delta_acc,
-                     "at_adascale_rate": _replayed(runs, aims, table, transfer, rates=False)})
+            - accuracy_at(
+                record,
+                progress_at_end(
+                    curve, [Epoch(curve.base, 1.0)] * len(r["epochs"]), r["train_size"], transfer
+                ),
+            )
+            for curve, record in profiled
+            for r in runs
+        )
+        own = _replayed(
+            runs, aims, table, transfer, lambda r, curve: own_curve(r, curve.base, transfer)
+        )
+        rows.append(
+            {
+                "arch": arch,
+                "dataset": dataset,
+                "method": method,
+                "seeds": len(runs),
+                "predicted": statistics.fmean(per_profile),
+                "per_profile": per_profile,
+                "band": band(per_profile, len(runs)),
+                "with_own_noise_scale": own,
+                "delta_acc_predicted": delta_acc,
+                "at_adascale_rate": _replayed(runs, aims, table, transfer, rates=False),
+            }
+        )
     return rows
 
 
@@ -142,12 +166,18 @@ def what_broke(row: dict, observed: float) -> str:
     """Which assumption a miss points at: the replay that comes closest to the observed mean,
     where it halves the gap (docs/method.md "prediction")."""
     gap = abs(row["predicted"] - observed)
-    tries = [("the transfer from the profile's batch: the runs' own noise scale gives "
-              "{:.1f}", row["with_own_noise_scale"]),
-             ("the learning-rate regime: at AdaScale's rate it gives {:.1f}",
-              row["at_adascale_rate"])]
-    found = [(abs(v - observed), text.format(v)) for text, v in tries
-             if v is not None and math.isfinite(v) and abs(v - observed) <= gap / 2]
+    tries = [
+        (
+            "the transfer from the profile's batch: the runs' own noise scale gives {:.1f}",
+            row["with_own_noise_scale"],
+        ),
+        ("the learning-rate regime: at AdaScale's rate it gives {:.1f}", row["at_adascale_rate"]),
+    ]
+    found = [
+        (abs(v - observed), text.format(v))
+        for text, v in tries
+        if v is not None and math.isfinite(v) and abs(v - observed) <= gap / 2
+    ]
     if found:
         return min(found)[1]
     return "accuracy against progress (neither the runs' own noise scale nor the rate closes it)"

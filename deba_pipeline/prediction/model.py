@@ -12,6 +12,7 @@ measures is N₀·s^α, N₀ the profile's at B₀ and α the transfer exponent 
 (`benchmarks/prediction.py`, docs/method.md), because a larger batch sees a larger noise scale at
 equal progress (1.4-3.9× in Pollux's traces).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -54,16 +55,21 @@ class NoiseCurve:
         return self.noise[self.segment(progress)]
 
 
-def step_gain(noise: float, batch: float, base: float, lr_factor: float | None = None,
-              transfer: float = TRANSFER) -> float:
+def step_gain(
+    noise: float,
+    batch: float,
+    base: float,
+    lr_factor: float | None = None,
+    transfer: float = TRANSFER,
+) -> float:
     """Base steps one step at `batch` advances, its learning rate `lr_factor`·η₀ (None:
     AdaScale's, so the gain r itself), the profile's noise scale `noise` at `base`."""
     scale = batch / base
     # |G|² measured as 0 (Pollux's deepspeech2 late in training): noise only, r = B/B₀
-    r = scale if math.isinf(noise) else adascale_gain(noise * scale ** transfer, batch, base)
+    r = scale if math.isinf(noise) else adascale_gain(noise * scale**transfer, batch, base)
     if lr_factor is None:
         return r
-    return max(0.0, 2 * lr_factor - lr_factor ** 2 / r)
+    return max(0.0, 2 * lr_factor - lr_factor**2 / r)
 
 
 def _walk(curve: NoiseCurve, batch, start: float, lr_factor, transfer):
@@ -74,8 +80,14 @@ def _walk(curve: NoiseCurve, batch, start: float, lr_factor, transfer):
         yield max(end, start), step_gain(curve.noise[k], batch, curve.base, lr_factor, transfer)
 
 
-def steps_between(curve: NoiseCurve, batch: float, start: float, stop: float,
-                  lr_factor: float | None = None, transfer: float = TRANSFER) -> float:
+def steps_between(
+    curve: NoiseCurve,
+    batch: float,
+    start: float,
+    stop: float,
+    lr_factor: float | None = None,
+    transfer: float = TRANSFER,
+) -> float:
     """Steps at `batch` that advance progress from `start` to `stop` (math.inf where a segment
     on the way makes no progress)."""
     steps, here = 0.0, start
@@ -91,8 +103,14 @@ def steps_between(curve: NoiseCurve, batch: float, start: float, stop: float,
     return steps
 
 
-def progress_after(curve: NoiseCurve, batch: float, start: float, steps: float,
-                   lr_factor: float | None = None, transfer: float = TRANSFER) -> float:
+def progress_after(
+    curve: NoiseCurve,
+    batch: float,
+    start: float,
+    steps: float,
+    lr_factor: float | None = None,
+    transfer: float = TRANSFER,
+) -> float:
     """Progress after `steps` steps at `batch` from `start`."""
     here, left = start, steps
     for end, gain in _walk(curve, batch, start, lr_factor, transfer):

@@ -2,6 +2,7 @@
 each epoch gets, how long it takes on a step-time table, and when it reaches the progress at
 which the profile's fixed run reached its target accuracy. Pure functions over records and
 tables."""
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,11 @@ def progress_at_accuracy(record: dict, target: float) -> float | None:
     for e in record["epochs"]:
         accuracy = e["test_accuracy"]
         if accuracy >= target:
-            share = 1.0 if before is None or accuracy <= before else \
-                min(1.0, max(0.0, (target - before) / (accuracy - before)))
+            share = (
+                1.0
+                if before is None or accuracy <= before
+                else min(1.0, max(0.0, (target - before) / (accuracy - before)))
+            )
             return done + share * e["steps"]
         done += e["steps"]
         before = accuracy
@@ -70,8 +74,9 @@ def epoch_seconds(table: dict, batch: int, steps: int) -> float:
     below = [s for s in times if s < batch]
     above = [s for s in times if s > batch]
     if not below or not above:
-        raise KeyError(f"the step-time table has no batch size {batch} (it holds "
-                       f"{min(times)}..{max(times)})")
+        raise KeyError(
+            f"the step-time table has no batch size {batch} (it holds {min(times)}..{max(times)})"
+        )
     low, high = max(below), min(above)
     share = (batch - low) / (high - low)
     step = times[low] + share * (times[high] - times[low])
@@ -79,8 +84,9 @@ def epoch_seconds(table: dict, batch: int, steps: int) -> float:
     return steps * step + start
 
 
-def time_to_progress(curve: NoiseCurve, epochs: list, table: dict, train_size: int,
-                     target: float, transfer: float) -> float:
+def time_to_progress(
+    curve: NoiseCurve, epochs: list, table: dict, train_size: int, target: float, transfer: float
+) -> float:
     """Seconds on `table` until `epochs` (then their last batch, as if training went on) reach
     progress `target`, interpolated within the epoch that crosses it; inf where it stops
     progressing first."""
@@ -106,8 +112,7 @@ def speedup(curve, epochs, table, train_size, target, transfer) -> float:
     return 100 * (1 - mine / base) if math.isfinite(mine) else -math.inf
 
 
-def progress_at_end(curve: NoiseCurve, epochs: list, train_size: int,
-                    transfer: float) -> float:
+def progress_at_end(curve: NoiseCurve, epochs: list, train_size: int, transfer: float) -> float:
     """Base steps `epochs` cover by their end."""
     done = 0.0
     for e in epochs:

@@ -2,6 +2,7 @@
 one CSV a batch size, one row an epoch (progress, iteration, metric, grad_sqr, grad_var), with
 `grad_var` the variance of the base batch's gradient (so its noise scale is B₀·grad_var/grad_sqr;
 checked: the gain it gives reproduces every run's own progress per iteration to 0.5%)."""
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,8 @@ COLUMNS = ("progress", "iteration", "metric", "grad_sqr", "grad_var")
 @dataclass(frozen=True)
 class Trace:
     batch: int
-    progress: tuple    # base steps at each epoch's end
-    iteration: tuple   # steps at `batch` at each epoch's end
+    progress: tuple  # base steps at each epoch's end
+    iteration: tuple  # steps at `batch` at each epoch's end
     grad_sqr: tuple
     grad_var: tuple
 
@@ -38,18 +39,21 @@ def read_trace(path: Path) -> Trace:
         try:
             columns[name] = tuple(float(row[name]) for row in rows)
         except (TypeError, ValueError):
-            raise ValueError(f"{path}: column {name!r} holds a value that is not a number"
-                             ) from None
+            raise ValueError(
+                f"{path}: column {name!r} holds a value that is not a number"
+            ) from None
         if not all(math.isfinite(v) for v in columns[name]):
             raise ValueError(f"{path}: column {name!r} holds a value that is not finite")
-    return Trace(batch, columns["progress"], columns["iteration"], columns["grad_sqr"],
-                 columns["grad_var"])
+    return Trace(
+        batch, columns["progress"], columns["iteration"], columns["grad_sqr"], columns["grad_var"]
+    )
 
 
 def read_workload(folder: Path) -> dict:
     """{batch size: Trace} of one workload, smallest first."""
-    found = sorted((read_trace(p) for p in Path(folder).glob("validation-*.csv")),
-                   key=lambda t: t.batch)
+    found = sorted(
+        (read_trace(p) for p in Path(folder).glob("validation-*.csv")), key=lambda t: t.batch
+    )
     if len(found) < 2:
         raise ValueError(f"{folder}: a workload needs traces at two batch sizes at least")
     return {t.batch: t for t in found}
@@ -58,6 +62,11 @@ def read_workload(folder: Path) -> dict:
 def noise_curve(trace: Trace) -> NoiseCurve:
     """The noise scale over a trace's epochs, in samples, at its own batch (infinite where
     |G|² was measured as 0)."""
-    return NoiseCurve(trace.batch, trace.progress,
-                      tuple(trace.batch * v / s if s > 0 else math.inf
-                            for v, s in zip(trace.grad_var, trace.grad_sqr)))
+    return NoiseCurve(
+        trace.batch,
+        trace.progress,
+        tuple(
+            trace.batch * v / s if s > 0 else math.inf
+            for v, s in zip(trace.grad_var, trace.grad_sqr)
+        ),
+    )

@@ -1,6 +1,7 @@
 """What the paper computes from profile runs (docs/method.md): stability, taxonomy and calibration,
 and a run's decision aggressiveness. Pure functions over records; no I/O. The fixed-versus-method
 comparisons are in comparison.py."""
+
 from __future__ import annotations
 
 import statistics
@@ -23,8 +24,12 @@ def stability_score(record) -> float:
     """S = 1 / (1 + CV(σ²_g) + mean Var(‖∇L‖) + mean Var(L)), over the run's epochs."""
     variances = [signal(e, "grad_variance") for e in record["epochs"]]
     cv = statistics.pstdev(variances) / statistics.fmean(variances)
-    return 1.0 / (1.0 + cv + statistics.fmean(e["grad_norm_var"] for e in record["epochs"])
-                  + statistics.fmean(e["loss_var"] for e in record["epochs"]))
+    return 1.0 / (
+        1.0
+        + cv
+        + statistics.fmean(e["grad_norm_var"] for e in record["epochs"])
+        + statistics.fmean(e["loss_var"] for e in record["epochs"])
+    )
 
 
 def convergence_stability(record) -> float:
@@ -83,9 +88,14 @@ def profile_summary(records, bounds) -> dict:
         mu, sigma = statistics.fmean(scores.values()), sample_std(list(scores.values()))
         convergence = statistics.fmean(convergence_stability(r) for r in runs)
         cls = classify(mu, sigma, bounds)
-        out[arch][dataset] = {"S": scores, "mu_S": mu, "sigma_S": sigma,
-                              "convergence_stability": convergence, "class": cls,
-                              "prediction": predict(cls, convergence, bounds)}
+        out[arch][dataset] = {
+            "S": scores,
+            "mu_S": mu,
+            "sigma_S": sigma,
+            "convergence_stability": convergence,
+            "class": cls,
+            "prediction": predict(cls, convergence, bounds),
+        }
     return dict(out)
 
 
@@ -106,10 +116,15 @@ def calibrate(records, window) -> dict:
                 if signal(e, "grad_norm_variation") is not None:
                     norm_variation.append(signal(e, "grad_norm_variation"))
         if not norm_variation or not confidence:
-            raise DebaError(f"cannot calibrate {arch}/{dataset}: its profile runs have no epoch "
-                            f"with a defined Δ‖∇‖ and c_t (they need at least 2 epochs): raise "
-                            f"train.epochs and rerun the profile stage.")
-        out[arch][dataset] = {"theta_stab": float(np.percentile(norm_variation, 75)),
-                              "theta_conf": float(np.median(confidence)),
-                              "epochs": len(confidence), "runs": len(runs)}
+            raise DebaError(
+                f"cannot calibrate {arch}/{dataset}: its profile runs have no epoch "
+                f"with a defined Δ‖∇‖ and c_t (they need at least 2 epochs): raise "
+                f"train.epochs and rerun the profile stage."
+            )
+        out[arch][dataset] = {
+            "theta_stab": float(np.percentile(norm_variation, 75)),
+            "theta_conf": float(np.median(confidence)),
+            "epochs": len(confidence),
+            "runs": len(runs),
+        }
     return dict(out)

@@ -1,6 +1,7 @@
 """The comparison of a method against the fixed batch on one architecture and dataset, as one
 frozen, typed value (`comparison.compare` computes it): the tables, metrics, answer, figures and
 report read its fields and compute nothing of their own."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ class Cell:
     number the tables, metrics, answer, figures and report read, computed once (`compare`).
     Accuracies in percent, ΔAcc and margins in points, times in seconds, speedups in percent of
     the fixed runs' time; intervals at LEVEL over seeds."""
+
     seeds: list = field(default_factory=list)
     margin: float = MARGIN  # report.non_inferiority: the ΔAcc a benefit may lose at most
     acc_fixed: list = field(default_factory=list)  # final test accuracy, a seed each

@@ -4,6 +4,7 @@ modelled (each epoch's steps times the step-time table's time at its batch size)
 modelled speedup, which does not depend on what else the machine was doing. Pure functions over
 records.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,14 +54,17 @@ def decisions(runs) -> dict:
     decision at the last epoch changes nothing (no epoch follows it) and is not counted."""
     epochs = [e for r in runs for e in r["epochs"][:-1]]
     sizes = [e["batch_size"] for r in runs for e in r["epochs"]]
-    return {"increase": sum(e["decision"] == "increase" for e in epochs),
-            "rollback": sum(e["decision"] == "rollback" for e in epochs),
-            "hold": sum(e["decision"] == "hold" for e in epochs),
-            "batch_min": min(sizes), "batch_max": max(sizes)}
+    return {
+        "increase": sum(e["decision"] == "increase" for e in epochs),
+        "rollback": sum(e["decision"] == "rollback" for e in epochs),
+        "hold": sum(e["decision"] == "hold" for e in epochs),
+        "batch_min": min(sizes),
+        "batch_max": max(sizes),
+    }
 
 
 def took(runs) -> str | None:
-    """"grew at every chance" where, in every run, the rule chose to grow at every epoch the
+    """ "grew at every chance" where, in every run, the rule chose to grow at every epoch the
     scheduler consulted it (after epoch 1 and outside the cooldown) and never held or rolled
     back, "never adapted" where it never changed the batch: either way it took a fixed schedule
     and what was tested is that schedule, not a rule that chooses. A decision at the last epoch
@@ -76,8 +80,13 @@ def took(runs) -> str | None:
                 consulted.append(e["decision"])
             if e["decision"] != "hold":
                 last = e["epoch"]
-        kinds.add("grew at every chance" if consulted and set(consulted) == {"increase"}
-                  else "never adapted" if set(consulted) <= {"hold"} else None)
+        kinds.add(
+            "grew at every chance"
+            if consulted and set(consulted) == {"increase"}
+            else "never adapted"
+            if set(consulted) <= {"hold"}
+            else None
+        )
     return kinds.pop() if len(kinds) == 1 else None
 
 
@@ -107,20 +116,30 @@ def pooled_delta_spread(records) -> float | None:
     """The per-seed ΔAcc spread pooled over every cell of the study (each method and variant
     against the fixed batch, per architecture and dataset): the floor of each cell's own."""
     kinds = {(r["method"], r["variant"]) for r in records if r["method"] != "fixed"}
-    groups = [[b["final_test_accuracy"] - a["final_test_accuracy"] for a, b in zip(f, m)]
-              for method, variant in sorted(kinds)
-              for _, f, m in _pairs(records, method, variant).values()]
+    groups = [
+        [b["final_test_accuracy"] - a["final_test_accuracy"] for a, b in zip(f, m)]
+        for method, variant in sorted(kinds)
+        for _, f, m in _pairs(records, method, variant).values()
+    ]
     return pooled_spread(groups)
 
 
-def compare(records, variant="baseline", steptime=None, method="deba",
-            margin: float = MARGIN, floor: float | None = None) -> dict:
+def compare(
+    records,
+    variant="baseline",
+    steptime=None,
+    method="deba",
+    margin: float = MARGIN,
+    floor: float | None = None,
+) -> dict:
     """{(arch, dataset): the `variant` runs of `method` against the fixed baseline runs, paired
     by seed}; `steptime` is {arch: {dataset: table}} from the steptime stage; `margin`, the
     non-inferiority margin of an outcome (points of ΔAcc); `floor`, the least per-seed ΔAcc
     spread an interval assumes (`pooled_delta_spread`)."""
-    return {key: _cell(seeds, f, m, steptime, margin, floor)
-            for key, (seeds, f, m) in _pairs(records, method, variant).items()}
+    return {
+        key: _cell(seeds, f, m, steptime, margin, floor)
+        for key, (seeds, f, m) in _pairs(records, method, variant).items()
+    }
 
 
 def _cell(seeds, f, m, steptime, margin: float = MARGIN, floor: float | None = None) -> Cell:
@@ -130,29 +149,44 @@ def _cell(seeds, f, m, steptime, margin: float = MARGIN, floor: float | None = N
     t_m = [r["train_time_s"] for r in m]
     speedups = [100.0 * (a - b) / a for a, b in zip(t_f, t_m)]
     deltas = [b - a for a, b in zip(acc_f, acc_m)]
-    test_se, test_spread = test_set_terms([unpack_hits(r) for r in f],
-                                          [unpack_hits(r) for r in m]) or (None, None)
-    c = {"seeds": seeds, "margin": margin, "acc_fixed": acc_f, "acc_method": acc_m,
-         "delta_accs": deltas, "spread_floor": floor, "test_se": test_se,
-         "test_spread": test_spread,
-         "delta_acc_ci": delta_interval(deltas, floor, test_se), "speedups": speedups,
-         "speedup_ci": speedup_interval(speedups),
-         "acc_fixed_mean": statistics.fmean(acc_f), "acc_fixed_std": _std(acc_f),
-         "acc_method_mean": statistics.fmean(acc_m), "acc_method_std": _std(acc_m),
-         "delta_acc": statistics.fmean(acc_m) - statistics.fmean(acc_f),
-         "time_fixed_mean": statistics.fmean(t_f), "time_fixed_std": _std(t_f),
-         "time_method_mean": statistics.fmean(t_m), "time_method_std": _std(t_m),
-         "speedup_mean": statistics.fmean(speedups), "speedup_std": _std(speedups),
-         "throughput": statistics.fmean(t_f) / statistics.fmean(t_m),
-         "samples_per_s_fixed": _mean_or_none(_samples_per_s(r) for r in f),
-         "samples_per_s_method": _mean_or_none(_samples_per_s(r) for r in m),
-         "aggressiveness": statistics.fmean(aggressiveness(r) for r in m),
-         "final_batch": statistics.fmean(r["epochs"][-1]["batch_size"] for r in m),
-         "took": took(m),
-         **decisions(m)}
+    test_se, test_spread = test_set_terms(
+        [unpack_hits(r) for r in f], [unpack_hits(r) for r in m]
+    ) or (None, None)
+    c = {
+        "seeds": seeds,
+        "margin": margin,
+        "acc_fixed": acc_f,
+        "acc_method": acc_m,
+        "delta_accs": deltas,
+        "spread_floor": floor,
+        "test_se": test_se,
+        "test_spread": test_spread,
+        "delta_acc_ci": delta_interval(deltas, floor, test_se),
+        "speedups": speedups,
+        "speedup_ci": speedup_interval(speedups),
+        "acc_fixed_mean": statistics.fmean(acc_f),
+        "acc_fixed_std": _std(acc_f),
+        "acc_method_mean": statistics.fmean(acc_m),
+        "acc_method_std": _std(acc_m),
+        "delta_acc": statistics.fmean(acc_m) - statistics.fmean(acc_f),
+        "time_fixed_mean": statistics.fmean(t_f),
+        "time_fixed_std": _std(t_f),
+        "time_method_mean": statistics.fmean(t_m),
+        "time_method_std": _std(t_m),
+        "speedup_mean": statistics.fmean(speedups),
+        "speedup_std": _std(speedups),
+        "throughput": statistics.fmean(t_f) / statistics.fmean(t_m),
+        "samples_per_s_fixed": _mean_or_none(_samples_per_s(r) for r in f),
+        "samples_per_s_method": _mean_or_none(_samples_per_s(r) for r in m),
+        "aggressiveness": statistics.fmean(aggressiveness(r) for r in m),
+        "final_batch": statistics.fmean(r["epochs"][-1]["batch_size"] for r in m),
+        "took": took(m),
+        **decisions(m),
+    }
     c["noise_pct"] = fixed_noise_pct(f)
-    c["speedup_noise"] = None if c["noise_pct"] is None else \
-        math.sqrt(2) * c["noise_pct"]  # two noisy times
+    c["speedup_noise"] = (
+        None if c["noise_pct"] is None else math.sqrt(2) * c["noise_pct"]
+    )  # two noisy times
     c.update(_modelled(f, m, steptime, c["speedup_mean"], c["speedup_noise"]))
     modelled = c["model_speedup_mean"] is not None
     basis = "model_speedup" if modelled else "speedup"
@@ -173,22 +207,37 @@ def _modelled(f, m, steptime, speedup_mean, speedup_noise) -> dict:
     model_f = [modelled_time(r, steptime) for r in f]
     model_m = [modelled_time(r, steptime) for r in m]
     if None in model_f or None in model_m:
-        return dict.fromkeys(("model_speedup_mean", "model_speedup_std", "model_throughput",
-                              "model_time_fixed_mean", "model_time_method_mean", "disagree",
-                              "model_speedups", "model_speedup_ci", "model_ratio_fixed",
-                              "model_ratio_within_noise", "model_ratio_beside",
-                              "model_speedup_table_noise"))
+        return dict.fromkeys(
+            (
+                "model_speedup_mean",
+                "model_speedup_std",
+                "model_throughput",
+                "model_time_fixed_mean",
+                "model_time_method_mean",
+                "disagree",
+                "model_speedups",
+                "model_speedup_ci",
+                "model_ratio_fixed",
+                "model_ratio_within_noise",
+                "model_ratio_beside",
+                "model_speedup_table_noise",
+            )
+        )
     speedups = [100.0 * (1 - b / a) for a, b in zip(model_f, model_m)]
     mean, table = statistics.fmean(speedups), table_noise(f, m, steptime)
-    return {**fixed_check(f, steptime), "model_speedup_table_noise": table,
-            "model_speedups": speedups, "model_speedup_mean": mean,
-            "model_speedup_std": _std(speedups),
-            "model_throughput": statistics.fmean(model_f) / statistics.fmean(model_m),
-            "model_time_fixed_mean": statistics.fmean(model_f),
-            "model_time_method_mean": statistics.fmean(model_m),
-            # the table's own noise holds for every seed alike: it widens the interval over seeds
-            "model_speedup_ci": widened(speedup_interval(speedups), mean, table),
-            "disagree": speedup_noise is not None and abs(speedup_mean - mean) > speedup_noise}
+    return {
+        **fixed_check(f, steptime),
+        "model_speedup_table_noise": table,
+        "model_speedups": speedups,
+        "model_speedup_mean": mean,
+        "model_speedup_std": _std(speedups),
+        "model_throughput": statistics.fmean(model_f) / statistics.fmean(model_m),
+        "model_time_fixed_mean": statistics.fmean(model_f),
+        "model_time_method_mean": statistics.fmean(model_m),
+        # the table's own noise holds for every seed alike: it widens the interval over seeds
+        "model_speedup_ci": widened(speedup_interval(speedups), mean, table),
+        "disagree": speedup_noise is not None and abs(speedup_mean - mean) > speedup_noise,
+    }
 
 
 def _needed(c: Cell):
@@ -198,9 +247,14 @@ def _needed(c: Cell):
     gives; (None, None) where it cannot be read."""
     margin = c.margin
     floor = c.spread_floor
-    straddled = [(values, x, low) for values, ci, x, low in (
-        (c.delta_accs, c.delta_acc_ci, -margin, floor),
-        (c.verdict_speedups, c.verdict_speedup_ci, 0.0, None)) if straddles(ci, x)]
+    straddled = [
+        (values, x, low)
+        for values, ci, x, low in (
+            (c.delta_accs, c.delta_acc_ci, -margin, floor),
+            (c.verdict_speedups, c.verdict_speedup_ci, 0.0, None),
+        )
+        if straddles(ci, x)
+    ]
     if not straddled:  # decided already, by fewer seeds than an outcome needs
         return MIN_SEEDS, (MIN_SEEDS, MIN_SEEDS)
     asks = [seeds_needed(values, x, spread=_floored(values, low)) for values, x, low in straddled]
@@ -208,8 +262,11 @@ def _needed(c: Cell):
         return None, None
     ranges = [seeds_needed_range(values, x, floor=low) for values, x, low in straddled]
     fewest = max([MIN_SEEDS] + [r[0] or MIN_SEEDS for r in ranges if r])
-    most = None if any(r is None or r[1] is None for r in ranges) else \
-        max([MIN_SEEDS] + [r[1] for r in ranges])
+    most = (
+        None
+        if any(r is None or r[1] is None for r in ranges)
+        else max([MIN_SEEDS] + [r[1] for r in ranges])
+    )
     return max([MIN_SEEDS, *asks]), (fewest, most)
 
 
@@ -226,13 +283,18 @@ def baseline_problem(fixed) -> str | None:
         if classes:
             chance = 100.0 / classes
             if accuracy < chance + LEARNED * (100.0 - chance):
-                return (f"its seed {r['seed']} ended at {accuracy:.1f}%, near chance "
-                        f"({chance:.1f}%)")
+                return f"its seed {r['seed']} ended at {accuracy:.1f}%, near chance ({chance:.1f}%)"
         losses = [e.get("train_loss") for e in r["epochs"]]
-        if len(losses) > 1 and all(isinstance(v, (int, float)) for v in losses) \
-                and losses[0] > 0 and losses[-1] > LOSS_MOVED * losses[0]:
-            return (f"its seed {r['seed']}'s training loss barely moved ({losses[0]:.3f} to "
-                    f"{losses[-1]:.3f})")
+        if (
+            len(losses) > 1
+            and all(isinstance(v, (int, float)) for v in losses)
+            and losses[0] > 0
+            and losses[-1] > LOSS_MOVED * losses[0]
+        ):
+            return (
+                f"its seed {r['seed']}'s training loss barely moved ({losses[0]:.3f} to "
+                f"{losses[-1]:.3f})"
+            )
     return None
 
 
@@ -243,8 +305,11 @@ def _floored(values, floor):
 def summary_rows(delta_accs) -> dict:
     """Table 3's summary: architectures degraded by more than 1 point, and mean |ΔAcc|."""
     values = list(delta_accs)
-    return {"degraded": sum(d < -1 for d in values), "total": len(values),
-            "mean_abs_delta_acc": statistics.fmean(abs(d) for d in values) if values else None}
+    return {
+        "degraded": sum(d < -1 for d in values),
+        "total": len(values),
+        "mean_abs_delta_acc": statistics.fmean(abs(d) for d in values) if values else None,
+    }
 
 
 def outcome(c: Cell) -> str:

@@ -1,6 +1,7 @@
 """Per-epoch curves for DVC's own plots: one CSV per quantity, architecture, dataset and method
 (fixed, DEBA, each ablation), the mean over seeds at each epoch, so `dvc plots diff` sets
 experiments side by side. dvc.yaml declares one plot per quantity folder."""
+
 from __future__ import annotations
 
 import shutil
@@ -42,8 +43,9 @@ def write_all(records, out_dir) -> list:
                 for e in r["epochs"]:
                     if value(e, quantity) is not None:
                         per_epoch[e["epoch"]].append(value(e, quantity))
-            lines = [f"epoch,{quantity}"] + [f"{t},{statistics.fmean(v):.6g}"
-                                            for t, v in sorted(per_epoch.items())]
+            lines = [f"epoch,{quantity}"] + [
+                f"{t},{statistics.fmean(v):.6g}" for t, v in sorted(per_epoch.items())
+            ]
             path = out / quantity / f"{arch}_{dataset}_{label}.csv"
             written.append(write_text(path, "\n".join(lines) + "\n"))
     return written

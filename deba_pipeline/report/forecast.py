@@ -2,6 +2,7 @@
 strategy, the saving the predict stage gave before any strategy trained, the modelled speedup to
 accuracy predicted again from the runs' own trajectories, and the one the runs had, with whether
 it fell inside the band a right prediction leaves it."""
+
 from __future__ import annotations
 
 import statistics
@@ -14,12 +15,20 @@ def observed(records, steptime, cell, tolerance) -> list:
     """A cell's modelled speedups to accuracy (percent), one per seed that reached its target
     (the fixed run's final accuracy of that seed minus `tolerance`)."""
     arch, dataset, method = cell
-    fixed = {r["seed"]: r for r in records if r["variant"] == "baseline"
-             and r["method"] == "fixed" and (r["arch"], r["dataset"]) == (arch, dataset)}
+    fixed = {
+        r["seed"]: r
+        for r in records
+        if r["variant"] == "baseline"
+        and r["method"] == "fixed"
+        and (r["arch"], r["dataset"]) == (arch, dataset)
+    }
     speedups = []
     for r in records:
-        if r["variant"] == "baseline" and (r["arch"], r["dataset"], r["method"]) == cell \
-                and r["seed"] in fixed:
+        if (
+            r["variant"] == "baseline"
+            and (r["arch"], r["dataset"], r["method"]) == cell
+            and r["seed"] in fixed
+        ):
             target = fixed[r["seed"]]["final_test_accuracy"] - tolerance
             mine = time_to(r, target, steptime)[0]
             base = time_to(fixed[r["seed"]], target, steptime)[0]
@@ -31,23 +40,37 @@ def observed(records, steptime, cell, tolerance) -> list:
 def delta_acc(records, cell) -> float | None:
     """A cell's mean final accuracy over the fixed run's of the same seed, in points."""
     arch, dataset, method = cell
-    fixed = {r["seed"]: r["final_test_accuracy"] for r in records if r["variant"] == "baseline"
-             and r["method"] == "fixed" and (r["arch"], r["dataset"]) == (arch, dataset)}
-    deltas = [r["final_test_accuracy"] - fixed[r["seed"]] for r in records
-              if r["variant"] == "baseline" and (r["arch"], r["dataset"], r["method"]) == cell
-              and r["seed"] in fixed]
+    fixed = {
+        r["seed"]: r["final_test_accuracy"]
+        for r in records
+        if r["variant"] == "baseline"
+        and r["method"] == "fixed"
+        and (r["arch"], r["dataset"]) == (arch, dataset)
+    }
+    deltas = [
+        r["final_test_accuracy"] - fixed[r["seed"]]
+        for r in records
+        if r["variant"] == "baseline"
+        and (r["arch"], r["dataset"], r["method"]) == cell
+        and r["seed"] in fixed
+    ]
     return statistics.fmean(deltas) if deltas else None
 
 
 def _finals(records, prediction, cell) -> str:
     """The gns rule's final batch, simulated before training beside the runs' own."""
     arch, dataset, method = cell
-    found = (((prediction or {}).get(arch, {}).get(dataset, {}).get("strategies") or {})
-             .get(method) or {}).get("simulated")
+    found = (
+        ((prediction or {}).get(arch, {}).get(dataset, {}).get("strategies") or {}).get(method)
+        or {}
+    ).get("simulated")
     if not found:
         return "–"
-    runs = sorted(r["epochs"][-1]["batch_size"] for r in records if r["variant"] == "baseline"
-                  and (r["arch"], r["dataset"], r["method"]) == cell)
+    runs = sorted(
+        r["epochs"][-1]["batch_size"]
+        for r in records
+        if r["variant"] == "baseline" and (r["arch"], r["dataset"], r["method"]) == cell
+    )
     return f"{found['batches'][-1]} / {', '.join(map(str, runs))}"
 
 
@@ -80,20 +103,27 @@ def rows(records, steptime, tolerance: float, prediction=None) -> list:
         per_seed = observed(records, steptime, cell, tolerance)
         band = beside(row["per_profile"], per_seed)
         seen = statistics.fmean(per_seed) if per_seed else None
-        inside = "–" if band is None or seen is None else \
-            "yes" if band[0] <= seen <= band[1] else "no"
+        inside = (
+            "–" if band is None or seen is None else "yes" if band[0] <= seen <= band[1] else "no"
+        )
         missed = seen is not None and (inside == "no" or abs(seen - row["predicted"]) > 10)
-        out.append({"Architecture": row["arch"], "Dataset": row["dataset"],
-                    "Strategy": row["method"],
-                    "Predicted before training (%)": _in_advance(prediction, *cell),
-                    "Predicted from its trajectories (%)": f"{row['predicted']:.1f}",
-                    "Observed (%)": "–" if seen is None else f"{seen:.1f}",
-                    f"{BAND:.0%} band beside observed": _interval(band) or "–",
-                    "Inside?": inside,
-                    "ΔAcc predicted / observed (pt)": _pair(row["delta_acc_predicted"],
-                                                            delta_acc(records, cell)),
-                    "Final batch predicted / runs": _finals(records, prediction, cell),
-                    "Where it missed": what_broke(row, seen) if missed else "–"})
+        out.append(
+            {
+                "Architecture": row["arch"],
+                "Dataset": row["dataset"],
+                "Strategy": row["method"],
+                "Predicted before training (%)": _in_advance(prediction, *cell),
+                "Predicted from its trajectories (%)": f"{row['predicted']:.1f}",
+                "Observed (%)": "–" if seen is None else f"{seen:.1f}",
+                f"{BAND:.0%} band beside observed": _interval(band) or "–",
+                "Inside?": inside,
+                "ΔAcc predicted / observed (pt)": _pair(
+                    row["delta_acc_predicted"], delta_acc(records, cell)
+                ),
+                "Final batch predicted / runs": _finals(records, prediction, cell),
+                "Where it missed": what_broke(row, seen) if missed else "–",
+            }
+        )
     return out
 
 
@@ -106,11 +136,15 @@ def headroom_lines(prediction) -> list:
                 continue
             room = p["headroom"]
             if room["saving_pct"] is None:
-                lines.append(f"- {arch}/{dataset}: no schedule this model knows reaches the "
-                             f"target: {room['verdict']}.")
+                lines.append(
+                    f"- {arch}/{dataset}: no schedule this model knows reaches the "
+                    f"target: {room['verdict']}."
+                )
                 continue
-            lines.append(f"- {arch}/{dataset}: the best schedule this model knows saves "
-                         f"{room['saving_pct']:.1f}% of the fixed batch's time to accuracy "
-                         f"(table noise ±{room['table_noise_pct']:.1f}%): "
-                         f"{room['verdict']}.")
+            lines.append(
+                f"- {arch}/{dataset}: the best schedule this model knows saves "
+                f"{room['saving_pct']:.1f}% of the fixed batch's time to accuracy "
+                f"(table noise ±{room['table_noise_pct']:.1f}%): "
+                f"{room['verdict']}."
+            )
     return lines

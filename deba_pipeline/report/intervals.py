@@ -2,6 +2,7 @@
 Student t intervals of a mean, speedups on the log of their time ratio, the test set's own
 term of a paired ΔAcc, bounds on a spread, and the seeds a verdict would need. Pure functions.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,17 +34,23 @@ def speedup_interval(speedups, level: float = LEVEL):
     if any(v is None or v >= 100 for v in speedups):
         return None
     logs = t_interval([math.log(1 - v / 100) for v in speedups], level)
-    return None if logs is None else (100 * (1 - math.exp(logs[1])),
-                                      100 * (1 - math.exp(logs[0])))
+    return None if logs is None else (100 * (1 - math.exp(logs[1])), 100 * (1 - math.exp(logs[0])))
 
 
 def _t(level, n):
     from scipy.stats import t
+
     return float(t.ppf(0.5 + level / 2, n - 1))
 
 
-def seeds_needed(values, boundary: float, level: float = LEVEL, most: int = 1000,
-                 power: float = POWER, spread: float | None = None):
+def seeds_needed(
+    values,
+    boundary: float,
+    level: float = LEVEL,
+    most: int = 1000,
+    power: float = POWER,
+    spread: float | None = None,
+):
     """The seeds whose interval would lie on one side of `boundary` with probability `power`
     if the true mean and spread were the observed ones (`spread` in place of the observed):
     the least n with (t_level + t_power) · σ/√n ≤ |mean − boundary|, Student's t with n − 1
@@ -58,12 +65,19 @@ def seeds_needed(values, boundary: float, level: float = LEVEL, most: int = 1000
         return None
     if spread == 0:
         return len(values)
-    return next((n for n in range(2, most + 1)
-                 if (_t(level, n) + _t_one(power, n)) * spread / math.sqrt(n) <= gap), None)
+    return next(
+        (
+            n
+            for n in range(2, most + 1)
+            if (_t(level, n) + _t_one(power, n)) * spread / math.sqrt(n) <= gap
+        ),
+        None,
+    )
 
 
-def seeds_needed_range(values, boundary: float, level: float = LEVEL,
-                       floor: float | None = None) -> tuple | None:
+def seeds_needed_range(
+    values, boundary: float, level: float = LEVEL, floor: float | None = None
+) -> tuple | None:
     """(fewest, most) seeds `seeds_needed` asks for across the 80% interval of the true spread
     that the observed one allows (chi-square with k − 1 degrees of freedom: with two seeds the
     spread is known only within a factor of about 0.6-5), neither below `floor`; the most None
@@ -72,12 +86,15 @@ def seeds_needed_range(values, boundary: float, level: float = LEVEL,
     if bounds is None or statistics.stdev(values) == 0:
         return None
     low, high = (max(b, floor or 0.0) for b in bounds)
-    return (seeds_needed(values, boundary, level, spread=low),
-            seeds_needed(values, boundary, level, spread=high))
+    return (
+        seeds_needed(values, boundary, level, spread=low),
+        seeds_needed(values, boundary, level, spread=high),
+    )
 
 
 def _t_one(power, n):
     from scipy.stats import t
+
     return float(t.ppf(power, n - 1))
 
 
@@ -119,8 +136,9 @@ def span(ci, digits: int = 1, sign: bool = False) -> str:
     return f"[{form.format(ci[0])}, {form.format(ci[1])}]"
 
 
-def delta_interval(deltas, floor: float | None = None, test_se: float | None = None,
-                   level: float = LEVEL):
+def delta_interval(
+    deltas, floor: float | None = None, test_se: float | None = None, level: float = LEVEL
+):
     """(low, high) of a mean ΔAcc (points) over seeds: the Student t interval with the seeds'
     spread floored by `floor` (the spread pooled over the study's cells, so that two or three
     seeds that happen to agree do not make a narrow interval), widened in quadrature by the test
@@ -170,16 +188,19 @@ def spread_bounds(values, level: float = LEVEL) -> tuple | None:
     """(low, high): one-sided `level` bounds on the true spread of `values` (chi-square with
     k − 1 degrees of freedom); None with fewer than two values."""
     from scipy.stats import chi2
+
     values = list(values)
     if len(values) < 2:
         return None
     s, dof = statistics.stdev(values), len(values) - 1
-    return (s * math.sqrt(dof / chi2.ppf(level, dof)),
-            s * math.sqrt(dof / chi2.ppf(1 - level, dof)))
+    return (
+        s * math.sqrt(dof / chi2.ppf(level, dof)),
+        s * math.sqrt(dof / chi2.ppf(1 - level, dof)),
+    )
 
 
 def excess_spread(values, line: float, level: float = LEVEL) -> str:
-    """"yes" where the true spread of `values` is above `line` (its lower bound is), "no" where
+    """ "yes" where the true spread of `values` is above `line` (its lower bound is), "no" where
     it is below (its upper bound is), "inconclusive" otherwise or with one value."""
     bounds = spread_bounds(values, level)
     if bounds is None:
@@ -189,4 +210,5 @@ def excess_spread(values, line: float, level: float = LEVEL) -> str:
 
 def _z(level):
     from scipy.stats import norm
+
     return float(norm.ppf(0.5 + level / 2))

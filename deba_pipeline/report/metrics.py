@@ -1,5 +1,6 @@
 """The numbers DVC shows: metrics.json (a few per architecture and dataset, per strategy and per
 ablation) and answer.json (the answer in one short string per cell)."""
+
 from __future__ import annotations
 
 import math
@@ -31,10 +32,13 @@ def by_strategy(by_method: dict) -> dict:
     fixed batch in every cell, for strategies.json (a DVC metric apart from answer.json, whose
     one line per cell stays narrow), so `dvc exp show --keep 'Experiment|.*\\.test_resnet/digits'`
     sets the strategies side by side (a column each)."""
-    return {name: {f"{arch}/{ds}": f"{c.outcome}: {-c.verdict_speedup:+.0f}% time "
-                                   f"{c.delta_acc:+.1f}pt"
-                   for (arch, ds), c in sorted(cells.items())}
-            for name, cells in sorted(by_method.items())}
+    return {
+        name: {
+            f"{arch}/{ds}": f"{c.outcome}: {-c.verdict_speedup:+.0f}% time {c.delta_acc:+.1f}pt"
+            for (arch, ds), c in sorted(cells.items())
+        }
+        for name, cells in sorted(by_method.items())
+    }
 
 
 def rounded(value, digits=4):
@@ -62,48 +66,68 @@ def build_metrics(records, found, checked, ablation_dataset, by_method=None) -> 
     """A few headline numbers per architecture, so `dvc metrics show` and `dvc exp show` stay
     readable; everything else is in the tables."""
     main = found["baseline"]
-    per = {f"{arch}/{ds}": {"delta_acc": c.delta_acc,
-                            "speedup_modelled_pct": c.model_speedup_mean,
-                            "speedup_modelled_table_noise_pct": c.model_speedup_table_noise,
-                            "speedup_measured_pct": c.speedup_mean,
-                            "increases": c.increase, "rollbacks": c.rollback,
-                            "holds": c.hold, "batch_min": c.batch_min,
-                            "batch_max": c.batch_max}
-           for (arch, ds), c in main.items()}
+    per = {
+        f"{arch}/{ds}": {
+            "delta_acc": c.delta_acc,
+            "speedup_modelled_pct": c.model_speedup_mean,
+            "speedup_modelled_table_noise_pct": c.model_speedup_table_noise,
+            "speedup_measured_pct": c.speedup_mean,
+            "increases": c.increase,
+            "rollbacks": c.rollback,
+            "holds": c.hold,
+            "batch_min": c.batch_min,
+            "batch_max": c.batch_max,
+        }
+        for (arch, ds), c in main.items()
+    }
     verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
-    metrics = {"runs": len(records), "per_arch": per,
-               "predictions": {"held": verdicts.count("yes"), "checked": len(verdicts)}}
+    metrics = {
+        "runs": len(records),
+        "per_arch": per,
+        "predictions": {"held": verdicts.count("yes"), "checked": len(verdicts)},
+    }
     if main:
         metrics["deba"] = {
             "mean_delta_acc": statistics.fmean(c.delta_acc for c in main.values()),
             "mean_speedup_modelled_pct": _mean(c.model_speedup_mean for c in main.values()),
-            "mean_speedup_measured_pct": statistics.fmean(c.speedup_mean
-                                                          for c in main.values()),
-            "degraded": summary_rows(c.delta_acc for c in main.values())["degraded"]}
+            "mean_speedup_measured_pct": statistics.fmean(c.speedup_mean for c in main.values()),
+            "degraded": summary_rows(c.delta_acc for c in main.values())["degraded"],
+        }
     if by_method and len(by_method) > 1:  # docs/peers.md: each strategy against the same fixed runs
         metrics["strategies"] = {
-            f"{arch}/{ds}": {m: {"delta_acc": c.delta_acc,
-                                 "speedup_modelled_pct": c.model_speedup_mean,
-                                 "speedup_measured_pct": c.speedup_mean,
-                                 "throughput_modelled": c.model_throughput,
-                                 "increases": c.increase, "rollbacks": c.rollback,
-                                 "holds": c.hold, "final_batch": c.final_batch}
-                             for m, found_m in by_method.items()
-                             for key, c in found_m.items() if key == (arch, ds)}
-            for (arch, ds) in sorted({k for f in by_method.values() for k in f})}
+            f"{arch}/{ds}": {
+                m: {
+                    "delta_acc": c.delta_acc,
+                    "speedup_modelled_pct": c.model_speedup_mean,
+                    "speedup_measured_pct": c.speedup_mean,
+                    "throughput_modelled": c.model_throughput,
+                    "increases": c.increase,
+                    "rollbacks": c.rollback,
+                    "holds": c.hold,
+                    "final_batch": c.final_batch,
+                }
+                for m, found_m in by_method.items()
+                for key, c in found_m.items()
+                if key == (arch, ds)
+            }
+            for (arch, ds) in sorted({k for f in by_method.values() for k in f})
+        }
     if ablation_dataset is not None:
         metrics["ablations"] = {}
         for v, cells in found.items():
             on = [c for (a, ds), c in cells.items() if ds == ablation_dataset]
             s = summary_rows(c.delta_acc for c in on)
             metrics["ablations"][v] = {
-                "mean_abs_delta_acc": s["mean_abs_delta_acc"], "degraded": s["degraded"],
+                "mean_abs_delta_acc": s["mean_abs_delta_acc"],
+                "degraded": s["degraded"],
                 "mean_speedup_modelled_pct": _mean(c.model_speedup_mean for c in on),
                 "mean_speedup_modelled_table_noise_pct": _noise_of_mean(
-                    c.model_speedup_table_noise for c in on),
+                    c.model_speedup_table_noise for c in on
+                ),
                 "increases": sum(c.increase for c in on),
                 "rollbacks": sum(c.rollback for c in on),
                 "holds": sum(c.hold for c in on),
                 "batch_min": min((c.batch_min for c in on), default=None),
-                "batch_max": max((c.batch_max for c in on), default=None)}
+                "batch_max": max((c.batch_max for c in on), default=None),
+            }
     return metrics

@@ -1,6 +1,7 @@
 """Modelled times (docs/method.md): a run's time from its batch sizes and a step-time table, the
 level the runs' own moment sets, and how far the table's own noise can move a modelled speedup.
 Pure functions over records and tables."""
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,11 @@ def table_problem(table, needed=()) -> str | None:
     positive finite number of seconds, an epoch start below 0 or not finite, or a batch size in
     `needed` (sizes the runs reached) that it lacks without having run out of memory there or
     being beyond the training set."""
-    if not isinstance(table, dict) or not isinstance(table.get("step_s"), dict) \
-            or not table["step_s"]:
+    if (
+        not isinstance(table, dict)
+        or not isinstance(table.get("step_s"), dict)
+        or not table["step_s"]
+    ):
         return "it holds no step times"
     for size, seconds in table["step_s"].items():
         if not _seconds(seconds, low_ok=False):
@@ -43,18 +47,27 @@ def _disagrees(table) -> str | None:
     start recomputed from them must be the one it states (a hand-edited value, resealed, moved
     a modelled speedup from 5.3% to 24.8%)."""
     from deba_pipeline.timing.steptime import estimate
+
     try:
         computed = estimate(table["rounds"], table["reference"], table["estimate"])
-    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError,
-            statistics.StatisticsError):
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        ZeroDivisionError,
+        statistics.StatisticsError,
+    ):
         return "it lacks the rounds its step times come from, or they are malformed"
     for name, part in (("step time", "step_s"), ("epoch start", "epoch_start_s")):
         for size, seconds in computed[part].items():
             value = (table.get(part) or {}).get(size)
-            if not isinstance(value, (int, float)) or \
-                    abs(value - seconds) > 1e-9 * max(abs(seconds), 1e-12):
-                return (f"its {name} at batch {size} is {value!r}, but its own rounds give "
-                        f"{seconds!r}")
+            if not isinstance(value, (int, float)) or abs(value - seconds) > 1e-9 * max(
+                abs(seconds), 1e-12
+            ):
+                return (
+                    f"its {name} at batch {size} is {value!r}, but its own rounds give {seconds!r}"
+                )
     return None
 
 
@@ -152,8 +165,9 @@ def fixed_noise_pct(fixed) -> float | None:
     epoch times within a run (`clock_noise`) and the spread of their times across seeds."""
     times = [r["train_time_s"] for r in fixed]
     within = [n for n in (clock_noise(r) for r in fixed) if n is not None]
-    spreads = ([statistics.median(within)] if within else []) + \
-        ([statistics.stdev(times) / statistics.fmean(times)] if len(times) > 1 else [])
+    spreads = ([statistics.median(within)] if within else []) + (
+        [statistics.stdev(times) / statistics.fmean(times)] if len(times) > 1 else []
+    )
     return 100 * max(spreads) if spreads else None
 
 
@@ -165,17 +179,25 @@ def fixed_check(fixed, steptime) -> dict:
     kernels' and the allocator's warm-up: 0.39 s against 0.25 s for test_efficientnet's next
     epochs) that no step time holds, and it set one quick-study cell 4% under."""
     first = [1 if len(r["epochs"]) > 1 else 0 for r in fixed]  # past the warm-up, as the noise
-    modelled = [own_level(r, steptime, n) or _sum(epoch_times(r, steptime), n)
-                for r, n in zip(fixed, first)]
+    modelled = [
+        own_level(r, steptime, n) or _sum(epoch_times(r, steptime), n) for r, n in zip(fixed, first)
+    ]
     if None in modelled:
-        return {"model_ratio_fixed": None, "model_ratio_beside": None,
-                "model_ratio_within_noise": None}
-    ratio = statistics.fmean(m / sum(e["epoch_time_s"] for e in r["epochs"][n:])
-                             for m, r, n in zip(modelled, fixed, first))
+        return {
+            "model_ratio_fixed": None,
+            "model_ratio_beside": None,
+            "model_ratio_within_noise": None,
+        }
+    ratio = statistics.fmean(
+        m / sum(e["epoch_time_s"] for e in r["epochs"][n:])
+        for m, r, n in zip(modelled, fixed, first)
+    )
     noise = fixed_noise_pct(fixed)
-    return {"model_ratio_fixed": ratio,
-            "model_ratio_beside": all(r.get("step_probe") for r in fixed),
-            "model_ratio_within_noise": None if noise is None else abs(ratio - 1) * 100 <= noise}
+    return {
+        "model_ratio_fixed": ratio,
+        "model_ratio_beside": all(r.get("step_probe") for r in fixed),
+        "model_ratio_within_noise": None if noise is None else abs(ratio - 1) * 100 <= noise,
+    }
 
 
 def table_noise(fixed, method, steptime, level: float = LEVEL) -> float | None:
@@ -204,8 +226,13 @@ def table_noise(fixed, method, steptime, level: float = LEVEL) -> float | None:
         return None
     floor = pooled_error(errors)
     z = NormalDist().inv_cdf(0.5 + level / 2)
-    return z * 100 * math.sqrt(sum((moves[s] * max(errors[s], floor if errors[s] else 0.0)) ** 2
-                                   for s in moves))
+    return (
+        z
+        * 100
+        * math.sqrt(
+            sum((moves[s] * max(errors[s], floor if errors[s] else 0.0)) ** 2 for s in moves)
+        )
+    )
 
 
 def pooled_error(errors: dict) -> float:

@@ -1,8 +1,17 @@
 """Each method's look, the same in every figure."""
+
 from __future__ import annotations
 
-PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#8C564B",
-           "#999999"]  # Okabe-Ito (readable by the colour-blind; its yellow left out), brown, grey
+PALETTE = [
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#8C564B",
+    "#999999",
+]  # Okabe-Ito (readable by the colour-blind; its yellow left out), brown, grey
 DASHES = ["-", "--", "-.", ":"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
@@ -16,5 +25,8 @@ def style(label: str, labels: list) -> dict:
         return {"color": "black", "linestyle": "-", "marker": "."}
     others = sorted((x for x in set(labels) if x != "fixed"), key=lambda x: ("-" in x, x))
     i = others.index(label) if label in others else len(others)
-    return {"color": PALETTE[i % len(PALETTE)], "linestyle": DASHES[i % len(DASHES)],
-            "marker": MARKERS[(i // len(DASHES) + i) % len(MARKERS)]}
+    return {
+        "color": PALETTE[i % len(PALETTE)],
+        "linestyle": DASHES[i % len(DASHES)],
+        "marker": MARKERS[(i // len(DASHES) + i) % len(MARKERS)],
+    }

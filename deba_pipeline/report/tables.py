@@ -1,6 +1,7 @@
 """Tables 1-5 (docs/pipeline.md) as lists of rows, from run records and the comparisons
 computed from them; written as CSV and Markdown. `found` is {variant: {(arch, dataset):
 comparison}}."""
+
 from __future__ import annotations
 
 import csv
@@ -17,6 +18,7 @@ from deba_pipeline.report.intervals import span
 class Shown(str):
     """A table cell: its text, as Markdown shows it, and the numbers behind it, as a CSV column
     each ({suffix of the column's name: value}), so a reader of the CSV never parses text."""
+
     numbers: dict
 
     def __new__(cls, text: str, numbers: dict):
@@ -28,22 +30,24 @@ class Shown(str):
 def _fmt(value, digits=2, sign=False, unit=""):
     if value is None:
         return Shown("–", {"": None})
-    return Shown((f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}") + unit,
-                 {"": value})
+    return Shown((f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}") + unit, {"": value})
 
 
 def _pm(mean, std, digits=2, sign=False):
     """`mean ± std` over seeds."""
-    shown = _fmt(mean, digits, sign) + ("" if std is None or mean is None else
-                                        f" ± {_fmt(std, digits)}")
+    shown = _fmt(mean, digits, sign) + (
+        "" if std is None or mean is None else f" ± {_fmt(std, digits)}"
+    )
     return Shown(shown, {"": mean, " std": None if mean is None else std})
 
 
 def _ci(mean, ci, digits=2, sign=False):
     """`mean [low, high]`, the interval over seeds at comparison.LEVEL."""
     low, high = ci if ci and mean is not None else (None, None)
-    return Shown("–" if mean is None else f"{_fmt(mean, digits, sign)} {span(ci, digits, sign)}",
-                 {"": mean, " low": low, " high": high})
+    return Shown(
+        "–" if mean is None else f"{_fmt(mean, digits, sign)} {span(ci, digits, sign)}",
+        {"": mean, " low": low, " high": high},
+    )
 
 
 def _outcome(c: Cell | None) -> str:
@@ -77,11 +81,17 @@ def table1(thresholds: dict) -> list:
     for arch, per_dataset in sorted(thresholds.items()):
         paper = PAPER_THRESHOLDS.get(arch, (None, None))
         for dataset, t in sorted(per_dataset.items()):
-            rows.append({"Architecture": arch, "Dataset": dataset,
-                         "θ_stab (calibrated)": _fmt(t["theta_stab"], 4),
-                         "θ_conf (calibrated)": _fmt(t["theta_conf"], 4),
-                         "θ_stab (paper)": _fmt(paper[0]), "θ_conf (paper)": _fmt(paper[1]),
-                         "profile epochs": t["epochs"]})
+            rows.append(
+                {
+                    "Architecture": arch,
+                    "Dataset": dataset,
+                    "θ_stab (calibrated)": _fmt(t["theta_stab"], 4),
+                    "θ_conf (calibrated)": _fmt(t["theta_conf"], 4),
+                    "θ_stab (paper)": _fmt(paper[0]),
+                    "θ_conf (paper)": _fmt(paper[1]),
+                    "profile epochs": t["epochs"],
+                }
+            )
     return rows
 
 
@@ -93,10 +103,21 @@ def predictions(records, found, bounds) -> list:
     for arch, per_dataset in sorted(profile_summary(records, bounds).items()):
         for dataset, p in sorted(per_dataset.items()):
             c = main.get((arch, dataset))
-            held, why = (prediction_held(p["prediction"], c, bounds["seed_spread"]) if c
-                         else ("–", "no DEBA runs to compare"))
-            rows.append({"arch": arch, "dataset": dataset, "profile": p, "comparison": c,
-                         "held": held, "why": why})
+            held, why = (
+                prediction_held(p["prediction"], c, bounds["seed_spread"])
+                if c
+                else ("–", "no DEBA runs to compare")
+            )
+            rows.append(
+                {
+                    "arch": arch,
+                    "dataset": dataset,
+                    "profile": p,
+                    "comparison": c,
+                    "held": held,
+                    "why": why,
+                }
+            )
     return rows
 
 
@@ -104,17 +125,25 @@ def table2(checked) -> list:
     rows = []
     for row in checked:
         p, c = row["profile"], row["comparison"]
-        rows.append({"Architecture": row["arch"], "Dataset": row["dataset"],
-                     "μ_S": _fmt(p["mu_S"], 3), "σ_S": _fmt(p["sigma_S"], 3),
-                     "Conv. stability": _fmt(p["convergence_stability"], 3),
-                     "Class": p["class"], "Prediction": p["prediction"],
-                     "ΔAcc": _ci(c and c.delta_acc, c and c.delta_acc_ci, sign=True),
-                     "Speedup, modelled (%)": _ci(c and c.model_speedup_mean,
-                                                  c and c.model_speedup_ci, 1),
-                     "Speedup, measured (%)": _ci(c and c.speedup_mean,
-                                                  c and c.speedup_ci, 1),
-                     "Aggressiveness": _fmt(c and c.aggressiveness),
-                     "Outcome": _outcome(c), "Held?": row["held"]})
+        rows.append(
+            {
+                "Architecture": row["arch"],
+                "Dataset": row["dataset"],
+                "μ_S": _fmt(p["mu_S"], 3),
+                "σ_S": _fmt(p["sigma_S"], 3),
+                "Conv. stability": _fmt(p["convergence_stability"], 3),
+                "Class": p["class"],
+                "Prediction": p["prediction"],
+                "ΔAcc": _ci(c and c.delta_acc, c and c.delta_acc_ci, sign=True),
+                "Speedup, modelled (%)": _ci(
+                    c and c.model_speedup_mean, c and c.model_speedup_ci, 1
+                ),
+                "Speedup, measured (%)": _ci(c and c.speedup_mean, c and c.speedup_ci, 1),
+                "Aggressiveness": _fmt(c and c.aggressiveness),
+                "Outcome": _outcome(c),
+                "Held?": row["held"],
+            }
+        )
     return rows
 
 
@@ -134,10 +163,10 @@ def table3(found, dataset) -> list:
         for v in variants:
             c = found[v].get((arch, dataset))
             row[f"{v} ΔAcc"] = _ci(c and c.delta_acc, c and c.delta_acc_ci, sign=True)
-            row[f"{v} speedup modelled (%)"] = _ci(c and c.model_speedup_mean,
-                                                   c and c.model_speedup_ci, 1)
-            row[f"{v} speedup measured (%)"] = _ci(c and c.speedup_mean,
-                                                   c and c.speedup_ci, 1)
+            row[f"{v} speedup modelled (%)"] = _ci(
+                c and c.model_speedup_mean, c and c.model_speedup_ci, 1
+            )
+            row[f"{v} speedup measured (%)"] = _ci(c and c.speedup_mean, c and c.speedup_ci, 1)
         rows.append(row)
     degraded, mean_abs = {"Architecture": "Lost > 1 pt (mean)"}, {"Architecture": "Mean |ΔAcc|"}
     for v in variants:
@@ -156,33 +185,46 @@ def table4(found) -> list:
     for (arch, dataset), c in sorted(found.get("baseline", {}).items()):
         common = {"Architecture": arch, "Dataset": dataset}
         agree = "–" if c.disagree is None else ("no" if c.disagree else "yes")
-        rows.append({**common, "Method": "Fixed",
-                     "Accuracy (%)": _pm(c.acc_fixed_mean, c.acc_fixed_std), "ΔAcc": "–",
-                     "Time, measured (s)": _pm(c.time_fixed_mean, c.time_fixed_std, 1),
-                     "Clock noise (%)": _fmt(c.noise_pct, 1),
-                     "Time, modelled (s)": _fmt(c.model_time_fixed_mean, 1),
-                     "Modelled/measured": _ratio(c),
-                     "Speedup, measured (%)": "–", "Speedup, modelled (%)": "–",
-                     "Table noise (pts)": "–", "Throughput, measured": _fmt(1.0, unit="×"),
-                     "Throughput, modelled": _fmt(None if c.model_throughput is None
-                                                  else 1.0, unit="×"),
-                     "Samples/s": _fmt(c.samples_per_s_fixed, 0),
-                     "Measured agrees?": "–", "Seeds": len(c.seeds)})
-        rows.append({**common, "Method": "DEBA",
-                     "Accuracy (%)": _pm(c.acc_method_mean, c.acc_method_std),
-                     "ΔAcc": _ci(c.delta_acc, c.delta_acc_ci, sign=True),
-                     "Time, measured (s)": _pm(c.time_method_mean, c.time_method_std, 1),
-                     "Clock noise (%)": "–",
-                     "Time, modelled (s)": _fmt(c.model_time_method_mean, 1),
-                     "Modelled/measured": "–",
-                     "Speedup, measured (%)": _ci(c.speedup_mean, c.speedup_ci, 1),
-                     "Speedup, modelled (%)": _ci(c.model_speedup_mean,
-                                                  c.model_speedup_ci, 1),
-                     "Table noise (pts)": _noise(c.model_speedup_table_noise),
-                     "Throughput, measured": _fmt(c.throughput, unit="×"),
-                     "Throughput, modelled": _fmt(c.model_throughput, unit="×"),
-                     "Samples/s": _fmt(c.samples_per_s_method, 0),
-                     "Measured agrees?": agree, "Seeds": len(c.seeds)})
+        rows.append(
+            {
+                **common,
+                "Method": "Fixed",
+                "Accuracy (%)": _pm(c.acc_fixed_mean, c.acc_fixed_std),
+                "ΔAcc": "–",
+                "Time, measured (s)": _pm(c.time_fixed_mean, c.time_fixed_std, 1),
+                "Clock noise (%)": _fmt(c.noise_pct, 1),
+                "Time, modelled (s)": _fmt(c.model_time_fixed_mean, 1),
+                "Modelled/measured": _ratio(c),
+                "Speedup, measured (%)": "–",
+                "Speedup, modelled (%)": "–",
+                "Table noise (pts)": "–",
+                "Throughput, measured": _fmt(1.0, unit="×"),
+                "Throughput, modelled": _fmt(None if c.model_throughput is None else 1.0, unit="×"),
+                "Samples/s": _fmt(c.samples_per_s_fixed, 0),
+                "Measured agrees?": "–",
+                "Seeds": len(c.seeds),
+            }
+        )
+        rows.append(
+            {
+                **common,
+                "Method": "DEBA",
+                "Accuracy (%)": _pm(c.acc_method_mean, c.acc_method_std),
+                "ΔAcc": _ci(c.delta_acc, c.delta_acc_ci, sign=True),
+                "Time, measured (s)": _pm(c.time_method_mean, c.time_method_std, 1),
+                "Clock noise (%)": "–",
+                "Time, modelled (s)": _fmt(c.model_time_method_mean, 1),
+                "Modelled/measured": "–",
+                "Speedup, measured (%)": _ci(c.speedup_mean, c.speedup_ci, 1),
+                "Speedup, modelled (%)": _ci(c.model_speedup_mean, c.model_speedup_ci, 1),
+                "Table noise (pts)": _noise(c.model_speedup_table_noise),
+                "Throughput, measured": _fmt(c.throughput, unit="×"),
+                "Throughput, modelled": _fmt(c.model_throughput, unit="×"),
+                "Samples/s": _fmt(c.samples_per_s_method, 0),
+                "Measured agrees?": agree,
+                "Seeds": len(c.seeds),
+            }
+        )
     return rows
 
 
@@ -191,11 +233,19 @@ def table5(found) -> list:
     rows = []
     for v in ablation_order(found):
         for (arch, dataset), c in sorted(found[v].items()):
-            rows.append({"Architecture": arch, "Dataset": dataset, "Variant": v,
-                         "Increases": c.increase, "Rollbacks": c.rollback,
-                         "Holds": c.hold, "Batch sizes": f"{c.batch_min}–{c.batch_max}",
-                         "Aggressiveness": _fmt(c.aggressiveness),
-                         "Seeds": len(c.seeds)})
+            rows.append(
+                {
+                    "Architecture": arch,
+                    "Dataset": dataset,
+                    "Variant": v,
+                    "Increases": c.increase,
+                    "Rollbacks": c.rollback,
+                    "Holds": c.hold,
+                    "Batch sizes": f"{c.batch_min}–{c.batch_max}",
+                    "Aggressiveness": _fmt(c.aggressiveness),
+                    "Seeds": len(c.seeds),
+                }
+            )
     return rows
 
 
@@ -203,19 +253,25 @@ def strategies(by_method) -> list:
     """Strategies side by side (docs/peers.md): each method of study.methods against the same fixed
     runs, per architecture and dataset."""
     rows = []
-    cells = sorted((key, name, c) for name, found in by_method.items()
-                   for key, c in found.items())
+    cells = sorted((key, name, c) for name, found in by_method.items() for key, c in found.items())
     for (arch, dataset), name, c in cells:
-        rows.append({"Architecture": arch, "Dataset": dataset, "Strategy": name,
-                     "ΔAcc": _ci(c.delta_acc, c.delta_acc_ci, sign=True),
-                     "Speedup, modelled (%)": _ci(c.model_speedup_mean,
-                                                  c.model_speedup_ci, 1),
-                     "Speedup, measured (%)": _ci(c.speedup_mean, c.speedup_ci, 1),
-                     "Outcome": _outcome(c),
-                     "Throughput, modelled": _fmt(c.model_throughput, unit="×"),
-                     "Increases": c.increase, "Rollbacks": c.rollback,
-                     "Holds": c.hold, "Final batch": _fmt(c.final_batch, 0),
-                     "Seeds": len(c.seeds)})
+        rows.append(
+            {
+                "Architecture": arch,
+                "Dataset": dataset,
+                "Strategy": name,
+                "ΔAcc": _ci(c.delta_acc, c.delta_acc_ci, sign=True),
+                "Speedup, modelled (%)": _ci(c.model_speedup_mean, c.model_speedup_ci, 1),
+                "Speedup, measured (%)": _ci(c.speedup_mean, c.speedup_ci, 1),
+                "Outcome": _outcome(c),
+                "Throughput, modelled": _fmt(c.model_throughput, unit="×"),
+                "Increases": c.increase,
+                "Rollbacks": c.rollback,
+                "Holds": c.hold,
+                "Final batch": _fmt(c.final_batch, 0),
+                "Seeds": len(c.seeds),
+            }
+        )
     return rows
 
 
@@ -240,16 +296,26 @@ def to_csv(rows) -> str:
         return ""
     columns = {}
     for name in rows[0]:
-        suffixes = [suffix for row in rows if isinstance(row.get(name), Shown)
-                    for suffix in row[name].numbers]
+        suffixes = [
+            suffix
+            for row in rows
+            if isinstance(row.get(name), Shown)
+            for suffix in row[name].numbers
+        ]
         columns[name] = list(dict.fromkeys(suffixes)) or None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([name + suffix for name, suffixes in columns.items()
-                     for suffix in (suffixes or [""])])
+    writer.writerow(
+        [name + suffix for name, suffixes in columns.items() for suffix in (suffixes or [""])]
+    )
     for row in rows:
-        writer.writerow([_number(row.get(name), suffix) if suffixes else row.get(name, "")
-                         for name, suffixes in columns.items() for suffix in (suffixes or [""])])
+        writer.writerow(
+            [
+                _number(row.get(name), suffix) if suffixes else row.get(name, "")
+                for name, suffixes in columns.items()
+                for suffix in (suffixes or [""])
+            ]
+        )
     return buffer.getvalue()
 
 

@@ -1,5 +1,6 @@
 """REPORT.md: the tables with their captions, the prediction check with its reasons, the figures,
 the paper beside us, and a glossary, written to be read cold."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,41 +14,41 @@ from deba_pipeline.report.tables import to_markdown
 
 CAPTIONS = {
     "table1": "Table 1. Thresholds calibrated from our profile runs (75th percentile of Δ‖∇‖, "
-              "median of c_t), beside the paper's Table 1.",
+    "median of c_t), beside the paper's Table 1.",
     "table2": "Table 2. Stability taxonomy from fixed-batch profiling, each class's prediction, "
-              "and what DEBA then did in our runs. ΔAcc and speedups with their {level} "
-              "intervals over seeds, in brackets.",
+    "and what DEBA then did in our runs. ΔAcc and speedups with their {level} "
+    "intervals over seeds, in brackets.",
     "table3": "Table 3. Ablations: ΔAcc and speedups of each DEBA variant against the fixed "
-              "batch, on the ablation dataset, with their {level} intervals over seeds.",
+    "batch, on the ablation dataset, with their {level} intervals over seeds.",
     "table4": "Table 4. Fixed batch against DEBA: accuracy and times as mean ± std over seeds; "
-              "ΔAcc and speedups (paired by seed) with their {level} intervals; throughput and "
-              "samples per second.",
+    "ΔAcc and speedups (paired by seed) with their {level} intervals; throughput and "
+    "samples per second.",
     "table5": "Table 5. What each scheduler did: its decisions over all seeds and the batch "
-              "sizes it used.",
+    "sizes it used.",
     "prediction": "Before you spend: predicted beside observed. Per strategy, the saving in time "
-                  "to accuracy the predict stage gave from the profile runs before any strategy "
-                  "trained (per trajectory it considered, with its 80% band: docs/method.md, "
-                  "prediction), the modelled speedup to accuracy predicted again from the runs' "
-                  "own batch trajectories and rates, the one the runs had (time to accuracy, "
-                  "below), and the band a right prediction leaves the observed mean in (its "
-                  "spread over profile runs and the observed spread over seeds); where it "
-                  "missed, the assumption the miss points at; the ΔAcc predicted (the profile's "
-                  "accuracy where the runs' progress ends, against where the fixed batch's "
-                  "does) beside the observed; and the gns rule's final batch simulated before "
-                  "training beside each run's.",
+    "to accuracy the predict stage gave from the profile runs before any strategy "
+    "trained (per trajectory it considered, with its 80% band: docs/method.md, "
+    "prediction), the modelled speedup to accuracy predicted again from the runs' "
+    "own batch trajectories and rates, the one the runs had (time to accuracy, "
+    "below), and the band a right prediction leaves the observed mean in (its "
+    "spread over profile runs and the observed spread over seeds); where it "
+    "missed, the assumption the miss points at; the ΔAcc predicted (the profile's "
+    "accuracy where the runs' progress ends, against where the fixed batch's "
+    "does) beside the observed; and the gns rule's final batch simulated before "
+    "training beside each run's.",
     "time_to_accuracy": "Time to accuracy. How long each strategy trains until its test "
-                        "accuracy first reaches the fixed run's final accuracy minus "
-                        "`report.accuracy_tolerance` (per seed), modelled and measured, and the "
-                        "speedup that gives against the fixed run's own time to it (paired by "
-                        "seed, {level} interval). Accuracy is read at epoch ends, so the time "
-                        "is interpolated within the epoch that crosses the target (linearly from "
-                        "the previous epoch's accuracy; from chance at time 0 for the first). "
-                        "A seed that never gets there is censored: named, with the time it "
-                        "trained without reaching it, and left out of the mean.",
+    "accuracy first reaches the fixed run's final accuracy minus "
+    "`report.accuracy_tolerance` (per seed), modelled and measured, and the "
+    "speedup that gives against the fixed run's own time to it (paired by "
+    "seed, {level} interval). Accuracy is read at epoch ends, so the time "
+    "is interpolated within the epoch that crosses the target (linearly from "
+    "the previous epoch's accuracy; from chance at time 0 for the first). "
+    "A seed that never gets there is censored: named, with the time it "
+    "trained without reaching it, and left out of the mean.",
     "strategies": "Strategies side by side. Each batch strategy of study.methods "
-                  "against the same fixed runs, paired by seed: ΔAcc and both speedups with "
-                  "their {level} intervals, the outcome, modelled throughput, its decisions over "
-                  "all seeds and its mean final batch size.",
+    "against the same fixed runs, paired by seed: ΔAcc and both speedups with "
+    "their {level} intervals, the outcome, modelled throughput, its decisions over "
+    "all seeds and its mean final batch size.",
 }
 
 GLOSSARY = """\
@@ -117,15 +118,21 @@ the intervals decide it, else inconclusive; below {min_seeds} seeds, n/a."""
 
 def _slow_tables(step_tables) -> str:
     """A note on step-time tables measured while the machine was slow from start to end."""
-    slow = sorted(f"{arch}/{dataset}" for arch, per in step_tables.items()
-                  for dataset, table in per.items() if table.get("slow_throughout"))
+    slow = sorted(
+        f"{arch}/{dataset}"
+        for arch, per in step_tables.items()
+        for dataset, table in per.items()
+        if table.get("slow_throughout")
+    )
     if not slow:
         return ""
-    return (f" The step-time tables of {', '.join(slow)} were measured while this machine ran "
-            f"slow throughout (the typical step at the fixed batch size over 1.25x the runs' "
-            f"own), so their modelled times may be off: measure them again on a quieter "
-            f"machine (`rm -r .deba/steptime && dvc repro --force steptime`: a kept table is "
-            f"otherwise reused).")
+    return (
+        f" The step-time tables of {', '.join(slow)} were measured while this machine ran "
+        f"slow throughout (the typical step at the fixed batch size over 1.25x the runs' "
+        f"own), so their modelled times may be off: measure them again on a quieter "
+        f"machine (`rm -r .deba/steptime && dvc repro --force steptime`: a kept table is "
+        f"otherwise reused)."
+    )
 
 
 def at_chance(records) -> list:
@@ -138,8 +145,10 @@ def at_chance(records) -> list:
             continue
         chance = 100.0 / classes
         if accuracy < chance + 0.1 * (100.0 - chance):
-            out.append(f"{r['arch']}/{r['dataset']}/{method_label(r)} seed {r['seed']} "
-                       f"({accuracy:.1f}%, chance {chance:.1f}%)")
+            out.append(
+                f"{r['arch']}/{r['dataset']}/{method_label(r)} seed {r['seed']} "
+                f"({accuracy:.1f}%, chance {chance:.1f}%)"
+            )
     return out
 
 
@@ -151,9 +160,13 @@ def _flagged(title: str, items: list, counted: str, advice: str) -> str:
 
 
 def _chance(records) -> str:
-    return _flagged("At chance", at_chance(records), "runs ended less than a tenth of the way "
-                    "from chance to 100% accuracy", "A comparison with such a run says nothing "
-                    "about the methods: train longer, or check the learning rate and the data.")
+    return _flagged(
+        "At chance",
+        at_chance(records),
+        "runs ended less than a tenth of the way from chance to 100% accuracy",
+        "A comparison with such a run says nothing "
+        "about the methods: train longer, or check the learning rate and the data.",
+    )
 
 
 def _packed(records) -> str:
@@ -161,19 +174,36 @@ def _packed(records) -> str:
     packed = [r for r in records if (r.get("execution") or {}).get("shared_machine")]
     if not packed:
         return ""
-    return (f" The measured times of {len(packed)} of {len(records)} runs come from runs that "
-            f"shared a machine with others (several runs side by side on one machine or "
-            f"device); the modelled times do not depend on it.")
+    return (
+        f" The measured times of {len(packed)} of {len(records)} runs come from runs that "
+        f"shared a machine with others (several runs side by side on one machine or "
+        f"device); the modelled times do not depend on it."
+    )
 
 
-def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
-           answers=None, headroom=(), *, cells: dict) -> str:
+def report(
+    records,
+    built,
+    checked,
+    images,
+    paper,
+    out: Path,
+    step_tables,
+    cfg,
+    answers=None,
+    headroom=(),
+    *,
+    cells: dict,
+) -> str:
     """REPORT.md's text; `cells`, {(arch, dataset): DEBA against the fixed batch}, tell where
     measured and modelled times disagree."""
     lines = ["# DEBA study report", ""]
     if answers:
-        lines += ["## The answer", ""] + [sentence(key, a) for key, a in answers.items()] + \
-            ["", "## This study", ""]
+        lines += (
+            ["## The answer", ""]
+            + [sentence(key, a) for key, a in answers.items()]
+            + ["", "## This study", ""]
+        )
     lines += _study(records, step_tables)
     for name, rows in built.items():
         caption = CAPTIONS[name].format(level=f"{LEVEL:.0%}")
@@ -185,17 +215,40 @@ def report(records, built, checked, images, paper, out: Path, step_tables, cfg,
     lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in images]
     if paper is not None:
         lines += _paper(paper)
-    glossary = GLOSSARY.format(clear=CLEAR_SPEEDUP, level=f"{LEVEL:.0%}", min_seeds=MIN_SEEDS,
-                               margin=cfg.report.non_inferiority, **dict(cfg.taxonomy))
+    glossary = GLOSSARY.format(
+        clear=CLEAR_SPEEDUP,
+        level=f"{LEVEL:.0%}",
+        min_seeds=MIN_SEEDS,
+        margin=cfg.report.non_inferiority,
+        **dict(cfg.taxonomy),
+    )
     lines += ["", "## Glossary", "", glossary, ""]
-    lines += ["## Runs", "", "<details><summary>Every run record used</summary>", "",
-              to_markdown([{"arch": r["arch"], "dataset": r["dataset"], "method": r["method"],
-                            "variant": r["variant"], "seed": r["seed"],
-                            "accuracy": f"{r['final_test_accuracy']:.2f}",
-                            "train time (s)": f"{r['train_time_s']:.2f}",
-                            "epochs": len(r["epochs"])} for r in sorted(
-                  records, key=lambda r: (r["variant"], r["arch"], r["dataset"], r["method"],
-                                          r["seed"]))]), "</details>", ""]
+    lines += [
+        "## Runs",
+        "",
+        "<details><summary>Every run record used</summary>",
+        "",
+        to_markdown(
+            [
+                {
+                    "arch": r["arch"],
+                    "dataset": r["dataset"],
+                    "method": r["method"],
+                    "variant": r["variant"],
+                    "seed": r["seed"],
+                    "accuracy": f"{r['final_test_accuracy']:.2f}",
+                    "train time (s)": f"{r['train_time_s']:.2f}",
+                    "epochs": len(r["epochs"]),
+                }
+                for r in sorted(
+                    records,
+                    key=lambda r: (r["variant"], r["arch"], r["dataset"], r["method"], r["seed"]),
+                )
+            ]
+        ),
+        "</details>",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -206,34 +259,55 @@ def _study(records, step_tables) -> list:
     seeds = sorted({r["seed"] for r in records})
     reused = sum(1 for r in records if r.get("reused_from") == "profile")
     devices = sorted({t["device"] for per in step_tables.values() for t in per.values()})
-    return [f"Computed by `deba aggregate` from {len(records)} run records (architectures: "
-            f"{', '.join(archs)}; datasets: {', '.join(datasets)}; seeds: "
-            f"{', '.join(map(str, seeds))}). Every number below is computed from those records "
-            f"and the step-time tables; the list of runs is at the end.", "",
-            "Fixed baselines: " + (f"{reused} taken from the profile runs of their seed "
-                                   f"(`study.reuse_profile_runs: true`)." if reused else
-                                   "trained apart from the profile runs."),
-            "Timing: verdicts use modelled speedups (docs/method.md, Timing), " + (
-                f"from step-time tables measured on {', '.join(devices)}." if devices else
-                "but this study has no step-time tables, so they fall back to measured ones.")
-            + _packed(records) + _slow_tables(step_tables)
-            + _chance(records), ""]
+    return [
+        f"Computed by `deba aggregate` from {len(records)} run records (architectures: "
+        f"{', '.join(archs)}; datasets: {', '.join(datasets)}; seeds: "
+        f"{', '.join(map(str, seeds))}). Every number below is computed from those records "
+        f"and the step-time tables; the list of runs is at the end.",
+        "",
+        "Fixed baselines: "
+        + (
+            f"{reused} taken from the profile runs of their seed "
+            f"(`study.reuse_profile_runs: true`)."
+            if reused
+            else "trained apart from the profile runs."
+        ),
+        "Timing: verdicts use modelled speedups (docs/method.md, Timing), "
+        + (
+            f"from step-time tables measured on {', '.join(devices)}."
+            if devices
+            else "but this study has no step-time tables, so they fall back to measured ones."
+        )
+        + _packed(records)
+        + _slow_tables(step_tables)
+        + _chance(records),
+        "",
+    ]
 
 
 def _predicted(checked) -> list:
     """Whether the profile's prediction held, cell by cell."""
     verdicts = [row["held"] for row in checked if row["held"] in ("yes", "no")]
     undecided = sum(row["held"] == "inconclusive" for row in checked)
-    lines = ["## Did the profile predict the outcome?", "",
-             (f"The profile's prediction held in **{verdicts.count('yes')} of {len(verdicts)}** "
-              "cells whose intervals decide it" if verdicts else
-              "No cell's intervals decide whether the profile's prediction held")
-             + (f"; {undecided} more are inconclusive with these seeds" if undecided else "")
-             + " (criteria in the glossary).", ""]
+    lines = [
+        "## Did the profile predict the outcome?",
+        "",
+        (
+            f"The profile's prediction held in **{verdicts.count('yes')} of {len(verdicts)}** "
+            "cells whose intervals decide it"
+            if verdicts
+            else "No cell's intervals decide whether the profile's prediction held"
+        )
+        + (f"; {undecided} more are inconclusive with these seeds" if undecided else "")
+        + " (criteria in the glossary).",
+        "",
+    ]
     for row in checked:
-        lines.append(f"- **{row['arch']}** on {row['dataset']}: {row['profile']['class']} → "
-                     f"predicted *{row['profile']['prediction']}*. Held: **{row['held']}** "
-                     f"({row['why']}).")
+        lines.append(
+            f"- **{row['arch']}** on {row['dataset']}: {row['profile']['class']} → "
+            f"predicted *{row['profile']['prediction']}*. Held: **{row['held']}** "
+            f"({row['why']})."
+        )
     return lines
 
 
@@ -242,20 +316,30 @@ def _timing_doubts(cells) -> list:
     lines = []
     disagree = [key for key, c in cells if c.disagree]
     if disagree:
-        lines += ["", "Measured and modelled speedups disagree beyond the clock noise for: " +
-                  ", ".join(f"{arch}/{dataset}" for arch, dataset in disagree) +
-                  ". The measured times of those runs were disturbed (or the step-time table "
-                  "is); the verdicts above use the modelled ones."]
-    outside = [(key, c) for key, c in cells if c.model_ratio_fixed is not None
-               and c.model_ratio_within_noise is False]
+        lines += [
+            "",
+            "Measured and modelled speedups disagree beyond the clock noise for: "
+            + ", ".join(f"{arch}/{dataset}" for arch, dataset in disagree)
+            + ". The measured times of those runs were disturbed (or the step-time table "
+            "is); the verdicts above use the modelled ones.",
+        ]
+    outside = [
+        (key, c)
+        for key, c in cells
+        if c.model_ratio_fixed is not None and c.model_ratio_within_noise is False
+    ]
     if outside:
-        lines += ["", "The fixed runs' modelled time lies outside the clock noise of their "
-                  "measured time for: " + ", ".join(f"{arch}/{dataset} "
-                                                    f"({c.model_ratio_fixed:.3f})"
-                                                    for (arch, dataset), c in outside) +
-                  ". The table's way of timing a step misses part of what those runs' steps "
-                  "did (a data path, a resize), or the runs were disturbed between their epochs "
-                  "and the steps timed beside them: read their modelled times with care."]
+        lines += [
+            "",
+            "The fixed runs' modelled time lies outside the clock noise of their "
+            "measured time for: "
+            + ", ".join(
+                f"{arch}/{dataset} ({c.model_ratio_fixed:.3f})" for (arch, dataset), c in outside
+            )
+            + ". The table's way of timing a step misses part of what those runs' steps "
+            "did (a data path, a resize), or the runs were disturbed between their epochs "
+            "and the steps timed beside them: read their modelled times with care.",
+        ]
     return lines
 
 
@@ -263,14 +347,23 @@ def _paper(paper) -> list:
     bad = [c for c in paper["self"] if not c["agrees"]]
     lines = ["", "## Against the paper's printed values", ""]
     if paper["beside"]:
-        lines += ["Our runs beside the paper's, for the cells both have:", "",
-                  to_markdown(paper["beside"]), ""]
-    lines += [f"{len(paper['self']) - len(bad)} of {len(paper['self'])} printed values agree "
-              f"with what the paper's own inputs give, within the rounding of the printed value "
-              f"and of the inputs it derives from (a value Table 3 repeats from Table 4 is "
-              f"checked once)."]
+        lines += [
+            "Our runs beside the paper's, for the cells both have:",
+            "",
+            to_markdown(paper["beside"]),
+            "",
+        ]
+    lines += [
+        f"{len(paper['self']) - len(bad)} of {len(paper['self'])} printed values agree "
+        f"with what the paper's own inputs give, within the rounding of the printed value "
+        f"and of the inputs it derives from (a value Table 3 repeats from Table 4 is "
+        f"checked once)."
+    ]
     if bad:
-        lines += ["", "Where the paper disagrees with itself:", "",
-                  to_markdown([{k: c[k] for k in ("where", "what", "printed", "computed")}
-                               for c in bad])]
+        lines += [
+            "",
+            "Where the paper disagrees with itself:",
+            "",
+            to_markdown([{k: c[k] for k in ("where", "what", "printed", "computed")} for c in bad]),
+        ]
     return lines

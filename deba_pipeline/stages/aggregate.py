@@ -1,6 +1,7 @@
 """Aggregate stage: every run record under --runs and the step-time tables become Tables 1-5
 (CSV, Markdown), the figures (PNG), per-epoch curves for `dvc plots`, REPORT.md and a few
 headline numbers in metrics.json. `deba aggregate --runs runs --out reports`"""
+
 from __future__ import annotations
 
 import os
@@ -38,26 +39,43 @@ def read_steptime(folder) -> dict:
         return {}
     folder = Path(folder)
     if not folder.is_dir():
-        raise DebaError(f"the step-time folder {folder} does not exist: run the steptime stage "
-                        f"first (`dvc repro steptime`), or pass --steptime '' to report measured "
-                        f"times only.")
+        raise DebaError(
+            f"the step-time folder {folder} does not exist: run the steptime stage "
+            f"first (`dvc repro steptime`), or pass --steptime '' to report measured "
+            f"times only."
+        )
     tables = {path.stem: read_json(path) for path in sorted(folder.glob("*.json"))}
     for arch, per_dataset in tables.items():
-        for dataset, table in (per_dataset.items() if isinstance(per_dataset, dict) else ()):
+        for dataset, table in per_dataset.items() if isinstance(per_dataset, dict) else ():
             problem = table_problem(table)
             if problem:
-                raise DebaError(f"{folder / arch}.json ({dataset}): {problem}: measure it again "
-                                f"with `dvc repro --force steptime`.")
+                raise DebaError(
+                    f"{folder / arch}.json ({dataset}): {problem}: measure it again "
+                    f"with `dvc repro --force steptime`."
+                )
     return tables
 
 
-def run(cfg, runs: str, out: str, compare_file: str | None, steptime: str | None,
-        prediction: str | None = None) -> dict:
+def run(
+    cfg,
+    runs: str,
+    out: str,
+    compare_file: str | None,
+    steptime: str | None,
+    prediction: str | None = None,
+) -> dict:
     """Compute every comparison from the records and tables, then write the outputs aside and
     swap them in; returns metrics.json's content."""
-    study = _compute(cfg, runs, read_steptime(steptime), paper_check.load(compare_file),
-                     read_json(prediction, "run the predict stage again (`dvc repro predict`)")
-                     if prediction else None, compare_file)
+    study = _compute(
+        cfg,
+        runs,
+        read_steptime(steptime),
+        paper_check.load(compare_file),
+        read_json(prediction, "run the predict stage again (`dvc repro predict`)")
+        if prediction
+        else None,
+        compare_file,
+    )
     final, staging = Path(out), _staging(Path(out))  # made aside, then all replace the old
     try:
         metrics = _write(cfg, study, staging)
@@ -73,39 +91,61 @@ def _compute(cfg, runs, step_tables, printed, predicted, compare_file) -> dict:
     the tables' rows, the answers and the paper check."""
     records = read_records(runs)
     if not records:
-        raise DebaError(f"no run records under {runs}: run the pipeline first (`dvc repro`), or "
-                        f"point --runs at a folder of records.")
+        raise DebaError(
+            f"no run records under {runs}: run the pipeline first (`dvc repro`), or "
+            f"point --runs at a folder of records."
+        )
     step_tables = at_runs_level(step_tables, records)  # the level of the runs' own moment
     ablated = [r for r in records if r["variant"] not in ("profile", "baseline")]
     ablation_dataset = ablated[0]["dataset"] if ablated else None
     present = {r["variant"] for r in ablated}
-    variants = ["baseline"] + [v for v in ABLATION_ORDER if v in present] + \
-        sorted(present - set(ABLATION_ORDER))
+    variants = (
+        ["baseline"]
+        + [v for v in ABLATION_ORDER if v in present]
+        + sorted(present - set(ABLATION_ORDER))
+    )
     margin, floor = cfg.report.non_inferiority, pooled_delta_spread(records)
     found = {v: compare(records, v, step_tables, margin=margin, floor=floor) for v in variants}
     methods = sorted({r["method"] for r in records if r["variant"] == "baseline"} - {"fixed"})
-    by_method = {m: compare(records, "baseline", step_tables, method=m, margin=margin,
-                            floor=floor) for m in methods}
+    by_method = {
+        m: compare(records, "baseline", step_tables, method=m, margin=margin, floor=floor)
+        for m in methods
+    }
     checked = tables.predictions(records, found, OmegaConf.to_container(cfg.taxonomy))
     profiles = [r for r in records if r["variant"] == "profile"]
-    built = {"table1": tables.table1(calibrate(profiles, cfg.deba.window)) if profiles else [],
-             "table2": tables.table2(checked), "table3": tables.table3(found, ablation_dataset),
-             "table4": tables.table4(found), "table5": tables.table5(found)}
+    built = {
+        "table1": tables.table1(calibrate(profiles, cfg.deba.window)) if profiles else [],
+        "table2": tables.table2(checked),
+        "table3": tables.table3(found, ablation_dataset),
+        "table4": tables.table4(found),
+        "table5": tables.table5(found),
+    }
     if len(methods) > 1:
         built["strategies"] = tables.strategies(by_method)
-    built["time_to_accuracy"] = time_to_accuracy.rows(records, step_tables,
-                                                      cfg.report.accuracy_tolerance)
+    built["time_to_accuracy"] = time_to_accuracy.rows(
+        records, step_tables, cfg.report.accuracy_tolerance
+    )
     beside = forecast.rows(records, step_tables, cfg.report.accuracy_tolerance, predicted)
     if beside:
         built["prediction"] = beside
     paper = None
     if compare_file or paper_check.cells(printed) & set(found["baseline"]):
-        paper = {"self": paper_check.check(printed, paper_check.paper_records(printed)),
-                 "beside": paper_check.beside(printed, found["baseline"])}
-    return {"records": records, "step_tables": step_tables, "found": found,
-            "by_method": by_method, "checked": checked, "built": built, "paper": paper,
-            "ablation_dataset": ablation_dataset, "predicted": predicted,
-            "answers": answer.answers(by_method, checked)}
+        paper = {
+            "self": paper_check.check(printed, paper_check.paper_records(printed)),
+            "beside": paper_check.beside(printed, found["baseline"]),
+        }
+    return {
+        "records": records,
+        "step_tables": step_tables,
+        "found": found,
+        "by_method": by_method,
+        "checked": checked,
+        "built": built,
+        "paper": paper,
+        "ablation_dataset": ablation_dataset,
+        "predicted": predicted,
+        "answers": answer.answers(by_method, checked),
+    }
 
 
 def _write(cfg, study: dict, out: Path) -> dict:
@@ -116,17 +156,33 @@ def _write(cfg, study: dict, out: Path) -> dict:
         write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
     images = figures.write_all(records, out / "figures", step_tables)
     curves.write_all(records, out / "plots")
-    metrics = rounded({"answer": answer.metrics(study["answers"]),
-                       **build_metrics(records, found, study["checked"],
-                                       study["ablation_dataset"], study["by_method"])})
+    metrics = rounded(
+        {
+            "answer": answer.metrics(study["answers"]),
+            **build_metrics(
+                records, found, study["checked"], study["ablation_dataset"], study["by_method"]
+            ),
+        }
+    )
     write_json(out / "metrics.json", metrics)
     write_json(out / "answer.json", headline(metrics["answer"]))
     write_json(out / "strategies.json", by_strategy(study["by_method"]))
-    write_text(out / "REPORT.md", report(records, study["built"], study["checked"], images,
-                                         study["paper"], out, step_tables, cfg,
-                                         study["answers"],
-                                         forecast.headroom_lines(study["predicted"]),
-                                         cells=found["baseline"]))
+    write_text(
+        out / "REPORT.md",
+        report(
+            records,
+            study["built"],
+            study["checked"],
+            images,
+            study["paper"],
+            out,
+            step_tables,
+            cfg,
+            study["answers"],
+            forecast.headroom_lines(study["predicted"]),
+            cells=found["baseline"],
+        ),
+    )
     return metrics
 
 
@@ -151,6 +207,8 @@ def _publish(staging: Path, out: Path) -> None:
             os.replace(made, target)
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
-        raise DebaError(f"cannot write {out}: {exc.strerror or exc}. The new outputs are in "
-                        f"{staging}; make {out} writable and rerun.") from None
+        raise DebaError(
+            f"cannot write {out}: {exc.strerror or exc}. The new outputs are in "
+            f"{staging}; make {out} writable and rerun."
+        ) from None
     shutil.rmtree(staging, ignore_errors=True)

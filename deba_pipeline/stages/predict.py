@@ -5,6 +5,7 @@ train.epochs, measured here and kept like the step-time stage's tables).
 `deba predict --runs runs/profile --steptime results/steptime_ladder
 --out results/prediction.json`
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,15 +21,19 @@ from deba_pipeline.prediction.strategies import adaptations
 from deba_pipeline.stages import steptime
 from deba_pipeline.timing.steptime import ladder
 
-NO_PARTS = ("its profile runs lack the noise scale's parts (records from before they were kept, "
-            "or epochs of fewer than 4 steps): rerun the profile stage with more data or a "
-            "smaller train.batch_size")
+NO_PARTS = (
+    "its profile runs lack the noise scale's parts (records from before they were kept, "
+    "or epochs of fewer than 4 steps): rerun the profile stage with more data or a "
+    "smaller train.batch_size"
+)
 
 
 def methods(cfg) -> dict:
     """{strategy: its deba config}: study.methods over the deba group."""
-    return {name: OmegaConf.merge(cfg.deba, overrides or {})
-            for name, overrides in cfg.study.methods.items()}
+    return {
+        name: OmegaConf.merge(cfg.deba, overrides or {})
+        for name, overrides in cfg.study.methods.items()
+    }
 
 
 def reachable(cfg):
@@ -36,11 +41,14 @@ def reachable(cfg):
     growth and rollback steps from train.batch_size as the scheduler's cadence allows the
     strategy with the shortest cooldown (deba.min_batch and max_batch moved in to the ends)."""
     d, t = cfg.deba, cfg.train
-    steps = max(adaptations(deba, t.epochs) for deba in methods(cfg).values()) \
-        if cfg.study.methods else 0
+    steps = (
+        max(adaptations(deba, t.epochs) for deba in methods(cfg).values())
+        if cfg.study.methods
+        else 0
+    )
     full = ladder(t.batch_size, d.growth, d.rollback, d.min_batch, d.max_batch, t.processes)
     start = full.index(t.batch_size)
-    sizes = full[max(0, start - steps):start + steps + 1]
+    sizes = full[max(0, start - steps) : start + steps + 1]
     out = copy.deepcopy(cfg)
     OmegaConf.update(out, "timing.sizes", "ladder")
     OmegaConf.update(out, "deba.min_batch", min(sizes))
@@ -51,17 +59,29 @@ def reachable(cfg):
 def run(cfg, archs, runs: str, tables_out: str, out: str) -> dict:
     records = [r for r in read_records(runs) if r["variant"] == "profile"]
     if not records:
-        raise DebaError(f"no profile run records under {runs}: run the profile stage first "
-                        f"(`dvc repro profile`).")
+        raise DebaError(
+            f"no profile run records under {runs}: run the profile stage first "
+            f"(`dvc repro profile`)."
+        )
     profiles = profiles_by_cell(records)
     tables = steptime.run(reachable(cfg), archs, runs, tables_out)
     predictions = {}
     for arch in archs:
         for dataset in cfg.study.datasets:
             found = profiles.get((arch, dataset))
-            predictions.setdefault(arch, {})[dataset] = cell(
-                found, tables[arch][dataset], found[0][1]["train_size"], methods(cfg),
-                cfg.train.epochs, len(cfg.study.seeds), cfg.report.accuracy_tolerance,
-                world=cfg.train.processes) if found else {"problem": NO_PARTS}
+            predictions.setdefault(arch, {})[dataset] = (
+                cell(
+                    found,
+                    tables[arch][dataset],
+                    found[0][1]["train_size"],
+                    methods(cfg),
+                    cfg.train.epochs,
+                    len(cfg.study.seeds),
+                    cfg.report.accuracy_tolerance,
+                    world=cfg.train.processes,
+                )
+                if found
+                else {"problem": NO_PARTS}
+            )
     write_json(out, predictions)
     return predictions

@@ -2,6 +2,7 @@
 (docs/method.md), all in one pool so every device stays busy, then each architecture's stability
 metrics per dataset (S per seed, μ_S, σ_S, convergence stability, class, prediction).
 `deba profile --out runs/profile --stability results/stability` (`--arch A` for one)"""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,9 @@ from deba_pipeline.report.analysis import profile_summary
 
 
 def run(cfg, archs, out: str, stability: str) -> dict:
-    summaries = profile_summary(run_all(cfg, profile_specs(cfg, archs), out),
-                                OmegaConf.to_container(cfg.taxonomy))
+    summaries = profile_summary(
+        run_all(cfg, profile_specs(cfg, archs), out), OmegaConf.to_container(cfg.taxonomy)
+    )
     for arch in archs:
         write_json(Path(stability) / f"{arch}.json", summaries.get(arch, {}))
     return summaries

@@ -9,6 +9,7 @@ those, beside the reference, and adds them (delete that folder to measure every 
 kept table that was edited, is not the one asked for, or has a time that is not positive and
 finite, is set aside and measured again. The aggregate stage models each run's time from it.
 `deba steptime` (or `deba steptime --arch resnet18` for one)"""
+
 from __future__ import annotations
 
 import logging
@@ -48,22 +49,43 @@ def run(cfg, archs, runs: str, out: str) -> dict:
                 continue
             kept_tables[arch, dataset] = found
             missing = sizes - covered(found) if found is not None else sizes
-            jobs.append(((arch, dataset, path, sizes), (cfg, arch, dataset, missing, runs_step(
-                records, arch, dataset, cfg.train.batch_size))))
+            jobs.append(
+                (
+                    (arch, dataset, path, sizes),
+                    (
+                        cfg,
+                        arch,
+                        dataset,
+                        missing,
+                        runs_step(records, arch, dataset, cfg.train.batch_size),
+                    ),
+                )
+            )
     per_epoch = epoch_seconds(records)  # the longest table first, so none trails alone
-    measured_tables = measure_apart(cfg, table, [args for _, args in jobs],
-                                    [per_epoch.get(job[:2], 0.0) for job, _ in jobs])
+    measured_tables = measure_apart(
+        cfg, table, [args for _, args in jobs], [per_epoch.get(job[:2], 0.0) for job, _ in jobs]
+    )
     for ((arch, dataset, path, sizes), _), measured in zip(jobs, measured_tables):
         before = kept_tables[arch, dataset]
         whole = measured if before is None else joined(before, measured)
         try:  # a cache that cannot be written loses nothing: the table still goes to `out`
             keep(path, whole, identity(arch, dataset, path))
         except DebaError as exc:
-            log.warning("deba: %s/%s: step times measured; the table is in the stage's output, "
-                        "but not kept for reuse: %s", arch, dataset, exc)
+            log.warning(
+                "deba: %s/%s: step times measured; the table is in the stage's output, "
+                "but not kept for reuse: %s",
+                arch,
+                dataset,
+                exc,
+            )
         tables[arch][dataset] = joined(whole, sizes=sizes)
-        log.info("%s/%s: step times at %d batch sizes on %s", arch, dataset,
-                 len(measured["step_s"]), measured["device"])
+        log.info(
+            "%s/%s: step times at %d batch sizes on %s",
+            arch,
+            dataset,
+            len(measured["step_s"]),
+            measured["device"],
+        )
     for arch in archs:
         write_json(Path(out) / f"{arch}.json", tables[arch])
     return tables

@@ -4,6 +4,7 @@ The fixed runs are trained here, apart from the profile runs; with study.reuse_p
 fixed run identical to a profile run is taken from the profile stage (its record says
 `reused_from: profile`).
 `deba train --out runs/train --profiles runs/profile --thresholds results/thresholds.json`"""
+
 from pathlib import Path
 
 from deba_pipeline.execution.study import (

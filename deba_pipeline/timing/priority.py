@@ -1,5 +1,6 @@
 """The cores to ourselves while timing steps (docs/method.md): real-time scheduling for every thread
 of this process where the OS allows it, else a raised priority, restored afterwards."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,11 @@ def _realtime(threads):
         try:
             policy, param = os.sched_getscheduler(tid), os.sched_getparam(tid)
             os.sched_setscheduler(tid, os.SCHED_FIFO, fifo)
-            undo.append(lambda tid=tid, policy=policy, param=param:
-                        os.sched_setscheduler(tid, policy, param))
+            undo.append(
+                lambda tid=tid, policy=policy, param=param: os.sched_setscheduler(
+                    tid, policy, param
+                )
+            )
         except ProcessLookupError:
             continue  # a thread that ended meanwhile
         except OSError:
@@ -58,7 +62,9 @@ def _niced(threads, step):
         except ProcessLookupError:
             continue
         except OSError as exc:
-            status = (f"normal priority ({type(exc).__name__}: raising it needs root or "
-                      f"CAP_SYS_NICE); other processes may have disturbed it")
+            status = (
+                f"normal priority ({type(exc).__name__}: raising it needs root or "
+                f"CAP_SYS_NICE); other processes may have disturbed it"
+            )
             break
     return undo, status

@@ -27,6 +27,7 @@ take more sizes later without timing again the ones it has (`joined`). Two estim
   Rounds that ran slow (over DISTURBED times the size's fastest) are left out, never more than
   half of them (`calm_rounds`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,18 +49,21 @@ DISTURBED = 1.25  # a round this much over the size's fastest round is left out
 KEPT_AT_LEAST = 0.5  # of the rounds, the calmest: a few rounds' spread says little of the noise
 ESTIMATES = ("paired", "median")
 SLOW = 1.25  # a typical reference step this much over the runs' typical: the machine is slow
-EXTRA = 1    # at most this many more sets of `repeats` rounds while it stays slow
+EXTRA = 1  # at most this many more sets of `repeats` rounds while it stays slow
 PARTS = ("fastest_s", "typical_s", "starts_s")  # a round's samples, one list each per size
 
 
-def ladder(start: int, growth: float, rollback: float, low: int, high: int,
-           multiple: int = 1) -> list:
+def ladder(
+    start: int, growth: float, rollback: float, low: int, high: int, multiple: int = 1
+) -> list:
     """The sizes the multiplicative policy reaches from `start` by growing only or rolling back
     only, clamped to [low, high] (docs/method.md: 64, 96, 144, ... and 64, 51, 40, ...), each
     rounded to a multiple of `multiple`, the processes of a data-parallel run, as the scheduler
     does."""
+
     def fit(size):
         return fit_world(size, multiple, low)
+
     sizes, size = {start}, start
     while size < high and (grown := fit(min(high, floor_times(growth, size)))) > size:
         sizes.add(grown)
@@ -124,28 +128,36 @@ def estimate(rounds: dict, reference: int, how: str = "paired") -> dict:
     for size, samples in rounds.items():
         typical = samples["typical_s"]
         if size == str(reference):
-            step, used = (level, len(level_rounds)) if paired else \
-                (statistics.median(typical), len(typical))
+            step, used = (
+                (level, len(level_rounds)) if paired else (statistics.median(typical), len(typical))
+            )
             error: float | None = 0.0
         elif paired:
             pairs = list(zip(samples["fastest_s"], samples["beside_s"]))
             fastest = min(samples["fastest_s"]), min(samples["beside_s"])
             slowness = [max(a / fastest[0], b / fastest[1]) for a, b in pairs]
             ratios = [pairs[i][0] / pairs[i][1] for i in calm_rounds(slowness)]
-            step, used, error = level * statistics.median(ratios), len(ratios), \
-                relative_error(ratios)
+            step, used, error = (
+                level * statistics.median(ratios),
+                len(ratios),
+                relative_error(ratios),
+            )
         else:
             own = relative_error(typical)
             step, used = statistics.median(typical), len(typical)
             error = None if own is None or ref_error is None else math.hypot(own, ref_error)
-        out["step_s"][size], out["ratio_error"][size], out["rounds_used"][size] = \
-            step, error, used
+        out["step_s"][size], out["ratio_error"][size], out["rounds_used"][size] = step, error, used
         out["epoch_start_s"][size] = statistics.median(samples["starts_s"])
     return out
 
 
-NOTHING_ADDED = {"rounds": {}, "out_of_memory": [], "beyond_data": [], "order": [],
-                 "slow_throughout": False}
+NOTHING_ADDED = {
+    "rounds": {},
+    "out_of_memory": [],
+    "beyond_data": [],
+    "order": [],
+    "slow_throughout": False,
+}
 
 
 def joined(kept: dict, added: dict = NOTHING_ADDED, sizes=None) -> dict:
@@ -157,19 +169,33 @@ def joined(kept: dict, added: dict = NOTHING_ADDED, sizes=None) -> dict:
         wanted = {str(s) for s in sizes} | {str(kept["reference"])}
         rounds = {s: r for s, r in rounds.items() if s in wanted}
     new = set(added["rounds"]) - set(kept["rounds"])  # the order of the rounds the table holds
-    order = [s for s in kept["order"] if str(s) in rounds] + \
-        [s for s in added["order"] if str(s) in new and str(s) in rounds]
-    out = {**added, **kept, "rounds": dict(sorted(rounds.items(), key=lambda kv: int(kv[0]))),
-           "out_of_memory": sorted(set(kept["out_of_memory"]) | set(added["out_of_memory"])),
-           "beyond_data": sorted(set(kept["beyond_data"]) | set(added["beyond_data"])),
-           "order": order, "extra_rounds": kept["extra_rounds"] + added.get("extra_rounds", 0),
-           "slow_throughout": kept["slow_throughout"] or added["slow_throughout"]}
+    order = [s for s in kept["order"] if str(s) in rounds] + [
+        s for s in added["order"] if str(s) in new and str(s) in rounds
+    ]
+    out = {
+        **added,
+        **kept,
+        "rounds": dict(sorted(rounds.items(), key=lambda kv: int(kv[0]))),
+        "out_of_memory": sorted(set(kept["out_of_memory"]) | set(added["out_of_memory"])),
+        "beyond_data": sorted(set(kept["beyond_data"]) | set(added["beyond_data"])),
+        "order": order,
+        "extra_rounds": kept["extra_rounds"] + added.get("extra_rounds", 0),
+        "slow_throughout": kept["slow_throughout"] or added["slow_throughout"],
+    }
     return {**out, **estimate(out["rounds"], out["reference"], out["estimate"])}
 
 
-def measure(trainer, sizes, reference: int, repeats: int = 15, steps: int = 5,
-            warmup: int = 1, how: str = "paired", runs_step_s: float | None = None,
-            alone: bool = True) -> dict:
+def measure(
+    trainer,
+    sizes,
+    reference: int,
+    repeats: int = 15,
+    steps: int = 5,
+    warmup: int = 1,
+    how: str = "paired",
+    runs_step_s: float | None = None,
+    alone: bool = True,
+) -> dict:
     """The table of `sizes` and `reference` (the fixed batch size, always measured): its rounds,
     the numbers `estimate` states from them, "order" (the sizes as timed), "out_of_memory" and
     "beyond_data" (sizes that did not fit, or exceed the training set: not timed) and
@@ -187,19 +213,25 @@ def measure(trainer, sizes, reference: int, repeats: int = 15, steps: int = 5,
     too_big: list = []
     saved = copy.deepcopy(trainer_state(trainer))
     with device_to_ourselves() if alone else nullcontext("the run's own") as priority:
-        _rounds(trainer, saved, rounds, reference, steps, warmup + repeats, warmup, order,
-                too_big)
+        _rounds(trainer, saved, rounds, reference, steps, warmup + repeats, warmup, order, too_big)
         extra = 0
         while extra < EXTRA and _slow_throughout(rounds, reference, repeats, runs_step_s):
             extra += 1
             _rounds(trainer, saved, rounds, reference, steps, repeats, 0, order, too_big)
     restore(trainer, saved)
-    return {"estimate": how, "reference": reference, "data_path": trainer.data.path,
-            "rounds": rounds, **estimate(rounds, reference, how),
-            "order": order, "out_of_memory": too_big,
-            "beyond_data": [s for s in asked if s > train_size], "extra_rounds": extra * repeats,
-            "slow_throughout": _slow_throughout(rounds, reference, repeats, runs_step_s),
-            "measured_at": priority}
+    return {
+        "estimate": how,
+        "reference": reference,
+        "data_path": trainer.data.path,
+        "rounds": rounds,
+        **estimate(rounds, reference, how),
+        "order": order,
+        "out_of_memory": too_big,
+        "beyond_data": [s for s in asked if s > train_size],
+        "extra_rounds": extra * repeats,
+        "slow_throughout": _slow_throughout(rounds, reference, repeats, runs_step_s),
+        "measured_at": priority,
+    }
 
 
 def _slow_throughout(rounds, reference, repeats, runs_step_s) -> bool:
@@ -218,8 +250,11 @@ def _rounds(trainer, saved, rounds, reference, steps, count, warmup, order, too_
             samples = rounds[size]
             try:
                 measured = time_epoch(trainer, saved, int(size), steps)
-                beside = time_epoch(trainer, saved, reference, steps)[0] \
-                    if "beside_s" in samples else None
+                beside = (
+                    time_epoch(trainer, saved, reference, steps)[0]
+                    if "beside_s" in samples
+                    else None
+                )
             except torch.OutOfMemoryError:
                 trainer.optimizer.zero_grad(set_to_none=True)
                 if trainer.device.type == "cuda":
@@ -250,8 +285,9 @@ def time_epoch(trainer, saved: dict, size: int, steps: int) -> tuple:
     ahead = 1 + trainer.data.prefetched
     sync()
     began = time.perf_counter()
-    trainer.train_epoch(size, _stamped(islice(trainer.data.train_batches(size), ahead + steps),
-                                       stamps, sync))
+    trainer.train_epoch(
+        size, _stamped(islice(trainer.data.train_batches(size), ahead + steps), stamps, sync)
+    )
     sync()
     ended = time.perf_counter()
     intervals = [b - a for a, b in zip(stamps, stamps[1:])]
@@ -274,10 +310,19 @@ def probe_round(trainer, steps: int = 3) -> None:
     size = trainer.spec.train.batch_size
     # streamed, the loader's workers keep filling its queue while the prefetched batches are
     # taken: time as many steps again, so a round reaches the steps that wait for them
-    table = measure(trainer, [size], size, repeats=1, steps=steps + trainer.data.prefetched,
-                    warmup=0, how="median", alone=False)
-    probe = trainer.record.setdefault("step_probe", {"batch_size": size, "rounds_s": [],
-                                                     "starts_s": []})
+    table = measure(
+        trainer,
+        [size],
+        size,
+        repeats=1,
+        steps=steps + trainer.data.prefetched,
+        warmup=0,
+        how="median",
+        alone=False,
+    )
+    probe = trainer.record.setdefault(
+        "step_probe", {"batch_size": size, "rounds_s": [], "starts_s": []}
+    )
     probe["rounds_s"].append(table["step_s"][str(size)])
     probe["starts_s"].append(table["epoch_start_s"][str(size)])
     probe["step_s"] = statistics.median(probe["rounds_s"])

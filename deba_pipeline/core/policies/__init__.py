@@ -1,4 +1,5 @@
 """Built-in batch-update policies, registered through the `deba` entry point like any plugin."""
+
 from deba_pipeline.core.hookspecs import hookimpl
 from deba_pipeline.core.policies.multiplicative import Multiplicative
 

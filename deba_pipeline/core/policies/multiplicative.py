@@ -1,5 +1,6 @@
 """The paper's update (§3.4): grow by ⌊α_grow·B⌋, roll back by ⌊α_roll·B⌋, clamped to bounds;
 with the option `lr_scaling`, the learning rate follows the batch (docs/peers.md)."""
+
 import math
 import statistics
 from fractions import Fraction
@@ -16,8 +17,10 @@ class Multiplicative(Policy):
     def __init__(self, growth, rollback, min_batch, max_batch, *, lr_scaling="none"):
         super().__init__(growth, rollback, min_batch, max_batch)
         if lr_scaling not in LR_SCALINGS:
-            raise ConfigError(f"policy 'multiplicative': `lr_scaling` = {lr_scaling!r} is not "
-                              f"allowed: it must be one of {', '.join(LR_SCALINGS)}.")
+            raise ConfigError(
+                f"policy 'multiplicative': `lr_scaling` = {lr_scaling!r} is not "
+                f"allowed: it must be one of {', '.join(LR_SCALINGS)}."
+            )
         self.lr_scaling = lr_scaling
         self.requires = ("gradient_noise_scale",) if lr_scaling == "adascale" else ()
 
@@ -38,8 +41,9 @@ class Multiplicative(Policy):
         if self.lr_scaling == "sqrt":
             return math.sqrt(ratio)
         if self.lr_scaling == "adascale" and windows.get("gradient_noise_scale"):
-            return adascale_gain(statistics.median(windows["gradient_noise_scale"]),
-                                 batch_size, initial_batch)
+            return adascale_gain(
+                statistics.median(windows["gradient_noise_scale"]), batch_size, initial_batch
+            )
         return 1.0
 
 

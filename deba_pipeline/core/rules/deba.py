@@ -1,4 +1,5 @@
 """The paper's rule (§3.3, docs/method.md steps 3-5)."""
+
 import statistics
 
 from deba_pipeline.core.base import EPS, Rule
@@ -19,8 +20,11 @@ class DebaRule(Rule):
         if norm_variation is None or loss_variation is None:
             return "hold"
         confidence = confidence_score(signals["grad_variance"], windows["grad_variance"])
-        if (confidence <= self.theta_conf and norm_variation < self.theta_stab
-                and loss_variation < self.theta_stab):
+        if (
+            confidence <= self.theta_conf
+            and norm_variation < self.theta_stab
+            and loss_variation < self.theta_stab
+        ):
             return "increase"
         if confidence > self.theta_conf or norm_variation > 3 * self.theta_stab:
             return "rollback"

@@ -1,4 +1,5 @@
 """Rules beside DEBA's (docs/peers.md): the gradient noise scale's and a step schedule's."""
+
 import statistics
 
 from deba_pipeline.core.base import Rule
@@ -34,8 +35,10 @@ class StepSchedule(Rule):
     def __init__(self, theta_stab, theta_conf, *, at=()):
         super().__init__(theta_stab, theta_conf)
         if not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in at):
-            raise ConfigError(f"rule 'step_schedule': `at` = {list(at)!r} is not allowed: it "
-                              f"must be a list of epochs (integers >= 1), e.g. [30, 60, 80].")
+            raise ConfigError(
+                f"rule 'step_schedule': `at` = {list(at)!r} is not allowed: it "
+                f"must be a list of epochs (integers >= 1), e.g. [30, 60, 80]."
+            )
         self.at = frozenset(at)
 
     def decide(self, signals, windows):

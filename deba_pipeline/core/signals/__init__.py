@@ -1,4 +1,5 @@
 """Built-in signals (docs/method.md), registered through the `deba` entry point like any plugin."""
+
 from deba_pipeline.core.hookspecs import hookimpl
 from deba_pipeline.core.signals.grad_norm_variation import GradNormVariation
 from deba_pipeline.core.signals.grad_variance import GradVariance

@@ -13,8 +13,9 @@ from deba_pipeline.core.base import Signal
 from deba_pipeline.core.gradstats import grad_stats
 
 
-def noise_parts(mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int,
-                population: int | None = None) -> tuple | None:
+def noise_parts(
+    mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int, population: int | None = None
+) -> tuple | None:
     """(|G|², tr(Σ)): the squared norm of the true gradient and the per-sample gradient
     variance, from s̄ (the mean of ‖gₜ‖²), ‖Ḡ‖² (the squared norm of the mean gradient), the
     batch B, the steps T (B_big = T·B) and the N samples the epoch drew them from without
@@ -27,12 +28,13 @@ def noise_parts(mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int
         return None
     big = steps * batch
     inverse_n = 0.0 if population is None else 1 / population
-    trace = (mean_sq_norm - mean_grad_sq) / (1 / batch - 1 / big)        # tr(Σ)
-    return mean_grad_sq - trace * (1 / big - inverse_n), trace           # |G|², tr(Σ)
+    trace = (mean_sq_norm - mean_grad_sq) / (1 / batch - 1 / big)  # tr(Σ)
+    return mean_grad_sq - trace * (1 / big - inverse_n), trace  # |G|², tr(Σ)
 
 
-def noise_scale(mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int,
-                population: int | None = None) -> float | None:
+def noise_scale(
+    mean_sq_norm: float, mean_grad_sq: float, batch: int, steps: int, population: int | None = None
+) -> float | None:
     """B_simple = tr(Σ)/|G|² (`noise_parts`); None where T < 2 or |G|² ≤ 0."""
     parts = noise_parts(mean_sq_norm, mean_grad_sq, batch, steps, population)
     if parts is None or parts[0] <= 0:
@@ -50,6 +52,7 @@ class GradientNoiseScale(Signal):
         steps, acc = obs.steps, obs.accumulated
         if not steps or steps < 2 or "grad_sum" not in acc:
             return None
-        mean_grad_sq = float(grad_stats(acc["grad_sum"]).sumsq) / steps ** 2  # ‖Σgₜ/T‖²
-        return noise_scale(acc["grad_sq_norm"] / steps, mean_grad_sq, obs.batch_size, steps,
-                           obs.dataset_size)
+        mean_grad_sq = float(grad_stats(acc["grad_sum"]).sumsq) / steps**2  # ‖Σgₜ/T‖²
+        return noise_scale(
+            acc["grad_sq_norm"] / steps, mean_grad_sq, obs.batch_size, steps, obs.dataset_size
+        )

@@ -2,6 +2,7 @@
 train/<class>/* and test/<class>/* (PNG or JPEG), as torchvision's ImageFolder reads them. Every
 image is decoded once into host memory (greyscale where all are, else RGB); the image side is the
 files' own where they agree, else train.image_size of the architecture (resized on loading)."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,11 @@ EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 def _images(folder: Path) -> list:
     """The images of a class folder; hidden files (`._x.png`, a copy tool's) are not images."""
-    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in EXTENSIONS
-                  and not f.name.startswith("."))
+    return sorted(
+        f
+        for f in folder.iterdir()
+        if f.is_file() and f.suffix.lower() in EXTENSIONS and not f.name.startswith(".")
+    )
 
 
 def check_folder(root) -> dict:
@@ -30,29 +34,42 @@ def check_folder(root) -> dict:
     for part in ("train", "test"):
         folder = root / part
         if not folder.is_dir():
-            raise DebaError(f"image folder {root} has no {part}/ folder: it needs "
-                            f"train/<class>/ and test/<class>/ with PNG or JPEG images.")
+            raise DebaError(
+                f"image folder {root} has no {part}/ folder: it needs "
+                f"train/<class>/ and test/<class>/ with PNG or JPEG images."
+            )
         # a hidden folder (.ipynb_checkpoints, .git) is a tool's, never a class
-        classes = {p.name: _images(p) for p in sorted(folder.iterdir())
-                   if p.is_dir() and not p.name.startswith(".")}
+        classes = {
+            p.name: _images(p)
+            for p in sorted(folder.iterdir())
+            if p.is_dir() and not p.name.startswith(".")
+        }
         if not classes:
-            raise DebaError(f"image folder {folder} has no class folders: put each class's "
-                            f"PNG or JPEG images in {folder}/<class>/.")
+            raise DebaError(
+                f"image folder {folder} has no class folders: put each class's "
+                f"PNG or JPEG images in {folder}/<class>/."
+            )
         empty = [name for name, files in classes.items() if not files]
         if empty:
-            raise DebaError(f"image folder {folder / empty[0]} has no PNG or JPEG images: add "
-                            f"some or remove the folder.")
+            raise DebaError(
+                f"image folder {folder / empty[0]} has no PNG or JPEG images: add "
+                f"some or remove the folder."
+            )
         layout[part] = classes
     only_train = sorted(set(layout["train"]) - set(layout["test"]))
     if only_train:
-        raise DebaError(f"image folder {root}: class {only_train[0]!r} has training images but "
-                        f"no {root / 'test' / only_train[0]}/ folder: every class needs test "
-                        f"images.")
+        raise DebaError(
+            f"image folder {root}: class {only_train[0]!r} has training images but "
+            f"no {root / 'test' / only_train[0]}/ folder: every class needs test "
+            f"images."
+        )
     only_test = sorted(set(layout["test"]) - set(layout["train"]))
     if only_test:
-        raise DebaError(f"image folder {root}: class {only_test[0]!r} has test images but no "
-                        f"{root / 'train' / only_test[0]}/ folder: a class the model never "
-                        f"trains on cannot be predicted; add its training images or remove it.")
+        raise DebaError(
+            f"image folder {root}: class {only_test[0]!r} has test images but no "
+            f"{root / 'train' / only_test[0]}/ folder: a class the model never "
+            f"trains on cannot be predicted; add its training images or remove it."
+        )
     return layout
 
 
@@ -60,12 +77,17 @@ def describe(root) -> tuple:
     """(training images, classes, side, channels) of an image folder, from its layout and the
     first image's header (nothing decoded): what `deba validate --estimate` needs."""
     from PIL import Image
+
     layout = check_folder(root)
     first = next(iter(layout["train"].values()))[0]
     with Image.open(first) as image:
         side, mode = image.size[0], image.mode
-    return (sum(len(files) for files in layout["train"].values()), len(layout["train"]), side,
-            1 if mode in GREY else 3)
+    return (
+        sum(len(files) for files in layout["train"].values()),
+        len(layout["train"]),
+        side,
+        1 if mode in GREY else 3,
+    )
 
 
 GREY = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N")
@@ -74,17 +96,21 @@ SIXTEEN_BIT = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # PNG's 16-bit greyscale
 
 def _decode(path: Path):
     from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as image:
             image.load()
             image = image.copy()
     except (UnidentifiedImageError, OSError) as exc:
-        raise DebaError(f"cannot read image {path} ({type(exc).__name__}): delete or replace "
-                        f"it.") from None
+        raise DebaError(
+            f"cannot read image {path} ({type(exc).__name__}): delete or replace it."
+        ) from None
     if image.mode == "F" or (image.mode in SIXTEEN_BIT and image.getextrema()[1] > 65535):
-        raise DebaError(f"image {path} holds {'floating-point' if image.mode == 'F' else '32-bit'}"
-                        f" pixels (PIL mode {image.mode}), whose range is unknown: save it as 8- "
-                        f"or 16-bit PNG or as JPEG.")
+        raise DebaError(
+            f"image {path} holds {'floating-point' if image.mode == 'F' else '32-bit'}"
+            f" pixels (PIL mode {image.mode}), whose range is unknown: save it as 8- "
+            f"or 16-bit PNG or as JPEG."
+        )
     return image
 
 
@@ -98,6 +124,7 @@ def _pixels(image, mode: str, side: int):
     import numpy as np
     import torchvision.transforms.functional as TF
     from PIL import Image
+
     if image.mode in SIXTEEN_BIT:
         grey = np.asarray(image, dtype=np.float32) / 65535.0
         x = TF.to_tensor(Image.fromarray(grey, mode="F").resize((side, side)))
@@ -113,9 +140,11 @@ def _side(images, root: Path, image_size):
         return image_size
     (a, b), *_ = sorted(sizes)
     example = sorted(sizes)[-1]
-    raise DebaError(f"images in {root} have different sizes (e.g. {a}×{b} and {example[0]}×"
-                    f"{example[1]}) and train.image_size names no side for this architecture: "
-                    f"set train.image_size.<arch> (e.g. 32), or resize the files alike.")
+    raise DebaError(
+        f"images in {root} have different sizes (e.g. {a}×{b} and {example[0]}×"
+        f"{example[1]}) and train.image_size names no side for this architecture: "
+        f"set train.image_size.<arch> (e.g. 32), or resize the files alike."
+    )
 
 
 def _check_memory(root: Path, count: int, channels: int, side: int) -> None:
@@ -126,9 +155,11 @@ def _check_memory(root: Path, count: int, channels: int, side: int) -> None:
     except (ValueError, OSError, AttributeError):
         return
     if need > 0.8 * free:
-        raise DebaError(f"image folder {root} decodes to {need / 2**30:.1f} GiB of float32 images "
-                        f"but this machine has {free / 2**30:.1f} GiB of memory free: use fewer "
-                        f"or smaller images (train.image_size), or a machine with more memory.")
+        raise DebaError(
+            f"image folder {root} decodes to {need / 2**30:.1f} GiB of float32 images "
+            f"but this machine has {free / 2**30:.1f} GiB of memory free: use fewer "
+            f"or smaller images (train.image_size), or a machine with more memory."
+        )
 
 
 def fingerprint(root) -> str:
@@ -150,6 +181,7 @@ def _stamp(path: Path) -> tuple:
 @cache
 def _digest(root: Path, stamped: tuple) -> str:
     import hashlib
+
     digest = hashlib.sha256()
     for name, _, _ in stamped:
         with open(name, "rb") as handle:
@@ -161,6 +193,7 @@ def _digest(root: Path, stamped: tuple) -> str:
 def load_folder(root, image_size=None):
     """(x_train, y_train, x_test, y_test, num_classes) from an image folder."""
     import torch
+
     root = Path(root)
     layout = check_folder(root)
     classes = sorted(layout["train"])
