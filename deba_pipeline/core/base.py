@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
@@ -11,7 +10,6 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     import torch
 
-from deba_pipeline.core.errors import PluginError
 
 DECISIONS = ("increase", "rollback", "hold")
 EPS = 1e-8  # docs/method.md ε: keeps the relative variations finite when the previous value is 0
@@ -114,67 +112,3 @@ class Dataset:
 
     def load(self, seed: int, data, image_size: int | None = None) -> tuple:
         raise TypeError(f"dataset {self.name!r} must define load(seed, data, image_size)")
-
-
-# -- plugin state in a checkpoint ----------------------------------------------------------------
-# Checkpoints load with torch.load(weights_only=True), which reads tensors and plain containers
-# only; the common types a plugin keeps are tagged on the way in and rebuilt on the way out.
-_KEY = (type(None), bool, int, float, str)
-
-
-def checkpointable(value, owner: str, path: str = "state"):
-    """`value` in types a weights-only checkpoint holds; anything else is refused naming `owner`
-    and where in its state it sits, when the state is saved (not when it is read back)."""
-    import numpy as np  # here: a command that trains nothing loads the plugins without them
-    import torch
-
-    if isinstance(value, (*_KEY, torch.Tensor)):
-        return value
-    if isinstance(value, (np.generic, np.ndarray)) and value.dtype != object:
-        try:  # as a tensor, so the dtype (and a float32's rounding) survives
-            return {
-                "__deba_numpy__": torch.from_numpy(np.array(value)),
-                "scalar": isinstance(value, np.generic),
-            }
-        except TypeError:  # a dtype torch has no tensor for
-            if isinstance(value, np.generic):
-                return value.item()
-    if isinstance(value, deque):
-        return {
-            "__deba_deque__": [
-                checkpointable(v, owner, f"{path}[{i}]") for i, v in enumerate(value)
-            ],
-            "maxlen": value.maxlen,
-        }
-    if isinstance(value, tuple):
-        return {
-            "__deba_tuple__": [
-                checkpointable(v, owner, f"{path}[{i}]") for i, v in enumerate(value)
-            ]
-        }
-    if isinstance(value, list):
-        return [checkpointable(v, owner, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict) and all(isinstance(k, _KEY) for k in value):
-        return {k: checkpointable(v, owner, f"{path}[{k!r}]") for k, v in value.items()}
-    raise PluginError(
-        f"{owner} keeps {path} = {type(value).__name__} in its state, which a "
-        f"checkpoint cannot hold: keep numbers, strings, lists, tuples, dicts (with "
-        f"plain keys), deques, tensors or numpy arrays there, or convert it in the "
-        f"plugin's state_dict() and load_state_dict()."
-    )
-
-
-def restored(value):
-    """The inverse of `checkpointable`."""
-    if isinstance(value, list):
-        return [restored(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "__deba_numpy__" in value:
-        array = value["__deba_numpy__"].numpy()
-        return array[()] if value["scalar"] else array
-    if "__deba_deque__" in value:
-        return deque((restored(v) for v in value["__deba_deque__"]), value["maxlen"])
-    if "__deba_tuple__" in value:
-        return tuple(restored(v) for v in value["__deba_tuple__"])
-    return {k: restored(v) for k, v in value.items()}

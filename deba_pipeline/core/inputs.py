@@ -1,5 +1,6 @@
-"""What a loop hands `DEBAScheduler.step` each epoch, checked before anything changes: the loss,
-the gradients and the per-step sums, each refused with one ConfigError naming the argument."""
+"""What a caller hands `DEBAScheduler`, checked before anything changes: its first batch and
+world size, and each epoch's loss, gradients, counts and per-step sums, each refused with one
+ConfigError naming the argument."""
 
 from __future__ import annotations
 
@@ -15,6 +16,73 @@ from deba_pipeline.core.errors import ConfigError, check, fail
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_sizes(batch_size, world_size, min_batch: int, max_batch: int) -> None:
+    """A scheduler's first batch and world size: the batch within the bounds, and global (a
+    multiple of the world size)."""
+    check(
+        isinstance(batch_size, int)
+        and not isinstance(batch_size, bool)
+        and min_batch <= batch_size <= max_batch,
+        "batch_size",
+        batch_size,
+        f"an integer in [min_batch, max_batch] = [{min_batch}, {max_batch}]",
+    )
+    check(
+        _is_int(world_size) and 1 <= world_size <= min_batch,
+        "world_size",
+        world_size,
+        f"an integer in [1, min_batch = {min_batch}]",
+    )
+    check(
+        max_batch // world_size * world_size >= min_batch,
+        "world_size",
+        world_size,
+        f"a divisor of some batch size in [min_batch, max_batch] = "
+        f"[{min_batch}, {max_batch}] (every global batch is a multiple of it)",
+    )
+    check(
+        _is_int(batch_size) and batch_size % world_size == 0,
+        "batch_size",
+        batch_size,
+        f"a multiple of world_size = {world_size}",
+    )
+
+
+def check_epoch_counts(steps, dataset_size, batch_size: int) -> None:
+    check(
+        dataset_size is None
+        or (
+            isinstance(dataset_size, numbers.Integral)
+            and not isinstance(dataset_size, bool)
+            and int(dataset_size) > 0
+        ),
+        "dataset_size",
+        dataset_size,
+        "a positive integer (the samples an epoch draws "
+        "from without replacement), or None for independent draws",
+    )
+    check(
+        steps is None
+        or (
+            isinstance(steps, numbers.Integral)
+            and not isinstance(steps, bool)
+            and 1 <= int(steps) < 2**53
+        ),
+        "steps",
+        steps,
+        "an integer in [1, 2^53) (the epoch's optimiser steps; beyond, a "
+        "float cannot count them), or None",
+    )
+    if steps is not None and dataset_size is not None:
+        check(
+            dataset_size >= steps * batch_size,
+            "dataset_size",
+            dataset_size,
+            f"at least the epoch's samples (steps × batch = {steps * batch_size}): "
+            f"an epoch draws each sample at most once",
+        )
 
 
 def _loss(loss) -> float:
@@ -73,6 +141,22 @@ def _grads(grads) -> list:
     return grads
 
 
+def check_grad_stats(variance: float, norm: float, grads: list) -> None:
+    """The epoch's gradient variance and norm are finite; where not, says whether the
+    gradients hold a NaN or infinity or are only too large to square."""
+    if not (math.isfinite(variance) and math.isfinite(norm)):
+        finite = all(bool(torch.isfinite(g).all()) for g in grads if g is not None)
+        check(
+            False,
+            "grads",
+            f"<gradients with variance {variance}, norm {norm}>",
+            "gradients whose squares fit a float64 (these are finite but too large: "
+            "scale the loss down)"
+            if finite
+            else "finite everywhere",
+        )
+
+
 def _accumulated(accumulated, grads, wanted) -> dict:
     """The per-step sums a loop passes, checked like `loss` and `grads`: a mapping of the names
     the signals asked for (base.ACCUMULATORS), Σ‖g‖² a finite number >= 0, Σg tensors holding
@@ -102,109 +186,44 @@ def _accumulated(accumulated, grads, wanted) -> dict:
     )
     out = dict(accumulated)
     if "grad_sq_norm" in out:
-        value = out["grad_sq_norm"]
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = out["grad_sq_norm"] = value.item()
-        check(
-            isinstance(value, numbers.Real)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and float(value) >= 0,
-            "accumulated['grad_sq_norm']",
-            value,
-            "a finite number >= 0 (Σ over the epoch's steps of ‖gₜ‖²)",
-        )
+        out["grad_sq_norm"] = _grad_sq_norm(out["grad_sq_norm"])
     if "grad_sum" in out:
-        value, size = out["grad_sum"], sum(g.numel() for g in grads if g is not None)
-        ok = isinstance(value, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in value)
-        if not ok or sum(t.numel() for t in value) != size:
-            shown = (
-                f"<{len(value)} tensors of shapes {[tuple(t.shape) for t in value]}>"
-                if ok
-                else value
-            )
-            fail(
-                "accumulated['grad_sum']",
-                shown,
-                f"tensors holding as many numbers as the "
-                f"gradients ({size}): Σ over the epoch's steps of gₜ",
-            )
-        # once an epoch, one host sync: a NaN here is the loop's, not the signal's that reads it
-        finite = (
-            bool(torch.stack([torch.isfinite(t).all() for t in value]).all()) if value else True
-        )
-        check(
-            finite,
-            "accumulated['grad_sum']",
-            "<tensors holding NaN or infinity>",
-            "finite tensors (Σ over the epoch's steps of gₜ): check the loop that sums them",
-        )
+        _check_grad_sum(out["grad_sum"], sum(g.numel() for g in grads if g is not None))
     return out
 
 
-def check_state(
-    state, current: dict, names: dict, low: int, high: int, window, world: int = 1
-) -> None:
-    """A scheduler state to load, against the scheduler's own `current` state_dict() (its keys,
-    signals, window), its plugin `names`, its batch bounds [low, high] and its world size (a
-    global batch splits evenly over the processes)."""
-    where = "load_state_dict: "
-    if not isinstance(state, Mapping):
-        fail("state", type(state).__name__, "a mapping returned by state_dict()", where)
-    keys = sorted(current)
-    if sorted(state) != keys:
-        fail("state", sorted(state), f"a mapping with exactly the keys {keys}", where)
-    if state["names"] != names:
-        raise ConfigError(
-            f"{where}scheduler state was saved with {state['names']} but this "
-            f"scheduler uses {names}: build the scheduler with the "
-            f"same signals, rule, policy and window before loading."
+def _grad_sq_norm(value):
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    check(
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and float(value) >= 0,
+        "accumulated['grad_sq_norm']",
+        value,
+        "a finite number >= 0 (Σ over the epoch's steps of ‖gₜ‖²)",
+    )
+    return value
+
+
+def _check_grad_sum(value, size: int) -> None:
+    ok = isinstance(value, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in value)
+    if not ok or sum(t.numel() for t in value) != size:
+        shown = (
+            f"<{len(value)} tensors of shapes {[tuple(t.shape) for t in value]}>" if ok else value
         )
-    checks = [
-        ("epoch", _is_int(state["epoch"]) and state["epoch"] >= 0, "an integer >= 0"),
-        (
-            "max_batch",
-            _is_int(state["max_batch"]) and low <= state["max_batch"] <= high,
-            f"an integer in [{low}, {high}]",
-        ),
-        (
-            "last_adaptation",
-            _is_int(state["last_adaptation"])
-            and 0 <= state["last_adaptation"] <= (state["epoch"] if _is_int(state["epoch"]) else 0),
-            "an integer in [0, epoch]",
-        ),
-    ]
-    for key, ok, allowed in checks:
-        if not ok:
-            fail(f"state['{key}']", state[key], allowed, where)
-    size = state["batch_size"]
-    if not (_is_int(size) and low <= size <= state["max_batch"]):
-        fail("state['batch_size']", size, f"an integer in [{low}, {state['max_batch']}]", where)
-    if size % world:
         fail(
-            "state['batch_size']",
-            size,
-            f"a multiple of world_size = {world} (the batch is "
-            f"global: each process takes batch_size / {world})",
-            where,
+            "accumulated['grad_sum']",
+            shown,
+            f"tensors holding as many numbers as the "
+            f"gradients ({size}): Σ over the epoch's steps of gₜ",
         )
-    windows, signals, known = state["windows"], state["signals"], list(current["signals"])
-    for key, value in (("windows", windows), ("signals", signals)):
-        if not isinstance(value, Mapping) or sorted(value) != sorted(known):
-            fail(f"state['{key}']", value, f"a mapping over the signals {known}", where)
-    limit = None if window == "full" else window
-    for name, values in windows.items():
-        if not (
-            isinstance(values, (list, tuple))
-            and all(
-                isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-                for v in values
-            )
-            and (limit is None or len(values) <= limit)
-        ):
-            fail(
-                f"state['windows']['{name}']",
-                values,
-                f"a list of finite numbers, at most `window` = {window} long",
-                where,
-            )
+    # once an epoch, one host sync: a NaN here is the loop's, not the signal's that reads it
+    finite = bool(torch.stack([torch.isfinite(t).all() for t in value]).all()) if value else True
+    check(
+        finite,
+        "accumulated['grad_sum']",
+        "<tensors holding NaN or infinity>",
+        "finite tensors (Σ over the epoch's steps of gₜ): check the loop that sums them",
+    )

@@ -10,8 +10,6 @@ Works in any PyTorch loop:
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,11 +17,27 @@ from dataclasses import dataclass, field
 import torch
 
 from deba_pipeline.core import plugins
-from deba_pipeline.core.base import ACCUMULATORS, DECISIONS, Observation, checkpointable, restored
-from deba_pipeline.core.errors import PLUGIN_FAULTS, PluginError, check
+from deba_pipeline.core.base import Observation
+from deba_pipeline.core.errors import check
 from deba_pipeline.core.gradstats import grad_stats
-from deba_pipeline.core.inputs import _accumulated, _grads, _is_int, _loss, check_state
+from deba_pipeline.core.inputs import (
+    _accumulated,
+    _grads,
+    _loss,
+    check_epoch_counts,
+    check_grad_stats,
+    check_sizes,
+)
 from deba_pipeline.core.options import INITIAL_BATCH, deba_config
+from deba_pipeline.core.plugin_calls import (
+    calling,
+    check_wiring,
+    lr_scale_value,
+    policy_update,
+    rule_decision,
+    signal_value,
+)
+from deba_pipeline.core.saved_state import check_state, checkpointable, restored
 
 
 @dataclass
@@ -63,33 +77,7 @@ class DEBAScheduler:
             options=cfg.policy_options,
             where="policy_options",
         )
-        check(
-            isinstance(batch_size, int)
-            and not isinstance(batch_size, bool)
-            and cfg.min_batch <= batch_size <= cfg.max_batch,
-            "batch_size",
-            batch_size,
-            f"an integer in [min_batch, max_batch] = [{cfg.min_batch}, {cfg.max_batch}]",
-        )
-        check(
-            _is_int(world_size) and 1 <= world_size <= cfg.min_batch,
-            "world_size",
-            world_size,
-            f"an integer in [1, min_batch = {cfg.min_batch}]",
-        )
-        check(
-            cfg.max_batch // world_size * world_size >= cfg.min_batch,
-            "world_size",
-            world_size,
-            f"a divisor of some batch size in [min_batch, max_batch] = "
-            f"[{cfg.min_batch}, {cfg.max_batch}] (every global batch is a multiple of it)",
-        )
-        check(
-            _is_int(batch_size) and batch_size % world_size == 0,
-            "batch_size",
-            batch_size,
-            f"a multiple of world_size = {world_size}",
-        )
+        check_sizes(batch_size, world_size, cfg.min_batch, cfg.max_batch)
         self.world_size = world_size
         self._grad_numbers: int | None = None  # numbers in the model's gradients, once seen
         self.rule = plugins.create(
@@ -106,28 +94,7 @@ class DEBAScheduler:
             )
             for name in cfg.signals
         }
-        missing = [name for name in self.rule.requires if name not in self.signals]
-        check(
-            not missing,
-            "signals",
-            list(cfg.signals),
-            f"a list that includes {missing}, which rule {cfg.rule!r} reads",
-        )
-        missing = [name for name in self.policy.requires if name not in self.signals]
-        check(
-            not missing,
-            "signals",
-            list(cfg.signals),
-            f"a list that includes {missing}, "
-            f"which policy {cfg.policy!r} reads with policy_options {cfg.policy_options}",
-        )
-        for name, signal in self.signals.items():
-            unknown = sorted(set(signal.accumulate) - set(ACCUMULATORS))
-            if unknown:
-                raise PluginError(
-                    f"signal {name!r} asks to accumulate {unknown}, which the "
-                    f"loop does not offer: it offers {', '.join(ACCUMULATORS)}."
-                )
+        check_wiring(cfg, self.rule, self.policy, self.signals)
         self.initial_batch = batch_size
         self.cooldown, self.window = cfg.cooldown, cfg.window
         self.batch_size, self.epoch, self.last_adaptation = batch_size, 0, 0
@@ -151,38 +118,7 @@ class DEBAScheduler:
 
     def _observe(self, loss: float, grads, steps=None, accumulated=None, dataset_size=None) -> dict:
         loss, grads = _loss(loss), _grads(grads)
-        check(
-            dataset_size is None
-            or (
-                isinstance(dataset_size, numbers.Integral)
-                and not isinstance(dataset_size, bool)
-                and int(dataset_size) > 0
-            ),
-            "dataset_size",
-            dataset_size,
-            "a positive integer (the samples an epoch draws "
-            "from without replacement), or None for independent draws",
-        )
-        check(
-            steps is None
-            or (
-                isinstance(steps, numbers.Integral)
-                and not isinstance(steps, bool)
-                and 1 <= int(steps) < 2**53
-            ),
-            "steps",
-            steps,
-            "an integer in [1, 2^53) (the epoch's optimiser steps; beyond, a "
-            "float cannot count them), or None",
-        )
-        if steps is not None and dataset_size is not None:
-            check(
-                dataset_size >= steps * self.batch_size,
-                "dataset_size",
-                dataset_size,
-                f"at least the epoch's samples (steps × batch = {steps * self.batch_size}): "
-                f"an epoch draws each sample at most once",
-            )
+        check_epoch_counts(steps, dataset_size, self.batch_size)
         accumulated = _accumulated(accumulated, grads, self.accumulate)
         # the same model every epoch: as many numbers (fewer where a None marks a parameter
         # frozen that epoch)
@@ -198,17 +134,7 @@ class DEBAScheduler:
         )
         stats = grad_stats(grads)
         variance, norm = torch.stack([stats.variance, stats.norm]).tolist()  # one host sync
-        if not (math.isfinite(variance) and math.isfinite(norm)):
-            finite = all(bool(torch.isfinite(g).all()) for g in grads if g is not None)
-            check(
-                False,
-                "grads",
-                f"<gradients with variance {variance}, norm {norm}>",
-                "gradients whose squares fit a float64 (these are finite but too large: "
-                "scale the loss down)"
-                if finite
-                else "finite everywhere",
-            )
+        check_grad_stats(variance, norm, grads)
         if not frozen:
             self._grad_numbers = size
         self.epoch += 1
@@ -261,27 +187,10 @@ class DEBAScheduler:
 
     def lr_scale(self) -> float:
         """η/η₀ for an epoch at the current batch size, as the policy's `lr_scale` says."""
-        try:
-            scale = self.policy.lr_scale(
-                self.batch_size,
-                self.initial_batch,
-                {name: tuple(v) for name, v in self.windows.items()},
-            )
-        except PLUGIN_FAULTS as exc:
-            raise PluginError(
-                f"policy {self.policy.name!r} lr_scale raised at epoch "
-                f"{self.epoch}: {type(exc).__name__}: {exc}"
-            ) from exc
-        if (
-            isinstance(scale, bool)
-            or not isinstance(scale, numbers.Real)
-            or not (math.isfinite(scale) and float(scale) > 0)
-        ):
-            raise PluginError(
-                f"policy {self.policy.name!r} returned learning-rate scale "
-                f"{scale!r} at epoch {self.epoch}: it must be a finite number > 0."
-            )
-        return float(scale)
+        windows = {name: tuple(v) for name, v in self.windows.items()}
+        with calling(f"policy {self.policy.name!r} lr_scale", self.epoch):
+            scale = self.policy.lr_scale(self.batch_size, self.initial_batch, windows)
+        return lr_scale_value(self.policy.name, scale, self.epoch)
 
     @contextmanager
     def _transaction(self):
@@ -359,71 +268,23 @@ class DEBAScheduler:
             raise
 
     def _compute(self, name, signal, obs):
-        try:
+        with calling(f"signal {name!r}", obs.epoch):
             value = signal.compute(obs)
-        except PLUGIN_FAULTS as exc:
-            raise PluginError(
-                f"signal {name!r} raised at epoch {obs.epoch}: {type(exc).__name__}: {exc}"
-            ) from exc
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise PluginError(
-                f"signal {name!r} returned {value!r} ({type(value).__name__}) at "
-                f"epoch {obs.epoch}: a signal must return a float or None."
-            )
-        if not math.isfinite(value):
-            raise PluginError(
-                f"signal {name!r} returned {value} at epoch {obs.epoch}: a signal "
-                f"must return a finite float or None."
-            )
-        return float(value)
+        return signal_value(name, value, obs.epoch)
 
     def _decide(self, values):
         windows = {name: tuple(values) for name, values in self.windows.items()}
         self.rule.epoch, self.rule.batch_size = self.epoch, self.batch_size
         self.rule.growth, self.rule.rollback = self.policy.growth, self.policy.rollback
-        try:
+        with calling(f"rule {self.rule.name!r}", self.epoch):
             decision = self.rule.decide(dict(values), windows)
-        except PLUGIN_FAULTS as exc:
-            raise PluginError(
-                f"rule {self.rule.name!r} raised at epoch {self.epoch}: {type(exc).__name__}: {exc}"
-            ) from exc
-        if decision not in DECISIONS:
-            raise PluginError(
-                f"rule {self.rule.name!r} returned {decision!r} at epoch "
-                f"{self.epoch}: a rule must return one of {', '.join(DECISIONS)}."
-            )
-        return decision
+        return rule_decision(self.rule.name, decision, self.epoch)
 
     def _update(self, decision):
-        try:
+        with calling(f"policy {self.policy.name!r}", self.epoch):
             result = self.policy.update(decision, self.batch_size)
-        except PLUGIN_FAULTS as exc:
-            raise PluginError(
-                f"policy {self.policy.name!r} raised at epoch {self.epoch}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        size, lr_factor = result if isinstance(result, tuple) else (result, 1.0)
-        low, high = self.policy.min_batch, self.policy.max_batch
-        if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
-            raise PluginError(
-                f"policy {self.policy.name!r} returned batch size {size!r} for "
-                f"{decision!r} at epoch {self.epoch}: it must be an integer in "
-                f"[{low}, {high}]."
-            )
-        size = fit_world(size, self.world_size, low)
-        if (
-            isinstance(lr_factor, bool)
-            or not isinstance(lr_factor, (int, float))
-            or not (math.isfinite(lr_factor) and lr_factor > 0)
-        ):
-            raise PluginError(
-                f"policy {self.policy.name!r} returned learning-rate factor "
-                f"{lr_factor!r} for {decision!r} at epoch {self.epoch}: it must be "
-                f"a finite number > 0 (1.0 leaves the rate unchanged)."
-            )
-        return size, float(lr_factor)
+        size, lr_factor = policy_update(self.policy, result, decision, self.epoch)
+        return fit_world(size, self.world_size, self.policy.min_batch), lr_factor
 
 
 def fit_world(size: int, world: int, low: int) -> int:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from deba_pipeline.core import plugins
 from deba_pipeline.core.errors import ConfigError, DebaError, PluginError
@@ -26,6 +25,7 @@ from deba_pipeline.engine import ddp
 from deba_pipeline.engine.checkpoint import Checkpointer, restore, trainer_state
 from deba_pipeline.engine.data import hold, load_split
 from deba_pipeline.engine.flatgrad import FlatGrads
+from deba_pipeline.engine.memory import fall_back
 from deba_pipeline.engine.models import check_fits, check_takes, create_model, create_optimizer
 from deba_pipeline.engine.spec import RunSpec
 from deba_pipeline.engine.sums import NOISE_SUMS, EpochResult, StepSums, gradient_parts
@@ -97,15 +97,8 @@ class Trainer:
         epochs = self.spec.train.epochs
         # a bar on a terminal, else one line a run; "line": a line wherever (runs side by side)
         bar_shown = progress is True and sys.stderr.isatty()
-        bar = tqdm(
-            total=epochs,
-            initial=start,
-            desc=self.spec.name,
-            leave=False,
-            unit="epoch",
-            disable=not bar_shown,
-        )
-        where = Progress(self.spec.name, epochs, start, lines=bool(progress) and not bar_shown)
+        lines = bool(progress) and not bar_shown
+        where = Progress(self.spec.name, epochs, start, lines=lines, bar=bar_shown)
         for epoch in range(start + 1, epochs + 1):
             result = pending or self.epoch(epoch)
             pending = None
@@ -116,17 +109,9 @@ class Trainer:
             at = where.update(entry)
             if tracker:
                 tracker.log({**entry, "progress": at}, step=epoch)
-            bar.set_postfix(
-                acc=f"{entry['test_accuracy']:.1f}",
-                batch=entry["batch_size"],
-                loss=f"{entry['train_loss']:.3f}",
-                sps=f"{entry['samples_per_s']:.0f}",
-                decision=entry["decision"],
-            )
-            bar.update()
             if epoch % self.spec.train.checkpoint_every == 0 and epoch < epochs and self.rank == 0:
                 self.checkpoints.save(epoch, self.state())
-        bar.close()
+        where.close()
         done = self.record["epochs"]
         self.record["final_test_accuracy"] = done[-1]["test_accuracy"]
         if self.hits is None:  # the last epoch came from a checkpoint: evaluate its model again
@@ -164,7 +149,7 @@ class Trainer:
                 result = self.train_epoch(size)
                 break
             except torch.OutOfMemoryError:
-                size = self.fall_back(number, size)
+                size = fall_back(self, number, size)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         result.epoch, result.lr, result.epoch_time_s = number, lr, time.perf_counter() - began
@@ -182,42 +167,6 @@ class Trainer:
         if self.device.type == "cuda":
             result.peak_memory_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
         return result
-
-    def fall_back(self, epoch: int, batch_size: int) -> int:
-        """After out-of-memory at `batch_size`: the last size that fit, capping max_batch there
-        (one process only: under DDP the other ranks wait in the step's all-reduce)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        fallback = self.last_fit
-        if self.world > 1:
-            raise DebaError(
-                f"{self.spec.name}: out of device memory at global batch "
-                f"{batch_size} ({batch_size // self.world} a process) in "
-                f"epoch {epoch}: lower deba.max_batch."
-            ) from None
-        if fallback is None or fallback >= batch_size:
-            raise DebaError(
-                f"{self.spec.name}: out of device memory at batch size "
-                f"{batch_size} in epoch {epoch}, with no smaller size known "
-                f"to fit: lower train.batch_size."
-            ) from None
-        self.scheduler.cap_max_batch(fallback)
-        self.record["events"].append(
-            {
-                "epoch": epoch,
-                "event": "out_of_memory",
-                "batch_size": batch_size,
-                "fallback": fallback,
-            }
-        )
-        log.warning(
-            "%s: out of memory at batch %d; continuing at %d and capping max_batch there",
-            self.spec.name,
-            batch_size,
-            fallback,
-        )
-        return fallback
 
     def learning_rate(self) -> float:
         """The next epoch's rate from its batch size and the samples trained so far, never as a
@@ -267,22 +216,7 @@ class Trainer:
         if self.world > 1:
             ddp.check_agreement(self.spec.name, result.epoch, decision, self.scheduler.batch_size)
         self.lr_product *= lr_factor
-        entry = {
-            "epoch": result.epoch,
-            "batch_size": result.batch_size,
-            "lr": result.lr,
-            "train_loss": result.train_loss,
-            "test_accuracy": result.test_accuracy,
-            "epoch_time_s": result.epoch_time_s,
-            "eval_time_s": result.eval_time_s,
-            "steps": result.steps,
-            "samples": result.steps * result.batch_size,
-            "samples_per_s": result.steps * result.batch_size / result.epoch_time_s,
-            "signals": signals,
-            "decision": decision,
-            "next_batch_size": self.scheduler.batch_size,
-            "peak_memory_mb": result.peak_memory_mb,
-        }
+        entry = result.entry(signals, decision, self.scheduler.batch_size)
         if self.spec.profile:
             entry["grad_norm_var"], entry["loss_var"] = result.grad_norm_var, result.loss_var
             entry["gradient"] = gradient_parts(

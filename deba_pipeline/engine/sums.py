@@ -52,6 +52,26 @@ class EpochResult:
     accumulated: dict = field(default_factory=dict)  # the per-step sums signals asked for
     noise_sums: dict | None = None  # profile runs: [T, s̄, ‖Ḡ‖²] of the epoch and of its halves
 
+    def entry(self, signals: dict, decision: str, next_batch_size: int) -> dict:
+        """The epoch's entry in the run record (docs/records.md), after the scheduler's step."""
+        samples = self.steps * self.batch_size
+        return {
+            "epoch": self.epoch,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "train_loss": self.train_loss,
+            "test_accuracy": self.test_accuracy,
+            "epoch_time_s": self.epoch_time_s,
+            "eval_time_s": self.eval_time_s,
+            "steps": self.steps,
+            "samples": samples,
+            "samples_per_s": samples / self.epoch_time_s,
+            "signals": signals,
+            "decision": decision,
+            "next_batch_size": next_batch_size,
+            "peak_memory_mb": self.peak_memory_mb,
+        }
+
 
 class StepSums:
     def __init__(

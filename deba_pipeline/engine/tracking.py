@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from deba_pipeline.engine.checkpoint import Checkpointer
 from deba_pipeline.engine.files import write_text
 from deba_pipeline.engine.spec import RunSpec
@@ -56,6 +58,27 @@ def _unreachable_lately(marker: Path) -> bool:
         return False
 
 
+def _usable_mode(mode: str, name: str, marker: Path) -> str:
+    """`mode`, or offline where online cannot work: no API key, or W&B unreachable lately."""
+    if mode == "online" and not _has_api_key():
+        _warn(
+            "tracking.wandb is 'online' but no W&B API key is set (WANDB_API_KEY or "
+            "`wandb login`): logging offline instead; `wandb sync` uploads it later."
+        )
+        mode = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "online" and _unreachable_lately(marker):
+        log.warning(
+            "%s: W&B did not answer for an earlier run (%s): logging offline "
+            "(`wandb sync` uploads it later).",
+            name,
+            marker.read_text().strip(),
+        )
+        mode = "offline"
+    return mode
+
+
 class Tracker:
     """Thin wrapper: log(dict, step), summary(dict), finish(). Does nothing when disabled."""
 
@@ -73,23 +96,8 @@ class Tracker:
         self.run, self.mode = None, mode
         if mode == "disabled":
             return
-        if mode == "online" and not _has_api_key():
-            _warn(
-                "tracking.wandb is 'online' but no W&B API key is set (WANDB_API_KEY or "
-                "`wandb login`): logging offline instead; `wandb sync` uploads it later."
-            )
-            mode = "offline"
-        os.environ.setdefault("WANDB_SILENT", "true")
-        Path(directory).mkdir(parents=True, exist_ok=True)
         marker = Path(directory) / "wandb-unreachable"
-        if mode == "online" and _unreachable_lately(marker):
-            log.warning(
-                "%s: W&B did not answer for an earlier run (%s): logging offline "
-                "(`wandb sync` uploads it later).",
-                name,
-                marker.read_text().strip(),
-            )
-            mode = "offline"
+        mode = _usable_mode(mode, name, marker)
         import wandb
 
         # console="off": W&B's console capture, once a second run starts in the same process,
@@ -107,24 +115,28 @@ class Tracker:
             job_type=config.get("variant"),
             reinit="finish_previous",
         )
+        self.mode = self._start(wandb, mode, entity, same, marker)
+
+    def _start(self, wandb, mode: str, entity, same: dict, marker: Path) -> str:
+        """`wandb.init` in `mode`, else offline: the mode it runs in."""
         try:
             self.run = wandb.init(entity=entity, mode=mode, **same)
+            return mode
         except Exception as exc:  # a tracking failure must never fail the training run
             reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
             _warn(
                 f"W&B could not start ({reason}); logging offline instead (`wandb sync` "
                 f"uploads it later)."
             )
-            log.warning("%s: logging to W&B offline.", name)
+            log.warning("%s: logging to W&B offline.", same["name"])
             if mode == "online":
                 write_text(marker, reason)
-            mode = "offline"
-            try:
-                wandb.teardown()  # the failed init keeps the run id in use until its service ends
-                self.run = wandb.init(mode="offline", **same)
-            except Exception:
-                self.run = None
-        self.mode = mode
+        try:
+            wandb.teardown()  # the failed init keeps the run id in use until its service ends
+            self.run = wandb.init(mode="offline", **same)
+        except Exception:
+            self.run = None
+        return "offline"
 
     def log(self, metrics: dict, step: int) -> None:
         """One point per epoch; a nested group such as `signals` becomes `signals/<name>`."""
@@ -191,18 +203,19 @@ def _duration(seconds: float) -> str:
 
 class Progress:
     """Where a run stands after each epoch: W&B gets its elapsed and remaining seconds every
-    epoch; a log without a progress bar gets a line at most every `every_s` seconds, so a long
-    GPU run shows it is alive and a quick one stays one line a run (`deba -q` hides both)."""
+    epoch; a terminal gets a progress bar (`bar`), a log without one a line at most every
+    `every_s` seconds, so a long GPU run shows it is alive and a quick one stays one line a run
+    (`deba -q` hides both)."""
 
-    def __init__(self, name: str, epochs: int, start: int, lines: bool, every_s: float = 30.0):
-        self.name, self.epochs, self.start, self.lines, self.every_s = (
-            name,
-            epochs,
-            start,
-            lines,
-            every_s,
-        )
+    def __init__(
+        self, name: str, epochs: int, start: int, lines: bool, every_s: float = 30.0, bar=False
+    ):
+        self.name, self.epochs, self.start = name, epochs, start
+        self.lines, self.every_s = lines, every_s
         self.began = self.shown = time.perf_counter()
+        self.bar = (
+            tqdm(total=epochs, initial=start, desc=name, leave=False, unit="epoch") if bar else None
+        )
 
     def update(self, entry: dict) -> dict:
         """{elapsed_s, remaining_s} after `entry`'s epoch (remaining at this run's pace)."""
@@ -221,4 +234,17 @@ class Progress:
                 _duration(elapsed),
                 _duration(remaining),
             )
+        if self.bar is not None:
+            self.bar.set_postfix(
+                acc=f"{entry['test_accuracy']:.1f}",
+                batch=entry["batch_size"],
+                loss=f"{entry['train_loss']:.3f}",
+                sps=f"{entry['samples_per_s']:.0f}",
+                decision=entry["decision"],
+            )
+            self.bar.update()
         return {"elapsed_s": elapsed, "remaining_s": remaining}
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
