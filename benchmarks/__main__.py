@@ -16,7 +16,7 @@ import torch
 
 from deba_pipeline.engine.files import write_json, write_text
 
-from . import cases, quick
+from . import cases, costs, quick
 from .harness import Bench
 
 RESULTS = Path(__file__).parent / "results"
@@ -55,9 +55,9 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
     )  # a 2 % goal: three times the repeats to decide it
     out["batch_change_ratio"] = cases.batch_change(bench, repeats=repeats)
     out["streaming_vs_device_ratio"] = cases.streaming(bench, repeats=repeats)
-    out["variance_peak_memory_ratio"], out["variance_time_ratio"] = cases.variance_cost(device)
+    out["variance_peak_memory_ratio"], out["variance_time_ratio"] = costs.variance_cost(device)
     archs = ("resnet18", "mobilenetv3_large_100") if gpu else ("test_resnet", "test_efficientnet")
-    out["epoch_time_by_batch"] = cases.epoch_time_by_batch(
+    out["epoch_time_by_batch"] = costs.epoch_time_by_batch(
         archs, device=device, size=size, image=image, **kwargs
     )
     if gpu:
@@ -65,7 +65,7 @@ def run(device: str, gpu: bool, size: int, image: int) -> dict:
     else:
         out.update(quick.quick_preset())
     if not gpu:
-        out.update(cases.startup())
+        out.update(costs.startup())
     out["wall_s"] = round(time.time() - began, 1)
     return out
 

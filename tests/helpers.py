@@ -230,7 +230,7 @@ def stand_in_table(sizes, reference=64, seconds=0.01, repeats=3) -> dict:
     """A step-time table as `timing.steptime.measure` returns one, for stage tests that do not
     time anything: every size's rounds take `seconds` × size / reference (the reference beside
     each at `seconds`), its numbers computed by the real estimate."""
-    from deba_pipeline.timing.steptime import estimate
+    from deba_pipeline.timing.estimates import estimate
 
     rounds = {}
     for size in sorted(set(sizes) | {reference}):

@@ -107,8 +107,8 @@ def test_predict(cls, convergence, expected):
 
 def comparison(acc_fixed, acc_method, speedup, rollbacks=0, speedups=None, test_spread=None):
     """A cell as comparison._cell makes it: every seed at `speedup` unless `speedups` says."""
-    from deba_pipeline.report.comparison import outcome
     from deba_pipeline.report.intervals import t_interval
+    from deba_pipeline.report.outcome import outcome
 
     deltas = [b - a for a, b in zip(acc_fixed, acc_method)]
     speedups = speedups or [speedup] * len(deltas)

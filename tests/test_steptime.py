@@ -8,7 +8,7 @@ import time
 import pytest
 
 from deba_pipeline.engine.loop import Trainer
-from deba_pipeline.timing import priority, steptime
+from deba_pipeline.timing import estimates, priority, steptime
 
 from helpers import tiny_spec, without_times
 
@@ -73,7 +73,7 @@ def test_paired_estimate_is_the_median_ratio_to_the_reference_beside_over_calm_r
         "64": _rounds([0.010, 0.010, 0.020], [0.012, 0.014, 0.030]),
         "32": _rounds([0.006, 0.005, 0.012], beside=[0.010, 0.010, 0.020]),
     }
-    table = steptime.estimate(rounds, reference=64, how="paired")
+    table = estimates.estimate(rounds, reference=64, how="paired")
     # the reference's rounds over its fastest: 1.0, 1.0, 2.0 (> 1.25: left out); the level is
     # the median of its typical steps in rounds 1 and 2, 0.013. Size 32's pairs, the larger of
     # each side over its fastest: 1.2, 1.0, 2.4 (out): ratios 0.6 and 0.5, median 0.55
@@ -81,7 +81,7 @@ def test_paired_estimate_is_the_median_ratio_to_the_reference_beside_over_calm_r
     assert table["rounds_used"] == {"64": 2, "32": 2}
     assert table["ratio_error"] == {"64": 0.0, "32": None}  # two ratios tell no spread
     assert table["epoch_start_s"] == {"64": 0.001, "32": 0.001}
-    median = steptime.estimate(rounds, 64, "median")
+    median = estimates.estimate(rounds, 64, "median")
     assert median["step_s"] == {"64": 0.014, "32": 0.006}
     assert median["rounds_used"] == {"64": 3, "32": 3}
 
@@ -89,35 +89,35 @@ def test_paired_estimate_is_the_median_ratio_to_the_reference_beside_over_calm_r
 def test_a_ratio_error_is_the_median_s_standard_error_from_the_rounds_spread():
     # median 1.0, absolute deviations 0, .1, .1, .2, .2: MAD 0.1, normal spread 1.4826022 * 0.1;
     # the median's error sqrt(pi/2) * spread / sqrt(5) = 1.2533141 * 0.14826022 / 2.2360680
-    assert steptime.relative_error([1.0, 1.1, 0.9, 1.2, 0.8]) == pytest.approx(0.0830997, rel=1e-6)
-    assert steptime.relative_error([2.0, 2.2, 1.8, 2.4, 1.6]) == pytest.approx(0.0830997, rel=1e-6)
-    assert steptime.relative_error([1.0, 5.0]) is None  # two rounds say nothing of the spread
+    assert estimates.relative_error([1.0, 1.1, 0.9, 1.2, 0.8]) == pytest.approx(0.0830997, rel=1e-6)
+    assert estimates.relative_error([2.0, 2.2, 1.8, 2.4, 1.6]) == pytest.approx(0.0830997, rel=1e-6)
+    assert estimates.relative_error([1.0, 5.0]) is None  # two rounds say nothing of the spread
     rounds = {
         "64": _rounds([0.010] * 5),
         "32": _rounds([0.005, 0.0055, 0.0045, 0.006, 0.004], beside=[0.010] * 5),
     }
-    table = steptime.estimate(rounds, 64, "paired")
+    table = estimates.estimate(rounds, 64, "paired")
     assert table["rounds_used"] == {"64": 5, "32": 3}  # 0.0055 and 0.006 run over 1.25 x 0.004
     # ratios 0.5, 0.45, 0.4: MAD 0.05 -> 1.2533141 * 1.4826022 * 0.05 / sqrt(3) / 0.45
     assert table["ratio_error"] == pytest.approx({"64": 0.0, "32": 0.1192014}, rel=1e-6)
     # "median": the size's own error and the reference's, in quadrature
     rounds["64"]["typical_s"] = [0.010, 0.011, 0.009, 0.012, 0.008]
     rounds["32"]["typical_s"] = [0.005] * 5
-    assert steptime.estimate(rounds, 64, "median")["ratio_error"] == pytest.approx(
+    assert estimates.estimate(rounds, 64, "median")["ratio_error"] == pytest.approx(
         {"64": 0.0, "32": 0.0830997}, rel=1e-6
     )
 
 
 def test_a_machine_busy_all_through_keeps_the_calmest_half_of_the_rounds():
-    assert steptime.calm_rounds([1.0, 1.5, 1.35, 1.3, 1.45, 1.4]) == [0, 2, 3]
-    assert steptime.calm_rounds([1.0, 1.2, 1.5, 1.1]) == [0, 1, 3]  # enough calm ones: those
+    assert estimates.calm_rounds([1.0, 1.5, 1.35, 1.3, 1.45, 1.4]) == [0, 2, 3]
+    assert estimates.calm_rounds([1.0, 1.2, 1.5, 1.1]) == [0, 1, 3]  # enough calm ones: those
     # the reference 10 ms throughout; the other size's fastest round 5 ms, the rest 8-10 ms:
     # every round but the first runs over DISTURBED, and one round would state no noise at all
     rounds = {
         "64": _rounds([0.010] * 6),
         "32": _rounds([0.005, 0.010, 0.0085, 0.008, 0.0095, 0.009], beside=[0.010] * 6),
     }
-    table = steptime.estimate(rounds, 64, "paired")
+    table = estimates.estimate(rounds, 64, "paired")
     # slowness 1.0, 2.0, 1.7, 1.6, 1.9, 1.8: rounds 0, 3, 2 kept, ratios 0.5, 0.8, 0.85 -> 0.8;
     # deviations 0.3, 0, 0.05 -> MAD 0.05
     assert table["rounds_used"]["32"] == 3
@@ -130,11 +130,11 @@ def test_a_table_takes_new_sizes_without_moving_the_ones_it_has():
 
     kept = stand_in_table([32], seconds=0.010)
     added = stand_in_table([96], seconds=0.020)  # another moment: every step twice as long
-    table = steptime.joined(kept, added)
+    table = estimates.joined(kept, added)
     assert table["step_s"] == pytest.approx({"32": 0.005, "64": 0.010, "96": 0.015})
     assert table["rounds"]["64"] == kept["rounds"]["64"]  # the kept reference sets the level
     assert table["order"] == kept["order"] + [96] * 3  # the rounds it holds: not added's 64
-    assert steptime.joined(table, sizes={96})["step_s"] == pytest.approx(
+    assert estimates.joined(table, sizes={96})["step_s"] == pytest.approx(
         {"64": 0.010, "96": 0.015}
     )  # restricted to the sizes asked, with the reference
 
@@ -239,7 +239,7 @@ def test_paired_measure_times_every_size_with_the_reference_beside_it(tmp_path):
     assert table["order"] == [40, 64] * 2
     assert [len(table["rounds"]["40"][part]) for part in ("fastest_s", "beside_s")] == [2, 2]
     assert "beside_s" not in table["rounds"]["64"]
-    assert steptime.estimate(table["rounds"], 64, "paired")["step_s"] == table["step_s"]
+    assert estimates.estimate(table["rounds"], 64, "paired")["step_s"] == table["step_s"]
 
 
 def _counting_tables(monkeypatch, reached=()):

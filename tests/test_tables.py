@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from deba_pipeline.report.tables import Shown, _ci, _pm, to_csv, to_markdown
+from deba_pipeline.report.table_formats import Shown, to_csv, to_markdown
+from deba_pipeline.report.tables import _ci, _pm
 
 
 def test_an_interval_is_text_in_markdown_and_three_numbers_in_csv():

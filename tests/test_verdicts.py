@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from deba_pipeline.report.comparison import MIN_SEEDS, compare
+from deba_pipeline.report.comparison import compare
 from deba_pipeline.report.held import prediction_held
+from deba_pipeline.report.outcome import MIN_SEEDS
 
 TRAIN_SIZE = 1000
 

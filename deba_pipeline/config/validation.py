@@ -10,9 +10,10 @@ import re
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from deba_pipeline.config.placement import validate_execution, validate_processes
 from deba_pipeline.config.schema import OPTIMIZER_DEFAULTS, SAFE_NAME
 from deba_pipeline.core.errors import ConfigError, fail
-from deba_pipeline.core.options import check_deba, finite_number
+from deba_pipeline.core.options import check_deba
 
 
 def known_datasets(cfg) -> list:
@@ -59,23 +60,6 @@ def deba_groups(cfg) -> dict:
 
 
 MAX_EPOCHS = 10_000  # more is a typo, not a study
-RAY_ADDRESS = re.compile(
-    r"(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})"
-)
-
-
-def parse_ray_address(address, where: str = "") -> tuple[str, int]:
-    """(host, port) of `execution.address` (or RAY_ADDRESS), or one ConfigError saying the form."""
-    match = RAY_ADDRESS.fullmatch(str(address).strip())
-    if not match or not 0 < int(match["port"]) < 65536:
-        fail(
-            "execution.address",
-            address,
-            "HOST:PORT, as `ray start --head` prints it (e.g. "
-            "10.0.0.5:6379), or null to start Ray on this machine",
-            where,
-        )
-    return match["host"].strip("[]"), int(match["port"])
 
 
 def _validate_data(cfg, where) -> None:
@@ -95,56 +79,6 @@ def _validate_data(cfg, where) -> None:
         fail("train.device", t.device, "auto, cpu, mps, cuda or cuda:N", where)
 
 
-def _validate_execution(ex, where) -> None:
-    gpus = ex.gpus_per_run
-    if gpus != "auto" and not (finite_number(gpus) and gpus >= 0):
-        fail("execution.gpus_per_run", gpus, "auto or a number >= 0 (0.25: four runs a GPU)", where)
-    if not (finite_number(ex.cpus_per_run) and ex.cpus_per_run > 0):
-        fail(
-            "execution.cpus_per_run",
-            ex.cpus_per_run,
-            "a number > 0 (the threads of a run; 1 keeps every core busy with a run of its own)",
-            where,
-        )
-    if ex.address is not None and ex.address not in ("auto", "local"):
-        parse_ray_address(ex.address, where)
-    if ex.max_retries < 0:
-        fail("execution.max_retries", ex.max_retries, "an integer >= 0", where)
-
-
-def _validate_processes(cfg, where) -> None:
-    """docs/cluster.md: the batch is global, B/W samples a step on each of W ranks, never below
-    W."""
-    w, size = cfg.train.processes, cfg.train.batch_size
-    if w < 1:
-        fail("train.processes", w, "an integer >= 1 (1: one process, no DDP)", where)
-    if cfg.train.sync_batchnorm and w > 1 and cfg.train.device == "cpu":
-        fail(
-            "train.sync_batchnorm",
-            True,
-            "false on the CPU (PyTorch's SyncBatchNorm runs on "
-            "GPUs only; BatchNorm then keeps its statistics per rank)",
-            where,
-        )
-    if w > 1 and (size < w or size % w):
-        fail(
-            "train.batch_size",
-            size,
-            f"a multiple of train.processes = {w}, at least {w} (the "
-            f"batch is global: each of the {w} processes takes batch_size/{w} samples a step)",
-            where,
-        )
-    for name, group in deba_groups(cfg).items():
-        if w > 1 and group.min_batch < w:
-            fail(
-                f"{name}.min_batch",
-                group.min_batch,
-                f"at least train.processes = {w} (a "
-                f"global batch below {w} leaves a process without a sample)",
-                where,
-            )
-
-
 def validate(cfg: DictConfig, source: str = "<params>") -> None:
     """Every check of a merged config, each failure naming the key, its value and what it
     takes; the first that fails raises."""
@@ -153,8 +87,8 @@ def validate(cfg: DictConfig, source: str = "<params>") -> None:
     _validate_data(cfg, where)
     _validate_train(cfg.train, where)
     _validate_numbers(cfg, where)
-    _validate_execution(cfg.execution, where)
-    _validate_processes(cfg, where)
+    validate_execution(cfg.execution, where)
+    validate_processes(cfg, deba_groups(cfg), where)
     _validate_strategies(cfg, where)
 
 

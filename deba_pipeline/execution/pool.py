@@ -87,14 +87,7 @@ def _side_by_side(cfg, specs, to_train, records, write, tracking, count, devices
     for slot in devices:
         handed.put(slot)
     threads = threads_per_run(cfg.execution.cpus_per_run)
-    log.info(
-        "training %d runs, %d at once (%s)",
-        len(to_train),
-        count,
-        f"one a GPU set {', '.join(devices)}"
-        if devices
-        else f"{threads} thread{'s' if threads > 1 else ''} each on {usable_cores()} cores",
-    )
+    _announce(len(to_train), count, threads, devices)
     failed = []
     with ProcessPoolExecutor(
         count,
@@ -111,24 +104,11 @@ def _side_by_side(cfg, specs, to_train, records, write, tracking, count, devices
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     index = pending.pop(future)
-                    try:
-                        records[index] = future.result()
-                    except BrokenProcessPool:
-                        # a dead worker stops the whole pool: every run in it ends here
-                        failed.append(
-                            f"  {specs[index].name}: its process, or another run's, "
-                            f"died (killed, or out of memory); finished epochs are "
-                            f"checkpointed"
-                        )
+                    problem = _failure(future, specs[index].name)
+                    if problem:
+                        failed.append(problem)
                         continue
-                    except DebaError as exc:
-                        failed.append(f"  {specs[index].name}: {exc}")
-                        continue
-                    except Exception as exc:  # reported as a bug, by name
-                        failed.append(
-                            f"  {specs[index].name}: unexpected {type(exc).__name__}: {exc}"
-                        )
-                        continue
+                    records[index] = future.result()
                     world = specs[index].train.processes
                     note_placement(
                         cfg.tracking.dir,
@@ -154,6 +134,31 @@ def _side_by_side(cfg, specs, to_train, records, write, tracking, count, devices
             f"{len(failed)} of {len(to_train)} runs failed (every finished record "
             f"is written; rerun the stage to train the rest):\n" + "\n".join(failed)
         )
+
+
+def _announce(runs: int, count: int, threads: int, devices) -> None:
+    where = (
+        f"one a GPU set {', '.join(devices)}"
+        if devices
+        else f"{threads} thread{'s' if threads > 1 else ''} each on {usable_cores()} cores"
+    )
+    log.info("training %d runs, %d at once (%s)", runs, count, where)
+
+
+def _failure(future, name: str) -> str | None:
+    """Why a run failed, in one line of the stage's summary; None where it finished."""
+    try:
+        future.result()
+    except BrokenProcessPool:  # a dead worker stops the whole pool: every run in it ends here
+        return (
+            f"  {name}: its process, or another run's, died (killed, or out of memory); "
+            f"finished epochs are checkpointed"
+        )
+    except DebaError as exc:
+        return f"  {name}: {exc}"
+    except Exception as exc:  # reported as a bug, by name
+        return f"  {name}: unexpected {type(exc).__name__}: {exc}"
+    return None
 
 
 def _worker_starts(threads: int, level: int, handed, gpus: bool) -> None:

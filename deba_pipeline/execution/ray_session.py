@@ -26,7 +26,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from deba_pipeline.config.validation import parse_ray_address
+from deba_pipeline.config.placement import parse_ray_address
 from deba_pipeline.core.errors import ConfigError, DebaError
 from deba_pipeline.execution.process import flag
 

@@ -102,7 +102,7 @@ def measuring_code() -> str:
 def kept_path(cfg, arch, dataset) -> Path:
     """Where the table of these inputs is kept: the run key of the fixed baseline (model, data,
     training config, training code) with the timing params and the measuring code, but not its
-    sizes: a study that reaches a new size adds it to the kept table (`timing.steptime.joined`)
+    sizes: a study that reaches a new size adds it to the kept table (`timing.estimates.joined`)
     and times no size again."""
     spec = run_spec(cfg, arch, dataset, cfg.study.seeds[0], "fixed", "steptime")
     timing = {k: v for k, v in cfg.timing.items() if k != "sizes"}

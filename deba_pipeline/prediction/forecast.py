@@ -64,24 +64,12 @@ def cell(
     table_error = _mean(_ratio_errors(table)) or 0.0  # a step time's relative error
     noise_err = _mean([noise_error(record) for _, record in profiles]) or 0.0
     room = [headroom(c, table, train_size, aim, epochs, transfer) for c, aim in aims]
-    ratio = _mean([r["ratio"] for r in room if r["ratio"] > 0])  # 0: the best never gets there
-    gain_pct = 100 * (1 - 1 / ratio) if ratio else None
     out = {
         "profile_runs": len(profiles),
         "target_progress": [aim for _, aim in aims],
         "noise_scale": noise_over_training(profiles),
         "phases": phases(aims[0][0], table, train_size, transfer),
-        "headroom": {
-            "ratio": ratio,
-            "saving_pct": gain_pct,
-            "best_batches": room[0]["best_batches"],
-            "table_noise_pct": 100 * 1.645 * math.sqrt(2) * table_error,
-            "verdict": (
-                "nothing to gain on this hardware"
-                if gain_pct is None or gain_pct <= 100 * 1.645 * math.sqrt(2) * table_error
-                else "room to gain"
-            ),
-        },
+        "headroom": _headroom(room, table_error),
         "strategies": {},
     }
     for name, deba in methods.items():
@@ -105,6 +93,25 @@ def cell(
             label: _summary(found, runs, table_error) for label, found in labelled.items()
         }
     return out
+
+
+def _headroom(room: list, table_error: float) -> dict:
+    """What the best schedule on this hardware saves, averaged over the profile runs, and
+    whether that is beyond the table's own noise."""
+    ratio = _mean([r["ratio"] for r in room if r["ratio"] > 0])  # 0: the best never gets there
+    gain_pct = 100 * (1 - 1 / ratio) if ratio else None
+    noise_pct = 100 * 1.645 * math.sqrt(2) * table_error
+    return {
+        "ratio": ratio,
+        "saving_pct": gain_pct,
+        "best_batches": room[0]["best_batches"],
+        "table_noise_pct": noise_pct,
+        "verdict": (
+            "nothing to gain on this hardware"
+            if gain_pct is None or gain_pct <= noise_pct
+            else "room to gain"
+        ),
+    }
 
 
 def scale(curve: NoiseCurve, factor: float) -> NoiseCurve:

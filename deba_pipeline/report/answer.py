@@ -1,12 +1,12 @@
 """The short answer at the top of REPORT.md and in metrics.json, per architecture and dataset:
 which strategy to use, what it saves, at what accuracy cost, how sure, and whether the profile
-alone predicted it. A strategy is recommended only on a conclusive benefit (comparison.outcome)."""
+alone predicted it. A strategy is recommended only on a conclusive benefit (outcome.outcome)."""
 
 from __future__ import annotations
 
 from deba_pipeline.report.cell import Cell
-from deba_pipeline.report.comparison import MIN_SEEDS, OPEN
 from deba_pipeline.report.intervals import LEVEL, POWER
+from deba_pipeline.report.outcome import MIN_SEEDS, OPEN
 
 
 def answers(by_method: dict, checked: list) -> dict:
@@ -78,6 +78,30 @@ def _range(ci, digits, unit=""):
     return f"{LEVEL:.0%} interval {ci[0]:+.{digits}f} to {ci[1]:+.{digits}f}{unit}"
 
 
+def _seeds_needed(a) -> str:
+    """What would settle an inconclusive answer: the seeds at the stated power, with the range
+    the observed spread allows."""
+    span = a.get("seeds_needed_range")
+    spread = (
+        ""
+        if not span or span[0] == span[1]
+        else (
+            f" ({span[0]} to {span[1] or 'over 1000'}: {a['seeds']} seeds tell the spread only "
+            f"roughly)"
+        )
+    )
+    need = (
+        f"about {a['seeds_needed']} seeds{spread} would settle it at {POWER:.0%} power"
+        if a["seeds_needed"]
+        else "more seeds are needed to read the spread"
+        if a["seeds"] < 2
+        else "no number of seeds would settle it at this spread"
+    )
+    if a["seeds"] < MIN_SEEDS:
+        need = f"an outcome needs at least {MIN_SEEDS} seeds; {need}"
+    return need
+
+
 def sentence(key, a) -> str:
     arch, dataset = key
     pct = a["speedup_pct"]
@@ -107,27 +131,9 @@ def sentence(key, a) -> str:
             else "."
         )
     else:
-        span = a.get("seeds_needed_range")
-        spread = (
-            ""
-            if not span or span[0] == span[1]
-            else (
-                f" ({span[0]} to {span[1] or 'over 1000'}: {a['seeds']} seeds tell the spread only "
-                f"roughly)"
-            )
-        )
-        need = (
-            f"about {a['seeds_needed']} seeds{spread} would settle it at {POWER:.0%} power"
-            if a["seeds_needed"]
-            else "more seeds are needed to read the spread"
-            if a["seeds"] < 2
-            else "no number of seeds would settle it at this spread"
-        )
-        if a["seeds"] < MIN_SEEDS:
-            need = f"an outcome needs at least {MIN_SEEDS} seeds; {need}"
         others = "".join(f"; {n}: {o}" for n, o in sorted(a["others"].items()))
         text = (
-            f"no conclusive answer yet. The most promising is {saves}; {need}"
+            f"no conclusive answer yet. The most promising is {saves}; {_seeds_needed(a)}"
             f"{' (' + others[2:] + ')' if others else ''}."
         )
     if a.get("took"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from deba_pipeline.report.analysis import sample_std as _std
 from deba_pipeline.report.cell import Cell
-from deba_pipeline.report.comparison import MIN_SEEDS
 from deba_pipeline.report.intervals import at_least, below, excess_spread, span
+from deba_pipeline.report.outcome import MIN_SEEDS
 
 CLEAR_SPEEDUP = 10.0  # percent: a speedup at least this large is a benefit, not marginal
 

@@ -62,6 +62,50 @@ def _noise_of_mean(half_widths):
     return math.sqrt(sum(v * v for v in values)) / len(values)
 
 
+def _strategies(by_method) -> dict:
+    """{arch/dataset: {strategy: its headline numbers}}, each against the same fixed runs."""
+    return {
+        f"{arch}/{ds}": {
+            m: {
+                "delta_acc": c.delta_acc,
+                "speedup_modelled_pct": c.model_speedup_mean,
+                "speedup_measured_pct": c.speedup_mean,
+                "throughput_modelled": c.model_throughput,
+                "increases": c.increase,
+                "rollbacks": c.rollback,
+                "holds": c.hold,
+                "final_batch": c.final_batch,
+            }
+            for m, found_m in by_method.items()
+            for key, c in found_m.items()
+            if key == (arch, ds)
+        }
+        for (arch, ds) in sorted({k for f in by_method.values() for k in f})
+    }
+
+
+def _ablations(found, ablation_dataset) -> dict:
+    """{variant: its numbers summed or averaged over the ablation dataset's architectures}."""
+    out = {}
+    for v, cells in found.items():
+        on = [c for (a, ds), c in cells.items() if ds == ablation_dataset]
+        s = summary_rows(c.delta_acc for c in on)
+        out[v] = {
+            "mean_abs_delta_acc": s["mean_abs_delta_acc"],
+            "degraded": s["degraded"],
+            "mean_speedup_modelled_pct": _mean(c.model_speedup_mean for c in on),
+            "mean_speedup_modelled_table_noise_pct": _noise_of_mean(
+                c.model_speedup_table_noise for c in on
+            ),
+            "increases": sum(c.increase for c in on),
+            "rollbacks": sum(c.rollback for c in on),
+            "holds": sum(c.hold for c in on),
+            "batch_min": min((c.batch_min for c in on), default=None),
+            "batch_max": max((c.batch_max for c in on), default=None),
+        }
+    return out
+
+
 def build_metrics(records, found, checked, ablation_dataset, by_method=None) -> dict:
     """A few headline numbers per architecture, so `dvc metrics show` and `dvc exp show` stay
     readable; everything else is in the tables."""
@@ -94,40 +138,7 @@ def build_metrics(records, found, checked, ablation_dataset, by_method=None) -> 
             "degraded": summary_rows(c.delta_acc for c in main.values())["degraded"],
         }
     if by_method and len(by_method) > 1:  # docs/peers.md: each strategy against the same fixed runs
-        metrics["strategies"] = {
-            f"{arch}/{ds}": {
-                m: {
-                    "delta_acc": c.delta_acc,
-                    "speedup_modelled_pct": c.model_speedup_mean,
-                    "speedup_measured_pct": c.speedup_mean,
-                    "throughput_modelled": c.model_throughput,
-                    "increases": c.increase,
-                    "rollbacks": c.rollback,
-                    "holds": c.hold,
-                    "final_batch": c.final_batch,
-                }
-                for m, found_m in by_method.items()
-                for key, c in found_m.items()
-                if key == (arch, ds)
-            }
-            for (arch, ds) in sorted({k for f in by_method.values() for k in f})
-        }
+        metrics["strategies"] = _strategies(by_method)
     if ablation_dataset is not None:
-        metrics["ablations"] = {}
-        for v, cells in found.items():
-            on = [c for (a, ds), c in cells.items() if ds == ablation_dataset]
-            s = summary_rows(c.delta_acc for c in on)
-            metrics["ablations"][v] = {
-                "mean_abs_delta_acc": s["mean_abs_delta_acc"],
-                "degraded": s["degraded"],
-                "mean_speedup_modelled_pct": _mean(c.model_speedup_mean for c in on),
-                "mean_speedup_modelled_table_noise_pct": _noise_of_mean(
-                    c.model_speedup_table_noise for c in on
-                ),
-                "increases": sum(c.increase for c in on),
-                "rollbacks": sum(c.rollback for c in on),
-                "holds": sum(c.hold for c in on),
-                "batch_min": min((c.batch_min for c in on), default=None),
-                "batch_max": max((c.batch_max for c in on), default=None),
-            }
+        metrics["ablations"] = _ablations(found, ablation_dataset)
     return metrics

@@ -46,7 +46,7 @@ def _disagrees(table) -> str | None:
     """What in a measured table disagrees with the rounds it keeps: each step time and epoch
     start recomputed from them must be the one it states (a hand-edited value, resealed, moved
     a modelled speedup from 5.3% to 24.8%)."""
-    from deba_pipeline.timing.steptime import estimate
+    from deba_pipeline.timing.estimates import estimate
 
     try:
         computed = estimate(table["rounds"], table["reference"], table["estimate"])

@@ -19,6 +19,7 @@ from deba_pipeline.report import (
     figures,
     forecast,
     paper_check,
+    table_formats,
     tables,
     time_to_accuracy,
 )
@@ -152,8 +153,8 @@ def _write(cfg, study: dict, out: Path) -> dict:
     """Every output of `study` under `out`: the tables, figures, curves, metrics and report."""
     records, step_tables, found = study["records"], study["step_tables"], study["found"]
     for name, rows in study["built"].items():
-        write_text(out / "tables" / f"{name}.csv", tables.to_csv(rows))
-        write_text(out / "tables" / f"{name}.md", tables.to_markdown(rows))
+        write_text(out / "tables" / f"{name}.csv", table_formats.to_csv(rows))
+        write_text(out / "tables" / f"{name}.md", table_formats.to_markdown(rows))
     images = figures.write_all(records, out / "figures", step_tables)
     curves.write_all(records, out / "plots")
     metrics = rounded(

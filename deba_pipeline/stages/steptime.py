@@ -30,7 +30,7 @@ from deba_pipeline.execution.steptime import (
 )
 from deba_pipeline.execution.study import epoch_seconds, read_records
 from deba_pipeline.report.modelled import table_problem
-from deba_pipeline.timing.steptime import joined
+from deba_pipeline.timing.estimates import joined
 
 log = logging.getLogger(__name__)
 
