@@ -51,3 +51,26 @@ def test_a_circle_inside_a_layer_is_refused(tmp_path):
     result = lint_with_import(tmp_path, "engine/ddp.py")
     assert result.returncode == 1
     assert "no import circles between the modules of any package BROKEN" in result.stdout
+
+
+PACKAGE_AND_TOOLS = ("deba_pipeline", "plugins", "pipelines", "benchmarks")
+LONG_BY_NATURE = {"deba_pipeline/cli/parser.py:build_parser"}  # one argparse call a flag
+
+
+def test_every_module_stays_under_300_lines_and_every_function_under_60():
+    import ast
+
+    long_modules, long_functions = [], []
+    for folder in PACKAGE_AND_TOOLS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            source = path.read_text()
+            where = path.relative_to(ROOT).as_posix()
+            if len(source.splitlines()) > 300:
+                long_modules.append(where)
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    name = f"{where}:{node.name}"
+                    if node.end_lineno - node.lineno + 1 > 60 and name not in LONG_BY_NATURE:
+                        long_functions.append(name)
+    assert long_modules == [], "split these modules along their jobs"
+    assert long_functions == [], "split these functions"
