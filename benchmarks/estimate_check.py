@@ -19,11 +19,11 @@ import torch
 from deba_pipeline.config import load_params
 from deba_pipeline.config.presets import resolve_preset
 from deba_pipeline.engine.models import create_model
-from deba_pipeline.execution.estimate import PROBE_BATCH, _shape, step_seconds
+from deba_pipeline.execution.estimate import PROBE_BATCH, dataset_shape, step_seconds
 
 
 def direct(cfg, arch, dataset, batch) -> float:
-    _, classes, side, channels = _shape(cfg, dataset)
+    _, classes, side, channels = dataset_shape(cfg, dataset)
     side = cfg.train.image_size.get(arch, side)
     model = create_model(arch, classes, channels, side)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -51,7 +51,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for arch in cfg.study.archs:
         estimated = step_seconds(cfg, arch, dataset)
-        side = cfg.train.image_size.get(arch, _shape(cfg, dataset)[2])
+        side = cfg.train.image_size.get(arch, dataset_shape(cfg, dataset)[2])
         if side <= args.direct_up_to:
             measured, how = direct(cfg, arch, dataset, batch), ""
         else:

@@ -190,13 +190,13 @@ def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):
 
 
 def test_the_estimate_counts_an_image_folder_by_its_real_size(tmp_path):
-    from deba_pipeline.execution.estimate import _shape
+    from deba_pipeline.execution.estimate import dataset_shape
 
     root = image_folder(tmp_path / "img", classes=("a", "b", "c"), per_class=5, side=12)
     from helpers import tiny_cfg
 
     cfg = tiny_cfg(data={"folders": {"mine": str(root)}})
-    assert _shape(cfg, "mine") == (15, 3, 12, 1)
+    assert dataset_shape(cfg, "mine") == (15, 3, 12, 1)
 
 
 # -- 3. study.methods, 4. Ray settings, 7. wording: refused at validation, one line -------------

@@ -36,9 +36,9 @@ def step_flops(cfg, arch: str, dataset: str) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     from deba_pipeline.engine.models import create_model
-    from deba_pipeline.execution.estimate import _shape
+    from deba_pipeline.execution.estimate import dataset_shape
 
-    _, classes, side, channels = _shape(cfg, dataset)
+    _, classes, side, channels = dataset_shape(cfg, dataset)
     side = cfg.train.image_size.get(arch, side)
     kwargs = dict(cfg.train.model_kwargs.get(arch) or {})
     model = create_model(arch, classes, channels, side, **kwargs).to("meta")
@@ -70,7 +70,7 @@ def committed_rates(root: Path = Path("results/steptime")) -> dict:
 
 def flops_estimate(cfg, device: str, utilization: float | None, progress=None) -> str:
     """The estimate's text for `device`, its assumptions printed beside the numbers."""
-    from deba_pipeline.execution.estimate import _hours, _shape, runs_per_cell
+    from deba_pipeline.execution.estimate import dataset_shape, device_hours, runs_per_cell
 
     if device not in DEVICES:
         raise ConfigError(
@@ -88,7 +88,7 @@ def flops_estimate(cfg, device: str, utilization: float | None, progress=None) -
     lines, total, counted = [], 0.0, {}
     for arch in cfg.study.archs:
         for dataset in cfg.study.datasets:
-            key = (arch, _shape(cfg, dataset)[2:])
+            key = (arch, dataset_shape(cfg, dataset)[2:])
             if key not in counted:
                 if progress:
                     progress(f"counting {arch}'s FLOPs on {dataset}-shaped inputs")
@@ -97,13 +97,13 @@ def flops_estimate(cfg, device: str, utilization: float | None, progress=None) -
             steps = (
                 runs_per_cell(cfg, dataset)
                 * cfg.train.epochs
-                * (_shape(cfg, dataset)[0] // cfg.train.batch_size)
+                * (dataset_shape(cfg, dataset)[0] // cfg.train.batch_size)
             )
             total += steps * step
             lines.append(
                 f"  {arch}/{dataset}: {counted[key] / 1e9:.1f} GFLOP a step at batch "
                 f"{cfg.train.batch_size}, {step * 1000:.2f} ms, "
-                f"{runs_per_cell(cfg, dataset)} runs: {_hours(steps * step)} "
+                f"{runs_per_cell(cfg, dataset)} runs: {device_hours(steps * step)} "
                 f"device-hours"
             )
     rates = committed_rates()
@@ -118,7 +118,7 @@ def flops_estimate(cfg, device: str, utilization: float | None, progress=None) -
         [
             f"estimate on one {name} (fixed-batch steps; evaluation not counted):",
             *lines,
-            f"  total: {_hours(total)} device-hours",
+            f"  total: {device_hours(total)} device-hours",
             f"  assumes: {peaks[precision]:g} TFLOP/s ({precision} peak, dense, the datasheet's) "
             f"× {utilization:g} utilization (--utilization); a step's time follows its FLOPs. "
             f"Small inputs on a large GPU are bound by kernel launches instead, so for them "

@@ -42,7 +42,7 @@ SHAPES = {"cifar10": (50_000, 10, 32, 3), "cifar100": (50_000, 100, 32, 3)}
 # training images, classes, side in pixels, channels
 
 
-def _shape(cfg, dataset):
+def dataset_shape(cfg, dataset):
     """(training images, classes, side, channels): an image folder's own, counted on disk."""
     if dataset in cfg.data.folders:
         from deba_pipeline.engine.datasets.folders import describe
@@ -73,11 +73,11 @@ def step_seconds(cfg, arch, dataset) -> float:
 
 
 def _side(cfg, arch, dataset) -> int:
-    return cfg.train.image_size.get(arch, _shape(cfg, dataset)[2])  # resized on the way in
+    return cfg.train.image_size.get(arch, dataset_shape(cfg, dataset)[2])  # resized on the way in
 
 
 def _timed_step(cfg, arch, dataset, size) -> float:
-    _, classes, side, channels = _shape(cfg, dataset)
+    _, classes, side, channels = dataset_shape(cfg, dataset)
     probe = OmegaConf.merge(
         cfg,
         {
@@ -151,7 +151,7 @@ def estimate(cfg, progress=None) -> str:
     if cells:  # once a process: the first architecture would carry the start-up otherwise
         _timed_step(cfg, cells[0][0], cells[0][1], PROBE_BATCH)
     for done, (arch, dataset) in enumerate(cells, start=1):
-        train_size, _, side, channels = _shape(cfg, dataset)
+        train_size, _, side, channels = dataset_shape(cfg, dataset)
         key, probe = (arch, side, channels), probe_batch(cfg, _side(cfg, arch, dataset))
         if key not in measured:
             if progress:
@@ -172,7 +172,7 @@ def estimate(cfg, progress=None) -> str:
         lines.append(
             f"  {arch}/{dataset}: {measured[key] * 1000:.1f} ms a step at batch "
             f"{cfg.train.batch_size}{scaled}, {runs_per_cell(cfg, dataset)} runs: "
-            f"{_hours(seconds)} device-hours"
+            f"{device_hours(seconds)} device-hours"
         )
     flight = in_flight(cfg)
     device = resolve_device(cfg.train.device)
@@ -181,12 +181,12 @@ def estimate(cfg, progress=None) -> str:
         [
             f"estimate on {where} (fixed-batch steps; evaluation not counted):",
             *lines,
-            f"  total: {_hours(total)} device-hours; about "
-            f"{_hours(total / flight)} hours of wall-clock with {flight} run(s) "
+            f"  total: {device_hours(total)} device-hours; about "
+            f"{device_hours(total / flight)} hours of wall-clock with {flight} run(s) "
             f"in flight ({cfg.execution.backend} backend)",
         ]
     )
 
 
-def _hours(seconds: float) -> str:
+def device_hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f}" if seconds >= 360 else f"{seconds / 3600:.3f}"
