@@ -317,16 +317,16 @@ def test_a_training_stage_sends_every_architecture_in_one_pool(tmp_path, monkeyp
 
 
 def test_the_report_names_measured_times_from_packed_runs():
-    from deba_pipeline.report.text import _packed
+    from deba_pipeline.report.text import packed_note
 
     records = [
         {"execution": {"shared_machine": True}},
         {"execution": {"shared_machine": False}},
         {},
     ]
-    assert _packed(records) == (
+    assert packed_note(records) == (
         " The measured times of 1 of 3 runs come from runs that shared a "
         "machine with others (several runs side by side on one machine "
         "or device); the modelled times do not depend on it."
     )
-    assert _packed(records[1:]) == ""
+    assert packed_note(records[1:]) == ""

@@ -251,7 +251,7 @@ def test_the_shipped_transfer_and_model_error_are_those_the_pollux_traces_give()
 
 
 def test_a_savings_band_adds_every_noise_in_quadrature():
-    from deba_pipeline.prediction.forecast import _summary
+    from deba_pipeline.prediction.forecast import saving_summary
 
     def found(saving):
         return {
@@ -262,7 +262,7 @@ def test_a_savings_band_adds_every_noise_in_quadrature():
         }
 
     # two profile runs at 10 and 20; each moves ±2 when its noise scale moves by its error
-    out = _summary(
+    out = saving_summary(
         [[found(10), found(12), found(8)], [found(20), found(22), found(18)]],
         runs=3,
         table_error=0.01,
@@ -278,4 +278,4 @@ def test_a_savings_band_adds_every_noise_in_quadrature():
     half = math.sqrt(sum(v * v for v in parts.values()))
     assert out["band"] == pytest.approx([15 - half, 15 + half])
     fixed = {"saving_pct": 0.0, "batches": [64, 64], "progress_vs_fixed": 1.0, "stalls": False}
-    assert _summary([[fixed] * 3, [fixed] * 3], runs=3, table_error=0.01)["band"] is None
+    assert saving_summary([[fixed] * 3, [fixed] * 3], runs=3, table_error=0.01)["band"] is None

@@ -196,9 +196,9 @@ def test_the_seeds_an_answer_asks_for_come_with_the_range_the_spread_allows():
         "about 9 seeds (4 to over 1000: 3 seeds tell the spread only roughly) would settle "
         "it at 80% power." in answer.sentence(("a", "d"), found)
     )
-    from deba_pipeline.report.tables import _outcome
+    from deba_pipeline.report.tables import outcome_text
 
-    assert _outcome(replace(c, seeds_needed_range=(4, 120))) == "inconclusive (≈9 seeds, 4–120)"
+    assert outcome_text(replace(c, seeds_needed_range=(4, 120))) == "inconclusive (≈9 seeds, 4–120)"
 
 
 def test_strategies_json_sets_every_strategy_beside_the_others_per_cell():

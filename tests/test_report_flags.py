@@ -7,7 +7,7 @@ from helpers import tiny_spec
 
 
 def test_the_report_flags_a_run_that_ended_at_chance():
-    from deba_pipeline.report.text import _chance, at_chance
+    from deba_pipeline.report.text import at_chance, chance_note
 
     runs = [
         {
@@ -50,7 +50,7 @@ def test_the_report_flags_a_run_that_ended_at_chance():
         "a/d/fixed seed 2 (38.9%, chance 33.3%)",
         "a/e/gns seed 2 (18.9%, chance 10.0%)",
     ]
-    assert _chance(runs).startswith(" **At chance** (2 runs ended less than a tenth of the way")
+    assert chance_note(runs).startswith(" **At chance** (2 runs ended less than a tenth of the way")
 
 
 def test_a_trained_record_carries_its_class_count(tmp_path):

@@ -219,17 +219,17 @@ def test_a_machine_slow_to_the_end_is_said_so_and_nothing_is_added_without_a_ref
 
 
 def test_the_report_names_a_table_measured_slow_throughout():
-    from deba_pipeline.report.text import _slow_tables
+    from deba_pipeline.report.text import slow_tables_note
 
     tables = {
         "test_vit": {"digits": {"slow_throughout": True}},
         "test_resnet": {"digits": {"slow_throughout": False}},
     }
-    assert _slow_tables(tables).startswith(
+    assert slow_tables_note(tables).startswith(
         " The step-time tables of test_vit/digits were "
         "measured while this machine ran slow throughout"
     )
-    assert _slow_tables({"test_resnet": tables["test_resnet"]}) == ""
+    assert slow_tables_note({"test_resnet": tables["test_resnet"]}) == ""
 
 
 def test_paired_measure_times_every_size_with_the_reference_beside_it(tmp_path):

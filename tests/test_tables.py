@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from deba_pipeline.report.table_formats import Shown, to_csv, to_markdown
-from deba_pipeline.report.tables import _ci, _pm
+from deba_pipeline.report.tables import mean_ci, mean_pm
 
 
 def test_an_interval_is_text_in_markdown_and_three_numbers_in_csv():
     rows = [
-        {"Cell": "a", "ΔAcc": _ci(0.5, (-0.25, 1.25), sign=True), "Acc": _pm(97.5, 0.31)},
-        {"Cell": "b", "ΔAcc": "–", "Acc": _pm(None, None)},
-        {"Cell": "c", "ΔAcc": _ci(-1.0, None, sign=True), "Acc": "not run"},
+        {"Cell": "a", "ΔAcc": mean_ci(0.5, (-0.25, 1.25), sign=True), "Acc": mean_pm(97.5, 0.31)},
+        {"Cell": "b", "ΔAcc": "–", "Acc": mean_pm(None, None)},
+        {"Cell": "c", "ΔAcc": mean_ci(-1.0, None, sign=True), "Acc": "not run"},
     ]
     assert rows[0]["ΔAcc"] == "+0.50 [-0.25, +1.25]"  # still the text it shows
     assert to_csv(rows) == (

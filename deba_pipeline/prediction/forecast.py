@@ -90,7 +90,7 @@ def cell(
                     }
                 labelled.setdefault(label, []).append(found)
         out["strategies"][name] = {
-            label: _summary(found, runs, table_error) for label, found in labelled.items()
+            label: saving_summary(found, runs, table_error) for label, found in labelled.items()
         }
     return out
 
@@ -118,7 +118,7 @@ def scale(curve: NoiseCurve, factor: float) -> NoiseCurve:
     return NoiseCurve(curve.base, curve.ends, tuple(max(0.0, n * factor) for n in curve.noise))
 
 
-def _summary(found: list, runs: int, table_error: float) -> dict:
+def saving_summary(found: list, runs: int, table_error: float) -> dict:
     """A trajectory's saving over profile runs and its band: the prediction interval over
     profile runs (`band`), the noise scale's own error (half the saving's move between the
     noise ± its error), the step-time table's (each time's relative error on both times) and

@@ -20,7 +20,7 @@ def _fmt(value, digits=2, sign=False, unit=""):
     return Shown((f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}") + unit, {"": value})
 
 
-def _pm(mean, std, digits=2, sign=False):
+def mean_pm(mean, std, digits=2, sign=False):
     """`mean ± std` over seeds."""
     shown = _fmt(mean, digits, sign) + (
         "" if std is None or mean is None else f" ± {_fmt(std, digits)}"
@@ -28,7 +28,7 @@ def _pm(mean, std, digits=2, sign=False):
     return Shown(shown, {"": mean, " std": None if mean is None else std})
 
 
-def _ci(mean, ci, digits=2, sign=False):
+def mean_ci(mean, ci, digits=2, sign=False):
     """`mean [low, high]`, the interval over seeds at comparison.LEVEL."""
     low, high = ci if ci and mean is not None else (None, None)
     return Shown(
@@ -37,7 +37,7 @@ def _ci(mean, ci, digits=2, sign=False):
     )
 
 
-def _outcome(c: Cell | None) -> str:
+def outcome_text(c: Cell | None) -> str:
     if c is None:
         return "–"
     if c.outcome not in OPEN:
@@ -121,13 +121,13 @@ def table2(checked) -> list:
                 "Conv. stability": _fmt(p["convergence_stability"], 3),
                 "Class": p["class"],
                 "Prediction": p["prediction"],
-                "ΔAcc": _ci(c and c.delta_acc, c and c.delta_acc_ci, sign=True),
-                "Speedup, modelled (%)": _ci(
+                "ΔAcc": mean_ci(c and c.delta_acc, c and c.delta_acc_ci, sign=True),
+                "Speedup, modelled (%)": mean_ci(
                     c and c.model_speedup_mean, c and c.model_speedup_ci, 1
                 ),
-                "Speedup, measured (%)": _ci(c and c.speedup_mean, c and c.speedup_ci, 1),
+                "Speedup, measured (%)": mean_ci(c and c.speedup_mean, c and c.speedup_ci, 1),
                 "Aggressiveness": _fmt(c and c.aggressiveness),
-                "Outcome": _outcome(c),
+                "Outcome": outcome_text(c),
                 "Held?": row["held"],
             }
         )
@@ -149,11 +149,11 @@ def table3(found, dataset) -> list:
         row = {"Architecture": arch}
         for v in variants:
             c = found[v].get((arch, dataset))
-            row[f"{v} ΔAcc"] = _ci(c and c.delta_acc, c and c.delta_acc_ci, sign=True)
-            row[f"{v} speedup modelled (%)"] = _ci(
+            row[f"{v} ΔAcc"] = mean_ci(c and c.delta_acc, c and c.delta_acc_ci, sign=True)
+            row[f"{v} speedup modelled (%)"] = mean_ci(
                 c and c.model_speedup_mean, c and c.model_speedup_ci, 1
             )
-            row[f"{v} speedup measured (%)"] = _ci(c and c.speedup_mean, c and c.speedup_ci, 1)
+            row[f"{v} speedup measured (%)"] = mean_ci(c and c.speedup_mean, c and c.speedup_ci, 1)
         rows.append(row)
     degraded, mean_abs = {"Architecture": "Lost > 1 pt (mean)"}, {"Architecture": "Mean |ΔAcc|"}
     for v in variants:
@@ -176,9 +176,9 @@ def table4(found) -> list:
             {
                 **common,
                 "Method": "Fixed",
-                "Accuracy (%)": _pm(c.acc_fixed_mean, c.acc_fixed_std),
+                "Accuracy (%)": mean_pm(c.acc_fixed_mean, c.acc_fixed_std),
                 "ΔAcc": "–",
-                "Time, measured (s)": _pm(c.time_fixed_mean, c.time_fixed_std, 1),
+                "Time, measured (s)": mean_pm(c.time_fixed_mean, c.time_fixed_std, 1),
                 "Clock noise (%)": _fmt(c.noise_pct, 1),
                 "Time, modelled (s)": _fmt(c.model_time_fixed_mean, 1),
                 "Modelled/measured": _ratio(c),
@@ -196,14 +196,14 @@ def table4(found) -> list:
             {
                 **common,
                 "Method": "DEBA",
-                "Accuracy (%)": _pm(c.acc_method_mean, c.acc_method_std),
-                "ΔAcc": _ci(c.delta_acc, c.delta_acc_ci, sign=True),
-                "Time, measured (s)": _pm(c.time_method_mean, c.time_method_std, 1),
+                "Accuracy (%)": mean_pm(c.acc_method_mean, c.acc_method_std),
+                "ΔAcc": mean_ci(c.delta_acc, c.delta_acc_ci, sign=True),
+                "Time, measured (s)": mean_pm(c.time_method_mean, c.time_method_std, 1),
                 "Clock noise (%)": "–",
                 "Time, modelled (s)": _fmt(c.model_time_method_mean, 1),
                 "Modelled/measured": "–",
-                "Speedup, measured (%)": _ci(c.speedup_mean, c.speedup_ci, 1),
-                "Speedup, modelled (%)": _ci(c.model_speedup_mean, c.model_speedup_ci, 1),
+                "Speedup, measured (%)": mean_ci(c.speedup_mean, c.speedup_ci, 1),
+                "Speedup, modelled (%)": mean_ci(c.model_speedup_mean, c.model_speedup_ci, 1),
                 "Table noise (pts)": _noise(c.model_speedup_table_noise),
                 "Throughput, measured": _fmt(c.throughput, unit="×"),
                 "Throughput, modelled": _fmt(c.model_throughput, unit="×"),
@@ -247,10 +247,10 @@ def strategies(by_method) -> list:
                 "Architecture": arch,
                 "Dataset": dataset,
                 "Strategy": name,
-                "ΔAcc": _ci(c.delta_acc, c.delta_acc_ci, sign=True),
-                "Speedup, modelled (%)": _ci(c.model_speedup_mean, c.model_speedup_ci, 1),
-                "Speedup, measured (%)": _ci(c.speedup_mean, c.speedup_ci, 1),
-                "Outcome": _outcome(c),
+                "ΔAcc": mean_ci(c.delta_acc, c.delta_acc_ci, sign=True),
+                "Speedup, modelled (%)": mean_ci(c.model_speedup_mean, c.model_speedup_ci, 1),
+                "Speedup, measured (%)": mean_ci(c.speedup_mean, c.speedup_ci, 1),
+                "Outcome": outcome_text(c),
                 "Throughput, modelled": _fmt(c.model_throughput, unit="×"),
                 "Increases": c.increase,
                 "Rollbacks": c.rollback,

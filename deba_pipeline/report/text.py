@@ -14,7 +14,7 @@ from deba_pipeline.report.outcome import MIN_SEEDS
 from deba_pipeline.report.table_formats import to_markdown
 
 
-def _slow_tables(step_tables) -> str:
+def slow_tables_note(step_tables) -> str:
     """A note on step-time tables measured while the machine was slow from start to end."""
     slow = sorted(
         f"{arch}/{dataset}"
@@ -57,7 +57,7 @@ def _flagged(title: str, items: list, counted: str, advice: str) -> str:
     return f" **{title}** ({len(items)} {counted}): {'; '.join(items)}. {advice}"
 
 
-def _chance(records) -> str:
+def chance_note(records) -> str:
     return _flagged(
         "At chance",
         at_chance(records),
@@ -67,7 +67,7 @@ def _chance(records) -> str:
     )
 
 
-def _packed(records) -> str:
+def packed_note(records) -> str:
     """A note on measured times taken while runs shared a machine (Ray packs them)."""
     packed = [r for r in records if (r.get("execution") or {}).get("shared_machine")]
     if not packed:
@@ -171,9 +171,9 @@ def _study(records, step_tables) -> list:
             if devices
             else "but this study has no step-time tables, so they fall back to measured ones."
         )
-        + _packed(records)
-        + _slow_tables(step_tables)
-        + _chance(records),
+        + packed_note(records)
+        + slow_tables_note(step_tables)
+        + chance_note(records),
         "",
     ]
 
