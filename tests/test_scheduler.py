@@ -275,21 +275,16 @@ def test_a_failing_plugin_leaves_the_scheduler_as_it_was(register_plugin):
     assert sched.step(0.5, _variance_grads(9.0)).epoch == 3
 
 
-def test_under_three_processes_every_size_is_a_multiple_of_three_inside_the_bounds():
+def test_under_three_processes_every_size_is_a_multiple_of_three_inside_the_bounds(
+    register_plugin,
+):
     """docs/cluster.md with min_batch 16: rolling back from 18 gives 14, clamped to 16, and rounding
     down to 15 would leave the bounds, so the size stays at 18, the smallest multiple inside."""
-    sched = DEBAScheduler(
-        batch_size=21,
-        rule="step_schedule",
-        cooldown=0,
-        world_size=3,
-        rule_options={"at": [2]},
-        min_batch=16,
-    )
-    sizes = [sched._update("rollback")[0]]
-    sched.batch_size = sizes[-1]
-    sizes.append(sched._update("rollback")[0])
-    assert sizes == [18, 18]  # 21·0.8 = 16 → 15 → 18; 18·0.8 = 14 → 16 → 15 → 18
+    register_plugin(Plugin(), "test-rules")
+    Scripted.script = ["rollback", "rollback"]
+    sched = DEBAScheduler(batch_size=21, rule="scripted", cooldown=0, world_size=3, min_batch=16)
+    sizes = [record.batch_size for record in _drive(sched, 3)]
+    assert sizes == [21, 18, 18]  # hold; 21·0.8 = 16 → 15 → 18; 18·0.8 = 14 → 16 → 15 → 18
     with pytest.raises(
         ConfigError,
         match=r"`world_size` = 5 is not allowed: it must be a divisor "
