@@ -214,3 +214,27 @@ def test_a_full_disk_leaves_nothing_half_written(tmp_path, monkeypatch):
         files.write_json(tmp_path / "table.json", {"after": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["table.json"]
     assert json.loads((tmp_path / "table.json").read_text()) == {"before": 1}
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        (
+            "test_resnet/digits/deba/99",  # no such seed: refused by name, no thresholds read
+            "no run named 'test_resnet/digits/deba/99' in this study: a name is "
+            "ARCH/DATASET/METHOD/SEED as a stage prints it, e.g. test_resnet/digits/fixed-profile/2.",
+        ),
+        (
+            "test_resnet/digits/deba/2",  # a study run: its thresholds are the calibrate stage's
+            "results/thresholds.json does not exist: run the calibrate stage (`dvc repro "
+            "calibrate`), or set deba.thresholds to paper or fixed.",
+        ),
+    ],
+)
+def test_a_named_run_is_refused_for_its_name_before_its_thresholds(
+    tmp_path, monkeypatch, capsys, name, error
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(small_params({}))
+    assert main(["run", name]) == 2
+    assert capsys.readouterr().err == f"deba: error: {error}\n"

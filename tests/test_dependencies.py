@@ -147,3 +147,10 @@ def test_every_package_the_code_imports_is_declared_in_pyproject():
         if not {d.lower() for d in owners.get(name, [])} & declared
     }
     assert undeclared == {}
+
+
+def test_deba_run_reads_the_thresholds_the_calibrate_stage_writes():
+    from deba_pipeline.cli.commands import THRESHOLDS_DEFAULT
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["calibrate"]["cmd"].endswith(f"--out {THRESHOLDS_DEFAULT}")

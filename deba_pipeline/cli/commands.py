@@ -8,6 +8,7 @@ import sys
 from deba_pipeline.core.errors import DebaError
 
 PARAMS_DEFAULT = "params.yaml"
+THRESHOLDS_DEFAULT = "results/thresholds.json"  # what dvc.yaml's calibrate stage writes
 
 
 def cmd_plugins(args) -> None:

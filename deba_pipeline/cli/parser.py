@@ -7,6 +7,7 @@ import argparse
 from deba_pipeline import __version__
 from deba_pipeline.cli.commands import (
     PARAMS_DEFAULT,
+    THRESHOLDS_DEFAULT,
     cmd_ablate,
     cmd_aggregate,
     cmd_calibrate,
@@ -128,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--thresholds",
         metavar="PATH",
-        help="calibrated thresholds to read, where "
-        "deba.thresholds is calibrated (dvc.yaml's: results/thresholds.json)",
+        default=THRESHOLDS_DEFAULT,
+        help="calibrated thresholds to read, where deba.thresholds is calibrated "
+        "(default: %(default)s, the calibrate stage's)",
     )
     p = stage(
         "aggregate",

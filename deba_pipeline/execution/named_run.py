@@ -32,16 +32,25 @@ log = logging.getLogger(__name__)
 def find(cfg, name: str, thresholds: str | None = None):
     archs = list(cfg.study.archs)
     specs = profile_specs(cfg, archs)
-    if not any(spec.name == name for spec in specs):
+    if not any(spec.name == name for spec in specs) and _could_be_a_run(cfg, name):
         calibrated = load_thresholds(cfg, thresholds)
         specs += train_specs(cfg, archs, calibrated) + ablate_specs(cfg, archs, calibrated)
     for spec in specs:
         if spec.name == name:
             return spec
+    examples = " or ".join(dict.fromkeys([specs[-1].name, specs[0].name]))
     raise DebaError(
         f"no run named {name!r} in this study: a name is ARCH/DATASET/METHOD/SEED "
-        f"as a stage prints it, e.g. {specs[-1].name} or {specs[0].name}."
+        f"as a stage prints it, e.g. {examples}."
     )
+
+
+def _could_be_a_run(cfg, name: str) -> bool:
+    """Whether `name` holds one of the study's architectures, datasets and seeds: a name that does
+    not is refused as a name, before the calibrated thresholds that train and ablate runs need."""
+    parts, s = name.split("/"), cfg.study
+    seeds = {str(seed) for seed in [*s.seeds, *s.profile_seeds]}
+    return len(parts) == 4 and parts[0] in s.archs and parts[1] in s.datasets and parts[3] in seeds
 
 
 def run(cfg, name: str, thresholds: str | None = None) -> int:
