@@ -70,7 +70,7 @@ def committed_rates(root: Path = Path("results/steptime")) -> dict:
 
 def flops_estimate(cfg, device: str, utilization: float | None, progress=None) -> str:
     """The estimate's text for `device`, its assumptions printed beside the numbers."""
-    from deba_pipeline.execution.estimate import dataset_shape, device_hours, runs_per_cell
+    from deba_pipeline.execution.estimate import as_hours, dataset_shape, runs_per_cell
 
     if device not in DEVICES:
         raise ConfigError(
@@ -103,7 +103,7 @@ def flops_estimate(cfg, device: str, utilization: float | None, progress=None) -
             lines.append(
                 f"  {arch}/{dataset}: {counted[key] / 1e9:.1f} GFLOP a step at batch "
                 f"{cfg.train.batch_size}, {step * 1000:.2f} ms, "
-                f"{runs_per_cell(cfg, dataset)} runs: {device_hours(steps * step)} "
+                f"{runs_per_cell(cfg, dataset)} runs: {as_hours(steps * step)} "
                 f"device-hours"
             )
     rates = committed_rates()
@@ -118,7 +118,7 @@ def flops_estimate(cfg, device: str, utilization: float | None, progress=None) -
         [
             f"estimate on one {name} (fixed-batch steps; evaluation not counted):",
             *lines,
-            f"  total: {device_hours(total)} device-hours",
+            f"  total: {as_hours(total)} device-hours",
             f"  assumes: {peaks[precision]:g} TFLOP/s ({precision} peak, dense, the datasheet's) "
             f"× {utilization:g} utilization (--utilization); a step's time follows its FLOPs. "
             f"Small inputs on a large GPU are bound by kernel launches instead, so for them "

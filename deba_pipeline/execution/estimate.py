@@ -172,7 +172,7 @@ def estimate(cfg, progress=None) -> str:
         lines.append(
             f"  {arch}/{dataset}: {measured[key] * 1000:.1f} ms a step at batch "
             f"{cfg.train.batch_size}{scaled}, {runs_per_cell(cfg, dataset)} runs: "
-            f"{device_hours(seconds)} device-hours"
+            f"{as_hours(seconds)} device-hours"
         )
     flight = in_flight(cfg)
     device = resolve_device(cfg.train.device)
@@ -181,12 +181,12 @@ def estimate(cfg, progress=None) -> str:
         [
             f"estimate on {where} (fixed-batch steps; evaluation not counted):",
             *lines,
-            f"  total: {device_hours(total)} device-hours; about "
-            f"{device_hours(total / flight)} hours of wall-clock with {flight} run(s) "
+            f"  total: {as_hours(total)} device-hours; about "
+            f"{as_hours(total / flight)} hours of wall-clock with {flight} run(s) "
             f"in flight ({cfg.execution.backend} backend)",
         ]
     )
 
 
-def device_hours(seconds: float) -> str:
+def as_hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f}" if seconds >= 360 else f"{seconds / 3600:.3f}"
