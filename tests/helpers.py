@@ -255,3 +255,19 @@ def stand_in_table(sizes, reference=64, seconds=0.01, repeats=3) -> dict:
         "slow_throughout": False,
         "measured_at": "stand-in",
     }
+
+
+def record_of(method, seed, epochs, accuracy=90.0, **fields) -> dict:
+    """A run record of architecture "a" on dataset "d", as the report's tests build them: their
+    `epochs`, a train time that is the epochs' sum, and `fields` over the rest."""
+    return {
+        "arch": "a",
+        "dataset": "d",
+        "method": method,
+        "variant": "baseline",
+        "seed": seed,
+        "final_test_accuracy": accuracy,
+        "train_time_s": sum(e.get("epoch_time_s", 0.0) for e in epochs),
+        "epochs": epochs,
+        **fields,
+    }

@@ -20,6 +20,8 @@ from deba_pipeline.report.comparison import compare
 from deba_pipeline.report.held import prediction_held
 from deba_pipeline.report.modelled import clock_noise, modelled_time
 
+from helpers import record_of
+
 BOUNDS = vars(TaxonomyConfig())
 EPS = 1e-8
 
@@ -227,15 +229,10 @@ def test_a_modelled_speedup_of_1_9_plus_minus_23_on_three_seeds_is_inconclusive(
 
 
 def run(method, seed, sizes, seconds, steps=None):
-    return {
-        "arch": "a",
-        "dataset": "d",
-        "method": method,
-        "variant": "baseline",
-        "seed": seed,
-        "final_test_accuracy": 90.0,
-        "train_time_s": sum(seconds),
-        "epochs": [
+    return record_of(
+        method,
+        seed,
+        [
             {
                 "epoch": i + 1,
                 "batch_size": b,
@@ -247,7 +244,7 @@ def run(method, seed, sizes, seconds, steps=None):
             }
             for i, (b, t) in enumerate(zip(sizes, seconds))
         ],
-    }
+    )
 
 
 STEPTIME = {"a": {"d": {"step_s": {"64": 0.010, "96": 0.012}}}}

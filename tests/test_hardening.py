@@ -10,7 +10,7 @@ import pytest
 
 from deba_pipeline.cli import main
 
-from helpers import ROOT, small_params
+from helpers import ROOT, record_of, small_params
 
 RECORD = "train/test_resnet/digits/fixed-baseline-seed2.json"
 
@@ -332,24 +332,17 @@ def _outputs(out):
     }
 
 
+def _aggregate_committed(out) -> int:
+    """`deba aggregate` of the committed runs and step-time tables into `out`: its exit code."""
+    runs, steptime = ROOT / "runs", ROOT / "results" / "steptime"
+    return main(["aggregate", "--runs", str(runs), "--out", str(out), "--steptime", str(steptime)])
+
+
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
     """The committed study aggregated once into a folder of its own."""
     out = tmp_path_factory.mktemp("agg") / "reports"
-    assert (
-        main(
-            [
-                "aggregate",
-                "--runs",
-                str(ROOT / "runs"),
-                "--out",
-                str(out),
-                "--steptime",
-                str(ROOT / "results" / "steptime"),
-            ]
-        )
-        == 0
-    )
+    assert _aggregate_committed(out) == 0
     return out
 
 
@@ -365,17 +358,7 @@ def test_a_late_failure_leaves_the_last_report_whole(reported, tmp_path, monkeyp
         raise DebaError("the report could not be rendered")
 
     monkeypatch.setattr(aggregate, "report", fails_late)
-    code = main(
-        [
-            "aggregate",
-            "--runs",
-            str(ROOT / "runs"),
-            "--out",
-            str(out),
-            "--steptime",
-            str(ROOT / "results" / "steptime"),
-        ]
-    )
+    code = _aggregate_committed(out)
     assert code == 2
     assert "the report could not be rendered" in capsys.readouterr().err
     # metrics.json, answer.json and every curve as they were, beside the REPORT.md they match
@@ -397,17 +380,7 @@ def test_an_output_folder_that_refuses_the_new_files_loses_none_of_the_old(
         return real(src, dst)
 
     monkeypatch.setattr(os, "replace", refused)
-    code = main(
-        [
-            "aggregate",
-            "--runs",
-            str(ROOT / "runs"),
-            "--out",
-            str(out),
-            "--steptime",
-            str(ROOT / "results" / "steptime"),
-        ]
-    )
+    code = _aggregate_committed(out)
     err = capsys.readouterr().err
     assert code == 2
     assert f"cannot write {out}: Permission denied" in err
@@ -471,16 +444,10 @@ def test_a_fixed_baseline_that_did_not_learn_leaves_no_comparison(fixed_accuracy
     from deba_pipeline.report.comparison import compare
 
     def run(method, seed, accuracy):
-        return {
-            "arch": "a",
-            "dataset": "d",
-            "method": method,
-            "variant": "baseline",
-            "seed": seed,
-            "num_classes": 4,
-            "final_test_accuracy": accuracy,
-            "train_time_s": 2.0,
-            "epochs": [
+        return record_of(
+            method,
+            seed,
+            [
                 {
                     "epoch": e,
                     "batch_size": 64,
@@ -490,7 +457,9 @@ def test_a_fixed_baseline_that_did_not_learn_leaves_no_comparison(fixed_accuracy
                 }
                 for e, loss in enumerate(losses, 1)
             ],
-        }
+            accuracy,
+            num_classes=4,
+        )
 
     records = [run("fixed", s, fixed_accuracy + s / 10) for s in range(3)] + [
         run("deba", s, fixed_accuracy + 5 + s / 10) for s in range(3)

@@ -8,17 +8,14 @@ import pytest
 from deba_pipeline.report.comparison import compare
 from deba_pipeline.report.modelled import at_runs_level, own_level, table_noise
 
+from helpers import record_of
+
 
 def run(method, seed, sizes, steps, seconds, probe=None):
-    record = {
-        "arch": "a",
-        "dataset": "d",
-        "method": method,
-        "variant": "baseline",
-        "seed": seed,
-        "final_test_accuracy": 90.0,
-        "train_time_s": sum(seconds),
-        "epochs": [
+    record = record_of(
+        method,
+        seed,
+        [
             {
                 "epoch": i + 1,
                 "batch_size": b,
@@ -30,7 +27,7 @@ def run(method, seed, sizes, steps, seconds, probe=None):
             }
             for i, (b, n, t) in enumerate(zip(sizes, steps, seconds))
         ],
-    }
+    )
     if probe is not None:
         record["step_probe"] = {"batch_size": 64, "step_s": probe}
     return record

@@ -7,6 +7,8 @@ import pytest
 from deba_pipeline.report import answer, time_to_accuracy
 from deba_pipeline.report.cell import Cell
 
+from helpers import record_of
+
 TABLE = {"a": {"d": {"step_s": {"64": 0.01, "96": 0.015}}}}
 
 
@@ -21,15 +23,7 @@ def record(method, seed, accuracies, sizes=(64, 64, 96), final=None):
         }
         for i, (acc, b) in enumerate(zip(accuracies, sizes))
     ]
-    return {
-        "arch": "a",
-        "dataset": "d",
-        "method": method,
-        "variant": "baseline",
-        "seed": seed,
-        "final_test_accuracy": final if final is not None else accuracies[-1],
-        "epochs": epochs,
-    }
+    return record_of(method, seed, epochs, final if final is not None else accuracies[-1])
 
 
 def test_time_to_accuracy_is_interpolated_in_the_first_epoch_that_reaches_the_target():

@@ -9,6 +9,8 @@ from deba_pipeline.report.comparison import compare
 from deba_pipeline.report.held import prediction_held
 from deba_pipeline.report.outcome import MIN_SEEDS
 
+from helpers import record_of
+
 TRAIN_SIZE = 1000
 
 
@@ -27,16 +29,7 @@ def _record(method, seed, accuracy, sizes, seconds_a_step=0.01):
     for before, after in zip(epochs, epochs[1:]):
         if after["batch_size"] > before["batch_size"]:
             before["decision"] = "increase"
-    return {
-        "arch": "a",
-        "dataset": "d",
-        "method": method,
-        "variant": "baseline",
-        "seed": seed,
-        "final_test_accuracy": accuracy,
-        "train_time_s": sum(e["epoch_time_s"] for e in epochs),
-        "epochs": epochs,
-    }
+    return record_of(method, seed, epochs, accuracy)
 
 
 def _cell(fixed_acc, method_acc, method_sizes=(64, 96, 96, 96), steptime=None):
@@ -136,19 +129,11 @@ def test_two_processes_hand_the_signals_the_whole_training_set_not_a_share(tmp_p
 
 
 def _curve(method, seed, accuracies, seconds=1.0, classes=10):
-    return {
-        "arch": "a",
-        "dataset": "d",
-        "method": method,
-        "variant": "baseline",
-        "seed": seed,
-        "num_classes": classes,
-        "final_test_accuracy": accuracies[-1],
-        "epochs": [
-            {"epoch": i + 1, "batch_size": 64, "test_accuracy": a, "epoch_time_s": seconds}
-            for i, a in enumerate(accuracies)
-        ],
-    }
+    epochs = [
+        {"epoch": i + 1, "batch_size": 64, "test_accuracy": a, "epoch_time_s": seconds}
+        for i, a in enumerate(accuracies)
+    ]
+    return record_of(method, seed, epochs, accuracies[-1], num_classes=classes)
 
 
 def test_time_to_accuracy_is_interpolated_within_the_epoch_that_crosses_the_target():
